@@ -1,0 +1,40 @@
+# Set-up and checks in one place. `make demo` and `make test` each create the virtual
+# environment in .venv (from pyproject.toml) when it is missing or older than the project file.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck pytest bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit("stratacache needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+## Run the quickstart demo on the embedded default (no Redis needed).
+demo: $(STAMP)
+	$(BIN)/python examples/quickstart.py
+
+## Run the whole test suite: lint, format, types, and pytest with branch coverage >= 90%.
+test: lint typecheck pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	rm -f .coverage .coverage.*
+	$(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)
+
+## Benchmarks (side by side, ratios to the anchors).
+bench: $(STAMP)
+	$(BIN)/python benchmarks/local_hit.py
+
+clean:
+	rm -rf $(VENV) .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist

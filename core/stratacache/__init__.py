@@ -1,0 +1,84 @@
+"""stratacache: a fast, safe two-layer cache for Python services.
+
+A local in-process layer sits in front of a shared layer (Redis, a directory) that every
+instance of the service sees::
+
+    from stratacache import cached_for
+
+    @cached_for(minutes=5)
+    def exchange_rates(currency: str) -> dict[str, float]: ...
+
+Configure it from the environment (``CACHE_TYPE``, ``LOCALCACHE_TYPE``, ...) or with
+:func:`configure`. Everything public is exported here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stratacache.backend import NO_VALUE, Backend, NoValue, Timeout
+from stratacache.decorator import AtomicWrites, BoundCachedFunction, CachedFunction, cached_for
+from stratacache.errors import (
+    BackendNotFound,
+    CacheError,
+    ConfigurationError,
+    DeserializationError,
+    InvalidBackend,
+    PluginError,
+    SerializationError,
+)
+from stratacache.hookspecs import hookimpl, hookspec
+from stratacache.layers import CacheStack, Layer, LayerConfig
+from stratacache.pluginmanager import plugin_manager
+from stratacache.registry import BackendInfo, installed_backends, load_backend
+from stratacache.serializers import JsonSerializer, PickleSerializer, Serializer
+from stratacache.settings import CacheSettings
+
+__all__ = [
+    "NO_VALUE",
+    "AtomicWrites",
+    "Backend",
+    "BackendInfo",
+    "BackendNotFound",
+    "BoundCachedFunction",
+    "CacheError",
+    "CacheSettings",
+    "CacheStack",
+    "CachedFunction",
+    "ConfigurationError",
+    "DeserializationError",
+    "InvalidBackend",
+    "JsonSerializer",
+    "Layer",
+    "LayerConfig",
+    "NoValue",
+    "PickleSerializer",
+    "PluginError",
+    "SerializationError",
+    "Serializer",
+    "Timeout",
+    "cache",
+    "cached_for",
+    "configure",
+    "hookimpl",
+    "hookspec",
+    "installed_backends",
+    "load_backend",
+    "plugin_manager",
+]
+
+__version__ = "0.1.0"
+
+cache = CacheStack()
+"""The process-wide layer stack: ``cache.local_cache``, ``cache.shared_cache``, ..."""
+
+
+def configure(
+    settings: CacheSettings | Any | None = None, /, **overrides: Any
+) -> CacheSettings:
+    """Configure :data:`cache` (see :meth:`CacheStack.configure`) and return its settings.
+
+    With no argument the environment is read; a mapping is a Flask-style configuration;
+    keyword arguments override the environment. It may be called again at any time.
+    """
+    return cache.configure(settings, **overrides)

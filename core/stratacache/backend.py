@@ -1,0 +1,194 @@
+"""The backend contract: :class:`Backend`, the base class every cache backend derives from.
+
+A backend is cachelib's :class:`cachelib.BaseCache` interface (``get``, ``set``, ``add``,
+``delete``, ``get_many``, ``set_many``, ``delete_many``, ``get_dict``, ``has``, ``clear``,
+``inc``, ``dec``) with cachelib's semantics, plus what the layer stack needs and cachelib
+lacks:
+
+* :meth:`Backend.lookup`, a read that tells a miss (:data:`NO_VALUE`) from a stored ``None``
+  in one operation;
+* :meth:`Backend.set_tracked` and :meth:`Backend.clear_tracked`, per-function key tracking so
+  ``f.clear_cache()`` deletes exactly one function's entries without scanning the store;
+* :meth:`Backend.from_options`, how the layer stack builds the backend from the settings.
+
+The contract is documented here, once; a backend's own docstring says only its options and
+where it deviates.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any, ClassVar, Final, Self, final
+
+from cachelib import BaseCache
+
+from stratacache.serializers import PickleSerializer, Serializer
+
+__all__ = ["NO_VALUE", "Backend", "NoValue", "Timeout"]
+
+Timeout = int | float | timedelta | None
+"""A timeout as the backends take it: seconds, a timedelta, ``None`` (default) or 0 (never)."""
+
+
+@final
+class NoValue:
+    """The type of :data:`NO_VALUE`, the marker of a miss. It is falsy and a singleton."""
+
+    _instance: ClassVar[NoValue | None] = None
+
+    def __new__(cls) -> NoValue:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "NO_VALUE"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __reduce__(self) -> str:
+        return "NO_VALUE"
+
+
+NO_VALUE: Final = NoValue()
+"""Returned by :meth:`Backend.lookup` on a miss, so that ``None`` can be a cached value."""
+
+_GROUP_INDEX_PREFIX = "__stratacache_group__:"
+
+
+class Backend(BaseCache):
+    """Base class of every stratacache backend (see the module docstring for the contract).
+
+    Subclasses implement at least ``get``, ``set``, ``delete``, ``has`` and ``clear`` with
+    cachelib's semantics, and should override :meth:`lookup` with a single-operation read.
+    The defaults of :meth:`set_tracked` and :meth:`clear_tracked` keep a group's keys in an
+    index entry of the backend itself; a backend with a better structure (a Redis set, an
+    in-memory map) overrides them.
+
+    Args:
+        default_timeout: Seconds an entry lives when ``set`` gets no timeout; 0 = forever.
+        serializer: How values become bytes, for backends that store bytes (default pickle).
+    """
+
+    in_process: ClassVar[bool] = False
+    """True when entries live in this process's memory, so the backend may be a local layer."""
+
+    serializes: ClassVar[bool] = True
+    """False when values are stored by reference (no copy); only such a backend may be the
+    ``local_cache_no_serializer`` layer."""
+
+    def __init__(
+        self,
+        default_timeout: int | timedelta = 300,
+        *,
+        serializer: Serializer | None = None,
+        ignore_delete_many_errors: bool = True,
+    ) -> None:
+        super().__init__(
+            self._to_seconds(default_timeout),
+            ignore_delete_many_errors=ignore_delete_many_errors,
+        )
+        if self.default_timeout < 0:
+            raise ValueError(
+                f"default_timeout must be >= 0 seconds (0 = never expire), got {default_timeout!r}"
+            )
+        self.serializer: Serializer = serializer if serializer is not None else PickleSerializer()
+        self._tracking_lock = threading.Lock()
+
+    # -- construction from settings -------------------------------------------------------
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], *, explicit: Mapping[str, Any]) -> Self:
+        """Build the backend from the layer stack's options.
+
+        Args:
+            options: Generic options the stack derives from the settings for every backend
+                (``default_timeout``, ``threshold``, ``key_prefix``, ``cache_dir``,
+                ``serializer``, the Redis connection keys...). Those the constructor does not
+                accept are left out, so one settings model serves every backend.
+            explicit: Options the user named for this backend (``CACHE_OPTIONS``): passed
+                as they are, so a misspelt one fails loudly.
+
+        Override it when the settings need translating (a URL built from host and port, say).
+        """
+        params = inspect.signature(cls).parameters
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        kwargs = {k: v for k, v in options.items() if takes_any or k in params}
+        kwargs.update(explicit)
+        return cls(**kwargs)
+
+    # -- timeouts -------------------------------------------------------------------------
+
+    def timeout_seconds(self, timeout: Timeout) -> float:
+        """Return ``timeout`` in seconds: ``None`` gives the default; 0 means no expiry.
+
+        Floats are kept (cachelib rounds them up and warns); a negative timeout is an entry
+        that is already expired, as in cachelib.
+        """
+        if timeout is None:
+            return self.default_timeout
+        if isinstance(timeout, timedelta):
+            return timeout.total_seconds()
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+            raise TypeError(
+                f"timeout must be a number of seconds, a timedelta or None, got {timeout!r}"
+            )
+        return timeout
+
+    # -- reads that tell a miss from None -------------------------------------------------
+
+    def lookup(self, key: str) -> Any:
+        """Return the value stored under ``key``, or :data:`NO_VALUE` on a miss.
+
+        A corrupted entry is a miss (and is removed). This default costs two reads; backends
+        override it with one.
+        """
+        if not self.has(key):
+            return NO_VALUE
+        return self.get(key)
+
+    # -- per-function key tracking --------------------------------------------------------
+
+    def set_tracked(
+        self, key: str, value: Any, timeout: Timeout = None, group: str | None = None
+    ) -> bool:
+        """Store ``value`` like :meth:`set` and record ``key`` as a member of ``group``.
+
+        The ``cached_for`` decorator writes every entry this way, with the function as the
+        group, so that :meth:`clear_tracked` can later delete exactly those keys.
+        """
+        stored = bool(self.set(key, value, timeout))
+        if stored and group is not None:
+            self._track(group, key)
+        return stored
+
+    def clear_tracked(self, group: str) -> int:
+        """Delete every entry recorded in ``group`` and the record; return how many went."""
+        with self._tracking_lock:
+            members: list[str] = self.get(_GROUP_INDEX_PREFIX + group) or []
+            self.delete(_GROUP_INDEX_PREFIX + group)
+        return len(self.delete_many(*members)) if members else 0
+
+    def _track(self, group: str, key: str) -> None:
+        index_key = _GROUP_INDEX_PREFIX + group
+        with self._tracking_lock:
+            members: list[str] = self.get(index_key) or []
+            if key in members:
+                return
+            members.append(key)
+            size = len(members)
+            if size >= 64 and size & (size - 1) == 0:  # amortized: prune at each doubling
+                members = [k for k in members if self.has(k)]
+            self.set(index_key, members, timeout=0)
+
+    # -- resources ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Release connections or handles; the default has nothing to release."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(default_timeout={self.default_timeout})"

@@ -1,0 +1,294 @@
+"""``cached_for``: cache a function's results in the layer stack.
+
+The read path is: the local layer, then the shared layer, then the function. A shared hit
+fills the local layer; a computed value is written to the shared layer, then the local one.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, Generic, Literal, ParamSpec, Protocol, TypeVar, cast, get_args, overload
+
+from stratacache.backend import NO_VALUE
+from stratacache.errors import SerializationError
+from stratacache.keys import KeyBuilder
+from stratacache.layers import CacheStack, Layer, _Layers, local_timeout
+
+__all__ = ["AtomicWrites", "BoundCachedFunction", "CachedFunction", "cached_for"]
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
+AtomicWrites = Literal["at_most_once", "at_least_once"]
+"""The coordination modes of ``atomic_writes``."""
+
+
+class BoundCachedFunction(Protocol[R_co]):
+    """A cached method bound to an instance (``obj.method``)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> R_co:
+        """Return the cached result of the call."""
+
+    def invalidate(self, *args: Any, **kwargs: Any) -> bool:
+        """Delete the entry of one call (pass ``self`` too) from every layer."""
+
+    def clear_cache(self) -> int:
+        """Delete every entry of the function from every layer."""
+
+
+class CachedFunction(Protocol[P, R_co]):
+    """What ``cached_for`` returns: the function, cached, with methods to manage its entries.
+
+    Attributes:
+        uncached: The original function, called directly (``__wrapped__`` too).
+    """
+
+    uncached: Callable[P, R_co]
+    __wrapped__: Callable[P, R_co]
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co:
+        """Return the cached result of ``func(*args, **kwargs)``, computing it on a miss."""
+
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
+        """Delete the entry of this call from every layer; True if some layer held it."""
+
+    def clear_cache(self) -> int:
+        """Delete every entry of the function from every layer; return how many went.
+
+        The entries are found through the key tracking each write records, not by scanning.
+        """
+
+    @overload
+    def __get__(self, instance: None, owner: type[Any] | None = None) -> CachedFunction[P, R_co]: ...
+    @overload
+    def __get__(self, instance: object, owner: type[Any] | None = None) -> BoundCachedFunction[R_co]: ...
+    def __get__(self, instance: object | None, owner: type[Any] | None = None) -> Any:
+        """Bind like a function, so methods can be cached."""
+
+
+class _Flight:
+    """One in-process computation that concurrent callers of the same key wait for."""
+
+    __slots__ = ("done", "ok", "value")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.ok = False
+        self.value: Any = None
+
+
+class _CachedCall(Generic[P, R]):
+    """The state and slow paths of one decorated function; the hot path is a closure."""
+
+    def __init__(
+        self,
+        func: Callable[P, R],
+        stack: CacheStack,
+        timeout: int | None,
+        local_only: bool,
+        by_reference: bool,
+        atomic: AtomicWrites | None,
+    ) -> None:
+        self.func = func
+        self.stack = stack
+        self.timeout = timeout
+        self.local_only = local_only
+        self.by_reference = by_reference
+        self.atomic = atomic
+        self.keys = KeyBuilder(func)
+        self.group = self.keys.name
+        self._flights: dict[str, _Flight] = {}
+        self._flights_lock = threading.Lock()
+        self._warned = False
+
+    def local_layer(self, layers: _Layers) -> Layer:
+        return layers.local_no_serializer if self.by_reference else layers.local
+
+    def miss(self, layers: _Layers, key: str, args: Any, kwargs: Any) -> R:
+        """Continue after a local miss: the shared layer, then the function."""
+        if not self.local_only:
+            value = layers.shared.lookup(key)
+            if value is not NO_VALUE:
+                self._store_local(layers, key, value)
+                return cast(R, value)
+        if self.atomic is None:
+            return self._compute(layers, key, args, kwargs)
+        return self._single_flight(layers, key, args, kwargs)
+
+    def _timeouts(self, layers: _Layers) -> tuple[int, float]:
+        settings = layers.settings
+        timeout = self.timeout if self.timeout is not None else settings.cache_default_timeout
+        if self.local_only:
+            return timeout, timeout
+        return timeout, local_timeout(timeout, settings.localcache_default_timeout)
+
+    def _store_local(self, layers: _Layers, key: str, value: Any) -> None:
+        _, local_seconds = self._timeouts(layers)
+        try:
+            self.local_layer(layers).store(key, value, local_seconds, self.group)
+        except SerializationError as exc:
+            self._warn_unstorable(exc)
+
+    def _compute(self, layers: _Layers, key: str, args: Any, kwargs: Any) -> R:
+        value = self.func(*args, **kwargs)
+        shared_seconds, local_seconds = self._timeouts(layers)
+        try:
+            if not self.local_only:
+                layers.shared.store(key, value, shared_seconds, self.group)
+            self.local_layer(layers).store(key, value, local_seconds, self.group)
+        except SerializationError as exc:
+            self._warn_unstorable(exc)
+        return value
+
+    def _single_flight(self, layers: _Layers, key: str, args: Any, kwargs: Any) -> R:
+        local = self.local_layer(layers)
+        while True:
+            with self._flights_lock:
+                flight = self._flights.get(key)
+                leader = flight is None
+                if flight is None:
+                    flight = self._flights[key] = _Flight()
+            if leader:
+                try:
+                    value = local.lookup(key)  # a flight may have finished since our miss
+                    if value is NO_VALUE:
+                        value = self._compute(layers, key, args, kwargs)
+                    flight.value, flight.ok = value, True
+                    return cast(R, value)
+                finally:
+                    with self._flights_lock:
+                        del self._flights[key]
+                    flight.done.set()
+            flight.done.wait()
+            if flight.ok:
+                value = local.lookup(key)  # a fresh copy from a serializing layer
+                return cast(R, flight.value if value is NO_VALUE else value)
+            # The leader raised: its exception is its own; one waiter leads the next try.
+
+    def _warn_unstorable(self, exc: SerializationError) -> None:
+        if not self._warned:
+            self._warned = True
+            logger.warning(
+                "%s: result not cached, it cannot be serialized (%s); the function will run"
+                " on every call. Use no_serialization=True with local_ram_cache_only=True to"
+                " keep it by reference.",
+                self.group,
+                exc,
+            )
+
+    def invalidate(self, *args: Any, **kwargs: Any) -> bool:
+        key = self.keys(args, kwargs)
+        layers = self.stack._layers()
+        return any([layer.remove(key) for layer in CacheStack._all(layers)])
+
+    def clear_cache(self) -> int:
+        layers = self.stack._layers()
+        return sum(layer.cache.clear_tracked(self.group) for layer in CacheStack._all(layers))
+
+
+def _default_stack() -> CacheStack:
+    from stratacache import cache
+
+    return cache
+
+
+def cached_for(
+    *,
+    days: float = 0,
+    hours: float = 0,
+    minutes: float = 0,
+    seconds: float = 0,
+    local_ram_cache_only: bool = False,
+    no_serialization: bool = False,
+    atomic_writes: AtomicWrites | None = None,
+    stack: CacheStack | None = None,
+) -> Callable[[Callable[P, R]], CachedFunction[P, R]]:
+    """Cache the results of the decorated function for the given duration.
+
+    Args:
+        days: Part of the duration entries live; the four parts add up. No duration at
+            all means ``CACHE_DEFAULT_TIMEOUT``.
+        hours: Part of the duration.
+        minutes: Part of the duration.
+        seconds: Part of the duration (rounded up to a whole second).
+        local_ram_cache_only: Keep entries in the local layer only, for the full duration;
+            the shared layer is never touched.
+        no_serialization: Keep the result object itself (no copy, no pickle) in
+            ``local_cache_no_serializer``; requires ``local_ram_cache_only=True``.
+        atomic_writes: ``"at_most_once"`` or ``"at_least_once"``. Within one process,
+            concurrent callers missing the same key run the function once and share its
+            result; backends that coordinate processes extend it across them.
+        stack: The layer stack to use (default: :data:`stratacache.cache`).
+
+    Raises:
+        ValueError: An invalid combination of options or a negative duration.
+        TypeError: Applied to something that is not a plain function (an ``async def``,
+            a ``classmethod`` object).
+
+    A result of ``None`` is cached like any other; an exception is never cached.
+    """
+    total = days * 86400 + hours * 3600 + minutes * 60 + seconds
+    if total < 0:
+        raise ValueError(f"cached_for: the duration must not be negative, got {total} seconds")
+    if no_serialization and not local_ram_cache_only:
+        raise ValueError(
+            "cached_for: no_serialization=True keeps objects by reference in this process, so"
+            " it requires local_ram_cache_only=True (objects cannot travel to the shared"
+            " layer without serialization)"
+        )
+    if atomic_writes is not None and atomic_writes not in get_args(AtomicWrites):
+        raise ValueError(
+            f"cached_for: atomic_writes={atomic_writes!r} is not a mode; use None,"
+            " 'at_most_once' or 'at_least_once'"
+        )
+    timeout = None if total == 0 else max(1, int(-(-total // 1)))
+
+    def decorate(func: Callable[P, R]) -> CachedFunction[P, R]:
+        if isinstance(func, classmethod | staticmethod):
+            raise TypeError(
+                f"cached_for cannot wrap a {type(func).__name__} object; put @cached_for"
+                f" below @{type(func).__name__} so it wraps the function itself"
+            )
+        if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
+            raise TypeError(
+                f"cached_for does not support async functions yet ({func.__qualname__} is"
+                " 'async def'); cache a synchronous helper instead"
+            )
+        if not callable(func):
+            raise TypeError(f"cached_for decorates functions, not {func!r}")
+        call = _CachedCall(
+            func, stack or _default_stack(), timeout, local_ram_cache_only,
+            no_serialization, atomic_writes,
+        )
+        wrapper = _make_wrapper(call)
+        functools.update_wrapper(wrapper, func)
+        wrapper.uncached = func  # type: ignore[attr-defined]
+        wrapper.invalidate = call.invalidate  # type: ignore[attr-defined]
+        wrapper.clear_cache = call.clear_cache  # type: ignore[attr-defined]
+        return cast(CachedFunction[P, R], wrapper)
+
+    return decorate
+
+
+def _make_wrapper(call: _CachedCall[P, R]) -> Callable[P, R]:
+    # The hot path: every name it needs is a local of this closure.
+    stack, make_key, miss = call.stack, call.keys, call.miss
+    by_reference = call.by_reference
+
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        layers = stack._state or stack._layers()
+        key = make_key(args, kwargs)
+        local = layers.local_no_serializer if by_reference else layers.local
+        value = local.lookup(key)
+        if value is not NO_VALUE:
+            return cast(R, value)
+        return miss(layers, key, args, kwargs)
+
+    return wrapper

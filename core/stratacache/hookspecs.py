@@ -1,0 +1,151 @@
+"""Hook specifications: the points where a plugin can extend or observe stratacache.
+
+A plugin is a module or object with functions marked :data:`hookimpl` whose names are the
+specs below. Plugins are found through the entry-point group ``stratacache.plugins`` and
+loaded once, when the cache is configured (:func:`stratacache.configure`); a plugin can also
+be registered by hand with ``stratacache.plugin_manager().register(obj)`` before configuring.
+An implementation may accept any subset of a spec's arguments, by name.
+
+The operation hooks (get, set, delete, serialize, deserialize) wrap the real work. stratacache
+itself implements each of them last (``trylast``) to do the work, so a plugin can:
+
+* observe or time an operation with a wrapper (``@hookimpl(wrapper=True)``, ``result = yield``),
+  which also lets it change the result (encryption of serialized bytes, for instance);
+* answer in place of the backend by returning a value that is not ``None`` (``tryfirst=True``).
+
+When no plugin implements an operation hook, the hot path calls the backend directly: a plugin
+costs nothing until it is installed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from stratacache.backend import Backend
+    from stratacache.serializers import Serializer
+
+__all__ = ["PROJECT_NAME", "hookimpl", "hookspec"]
+
+PROJECT_NAME = "stratacache"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+"""Marks a function in this module as a hook specification."""
+
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+"""Marks a plugin's function as the implementation of the hook of the same name."""
+
+
+@hookspec
+def stratacache_register_serializers(register: Callable[[str, Serializer], None]) -> None:
+    """Register serializers that ``CACHE_SERIALIZER`` can select by name.
+
+    Called once, when the plugins are loaded.
+
+    Args:
+        register: Call ``register(name, serializer)`` for each serializer; ``serializer`` has
+            ``dumps(value) -> bytes`` and ``loads(bytes) -> value`` and raises
+            :class:`~stratacache.SerializationError` / :class:`~stratacache.DeserializationError`
+            on failure. Registering a name twice raises :class:`~stratacache.PluginError`.
+
+    All implementations are called; the return value is ignored.
+    """
+
+
+@hookspec(firstresult=True)
+def stratacache_get(layer: str, backend: Backend, key: str) -> Any:
+    """Read ``key`` from one layer of the cache.
+
+    Args:
+        layer: ``"local"``, ``"local_no_serializer"`` or ``"shared"``.
+        backend: The layer's backend instance.
+        key: The key, before the backend adds its own prefix.
+
+    Returns:
+        The stored value, or :data:`stratacache.NO_VALUE` on a miss. ``None`` means "no
+        opinion": the next implementation is asked.
+
+    Stops at the first result that is not ``None``; stratacache's own implementation, called
+    last, reads the backend (a stored ``None`` is returned by it alone, so it stays a value).
+    """
+
+
+@hookspec(firstresult=True)
+def stratacache_set(
+    layer: str, backend: Backend, key: str, value: Any, timeout: float | None, group: str | None
+) -> bool | None:
+    """Write ``value`` under ``key`` in one layer of the cache.
+
+    Args:
+        layer: ``"local"``, ``"local_no_serializer"`` or ``"shared"``.
+        backend: The layer's backend instance.
+        key: The key, before the backend adds its own prefix.
+        value: The value to store (any object; ``None`` included).
+        timeout: Seconds to keep it; ``None`` for the backend default, ``0`` for no expiry.
+        group: The key-tracking group (the decorated function) or ``None``.
+
+    Returns:
+        Whether the value was stored; ``None`` means "no opinion".
+
+    Stops at the first result that is not ``None``; stratacache's own implementation, called
+    last, writes to the backend.
+    """
+
+
+@hookspec(firstresult=True)
+def stratacache_delete(layer: str, backend: Backend, key: str) -> bool | None:
+    """Delete ``key`` from one layer of the cache.
+
+    Args:
+        layer: ``"local"``, ``"local_no_serializer"`` or ``"shared"``.
+        backend: The layer's backend instance.
+        key: The key, before the backend adds its own prefix.
+
+    Returns:
+        Whether a stored entry was removed; ``None`` means "no opinion".
+
+    Stops at the first result that is not ``None``; stratacache's own implementation, called
+    last, deletes from the backend.
+    """
+
+
+@hookspec(firstresult=True)
+def stratacache_serialize(layer: str, serializer: Serializer, value: Any) -> bytes | None:
+    """Turn ``value`` into the bytes a layer stores.
+
+    Args:
+        layer: The layer whose backend is storing the value.
+        serializer: The layer's serializer (``CACHE_SERIALIZER`` for the shared layer).
+        value: The value to serialize.
+
+    Returns:
+        The bytes to store; ``None`` means "no opinion". A wrapper can transform the bytes
+        returned by the inner implementations (to compress or encrypt them, say).
+
+    Stops at the first result that is not ``None``; stratacache's own implementation, called
+    last, calls ``serializer.dumps(value)``.
+    """
+
+
+@hookspec(firstresult=True)
+def stratacache_deserialize(layer: str, serializer: Serializer, data: bytes) -> Any:
+    """Turn stored bytes back into a value.
+
+    Args:
+        layer: The layer whose backend read the bytes.
+        serializer: The layer's serializer.
+        data: The bytes as stored.
+
+    Returns:
+        The value; ``None`` means "no opinion". A plugin that transformed the bytes in
+        :func:`stratacache_serialize` undoes it here with ``tryfirst=True`` and returns
+        ``serializer.loads(original_bytes)``. Raise
+        :class:`~stratacache.DeserializationError` for bytes that cannot be read: the entry
+        is then treated as corrupted (a miss, and deleted).
+
+    Stops at the first result that is not ``None``; stratacache's own implementation, called
+    last, calls ``serializer.loads(data)`` (a stored ``None`` is returned by it alone).
+    """

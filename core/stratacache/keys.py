@@ -1,0 +1,179 @@
+"""Cache keys for decorated functions: stable across processes and restarts.
+
+A key is the function's module and qualified name followed by its bound arguments in
+parameter order, defaults filled in: ``f(1)``, ``f(x=1)`` and ``f(1, y=2)`` (where ``y``
+defaults to 2) give one key, whatever the keyword order. Each argument is written in a
+canonical form that depends on its value only, never on ``id()`` or ``hash()``:
+
+* ``None``, booleans, numbers, strings and bytes by their ``repr`` (so ``1``, ``1.0``,
+  ``True`` and ``'1'`` are four keys);
+* tuples, lists, dicts, sets and frozensets element by element, dicts and sets sorted;
+* enum members by class and name, classes by module and qualified name;
+* dates, times, decimals, UUIDs and paths by their ``repr``; dataclasses field by field;
+* an object with a ``__cache_key__()`` method by what it returns;
+* any other object by its ``repr`` if its class defines one.
+
+An object with none of these (its ``repr`` would show its memory address) has no stable key:
+calling the function with it raises :class:`TypeError` saying how to give it one.
+
+Methods: ``self`` and ``cls`` are arguments like the others. A class (``cls``) enters by its
+qualified name; an instance (``self``) by its ``__cache_key__()`` or its ``repr``, so two
+instances with equal keys share entries. Keys longer than :data:`MAX_KEY_LENGTH` keep their
+readable start and end in a SHA-256 digest of the whole key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import decimal
+import enum
+import hashlib
+import inspect
+import pathlib
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["MAX_KEY_LENGTH", "KeyBuilder", "encode_value", "function_name"]
+
+MAX_KEY_LENGTH = 200
+"""Longest key kept verbatim; longer ones end in a digest of the whole key."""
+
+_REPR_TYPES: tuple[type, ...] = (
+    datetime.date,
+    datetime.time,
+    datetime.timedelta,
+    datetime.timezone,
+    decimal.Decimal,
+    uuid.UUID,
+    pathlib.PurePath,
+)
+
+
+def function_name(func: Callable[..., Any]) -> str:
+    """Return ``module.qualname`` of ``func``: the part of its keys that names it."""
+    return f"{func.__module__}.{func.__qualname__}"
+
+
+def _encode_sequence(open_: str, items: Any, close: str) -> str:
+    return open_ + ",".join([encode_value(v) for v in items]) + close
+
+
+def _encode_tuple(value: tuple[Any, ...]) -> str:
+    return _encode_sequence("(", value, ",)" if len(value) == 1 else ")")
+
+
+def _encode_dict(value: dict[Any, Any]) -> str:
+    items = sorted(f"{encode_value(k)}:{encode_value(v)}" for k, v in value.items())
+    return "{" + ",".join(items) + "}"
+
+
+def _encode_set(value: set[Any] | frozenset[Any]) -> str:
+    name = "frozenset" if isinstance(value, frozenset) else "set"
+    return name + "({" + ",".join(sorted(encode_value(v) for v in value)) + "})"
+
+
+_EXACT: dict[type, Callable[[Any], str]] = {
+    str: repr,
+    int: repr,
+    float: repr,
+    bool: repr,
+    type(None): repr,
+    bytes: repr,
+    complex: repr,
+    tuple: _encode_tuple,
+    list: lambda v: _encode_sequence("[", v, "]"),
+    dict: _encode_dict,
+    set: _encode_set,
+    frozenset: _encode_set,
+}
+
+
+def encode_value(value: Any) -> str:
+    """Return the canonical text of ``value`` in a key (see the module docstring).
+
+    Raises:
+        TypeError: ``value`` has no stable representation.
+    """
+    encoder = _EXACT.get(type(value))
+    if encoder is not None:
+        return encoder(value)
+    cache_key = getattr(type(value), "__cache_key__", None)
+    if cache_key is not None and not isinstance(value, type):
+        return f"{_type_name(type(value))}<{cache_key(value)}>"
+    if isinstance(value, enum.Enum):
+        return f"{_type_name(type(value))}.{value.name}"
+    if isinstance(value, type):
+        return f"<class {_type_name(value)}>"
+    if isinstance(value, _REPR_TYPES):
+        return repr(value)
+    if dataclasses.is_dataclass(value):
+        fields = ",".join(
+            f"{f.name}={encode_value(getattr(value, f.name))}" for f in dataclasses.fields(value)
+        )
+        return f"{_type_name(type(value))}({fields})"
+    for base, encoder in _EXACT.items():  # subclasses of the builtins (str enums, namedtuples)
+        if isinstance(value, base):
+            return f"{_type_name(type(value))}:{encoder(value)}"
+    if type(value).__repr__ is not object.__repr__:
+        return repr(value)
+    raise TypeError(
+        f"cannot build a stable cache key from {value!r}: objects of class"
+        f" {_type_name(type(value))} have no value-based representation (their repr shows"
+        " a memory address, which changes between processes). Give the class a"
+        " __cache_key__(self) -> str method, or a __repr__ that depends only on its state."
+    )
+
+
+def _type_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+class KeyBuilder:
+    """Builds the keys of one decorated function, with a fast path for plain calls.
+
+    Args:
+        func: The function whose calls are keyed.
+        key_name: Overrides the ``module.qualname`` part of the key.
+    """
+
+    def __init__(self, func: Callable[..., Any], key_name: str | None = None) -> None:
+        self.name = key_name or function_name(func)
+        self._head = self.name + "("
+        self._signature = inspect.signature(func)
+        params = list(self._signature.parameters.values())
+        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        self._simple = all(p.kind in positional for p in params)
+        self._nparams = len(params)
+        # Defaults of trailing parameters, used to complete short positional calls.
+        self._defaults: list[Any] = []
+        for p in reversed(params):
+            if p.default is inspect.Parameter.empty:
+                break
+            self._defaults.insert(0, p.default)
+        self._first_default = self._nparams - len(self._defaults)
+
+    def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        """Return the key of the call ``func(*args, **kwargs)``.
+
+        Raises:
+            TypeError: The arguments do not fit the signature, or one has no stable key.
+        """
+        if not kwargs and self._simple and self._first_default <= len(args) <= self._nparams:
+            values: Any = args
+            if len(args) < self._nparams:
+                values = args + tuple(self._defaults[len(args) - self._first_default :])
+        else:
+            bound = self._signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            values = bound.arguments.values()
+        encoded = []
+        for value in values:
+            encoder = _EXACT.get(type(value))
+            encoded.append(encoder(value) if encoder is not None else encode_value(value))
+        key = self._head + ",".join(encoded) + ")"
+        if len(key) > MAX_KEY_LENGTH:
+            digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+            key = f"{key[:80]}...{key[-40:]}#{digest}"
+        return key

@@ -1,0 +1,309 @@
+"""The layer stack: the process-wide cache, built from the settings.
+
+:data:`stratacache.cache` is a :class:`CacheStack` with three layers, each a :class:`Layer`
+holding its backend (``.cache``) and its configuration (``.config``):
+
+* ``local_cache``: in-process, values serialized (``LOCALCACHE_TYPE``, SimpleCache);
+* ``local_cache_no_serializer``: in-process, values kept by reference
+  (``LOCALCACHE_NO_SERIALIZER_TYPE``, SimpleCacheNoSerializer);
+* ``shared_cache``: seen by every instance of the service (``CACHE_TYPE``).
+
+Reads go local first, then shared; a shared hit fills the local layer. Writes go to the
+shared layer, then the local one, whose copy lives at most ``LOCALCACHE_DEFAULT_TIMEOUT``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pluggy
+
+from stratacache.backend import NO_VALUE, Backend, Timeout
+from stratacache.operations import HookedSerializer
+from stratacache.pluginmanager import implemented_operation_hooks, load_plugins, serializers
+from stratacache.registry import load_backend
+from stratacache.serializers import PickleSerializer, Serializer
+from stratacache.settings import CacheSettings
+
+__all__ = ["CacheStack", "Layer", "LayerConfig", "LayerName", "local_timeout"]
+
+logger = logging.getLogger(__name__)
+
+LayerName = Literal["local", "local_no_serializer", "shared"]
+
+
+@dataclass(frozen=True)
+class LayerConfig:
+    """The validated configuration of one layer.
+
+    Attributes:
+        type: The backend as configured (an entry-point name or a dotted path).
+        backend: The backend class it resolved to.
+        options: The arguments the backend was built from (secrets masked).
+        settings: The whole settings object the layer was built from.
+    """
+
+    type: str
+    backend: type[Backend]
+    options: Mapping[str, Any]
+    settings: CacheSettings = field(repr=False)
+
+
+class Layer:
+    """One layer of the stack: a backend and the operations the decorator calls on it.
+
+    Attributes:
+        name: ``"local"``, ``"local_no_serializer"`` or ``"shared"``.
+        cache: The backend instance.
+        config: Its :class:`LayerConfig`.
+        lookup: ``lookup(key)``, the value or :data:`~stratacache.NO_VALUE`.
+        store: ``store(key, value, timeout, group)``, a tracked write.
+        remove: ``remove(key)``, a delete.
+    """
+
+    __slots__ = ("cache", "config", "lookup", "name", "remove", "store")
+
+    def __init__(
+        self, name: LayerName, cache: Backend, config: LayerConfig, hook: pluggy.HookRelay | None
+    ) -> None:
+        self.name = name
+        self.cache = cache
+        self.config = config
+        # Without plugins, the layer's operations are the backend's own bound methods: the hot
+        # path makes no pluggy call.
+        self.lookup: Callable[[str], Any] = cache.lookup
+        self.store: Callable[[str, Any, Timeout, str | None], bool] = cache.set_tracked
+        self.remove: Callable[[str], bool] = cache.delete
+        if hook is not None:
+            self._hook_operations(hook)
+
+    def _hook_operations(self, hook: pluggy.HookRelay) -> None:
+        name, cache = self.name, self.cache
+
+        def lookup(key: str) -> Any:
+            return hook.stratacache_get(layer=name, backend=cache, key=key)
+
+        def store(key: str, value: Any, timeout: Timeout, group: str | None) -> bool:
+            return bool(
+                hook.stratacache_set(
+                    layer=name, backend=cache, key=key, value=value, timeout=timeout, group=group
+                )
+            )
+
+        def remove(key: str) -> bool:
+            return bool(hook.stratacache_delete(layer=name, backend=cache, key=key))
+
+        self.lookup, self.store, self.remove = lookup, store, remove
+
+    def __repr__(self) -> str:
+        return f"<Layer {self.name}: {self.cache!r}>"
+
+
+def local_timeout(timeout: float, local_default: float) -> float:
+    """Return how long a local copy of an entry kept ``timeout`` seconds may live (0 = ever)."""
+    if timeout == 0:
+        return local_default
+    if local_default == 0:
+        return timeout
+    return min(timeout, local_default)
+
+
+@dataclass(frozen=True)
+class _Layers:
+    settings: CacheSettings
+    local: Layer
+    local_no_serializer: Layer
+    shared: Layer
+
+
+class CacheStack:
+    """The process-wide two-layer cache (``stratacache.cache``).
+
+    Built by :meth:`configure`; the first use without it configures from the environment.
+    Reconfiguring swaps every layer at once, safely under threads: a call in progress
+    finishes on the layers it started with.
+    """
+
+    def __init__(self) -> None:
+        self._state: _Layers | None = None
+        self._lock = threading.RLock()
+
+    # -- configuration --------------------------------------------------------------------
+
+    def configure(
+        self, settings: CacheSettings | Mapping[str, Any] | None = None, /, **overrides: Any
+    ) -> CacheSettings:
+        """Build (or rebuild) the layers and return the settings they were built from.
+
+        Args:
+            settings: A :class:`CacheSettings`, a Flask-style mapping of ``CACHE_*`` keys
+                (the whole configuration), or ``None`` to read the environment.
+            **overrides: Keys that override the environment when ``settings`` is ``None``.
+
+        Raises:
+            ConfigurationError: The settings are invalid (every problem listed).
+            PluginError: A plugin is broken.
+        """
+        if settings is None:
+            resolved = CacheSettings(**overrides)
+        elif overrides:
+            raise TypeError("give either settings or keyword overrides to configure(), not both")
+        elif isinstance(settings, CacheSettings):
+            resolved = settings
+        else:
+            resolved = CacheSettings.from_mapping(settings)
+        with self._lock:
+            self._state = self._build(resolved)
+        logger.debug(
+            "stratacache configured: local=%s shared=%s", resolved.localcache_type,
+            resolved.cache_type,
+        )
+        return resolved
+
+    def _build(self, settings: CacheSettings) -> _Layers:
+        manager = load_plugins()
+        hooked = implemented_operation_hooks(manager)
+        layer_hook = manager.hook if hooked & {
+            "stratacache_get", "stratacache_set", "stratacache_delete"
+        } else None
+        serializer_hooked = bool(hooked & {"stratacache_serialize", "stratacache_deserialize"})
+
+        def serializer_for(layer: LayerName, base: Serializer) -> Serializer:
+            return HookedSerializer(base, layer, manager.hook) if serializer_hooked else base
+
+        def build(
+            layer: LayerName, type_: str, options: dict[str, Any], explicit: Mapping[str, Any]
+        ) -> Layer:
+            backend_cls = load_backend(type_)
+            backend = backend_cls.from_options(options, explicit=explicit)
+            shown = {k: ("**********" if k == "password" and v else v) for k, v in options.items()}
+            config = LayerConfig(type_, backend_cls, {**shown, **explicit}, settings)
+            return Layer(layer, backend, config, layer_hook)
+
+        password = settings.cache_redis_password
+        shared = build(
+            "shared",
+            settings.cache_type,
+            {
+                "default_timeout": settings.cache_default_timeout,
+                "threshold": settings.cache_threshold,
+                "key_prefix": settings.cache_key_prefix,
+                "cache_dir": settings.cache_dir,
+                "serializer": serializer_for("shared", serializers()[settings.cache_serializer]),
+                "host": settings.cache_redis_host,
+                "port": settings.cache_redis_port,
+                "db": settings.cache_redis_db,
+                "password": password.get_secret_value() if password else None,
+                "url": settings.cache_redis_url,
+            },
+            settings.cache_options,
+        )
+        local_options: dict[str, Any] = {
+            "default_timeout": settings.localcache_default_timeout,
+            "threshold": settings.localcache_threshold,
+        }
+        local = build(
+            "local",
+            settings.localcache_type,
+            {**local_options, "serializer": serializer_for("local", PickleSerializer())},
+            {},
+        )
+        no_serializer = build(
+            "local_no_serializer", settings.localcache_no_serializer_type, local_options, {}
+        )
+        return _Layers(settings, local, no_serializer, shared)
+
+    def _layers(self) -> _Layers:
+        state = self._state
+        if state is None:
+            with self._lock:
+                if self._state is None:
+                    self.configure()
+                state = self._state
+                assert state is not None
+        return state
+
+    # -- the monitoring attributes --------------------------------------------------------
+
+    @property
+    def settings(self) -> CacheSettings:
+        """The settings the layers were built from."""
+        return self._layers().settings
+
+    @property
+    def local_cache(self) -> Layer:
+        """The in-process layer that stores serialized copies."""
+        return self._layers().local
+
+    @property
+    def local_cache_no_serializer(self) -> Layer:
+        """The in-process layer that stores objects by reference."""
+        return self._layers().local_no_serializer
+
+    @property
+    def shared_cache(self) -> Layer:
+        """The layer every instance of the service shares."""
+        return self._layers().shared
+
+    # -- operations across layers ---------------------------------------------------------
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Return the value of ``key`` from the first layer that has it, else ``default``.
+
+        A shared hit is copied into the local layer.
+        """
+        layers = self._layers()
+        value = layers.local.lookup(key)
+        if value is NO_VALUE:
+            value = layers.shared.lookup(key)
+            if value is NO_VALUE:
+                return default
+            layers.local.store(key, value, self._local_timeout(layers, None), None)
+        return value
+
+    def set(self, key: str, value: Any, timeout: Timeout = None) -> bool:
+        """Store ``value`` in the shared layer, then in the local one; return the shared result.
+
+        Args:
+            key: The key.
+            value: Any value the serializer accepts (``None`` included).
+            timeout: Seconds (or a timedelta); ``None`` for ``CACHE_DEFAULT_TIMEOUT``; 0 for
+                no expiry. The local copy lives at most ``LOCALCACHE_DEFAULT_TIMEOUT``.
+        """
+        layers = self._layers()
+        stored = layers.shared.store(key, value, timeout, None)
+        layers.local.store(key, value, self._local_timeout(layers, timeout), None)
+        return stored
+
+    def delete(self, key: str) -> bool:
+        """Delete ``key`` from every layer; return whether any layer held it."""
+        layers = self._layers()
+        results = [layer.remove(key) for layer in self._all(layers)]
+        return any(results)
+
+    def clear(self) -> bool:
+        """Clear every layer (the shared one only under its key prefix); True if all did."""
+        layers = self._layers()
+        return all([bool(layer.cache.clear()) for layer in self._all(layers)])
+
+    @staticmethod
+    def _all(layers: _Layers) -> tuple[Layer, Layer, Layer]:
+        return (layers.local, layers.local_no_serializer, layers.shared)
+
+    @staticmethod
+    def _local_timeout(layers: _Layers, timeout: Timeout) -> float:
+        shared_seconds = layers.shared.cache.timeout_seconds(timeout)
+        return local_timeout(shared_seconds, layers.local.cache.default_timeout)
+
+    def __repr__(self) -> str:
+        state = self._state
+        if state is None:
+            return "<CacheStack (not configured yet)>"
+        return (
+            f"<CacheStack local={state.local.cache!r} shared={state.shared.cache!r}"
+            f" local_no_serializer={state.local_no_serializer.cache!r}>"
+        )

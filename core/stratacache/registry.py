@@ -1,0 +1,162 @@
+"""The backend registry: from a name or a dotted path to a :class:`~stratacache.Backend` class.
+
+Backends are found through the entry-point group ``stratacache.backends``: the entry point's
+name is the backend's name and its object the backend class. stratacache's own backends are
+declared there by its ``pyproject.toml``, exactly as a third-party package declares its own;
+this module holds no list of them.
+
+Nothing is imported until a backend is selected, and then only that backend's module: asking
+for ``SimpleCache`` never imports the Redis plugin or the ``redis`` package.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import threading
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+
+from stratacache.backend import Backend
+from stratacache.errors import BackendNotFound, InvalidBackend
+
+__all__ = ["BACKENDS_GROUP", "BackendInfo", "installed_backends", "load_backend"]
+
+BACKENDS_GROUP = "stratacache.backends"
+"""The entry-point group where packages declare backends."""
+
+_lock = threading.Lock()
+_entry_points: dict[str, EntryPoint] | None = None
+_loaded: dict[str, type[Backend]] = {}
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """An installed backend, as ``stratacache backends`` lists it (nothing is imported)."""
+
+    name: str
+    target: str
+    distribution: str
+    version: str
+
+
+def _backend_entry_points() -> dict[str, EntryPoint]:
+    global _entry_points
+    with _lock:
+        if _entry_points is None:
+            _entry_points = {ep.name: ep for ep in entry_points(group=BACKENDS_GROUP)}
+        return _entry_points
+
+
+def refresh() -> None:
+    """Forget what was discovered, so a package installed since is seen."""
+    global _entry_points
+    with _lock:
+        _entry_points = None
+        _loaded.clear()
+
+
+def installed_backends() -> list[BackendInfo]:
+    """Return the installed backends, sorted by name, without importing any of them."""
+    infos = []
+    for name, ep in sorted(_backend_entry_points().items()):
+        dist = ep.dist
+        infos.append(
+            BackendInfo(
+                name=name,
+                target=ep.value,
+                distribution=dist.name if dist else "?",
+                version=dist.version if dist else "?",
+            )
+        )
+    return infos
+
+
+def load_backend(name: str) -> type[Backend]:
+    """Return the backend class selected by ``name``, importing only its module.
+
+    Args:
+        name: An entry-point name (``"SimpleCache"``) or a dotted path to a class
+            (``"package.module.Class"`` or ``"package.module:Class"``).
+
+    Raises:
+        BackendNotFound: No backend has that name, or the dotted path does not import.
+        InvalidBackend: The object found is not a :class:`~stratacache.Backend` class.
+    """
+    cached = _loaded.get(name)
+    if cached is not None:
+        return cached
+    eps = _backend_entry_points()
+    if name in eps:
+        obj = _load_entry_point(name, eps[name])
+    elif "." in name or ":" in name:
+        obj = _import_dotted(name, eps)
+    else:
+        raise BackendNotFound(name, sorted(eps), _closest(name, eps))
+    cls = _check_backend(name, obj)
+    _loaded[name] = cls
+    return cls
+
+
+def _closest(name: str, eps: dict[str, EntryPoint]) -> str | None:
+    by_lower = {n.lower(): n for n in eps}
+    matches = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
+    return by_lower[matches[0]] if matches else None
+
+
+def _load_entry_point(name: str, ep: EntryPoint) -> object:
+    try:
+        return ep.load()
+    except ImportError as exc:
+        dist = ep.dist.name if ep.dist else "its distribution"
+        missing = getattr(exc, "name", None) or "a module"
+        raise BackendNotFound(
+            name,
+            sorted(_backend_entry_points()),
+            None,
+            f" (installed by {dist}, but importing {ep.value!r} failed: {exc}; install the"
+            f" package that provides {missing!r}, e.g. pip install '{dist}[...]' with the"
+            " extra its documentation names)",
+        ) from exc
+
+
+def _import_dotted(path: str, eps: dict[str, EntryPoint]) -> object:
+    module_name, sep, attr = path.partition(":")
+    if not sep:
+        module_name, _, attr = path.rpartition(".")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise BackendNotFound(
+            path, sorted(eps), None, f" (cannot import module {module_name!r}: {exc})"
+        ) from exc
+    obj: object = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError as exc:
+            raise BackendNotFound(
+                path, sorted(eps), None, f" (module {module_name!r} has no attribute {attr!r})"
+            ) from exc
+    return obj
+
+
+def _check_backend(name: str, obj: object) -> type[Backend]:
+    if isinstance(obj, type) and issubclass(obj, Backend):
+        return obj
+    what = f"the class {obj.__qualname__}" if isinstance(obj, type) else repr(obj)
+    if isinstance(obj, type):
+        missing = [m for m in ("lookup", "set_tracked", "clear_tracked", "from_options")
+                   if not hasattr(obj, m)]
+        lacks = (
+            f"it does not derive from stratacache.Backend (it lacks {', '.join(missing)})"
+            if missing
+            else "it does not derive from stratacache.Backend"
+        )
+    else:
+        lacks = "it is not a class"
+    raise InvalidBackend(
+        f"{name!r} resolves to {what}, which is not a stratacache backend: {lacks}."
+        " A backend is a class deriving from stratacache.Backend (for instance"
+        " 'class MyCache(stratacache.Backend): ...')."
+    )

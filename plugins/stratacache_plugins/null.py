@@ -1,0 +1,45 @@
+"""NullCache: a cache that stores nothing, so decorated functions always run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stratacache import NO_VALUE, Backend, Timeout
+
+__all__ = ["NullCache"]
+
+
+class NullCache(Backend):
+    """Every operation is a no-op: reads miss, writes report success and store nothing.
+
+    Use it to switch caching off (the default ``CACHE_TYPE``, so nothing is shared until a
+    shared backend is chosen) or as ``LOCALCACHE_TYPE`` to disable the local layer.
+    """
+
+    in_process = True
+
+    def lookup(self, key: str) -> Any:
+        """Always a miss."""
+        return NO_VALUE
+
+    def has(self, key: str) -> bool:
+        """Never holds anything."""
+        return False
+
+    def set_tracked(
+        self, key: str, value: Any, timeout: Timeout = None, group: str | None = None
+    ) -> bool:
+        """Store nothing; report success as ``set`` does."""
+        return True
+
+    def clear_tracked(self, group: str) -> int:
+        """Nothing to delete."""
+        return 0
+
+    def inc(self, key: str, delta: int = 1) -> int | None:
+        """Nothing is stored, so there is nothing to increment: returns ``delta``."""
+        return delta
+
+    def dec(self, key: str, delta: int = 1) -> int | None:
+        """Nothing is stored, so there is nothing to decrement: returns ``-delta``."""
+        return -delta

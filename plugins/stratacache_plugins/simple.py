@@ -1,0 +1,243 @@
+"""SimpleCache and SimpleCacheNoSerializer: bounded, thread-safe, in-process LRU caches."""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from stratacache import NO_VALUE, Backend, DeserializationError, Serializer, Timeout
+
+__all__ = ["SimpleCache", "SimpleCacheNoSerializer"]
+
+logger = logging.getLogger(__name__)
+
+_NEVER = math.inf
+
+
+class SimpleCache(Backend):
+    """In-memory LRU cache of serialized values, safe to share between threads.
+
+    Every read refreshes an entry's recency; past ``threshold`` entries, expired entries go
+    first, then the least recently used. Values are stored serialized (pickle), so a caller
+    mutating a returned object never changes the cached one. Expiry uses a monotonic clock,
+    immune to changes of the wall clock.
+
+    ``len(cache)`` and ``len(cache._cache)`` give the entry count (expired entries included
+    until they are evicted or read).
+
+    Args:
+        threshold: Maximum entry count (``0`` means cachelib's default of 500).
+        default_timeout: Seconds an entry lives when ``set`` gets no timeout; 0 = forever.
+        serializer: How values are copied (default pickle).
+        clock: Returns the current time in seconds (tests pass a controllable one).
+    """
+
+    in_process = True
+
+    def __init__(
+        self,
+        threshold: int = 500,
+        default_timeout: int | timedelta = 300,
+        *,
+        serializer: Serializer | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        ignore_delete_many_errors: bool = True,
+    ) -> None:
+        super().__init__(
+            default_timeout,
+            serializer=serializer,
+            ignore_delete_many_errors=ignore_delete_many_errors,
+        )
+        if threshold < 0:
+            raise ValueError(f"threshold must be >= 1 (0 means 500), got {threshold!r}")
+        self._threshold = threshold or 500
+        self._clock = clock
+        self._lock = threading.Lock()
+        # key -> (expires at, stored data, tracking group); order = recency, oldest first.
+        self._cache: OrderedDict[str, tuple[float, Any, str | None]] = OrderedDict()
+        self._groups: dict[str, set[str]] = {}
+        # (expires at, key) of entries that expire, so eviction finds expired ones first.
+        self._expiry: list[tuple[float, str]] = []
+        self._dumps: Callable[[Any], Any] | None = self.serializer.dumps if self.serializes else None
+        self._loads: Callable[[Any], Any] | None = self.serializer.loads if self.serializes else None
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def lookup(self, key: str) -> Any:
+        """Return the value of ``key`` or ``NO_VALUE``; a hit becomes most recently used."""
+        with self._lock:
+            entry = self._cache.get(key)
+            if entry is None:
+                return NO_VALUE
+            if entry[0] is not _NEVER and entry[0] <= self._clock():
+                self._discard(key, entry)
+                return NO_VALUE
+            self._cache.move_to_end(key)
+        if self._loads is None:
+            return entry[1]
+        try:
+            return self._loads(entry[1])
+        except DeserializationError as exc:
+            logger.warning("SimpleCache: deleting unreadable entry %r: %s", key, exc)
+            self.delete(key)
+            return NO_VALUE
+
+    def get(self, key: str) -> Any:
+        """Return the value of ``key``, or ``None`` on a miss."""
+        value = self.lookup(key)
+        return None if value is NO_VALUE else value
+
+    def has(self, key: str) -> bool:
+        """Return whether ``key`` holds an unexpired entry (recency is not changed)."""
+        with self._lock:
+            entry = self._cache.get(key)
+            return entry is not None and entry[0] > self._clock()
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def set(self, key: str, value: Any, timeout: Timeout = None) -> bool:
+        """Store ``value`` under ``key``; always ``True`` (pickling errors raise)."""
+        return self.set_tracked(key, value, timeout)
+
+    def set_tracked(
+        self, key: str, value: Any, timeout: Timeout = None, group: str | None = None
+    ) -> bool:
+        """Store ``value`` and record ``key`` in ``group`` (see :class:`~stratacache.Backend`)."""
+        data = value if self._dumps is None else self._dumps(value)
+        expires = self._expires(timeout)
+        with self._lock:
+            self._put(key, data, expires, group)
+        return True
+
+    def add(self, key: str, value: Any, timeout: Timeout = None) -> bool:
+        """Store ``value`` only if ``key`` holds no unexpired entry; return whether it did."""
+        data = value if self._dumps is None else self._dumps(value)
+        expires = self._expires(timeout)
+        with self._lock:
+            entry = self._cache.get(key)
+            if entry is not None and entry[0] > self._clock():
+                return False
+            self._put(key, data, expires, None)
+        return True
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key``; return whether it was there."""
+        with self._lock:
+            entry = self._cache.get(key)
+            if entry is None:
+                return False
+            self._discard(key, entry)
+            return True
+
+    def clear(self) -> bool:
+        """Remove every entry."""
+        with self._lock:
+            self._cache.clear()
+            self._groups.clear()
+            self._expiry.clear()
+        return True
+
+    def inc(self, key: str, delta: int = 1) -> int | None:
+        """Atomically add ``delta`` to the number under ``key`` (missing counts as 0)."""
+        with self._lock:
+            entry = self._cache.get(key)
+            current = 0
+            if entry is not None and entry[0] > self._clock():
+                current = entry[1] if self._loads is None else self._loads(entry[1])
+            new = (current or 0) + delta
+            data = new if self._dumps is None else self._dumps(new)
+            self._put(key, data, self._expires(None), entry[2] if entry else None)
+            return int(new)
+
+    def dec(self, key: str, delta: int = 1) -> int | None:
+        """Atomically subtract ``delta`` from the number under ``key`` (missing counts as 0)."""
+        return self.inc(key, -delta)
+
+    def clear_tracked(self, group: str) -> int:
+        """Remove every entry recorded in ``group``; return how many."""
+        removed = 0
+        with self._lock:
+            for key in self._groups.pop(group, ()):
+                entry = self._cache.get(key)
+                if entry is not None and entry[2] == group:
+                    del self._cache[key]
+                    removed += 1
+        return removed
+
+    # -- internals (called with the lock held) --------------------------------------------
+
+    def _expires(self, timeout: Timeout) -> float:
+        seconds = self.timeout_seconds(timeout)
+        return _NEVER if seconds == 0 else self._clock() + seconds
+
+    def _put(self, key: str, data: Any, expires: float, group: str | None) -> None:
+        old = self._cache.pop(key, None)
+        if old is not None and old[2] is not None and old[2] != group:
+            self._untrack(key, old[2])
+        self._cache[key] = (expires, data, group)
+        if group is not None:
+            members = self._groups.get(group)
+            if members is None:
+                members = self._groups[group] = set()
+            members.add(key)
+        if expires is not _NEVER:
+            heapq.heappush(self._expiry, (expires, key))
+            if len(self._expiry) > 2 * len(self._cache) + 64:
+                self._rebuild_expiry()
+        if len(self._cache) > self._threshold:
+            self._evict()
+
+    def _evict(self) -> None:
+        now = self._clock()
+        cache, expiry = self._cache, self._expiry
+        while len(cache) > self._threshold and expiry and expiry[0][0] <= now:
+            expires, key = heapq.heappop(expiry)
+            entry = cache.get(key)
+            if entry is not None and entry[0] == expires:
+                self._discard(key, entry)
+        while len(cache) > self._threshold:
+            key, entry = cache.popitem(last=False)
+            if entry[2] is not None:
+                self._untrack(key, entry[2])
+
+    def _discard(self, key: str, entry: tuple[float, Any, str | None]) -> None:
+        del self._cache[key]
+        if entry[2] is not None:
+            self._untrack(key, entry[2])
+
+    def _untrack(self, key: str, group: str) -> None:
+        members = self._groups.get(group)
+        if members is not None:
+            members.discard(key)
+            if not members:
+                del self._groups[group]
+
+    def _rebuild_expiry(self) -> None:
+        self._expiry = [(e[0], k) for k, e in self._cache.items() if e[0] is not _NEVER]
+        heapq.heapify(self._expiry)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(threshold={self._threshold},"
+            f" default_timeout={self.default_timeout})"
+        )
+
+
+class SimpleCacheNoSerializer(SimpleCache):
+    """SimpleCache that keeps the objects themselves: no copy, no pickle.
+
+    The fastest layer, for objects that cannot or should not be serialized (ORM instances,
+    compiled templates). A caller mutating a returned object mutates the cached one.
+    """
+
+    serializes = False
