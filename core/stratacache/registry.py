@@ -109,14 +109,19 @@ def _load_entry_point(name: str, ep: EntryPoint) -> object:
         return ep.load()
     except ImportError as exc:
         dist = ep.dist.name if ep.dist else "its distribution"
-        missing = getattr(exc, "name", None) or "a module"
+        missing = getattr(exc, "name", None) or ""
+        if missing and ep.module.startswith(missing):
+            fix = f"the entry point is stale: reinstall {dist}"
+        else:
+            fix = (
+                f"install the package that provides {missing or 'it'!r}, for instance"
+                f" pip install '{dist}[extra]' with the extra its documentation names"
+            )
         raise BackendNotFound(
             name,
             sorted(_backend_entry_points()),
             None,
-            f" (installed by {dist}, but importing {ep.value!r} failed: {exc}; install the"
-            f" package that provides {missing!r}, e.g. pip install '{dist}[...]' with the"
-            " extra its documentation names)",
+            f" (installed by {dist}, but importing {ep.value!r} failed: {exc}; {fix})",
         ) from exc
 
 

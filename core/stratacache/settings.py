@@ -348,9 +348,11 @@ def unknown_key_problems(unknown: list[str]) -> list[str]:
 
 def _problems(exc: ValidationError) -> list[str]:
     fields = CacheSettings.model_fields
+    by_key = {f.alias: name for name, f in fields.items()}
     problems = []
     for error in exc.errors(include_url=False):
         name = str(error["loc"][0]) if error["loc"] else ""
+        name = by_key.get(name, name)
         field = fields.get(name)
         key = field.alias if field and field.alias else name
         extra = field.json_schema_extra if field else None
@@ -359,7 +361,8 @@ def _problems(exc: ValidationError) -> list[str]:
         shown = "**********" if name in CacheSettings._secret_fields else repr(value)
         message = str(error["msg"]).removeprefix("Value error, ")
         line = f"{key}={shown}: {message}"
-        if accepts and "accepted" not in message.lower() and "did you mean" not in message:
+        explained = ("did you mean", "installed backends", "backend:", "in-process")
+        if accepts and not any(e in message.lower() for e in explained):
             line += f" (expected {accepts})"
         problems.append(line)
     return problems

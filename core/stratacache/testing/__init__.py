@@ -1,0 +1,213 @@
+"""The backend conformance suite, shipped so that any backend can prove it keeps the contract.
+
+Subclass :class:`BackendConformance` in a test module and give it a ``make_backend`` fixture
+that returns a factory of fresh, empty backend instances::
+
+    import pytest
+    from stratacache.testing import BackendConformance
+    from mypackage import MyCache
+
+    class TestMyCache(BackendConformance):
+        @pytest.fixture
+        def make_backend(self, tmp_path):
+            return lambda **options: MyCache(**options)
+
+The factory receives the options a test needs (``default_timeout``); everything else is up
+to the fixture. Set ``stores_values = False`` for a backend that stores nothing (NullCache):
+the same tests then check that every read misses. This module needs pytest
+(``pip install 'stratacache[testing]'``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, ClassVar
+
+import pytest
+
+from stratacache import NO_VALUE, Backend
+
+__all__ = ["BackendConformance", "BackendFactory"]
+
+BackendFactory = Callable[..., Backend]
+"""Builds a fresh, empty backend; keyword arguments are constructor options."""
+
+SAMPLE_VALUES: list[Any] = [
+    0,
+    -17,
+    2**70,
+    1.5,
+    "text",
+    "ünïcødé ✓",
+    b"\x00bytes\xff",
+    [1, "two", 3.0],
+    {"nested": {"a": [1, 2]}, "b": None},
+    (1, 2),
+    {1, 2, 3},
+    True,
+    "",
+]
+
+
+class BackendConformance:
+    """The behaviour every stratacache backend shares (cachelib's semantics plus ours)."""
+
+    stores_values: ClassVar[bool] = True
+    """False for a backend that stores nothing: reads must then always miss."""
+
+    @pytest.fixture
+    def make_backend(self) -> BackendFactory:
+        """Return a factory of fresh, empty backends (override in the subclass)."""
+        raise NotImplementedError("define a make_backend fixture in your test class")
+
+    @pytest.fixture
+    def backend(self, make_backend: BackendFactory) -> Backend:
+        """A fresh backend with the default options."""
+        return make_backend()
+
+    def hit(self, value: Any) -> Any:
+        """What a read returns after ``value`` was stored."""
+        return value if self.stores_values else None
+
+    # -- reads and writes -----------------------------------------------------------------
+
+    def test_is_a_backend(self, backend: Backend) -> None:
+        assert isinstance(backend, Backend)
+
+    def test_miss(self, backend: Backend) -> None:
+        assert backend.get("absent") is None
+        assert backend.lookup("absent") is NO_VALUE
+        assert backend.has("absent") is False
+
+    @pytest.mark.parametrize("value", SAMPLE_VALUES, ids=repr)
+    def test_set_then_get(self, backend: Backend, value: Any) -> None:
+        assert backend.set("key", value) is True
+        assert backend.get("key") == self.hit(value)
+        assert backend.has("key") is self.stores_values
+
+    def test_none_is_a_value(self, backend: Backend) -> None:
+        backend.set("none", None)
+        assert backend.lookup("none") is (None if self.stores_values else NO_VALUE)
+
+    def test_overwrite(self, backend: Backend) -> None:
+        backend.set("key", "first")
+        backend.set("key", "second")
+        assert backend.get("key") == self.hit("second")
+
+    def test_add_does_not_overwrite(self, backend: Backend) -> None:
+        assert backend.add("key", "first") is True
+        assert backend.add("key", "second") is (not self.stores_values)
+        assert backend.get("key") == self.hit("first")
+
+    def test_delete(self, backend: Backend) -> None:
+        backend.set("key", 1)
+        assert backend.delete("key") is True
+        assert backend.get("key") is None
+        assert backend.lookup("key") is NO_VALUE
+
+    def test_delete_missing(self, backend: Backend) -> None:
+        assert isinstance(backend.delete("absent"), bool)
+
+    def test_many(self, backend: Backend) -> None:
+        assert sorted(backend.set_many({"a": 1, "b": 2, "c": None})) == ["a", "b", "c"]
+        assert backend.get_many("a", "b", "x") == [self.hit(1), self.hit(2), None]
+        assert backend.get_dict("a", "b") == {"a": self.hit(1), "b": self.hit(2)}
+        assert sorted(backend.delete_many("a", "b")) == ["a", "b"]
+        assert backend.get_many("a", "b") == [None, None]
+
+    def test_clear(self, backend: Backend) -> None:
+        backend.set_many({"a": 1, "b": 2})
+        assert backend.clear() is True
+        assert backend.get_many("a", "b") == [None, None]
+
+    def test_inc_dec(self, backend: Backend) -> None:
+        assert backend.inc("counter") == 1
+        assert backend.inc("counter", 5) == (6 if self.stores_values else 5)
+        assert backend.dec("counter", 2) == (4 if self.stores_values else -2)
+        assert backend.get("counter") == self.hit(4)
+
+    def test_keys_are_opaque_text(self, backend: Backend) -> None:
+        keys = ["spaces in key", "ünïcødé", "../../etc/passwd", "a" * 1000, "x:y/z\\w", "%s{}"]
+        for i, key in enumerate(keys):
+            backend.set(key, i)
+        for i, key in enumerate(keys):
+            assert backend.get(key) == self.hit(i), key
+
+    def test_returned_values_are_copies(self, backend: Backend) -> None:
+        if not backend.serializes:
+            pytest.skip("this backend stores references by design")
+        backend.set("key", {"list": [1]})
+        first = backend.get("key")
+        if first is None:
+            return
+        first["list"].append(2)
+        assert backend.get("key") == {"list": [1]}
+
+    # -- timeouts -------------------------------------------------------------------------
+
+    def test_zero_timeout_never_expires(self, make_backend: BackendFactory) -> None:
+        backend = make_backend(default_timeout=1)
+        backend.set("forever", 1, timeout=0)
+        backend.set("short", 1)
+        time.sleep(1.3)
+        assert backend.get("forever") == self.hit(1)
+        assert backend.get("short") is None
+        assert backend.has("short") is False
+
+    def test_timeouts_expire(self, backend: Backend) -> None:
+        backend.set("int", 1, timeout=1)
+        backend.set("delta", 2, timeout=timedelta(seconds=1))
+        backend.set("long", 3, timeout=60)
+        assert backend.get("int") == self.hit(1)
+        time.sleep(1.3)
+        assert backend.get_many("int", "delta", "long") == [None, None, self.hit(3)]
+
+    # -- key tracking ---------------------------------------------------------------------
+
+    def test_clear_tracked_deletes_exactly_the_group(self, backend: Backend) -> None:
+        for i in range(3):
+            assert backend.set_tracked(f"f:{i}", i, None, "module.f") is True
+        backend.set_tracked("g:0", "g", None, "module.g")
+        backend.set("untracked", "u")
+        assert backend.clear_tracked("module.f") == (3 if self.stores_values else 0)
+        assert backend.get_many("f:0", "f:1", "f:2") == [None, None, None]
+        assert backend.get("g:0") == self.hit("g")
+        assert backend.get("untracked") == self.hit("u")
+        assert backend.clear_tracked("module.f") == 0
+
+    def test_clear_tracked_skips_deleted_keys(self, backend: Backend) -> None:
+        backend.set_tracked("a", 1, None, "grp")
+        backend.set_tracked("b", 2, None, "grp")
+        backend.delete("a")
+        assert backend.clear_tracked("grp") == (1 if self.stores_values else 0)
+
+    # -- concurrency ----------------------------------------------------------------------
+
+    def test_threads_hammering(self, backend: Backend) -> None:
+        errors: list[BaseException] = []
+        barrier = threading.Barrier(16)
+
+        def worker(n: int) -> None:
+            try:
+                barrier.wait()
+                for i in range(150):
+                    key = f"k{(n + i) % 20}"
+                    backend.set(key, {"writer": n, "i": i})
+                    value = backend.get(key)
+                    assert value is None or set(value) == {"writer", "i"}
+                    if i % 7 == 0:
+                        backend.delete(key)
+                    backend.inc("shared-counter")
+            except BaseException as exc:  # reported to the main thread below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not errors, errors[:3]
+        assert not any(t.is_alive() for t in threads)

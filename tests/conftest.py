@@ -1,0 +1,69 @@
+"""Shared fixtures: an isolated environment and fresh layer stacks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+import stratacache
+from stratacache import CacheStack, pluginmanager, registry
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No CACHE_* variable or .env file of the machine leaks into a test."""
+    for name in list(os.environ):
+        if name.upper().startswith(("CACHE_", "LOCALCACHE_")):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    yield
+    stratacache.cache._state = None
+
+
+@pytest.fixture
+def fresh_plugins() -> Iterator[None]:
+    """A fresh plugin manager, so plugins registered by a test leave with it."""
+    pluginmanager.reset()
+    registry.refresh()
+    yield
+    pluginmanager.reset()
+    registry.refresh()
+
+
+@pytest.fixture
+def stack() -> CacheStack:
+    """A stack with a SimpleCache shared layer in front of the default local layers."""
+    stack = CacheStack()
+    stack.configure({"CACHE_TYPE": "SimpleCache"})
+    return stack
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment for a fresh subprocess: no CACHE_* variables, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith(("CACHE_", "LOCALCACHE_"))}
+    env.update(extra)
+    return env
+
+
+def run_python(
+    code: str, env: Mapping[str, str] | None = None, cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter of this virtual environment; fail on a non-zero exit."""
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env=dict(env) if env is not None else clean_env(),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result

@@ -1,0 +1,41 @@
+"""Every first-party backend runs the shared conformance suite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stratacache.testing import BackendConformance, BackendFactory
+from stratacache_plugins.filesystem import FileSystemCache
+from stratacache_plugins.null import NullCache
+from stratacache_plugins.simple import SimpleCache, SimpleCacheNoSerializer
+
+
+class TestSimpleCache(BackendConformance):
+    @pytest.fixture
+    def make_backend(self) -> BackendFactory:
+        return SimpleCache
+
+
+class TestSimpleCacheNoSerializer(BackendConformance):
+    @pytest.fixture
+    def make_backend(self) -> BackendFactory:
+        return SimpleCacheNoSerializer
+
+
+class TestNullCache(BackendConformance):
+    stores_values = False
+
+    @pytest.fixture
+    def make_backend(self) -> BackendFactory:
+        return NullCache
+
+
+@pytest.mark.parametrize("key_prefix", ["", "app_"], ids=["no-prefix", "prefix"])
+class TestFileSystemCache(BackendConformance):
+    @pytest.fixture
+    def make_backend(self, tmp_path: Path, key_prefix: str) -> BackendFactory:
+        return lambda **options: FileSystemCache(
+            str(tmp_path / "cache"), key_prefix=key_prefix, **options
+        )

@@ -1,0 +1,210 @@
+"""The settings model: sources, defaults, validation errors that name the key and the fix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from stratacache import CacheSettings, ConfigurationError
+
+from .conftest import clean_env, run_python
+
+
+def problems(**values: object) -> list[str]:
+    with pytest.raises(ConfigurationError) as info:
+        CacheSettings.from_mapping(values)
+    return info.value.problems
+
+
+def test_defaults() -> None:
+    settings = CacheSettings()
+    assert settings.cache_type == "NullCache"
+    assert settings.cache_default_timeout == 300
+    assert settings.localcache_type == "SimpleCache"
+    assert settings.localcache_threshold == 500
+    assert settings.cache_serializer == "pickle"
+    assert settings.cache_options == {}
+
+
+def test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CACHE_TYPE", "FileSystemCache")
+    monkeypatch.setenv("CACHE_DIR", "/var/cache/app")
+    monkeypatch.setenv("LOCALCACHE_THRESHOLD", "1000")
+    monkeypatch.setenv("cache_options", '{"mode": 384}')
+    settings = CacheSettings()
+    assert settings.cache_type == "FileSystemCache"
+    assert settings.cache_dir == "/var/cache/app"
+    assert settings.localcache_threshold == 1000
+    assert settings.cache_options == {"mode": 384}
+    assert settings.sources()["CACHE_TYPE"] == "environment"
+    assert settings.sources()["CACHE_DEFAULT_TIMEOUT"] == "default"
+
+
+def test_dotenv_file(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("CACHE_DEFAULT_TIMEOUT=42\nDATABASE_URL=ignored\n")
+    settings = CacheSettings()
+    assert settings.cache_default_timeout == 42
+    assert settings.sources()["CACHE_DEFAULT_TIMEOUT"] == ".env"
+
+
+def test_keyword_arguments_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CACHE_DEFAULT_TIMEOUT", "10")
+    by_key = CacheSettings(CACHE_DEFAULT_TIMEOUT=20)
+    by_name = CacheSettings(cache_default_timeout=30)
+    assert (by_key.cache_default_timeout, by_name.cache_default_timeout) == (20, 30)
+
+
+def test_mapping_is_the_whole_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CACHE_DEFAULT_TIMEOUT", "10")
+    settings = CacheSettings.from_mapping(
+        {"CACHE_TYPE": "SimpleCache", "SECRET_KEY": "flask's own key", "DEBUG": True}
+    )
+    assert settings.cache_type == "SimpleCache"
+    assert settings.cache_default_timeout == 300
+    assert settings.sources()["CACHE_TYPE"] == "mapping"
+    assert settings.sources()["CACHE_DEFAULT_TIMEOUT"] == "default"
+
+
+def test_settings_are_immutable() -> None:
+    settings = CacheSettings()
+    with pytest.raises(ValueError, match="frozen"):
+        settings.cache_type = "SimpleCache"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("CACHE_DEFAULT_TIMEOUT", -5, "greater than or equal to 0"),
+        ("CACHE_DEFAULT_TIMEOUT", "soon", "valid integer"),
+        ("LOCALCACHE_DEFAULT_TIMEOUT", -1, "seconds >= 0"),
+        ("LOCALCACHE_THRESHOLD", "many", "valid integer"),
+        ("LOCALCACHE_THRESHOLD", 0, ">= 1"),
+        ("CACHE_THRESHOLD", -1, "0 = no limit"),
+        ("CACHE_TYPE", "RedisCash", "Installed backends:"),
+        ("CACHE_TYPE", "no_such_module.Cache", "cannot import module 'no_such_module'"),
+        ("CACHE_TYPE", "json:dumps", "not a stratacache backend: it is not a class"),
+        ("CACHE_TYPE", "collections:OrderedDict", "does not derive from stratacache.Backend"),
+        ("CACHE_TYPE", "stratacache:NoSuchThing", "has no attribute 'NoSuchThing'"),
+        ("LOCALCACHE_TYPE", "FileSystemCache", "not an in-process cache"),
+        ("LOCALCACHE_NO_SERIALIZER_TYPE", "SimpleCache", "by reference"),
+        ("CACHE_SERIALIZER", "pikle", "did you mean 'pickle'"),
+        ("CACHE_OPTIONS", "{not json", "not valid JSON"),
+        ("CACHE_OPTIONS", "[1, 2]", "must be a JSON object"),
+        ("CACHE_REDIS_PORT", 70000, "1 to 65535"),
+        ("CACHE_REDIS_DB", -1, "database number >= 0"),
+        ("CACHE_REDIS_URL", "http://localhost", "unsupported URL scheme 'http'"),
+        ("CACHE_REDIS_URL", "redis://:notaport", "malformed URL"),
+        ("CACHE_REDIS_URL", "redis://", "no host name"),
+        ("CACHE_REDIS_HOST", "ftp://host", "unsupported URL scheme"),
+        ("CACHE_REDIS_HOST", "my host", "not a host name"),
+    ],
+)
+def test_each_bad_value_names_its_key(key: str, value: object, expected: str) -> None:
+    (problem,) = problems(**{key: value})
+    assert problem.startswith(f"{key}=")
+    assert repr(value) in problem or repr(str(value)) in problem
+    assert expected in problem
+
+
+def test_unknown_backend_suggests_the_closest_name() -> None:
+    (problem,) = problems(CACHE_TYPE="SimpleCach")
+    assert "Did you mean 'SimpleCache'?" in problem
+    assert "FileSystemCache, NullCache, SimpleCache, SimpleCacheNoSerializer" in problem
+
+
+def test_unknown_keys_in_a_mapping_suggest_the_closest_key() -> None:
+    found = problems(CACHE_DEFAULT_TIMOUT=5, LOCALCACHE_THRESHHOLD=3, CACHE_ZZZZZZ=1)
+    assert found[0] == "CACHE_DEFAULT_TIMOUT: unknown configuration key; did you mean CACHE_DEFAULT_TIMEOUT?"
+    assert "did you mean LOCALCACHE_THRESHOLD?" in found[1]
+    assert "known keys: CACHE_TYPE" in found[2]
+
+
+def test_unknown_keyword_argument() -> None:
+    with pytest.raises(ConfigurationError, match="did you mean CACHE_KEY_PREFIX"):
+        CacheSettings(CACHE_KEY_PREFX="app_")
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    found = problems(
+        CACHE_TYPE="Nope", CACHE_DEFAULT_TIMEOUT=-1, LOCALCACHE_THRESHOLD="x", CACHE_TIMEOUT=3
+    )
+    assert [p.split("=")[0].split(":")[0] for p in found] == [
+        "CACHE_TIMEOUT",
+        "CACHE_TYPE",
+        "CACHE_DEFAULT_TIMEOUT",
+        "LOCALCACHE_THRESHOLD",
+    ]
+
+
+def test_secrets_are_masked_everywhere() -> None:
+    settings = CacheSettings.from_mapping({"CACHE_REDIS_PASSWORD": "hunter2"})
+    assert "hunter2" not in repr(settings)
+    assert "hunter2" not in str(settings.as_mapping())
+    assert settings.as_mapping(reveal_secrets=True)["CACHE_REDIS_PASSWORD"] == "hunter2"
+    with pytest.raises(ConfigurationError) as info:
+        CacheSettings.from_mapping({"CACHE_REDIS_PASSWORD": ["hunter2"]})
+    assert "hunter2" not in str(info.value)
+
+
+def test_keys_cover_every_field() -> None:
+    keys = CacheSettings.keys()
+    assert set(keys.values()) == set(CacheSettings.model_fields)
+    assert all(k.startswith(("CACHE_", "LOCALCACHE_")) for k in keys)
+
+
+@pytest.mark.subprocess
+def test_environment_configuration_in_a_fresh_process(tmp_path: Path) -> None:
+    env = clean_env(
+        CACHE_TYPE="FileSystemCache",
+        CACHE_DIR=str(tmp_path / "shared"),
+        LOCALCACHE_TYPE="SimpleCache",
+        LOCALCACHE_THRESHOLD="1000",
+        CACHE_DEFAULT_TIMEOUT="60",
+    )
+    code = """
+import json
+from stratacache import cache, cached_for
+
+@cached_for(minutes=5)
+def double(x):
+    return x * 2
+
+double(21)
+print(json.dumps({
+    "shared": type(cache.shared_cache.cache).__name__,
+    "local": type(cache.local_cache.cache).__name__,
+    "threshold": cache.local_cache.config.options["threshold"],
+    "dir": cache.shared_cache.config.options["cache_dir"],
+    "timeout": cache.settings.cache_default_timeout,
+}))
+"""
+    out = json.loads(run_python(code, env=env, cwd=tmp_path).stdout)
+    assert out["shared"] == "FileSystemCache"
+    assert out["local"] == "SimpleCache"
+    assert out["threshold"] == 1000
+    assert out["dir"] == str(tmp_path / "shared")
+    assert out["timeout"] == 60
+    assert list((tmp_path / "shared").iterdir()), "the computed value was written to CACHE_DIR"
+
+
+@pytest.mark.subprocess
+def test_invalid_environment_fails_at_first_use_with_every_problem(tmp_path: Path) -> None:
+    env = clean_env(CACHE_TYPE="SimpleCach", LOCALCACHE_THRESHOLD="lots")
+    code = """
+from stratacache import ConfigurationError, cached_for
+
+@cached_for(minutes=1)
+def f():
+    return 1
+
+try:
+    f()
+except ConfigurationError as exc:
+    print(exc)
+"""
+    out = run_python(code, env=env, cwd=tmp_path).stdout
+    assert "2 problems" in out
+    assert "CACHE_TYPE='SimpleCach'" in out
+    assert "LOCALCACHE_THRESHOLD='lots'" in out

@@ -1,0 +1,113 @@
+"""DictCache: a minimal in-memory stratacache backend, the template of a third-party one.
+
+It imports stratacache's public API only, and is declared in ``pyproject.toml`` under the
+entry-point group ``stratacache.backends``, which is how stratacache finds it by name.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from datetime import timedelta
+from typing import Any
+
+from stratacache import NO_VALUE, Backend, DeserializationError, Serializer, Timeout
+
+__all__ = ["DictCache"]
+
+
+class DictCache(Backend):
+    """An unbounded dict of serialized values, safe to share between threads.
+
+    The contract is :class:`stratacache.Backend`'s. Expiry uses a monotonic clock; expired
+    entries are dropped when read, never in bulk (the dict has no size limit). ``inc`` and
+    ``dec`` are inherited from the base class, so they are not atomic.
+
+    Args:
+        default_timeout: Seconds an entry lives when ``set`` gets no timeout; 0 = forever.
+        serializer: How values are copied (default pickle).
+    """
+
+    in_process = True
+
+    def __init__(
+        self,
+        default_timeout: int | timedelta = 300,
+        *,
+        serializer: Serializer | None = None,
+        ignore_delete_many_errors: bool = True,
+    ) -> None:
+        super().__init__(
+            default_timeout,
+            serializer=serializer,
+            ignore_delete_many_errors=ignore_delete_many_errors,
+        )
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[float, bytes]] = {}  # key -> (expires at, data)
+
+    def lookup(self, key: str) -> Any:
+        """Return the value of ``key`` or ``NO_VALUE``, in one read."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return NO_VALUE
+            if entry[0] <= time.monotonic():
+                del self._entries[key]
+                return NO_VALUE
+        try:
+            return self.serializer.loads(entry[1])
+        except DeserializationError:
+            with self._lock:
+                if self._entries.get(key) is entry:  # not replaced meanwhile
+                    del self._entries[key]
+            return NO_VALUE
+
+    def get(self, key: str) -> Any:
+        """Return the value of ``key``, or ``None`` on a miss."""
+        value = self.lookup(key)
+        return None if value is NO_VALUE else value
+
+    def has(self, key: str) -> bool:
+        """Return whether ``key`` holds an unexpired entry."""
+        with self._lock:
+            entry = self._entries.get(key)
+            return entry is not None and entry[0] > time.monotonic()
+
+    def set(self, key: str, value: Any, timeout: Timeout = None) -> bool:
+        """Store ``value`` under ``key``; unserializable values raise."""
+        data = self.serializer.dumps(value)
+        expires = self._expires(timeout)
+        with self._lock:
+            self._entries[key] = (expires, data)
+        return True
+
+    def add(self, key: str, value: Any, timeout: Timeout = None) -> bool:
+        """Store ``value`` only if ``key`` holds no unexpired entry; return whether it did."""
+        data = self.serializer.dumps(value)
+        expires = self._expires(timeout)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None and entry[0] > time.monotonic():
+                return False
+            self._entries[key] = (expires, data)
+        return True
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key``; return whether an unexpired entry was there."""
+        with self._lock:
+            entry = self._entries.pop(key, None)
+        return entry is not None and entry[0] > time.monotonic()
+
+    def clear(self) -> bool:
+        """Remove every entry."""
+        with self._lock:
+            self._entries.clear()
+        return True
+
+    def _expires(self, timeout: Timeout) -> float:
+        seconds = self.timeout_seconds(timeout)
+        return math.inf if seconds == 0 else time.monotonic() + seconds
+
+    def __len__(self) -> int:
+        return len(self._entries)
