@@ -47,7 +47,9 @@ def stack() -> CacheStack:
 
 def clean_env(**extra: str) -> dict[str, str]:
     """The environment for a fresh subprocess: no CACHE_* variables, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.upper().startswith(("CACHE_", "LOCALCACHE_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.upper().startswith(("CACHE_", "LOCALCACHE_"))
+    }
     env.update(extra)
     return env
 

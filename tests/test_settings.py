@@ -116,7 +116,10 @@ def test_unknown_backend_suggests_the_closest_name() -> None:
 
 def test_unknown_keys_in_a_mapping_suggest_the_closest_key() -> None:
     found = problems(CACHE_DEFAULT_TIMOUT=5, LOCALCACHE_THRESHHOLD=3, CACHE_ZZZZZZ=1)
-    assert found[0] == "CACHE_DEFAULT_TIMOUT: unknown configuration key; did you mean CACHE_DEFAULT_TIMEOUT?"
+    assert (
+        found[0]
+        == "CACHE_DEFAULT_TIMOUT: unknown configuration key; did you mean CACHE_DEFAULT_TIMEOUT?"
+    )
     assert "did you mean LOCALCACHE_THRESHOLD?" in found[1]
     assert "known keys: CACHE_TYPE" in found[2]
 

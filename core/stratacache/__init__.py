@@ -73,9 +73,7 @@ cache = CacheStack()
 """The process-wide layer stack: ``cache.local_cache``, ``cache.shared_cache``, ..."""
 
 
-def configure(
-    settings: CacheSettings | Any | None = None, /, **overrides: Any
-) -> CacheSettings:
+def configure(settings: CacheSettings | Any | None = None, /, **overrides: Any) -> CacheSettings:
     """Configure :data:`cache` (see :meth:`CacheStack.configure`) and return its settings.
 
     With no argument the environment is read; a mapping is a Flask-style configuration;

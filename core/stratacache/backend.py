@@ -39,7 +39,7 @@ class NoValue:
 
     _instance: ClassVar[NoValue | None] = None
 
-    def __new__(cls) -> NoValue:
+    def __new__(cls) -> NoValue:  # noqa: D102 (documented on the class)
         if cls._instance is None:
             cls._instance = super().__new__(cls)
         return cls._instance
@@ -139,6 +139,15 @@ class Backend(BaseCache):
             )
         return timeout
 
+    # -- the cachelib interface, with stratacache's timeouts ------------------------------
+
+    def set(self, key: str, value: Any, timeout: Timeout = None) -> bool | None:
+        """Store ``value`` under ``key`` (cachelib's semantics; timeouts may be floats).
+
+        This base stores nothing, as cachelib's ``BaseCache`` does; backends override it.
+        """
+        return super().set(key, value, None)
+
     # -- reads that tell a miss from None -------------------------------------------------
 
     def lookup(self, key: str) -> Any:
@@ -171,7 +180,7 @@ class Backend(BaseCache):
         with self._tracking_lock:
             members: list[str] = self.get(_GROUP_INDEX_PREFIX + group) or []
             self.delete(_GROUP_INDEX_PREFIX + group)
-        return len(self.delete_many(*members)) if members else 0
+        return sum(1 for key in members if self.delete(key))
 
     def _track(self, group: str, key: str) -> None:
         index_key = _GROUP_INDEX_PREFIX + group

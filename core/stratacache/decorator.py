@@ -43,21 +43,24 @@ class BoundCachedFunction(Protocol[R_co]):
         """Delete every entry of the function from every layer."""
 
 
-class CachedFunction(Protocol[P, R_co]):
+class CachedFunction(Protocol[P, R]):
     """What ``cached_for`` returns: the function, cached, with methods to manage its entries.
 
     Attributes:
         uncached: The original function, called directly (``__wrapped__`` too).
     """
 
-    uncached: Callable[P, R_co]
-    __wrapped__: Callable[P, R_co]
+    uncached: Callable[P, R]
+    __wrapped__: Callable[P, R]
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Return the cached result of ``func(*args, **kwargs)``, computing it on a miss."""
 
     def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         """Delete the entry of this call from every layer; True if some layer held it."""
+
+    def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """Return the key this call is stored under (before a backend's own prefix)."""
 
     def clear_cache(self) -> int:
         """Delete every entry of the function from every layer; return how many went.
@@ -66,9 +69,13 @@ class CachedFunction(Protocol[P, R_co]):
         """
 
     @overload
-    def __get__(self, instance: None, owner: type[Any] | None = None) -> CachedFunction[P, R_co]: ...
+    def __get__(
+        self, instance: None, owner: type[Any] | None = None
+    ) -> CachedFunction[P, R]: ...
     @overload
-    def __get__(self, instance: object, owner: type[Any] | None = None) -> BoundCachedFunction[R_co]: ...
+    def __get__(
+        self, instance: object, owner: type[Any] | None = None
+    ) -> BoundCachedFunction[R]: ...
     def __get__(self, instance: object | None, owner: type[Any] | None = None) -> Any:
         """Bind like a function, so methods can be cached."""
 
@@ -90,6 +97,7 @@ class _CachedCall(Generic[P, R]):
     def __init__(
         self,
         func: Callable[P, R],
+        *,
         stack: CacheStack,
         timeout: int | None,
         local_only: bool,
@@ -184,13 +192,13 @@ class _CachedCall(Generic[P, R]):
             )
 
     def invalidate(self, *args: Any, **kwargs: Any) -> bool:
-        key = self.keys(args, kwargs)
-        layers = self.stack._layers()
-        return any([layer.remove(key) for layer in CacheStack._all(layers)])
+        return self.stack.delete(self.keys(args, kwargs))
+
+    def cache_key(self, *args: Any, **kwargs: Any) -> str:
+        return self.keys(args, kwargs)
 
     def clear_cache(self) -> int:
-        layers = self.stack._layers()
-        return sum(layer.cache.clear_tracked(self.group) for layer in CacheStack._all(layers))
+        return self.stack.clear_group(self.group)
 
 
 def _default_stack() -> CacheStack:
@@ -264,14 +272,19 @@ def cached_for(
         if not callable(func):
             raise TypeError(f"cached_for decorates functions, not {func!r}")
         call = _CachedCall(
-            func, stack or _default_stack(), timeout, local_ram_cache_only,
-            no_serialization, atomic_writes,
+            func,
+            stack=stack or _default_stack(),
+            timeout=timeout,
+            local_only=local_ram_cache_only,
+            by_reference=no_serialization,
+            atomic=atomic_writes,
         )
         wrapper = _make_wrapper(call)
         functools.update_wrapper(wrapper, func)
         wrapper.uncached = func  # type: ignore[attr-defined]
         wrapper.invalidate = call.invalidate  # type: ignore[attr-defined]
         wrapper.clear_cache = call.clear_cache  # type: ignore[attr-defined]
+        wrapper.cache_key = call.cache_key  # type: ignore[attr-defined]
         return cast(CachedFunction[P, R], wrapper)
 
     return decorate
@@ -279,7 +292,7 @@ def cached_for(
 
 def _make_wrapper(call: _CachedCall[P, R]) -> Callable[P, R]:
     # The hot path: every name it needs is a local of this closure.
-    stack, make_key, miss = call.stack, call.keys, call.miss
+    stack, make_key, miss = call.stack, call.keys.build, call.miss
     by_reference = call.by_reference
 
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -288,7 +301,7 @@ def _make_wrapper(call: _CachedCall[P, R]) -> Callable[P, R]:
         local = layers.local_no_serializer if by_reference else layers.local
         value = local.lookup(key)
         if value is not NO_VALUE:
-            return cast(R, value)
+            return value  # type: ignore[no-any-return]
         return miss(layers, key, args, kwargs)
 
     return wrapper

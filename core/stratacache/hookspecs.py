@@ -74,7 +74,7 @@ def stratacache_get(layer: str, backend: Backend, key: str) -> Any:
 
 
 @hookspec(firstresult=True)
-def stratacache_set(
+def stratacache_set(  # noqa: PLR0917 (hooks are called with keyword arguments)
     layer: str, backend: Backend, key: str, value: Any, timeout: float | None, group: str | None
 ) -> bool | None:
     """Write ``value`` under ``key`` in one layer of the cache.

@@ -57,21 +57,22 @@ def function_name(func: Callable[..., Any]) -> str:
 
 
 def _encode_sequence(open_: str, items: Any, close: str) -> str:
-    return open_ + ",".join([encode_value(v) for v in items]) + close
+    return open_ + ", ".join([encode_value(v) for v in items]) + close
 
 
 def _encode_tuple(value: tuple[Any, ...]) -> str:
+    # The same text as repr() for a tuple of plain values, which the fast path relies on.
     return _encode_sequence("(", value, ",)" if len(value) == 1 else ")")
 
 
 def _encode_dict(value: dict[Any, Any]) -> str:
-    items = sorted(f"{encode_value(k)}:{encode_value(v)}" for k, v in value.items())
-    return "{" + ",".join(items) + "}"
+    items = sorted(f"{encode_value(k)}: {encode_value(v)}" for k, v in value.items())
+    return "{" + ", ".join(items) + "}"
 
 
 def _encode_set(value: set[Any] | frozenset[Any]) -> str:
     name = "frozenset" if isinstance(value, frozenset) else "set"
-    return name + "({" + ",".join(sorted(encode_value(v) for v in value)) + "})"
+    return name + "({" + ", ".join(sorted(encode_value(v) for v in value)) + "})"
 
 
 _EXACT: dict[type, Callable[[Any], str]] = {
@@ -90,7 +91,7 @@ _EXACT: dict[type, Callable[[Any], str]] = {
 }
 
 
-def encode_value(value: Any) -> str:
+def encode_value(value: Any) -> str:  # noqa: PLR0911 (one return per kind of value)
     """Return the canonical text of ``value`` in a key (see the module docstring).
 
     Raises:
@@ -116,7 +117,7 @@ def encode_value(value: Any) -> str:
     for base, encoder in _EXACT.items():  # subclasses of the builtins (str enums, namedtuples)
         if isinstance(value, base):
             return f"{_type_name(type(value))}:{encoder(value)}"
-    if type(value).__repr__ is not object.__repr__:
+    if getattr(type(value), "__repr__", None) is not object.__repr__:
         return repr(value)
     raise TypeError(
         f"cannot build a stable cache key from {value!r}: objects of class"
@@ -130,29 +131,32 @@ def _type_name(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
+_PLAIN: frozenset[type] = frozenset({str, int, float, bool, type(None), bytes})
+"""Types whose ``repr`` is their canonical form: a call with only these takes the fast path."""
+
+
+def _bounded(key: str) -> str:
+    if len(key) <= MAX_KEY_LENGTH:
+        return key
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{key[:80]}...{key[-40:]}#{digest}"
+
+
 class KeyBuilder:
     """Builds the keys of one decorated function, with a fast path for plain calls.
 
     Args:
         func: The function whose calls are keyed.
         key_name: Overrides the ``module.qualname`` part of the key.
+
+    Attributes:
+        name: The ``module.qualname`` part of every key.
+        build: ``build(args, kwargs) -> key``, the same as calling the builder.
     """
 
     def __init__(self, func: Callable[..., Any], key_name: str | None = None) -> None:
         self.name = key_name or function_name(func)
-        self._head = self.name + "("
-        self._signature = inspect.signature(func)
-        params = list(self._signature.parameters.values())
-        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-        self._simple = all(p.kind in positional for p in params)
-        self._nparams = len(params)
-        # Defaults of trailing parameters, used to complete short positional calls.
-        self._defaults: list[Any] = []
-        for p in reversed(params):
-            if p.default is inspect.Parameter.empty:
-                break
-            self._defaults.insert(0, p.default)
-        self._first_default = self._nparams - len(self._defaults)
+        self.build = self._make_builder(inspect.signature(func))
 
     def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
         """Return the key of the call ``func(*args, **kwargs)``.
@@ -160,20 +164,49 @@ class KeyBuilder:
         Raises:
             TypeError: The arguments do not fit the signature, or one has no stable key.
         """
-        if not kwargs and self._simple and self._first_default <= len(args) <= self._nparams:
-            values: Any = args
-            if len(args) < self._nparams:
-                values = args + tuple(self._defaults[len(args) - self._first_default :])
-        else:
-            bound = self._signature.bind(*args, **kwargs)
-            bound.apply_defaults()
-            values = bound.arguments.values()
-        encoded = []
-        for value in values:
-            encoder = _EXACT.get(type(value))
-            encoded.append(encoder(value) if encoder is not None else encode_value(value))
-        key = self._head + ",".join(encoded) + ")"
-        if len(key) > MAX_KEY_LENGTH:
-            digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
-            key = f"{key[:80]}...{key[-40:]}#{digest}"
-        return key
+        return self.build(args, kwargs)
+
+    def _make_builder(
+        self, signature: inspect.Signature
+    ) -> Callable[[tuple[Any, ...], dict[str, Any]], str]:
+        name = self.name
+        params = list(signature.parameters.values())
+        positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        nparams = len(params)
+        # Defaults of trailing parameters, to complete short positional calls.
+        defaults: tuple[Any, ...] = ()
+        for p in reversed(params):
+            if p.default is inspect.Parameter.empty:
+                break
+            defaults = (p.default, *defaults)
+        fewest = nparams - len(defaults)
+        if not all(p.kind in positional for p in params):
+            fewest = nparams + 1  # *args, keyword-only or **kwargs: always bind
+        plain, limit = _PLAIN, MAX_KEY_LENGTH
+
+        def build(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+            if not kwargs and fewest <= len(args) <= nparams:
+                if len(args) < nparams:
+                    args = args + defaults[len(args) - fewest :]
+                for value in args:
+                    if type(value) not in plain:
+                        break
+                else:  # only plain values: repr() is their canonical text
+                    count = len(args)
+                    # The text of repr(args), spelt out for one and two arguments: tuple's
+                    # repr() costs more than the formatting.
+                    if count == 1:
+                        key = f"{name}({args[0]!r},)"
+                    elif count == 2:  # noqa: PLR2004
+                        key = f"{name}({args[0]!r}, {args[1]!r})"
+                    else:
+                        key = name + repr(args)
+                    return key if len(key) <= limit else _bounded(key)
+                values = args
+            else:
+                bound = signature.bind(*args, **kwargs)
+                bound.apply_defaults()
+                values = tuple(bound.arguments.values())
+            return _bounded(name + _encode_tuple(values))
+
+        return build

@@ -14,6 +14,7 @@ shared layer, then the local one, whose copy lives at most ``LOCALCACHE_DEFAULT_
 
 from __future__ import annotations
 
+import builtins
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -48,7 +49,7 @@ class LayerConfig:
     """
 
     type: str
-    backend: type[Backend]
+    backend: builtins.type[Backend]
     options: Mapping[str, Any]
     settings: CacheSettings = field(repr=False)
 
@@ -159,7 +160,8 @@ class CacheStack:
         with self._lock:
             self._state = self._build(resolved)
         logger.debug(
-            "stratacache configured: local=%s shared=%s", resolved.localcache_type,
+            "stratacache configured: local=%s shared=%s",
+            resolved.localcache_type,
             resolved.cache_type,
         )
         return resolved
@@ -167,9 +169,11 @@ class CacheStack:
     def _build(self, settings: CacheSettings) -> _Layers:
         manager = load_plugins()
         hooked = implemented_operation_hooks(manager)
-        layer_hook = manager.hook if hooked & {
-            "stratacache_get", "stratacache_set", "stratacache_delete"
-        } else None
+        layer_hook = (
+            manager.hook
+            if hooked & {"stratacache_get", "stratacache_set", "stratacache_delete"}
+            else None
+        )
         serializer_hooked = bool(hooked & {"stratacache_serialize", "stratacache_deserialize"})
 
         def serializer_for(layer: LayerName, base: Serializer) -> Serializer:
@@ -281,14 +285,17 @@ class CacheStack:
 
     def delete(self, key: str) -> bool:
         """Delete ``key`` from every layer; return whether any layer held it."""
-        layers = self._layers()
-        results = [layer.remove(key) for layer in self._all(layers)]
-        return any(results)
+        removed = [layer.remove(key) for layer in self._all(self._layers())]  # every layer
+        return any(removed)
 
     def clear(self) -> bool:
         """Clear every layer (the shared one only under its key prefix); True if all did."""
-        layers = self._layers()
-        return all([bool(layer.cache.clear()) for layer in self._all(layers)])
+        cleared = [bool(layer.cache.clear()) for layer in self._all(self._layers())]
+        return all(cleared)
+
+    def clear_group(self, group: str) -> int:
+        """Delete every entry tracked in ``group`` from every layer; return how many went."""
+        return sum(layer.cache.clear_tracked(group) for layer in self._all(self._layers()))
 
     @staticmethod
     def _all(layers: _Layers) -> tuple[Layer, Layer, Layer]:

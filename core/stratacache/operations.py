@@ -71,7 +71,9 @@ class HookedSerializer:
 
     def loads(self, data: bytes) -> Any:
         """Deserialize ``data`` through the ``stratacache_deserialize`` hook."""
-        return self._hook.stratacache_deserialize(layer=self.layer, serializer=self.inner, data=data)
+        return self._hook.stratacache_deserialize(
+            layer=self.layer, serializer=self.inner, data=data
+        )
 
     def __repr__(self) -> str:
         return f"HookedSerializer({self.inner!r}, layer={self.layer!r})"

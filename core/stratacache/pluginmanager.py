@@ -59,7 +59,7 @@ def plugin_manager() -> pluggy.PluginManager:
 
 
 def load_plugins() -> pluggy.PluginManager:
-    """Load the entry-point plugins once, check every plugin, and return the manager.
+    """Load the entry-point plugins once, check every registered plugin, return the manager.
 
     Raises:
         PluginError: A plugin failed to load, implements an unknown hook, or takes
@@ -72,11 +72,14 @@ def load_plugins() -> pluggy.PluginManager:
             try:
                 manager.load_setuptools_entrypoints(PLUGINS_GROUP)
             except pluggy.PluginValidationError as exc:
+                name = manager.get_name(exc.plugin) or getattr(exc.plugin, "__name__", "?")
+                detail = str(exc).replace("\n", "; ")
                 raise PluginError(
-                    f"plugin {manager.get_name(exc.plugin)!r} cannot be loaded: {exc}"
+                    f"plugin {name!r} cannot be loaded: {detail}. A hook implementation may"
+                    " take only arguments its spec declares (see stratacache.hookspecs)."
                 ) from exc
-            check_plugins(manager)
             _loaded = True
+        check_plugins(manager)
         return manager
 
 

@@ -151,8 +151,11 @@ def _check_backend(name: str, obj: object) -> type[Backend]:
         return obj
     what = f"the class {obj.__qualname__}" if isinstance(obj, type) else repr(obj)
     if isinstance(obj, type):
-        missing = [m for m in ("lookup", "set_tracked", "clear_tracked", "from_options")
-                   if not hasattr(obj, m)]
+        missing = [
+            m
+            for m in ("lookup", "set_tracked", "clear_tracked", "from_options")
+            if not hasattr(obj, m)
+        ]
         lacks = (
             f"it does not derive from stratacache.Backend (it lacks {', '.join(missing)})"
             if missing

@@ -109,7 +109,11 @@ class CacheSettings(BaseSettings):
         description="Redis host, or a full Redis URL.",
     )
     cache_redis_port: int = _key(
-        "CACHE_REDIS_PORT", "a port number from 1 to 65535", 6379, ge=1, le=65535,
+        "CACHE_REDIS_PORT",
+        "a port number from 1 to 65535",
+        6379,
+        ge=1,
+        le=65535,
         description="Redis port (with a bare host name).",
     )
     cache_redis_db: int = _key(

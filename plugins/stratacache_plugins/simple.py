@@ -65,8 +65,15 @@ class SimpleCache(Backend):
         self._groups: dict[str, set[str]] = {}
         # (expires at, key) of entries that expire, so eviction finds expired ones first.
         self._expiry: list[tuple[float, str]] = []
-        self._dumps: Callable[[Any], Any] | None = self.serializer.dumps if self.serializes else None
-        self._loads: Callable[[Any], Any] | None = self.serializer.loads if self.serializes else None
+        # Bound once: the read path is the hot path of every cache hit.
+        self._find = self._cache.get
+        self._touch = self._cache.move_to_end
+        self._dumps: Callable[[Any], Any] | None = (
+            self.serializer.dumps if self.serializes else None
+        )
+        self._loads: Callable[[Any], Any] | None = (
+            self.serializer.loads if self.serializes else None
+        )
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -74,15 +81,24 @@ class SimpleCache(Backend):
     # -- reads ----------------------------------------------------------------------------
 
     def lookup(self, key: str) -> Any:
-        """Return the value of ``key`` or ``NO_VALUE``; a hit becomes most recently used."""
-        with self._lock:
-            entry = self._cache.get(key)
-            if entry is None:
-                return NO_VALUE
-            if entry[0] is not _NEVER and entry[0] <= self._clock():
-                self._discard(key, entry)
-                return NO_VALUE
-            self._cache.move_to_end(key)
+        """Return the value of ``key`` or ``NO_VALUE``; a hit becomes most recently used.
+
+        A read takes no lock: each step is one atomic operation on the ordered dict, and an
+        entry is an immutable tuple, so a concurrent write at worst makes the read return the
+        value it replaced. Writers, which change several structures at once, take the lock.
+        """
+        entry = self._find(key)
+        if entry is None:
+            return NO_VALUE
+        if entry[0] <= self._clock():
+            with self._lock:
+                if self._find(key) is entry:
+                    self._discard(key, entry)
+            return NO_VALUE
+        try:
+            self._touch(key)
+        except KeyError:  # deleted or evicted since the get: it was a hit all the same
+            pass
         if self._loads is None:
             return entry[1]
         try:

@@ -7,9 +7,9 @@ explicitly: ``python -m pytest tests/check_dictcache.py``.
 from __future__ import annotations
 
 import pytest
+from stratacache_dictcache import DictCache
 
 from stratacache.testing import BackendConformance, BackendFactory
-from stratacache_dictcache import DictCache
 
 
 class TestDictCache(BackendConformance):

@@ -1,0 +1,196 @@
+"""SimpleCache and SimpleCacheNoSerializer: LRU order, threshold, expiry, references."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from stratacache import NO_VALUE
+from stratacache_plugins.simple import SimpleCache, SimpleCacheNoSerializer
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def test_reads_refresh_recency(clock: Clock) -> None:
+    cache = SimpleCache(threshold=3, clock=clock)
+    for key in "abc":
+        cache.set(key, key)
+    cache.get("a")  # now b is the least recently used
+    cache.set("d", "d")
+    assert list(cache._cache) == ["c", "a", "d"]
+    assert cache.get("b") is None
+
+
+def test_has_does_not_refresh_recency(clock: Clock) -> None:
+    cache = SimpleCache(threshold=2, clock=clock)
+    cache.set("a", 1)
+    cache.set("b", 2)
+    assert cache.has("a")
+    cache.set("c", 3)
+    assert cache.get("a") is None
+
+
+def test_expired_entries_are_evicted_before_fresh_ones(clock: Clock) -> None:
+    cache = SimpleCache(threshold=3, clock=clock)
+    cache.set("fresh-old", 1, timeout=0)
+    cache.set("short", 2, timeout=10)
+    cache.set("fresh-new", 3, timeout=100)
+    clock.now += 20
+    cache.set("newest", 4)
+    assert sorted(cache._cache) == ["fresh-new", "fresh-old", "newest"]
+
+
+def test_threshold_bounds_the_entry_count(clock: Clock) -> None:
+    cache = SimpleCache(threshold=50, clock=clock)
+    for i in range(1000):
+        cache.set(f"k{i}", i, timeout=(i % 3) * 5)
+        if i % 100 == 0:
+            clock.now += 7
+    assert len(cache) == 50
+    assert len(cache._expiry) <= 2 * len(cache) + 64
+
+
+def test_expiry_follows_the_clock(clock: Clock) -> None:
+    cache = SimpleCache(default_timeout=10, clock=clock)
+    cache.set("a", 1)
+    clock.now += 9.9
+    assert cache.get("a") == 1
+    clock.now += 0.2
+    assert cache.lookup("a") is NO_VALUE
+    assert len(cache) == 0, "an expired entry is dropped when read"
+
+
+def test_add_replaces_an_expired_entry(clock: Clock) -> None:
+    cache = SimpleCache(clock=clock)
+    cache.set("a", 1, timeout=1)
+    clock.now += 2
+    assert cache.add("a", 2) is True
+    assert cache.get("a") == 2
+
+
+def test_negative_timeout_is_already_expired(clock: Clock) -> None:
+    cache = SimpleCache(clock=clock)
+    cache.set("a", 1, timeout=-1)
+    assert cache.get("a") is None
+
+
+def test_invalid_arguments() -> None:
+    with pytest.raises(ValueError, match="threshold must be >= 1"):
+        SimpleCache(threshold=-1)
+    with pytest.raises(ValueError, match="default_timeout must be >= 0"):
+        SimpleCache(default_timeout=-5)
+    with pytest.raises(TypeError, match="timeout must be a number"):
+        SimpleCache().set("a", 1, timeout="soon")  # type: ignore[arg-type]
+    assert SimpleCache(threshold=0)._threshold == 500, "0 means cachelib's default"
+
+
+def test_unreadable_entry_is_a_miss_and_is_deleted(caplog: pytest.LogCaptureFixture) -> None:
+    cache = SimpleCache()
+    cache.set("a", 1)
+    cache._cache["a"] = (cache._cache["a"][0], b"\x80\x05garbage", None)
+    with caplog.at_level(logging.WARNING):
+        assert cache.lookup("a") is NO_VALUE
+    assert "a" not in cache._cache
+    assert "deleting unreadable entry 'a'" in caplog.text
+
+
+def test_no_serializer_keeps_references() -> None:
+    cache = SimpleCacheNoSerializer()
+    value = {"lock": threading.Lock()}
+    cache.set("a", value)
+    assert cache.get("a") is value
+    assert cache.inc("n") == 1
+
+
+def test_tracking_survives_overwrite_into_another_group() -> None:
+    cache = SimpleCache()
+    cache.set_tracked("k", 1, None, "g1")
+    cache.set_tracked("k", 2, None, "g2")
+    assert cache.clear_tracked("g1") == 0
+    assert cache.clear_tracked("g2") == 1
+    assert cache._groups == {}
+
+
+def test_eviction_untracks(clock: Clock) -> None:
+    cache = SimpleCache(threshold=2, clock=clock)
+    for i in range(5):
+        cache.set_tracked(f"k{i}", i, 1 if i == 0 else None, "g")
+    clock.now += 5
+    cache.set_tracked("k9", 9, None, "g")
+    assert cache._groups["g"] == set(cache._cache)
+
+
+class SimpleCacheModel(RuleBasedStateMachine):
+    """SimpleCache behaves like a dict with LRU eviction and expiry."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = Clock()
+        self.cache = SimpleCache(threshold=5, clock=self.clock)
+        self.model: dict[str, tuple[float, int]] = {}  # key -> (expires, value), in LRU order
+
+    keys = st.sampled_from([f"k{i}" for i in range(8)])
+
+    def _alive(self, key: str) -> bool:
+        return key in self.model and self.model[key][0] > self.clock.now
+
+    @rule(key=keys, value=st.integers(), timeout=st.sampled_from([0, 1, 5]))
+    def set(self, key: str, value: int, timeout: int) -> None:
+        self.cache.set(key, value, timeout=timeout)
+        self.model.pop(key, None)
+        self.model[key] = (self.clock.now + timeout if timeout else float("inf"), value)
+        if len(self.model) > 5:
+            # Expired entries go first, soonest expiry first (ties by key), as SimpleCache does.
+            expired = sorted((e, k) for k, (e, _) in self.model.items() if e <= self.clock.now)
+            for _, k in expired:
+                if len(self.model) <= 5:
+                    break
+                del self.model[k]
+            while len(self.model) > 5:
+                del self.model[next(iter(self.model))]
+
+    @rule(key=keys)
+    def get(self, key: str) -> None:
+        expected = self.model[key][1] if self._alive(key) else None
+        assert self.cache.get(key) == expected
+        if self._alive(key):
+            self.model[key] = self.model.pop(key)
+        else:
+            self.model.pop(key, None)
+
+    @rule(key=keys)
+    def delete(self, key: str) -> None:
+        assert self.cache.delete(key) is (key in self.model)
+        self.model.pop(key, None)
+
+    @rule(seconds=st.sampled_from([0.5, 1, 3]))
+    def tick(self, seconds: float) -> None:
+        self.clock.now += seconds
+
+    @invariant()
+    def within_threshold(self) -> None:
+        assert len(self.cache) <= 5
+        alive = {k for k in self.model if self._alive(k)}
+        assert alive <= set(self.cache._cache)
+
+
+TestSimpleCacheModel = SimpleCacheModel.TestCase
+TestSimpleCacheModel.settings = settings(max_examples=150, stateful_step_count=30, deadline=None)
