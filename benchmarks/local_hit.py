@@ -59,7 +59,7 @@ def measure(
 ) -> dict[str, list[float]]:
     """Return, per case, the time per call (ns) of each batch, cases alternating."""
     samples: dict[str, list[float]] = {name: [] for name in cases}
-    for name, func in cases.items():  # warm-up
+    for func in cases.values():  # warm-up
         for _ in range(calls):
             func("EUR")
     for _ in range(batches):

@@ -271,6 +271,7 @@ def test_a_custom_serializer_error_is_a_miss_too(tmp_path: Path) -> None:
     with pytest.raises(DeserializationError):
         JsonSerializer().loads(path.read_bytes()[HEADER.size :])
     assert cache.lookup("k") is NO_VALUE
+    assert not path.exists()
 
 
 def test_an_unserializable_value_raises_and_writes_nothing(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """The operator CLI: ``stratacache backends`` and ``stratacache config``.
 
-Also runs as ``python -m stratacache``. Exit codes: 0 success, 1 a failure, 2 an invalid
-configuration or invocation. Every command takes ``--json`` for scripts.
+Also runs as ``python -m stratacache``. Exit codes: 0 success, 2 an invalid configuration
+or invocation. Every command takes ``--json`` for scripts.
 """
 
 from __future__ import annotations
@@ -13,13 +13,12 @@ from typing import Any
 
 import click
 
-from stratacache.errors import CacheError, ConfigurationError
+from stratacache.errors import ConfigurationError
 from stratacache.registry import installed_backends
 from stratacache.settings import CacheSettings
 
 __all__ = ["main"]
 
-EXIT_FAILURE = 1
 EXIT_CONFIG = 2
 
 
@@ -79,12 +78,3 @@ def config(as_json: bool) -> None:
         return
     rows = [[k, json.dumps(v, default=_json_default), sources[k]] for k, v in values.items()]
     click.echo(_table(["KEY", "VALUE", "SOURCE"], rows))
-
-
-def run() -> None:
-    """Run the CLI, turning stratacache errors into a message and exit code 1."""
-    try:
-        main(prog_name="stratacache")
-    except CacheError as exc:  # pragma: no cover - every command handles its own errors
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_FAILURE)

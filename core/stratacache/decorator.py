@@ -69,9 +69,7 @@ class CachedFunction(Protocol[P, R]):
         """
 
     @overload
-    def __get__(
-        self, instance: None, owner: type[Any] | None = None
-    ) -> CachedFunction[P, R]: ...
+    def __get__(self, instance: None, owner: type[Any] | None = None) -> CachedFunction[P, R]: ...
     @overload
     def __get__(
         self, instance: object, owner: type[Any] | None = None

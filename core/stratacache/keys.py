@@ -197,7 +197,7 @@ class KeyBuilder:
                     # repr() costs more than the formatting.
                     if count == 1:
                         key = f"{name}({args[0]!r},)"
-                    elif count == 2:  # noqa: PLR2004
+                    elif count == 2:
                         key = f"{name}({args[0]!r}, {args[1]!r})"
                     else:
                         key = name + repr(args)

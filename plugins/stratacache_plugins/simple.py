@@ -95,9 +95,9 @@ class SimpleCache(Backend):
                 if self._find(key) is entry:
                     self._discard(key, entry)
             return NO_VALUE
-        try:
+        try:  # noqa: SIM105 (contextlib.suppress costs more than the lookup on this hot path)
             self._touch(key)
-        except KeyError:  # deleted or evicted since the get: it was a hit all the same
+        except KeyError:  # gone since the get: it was a hit all the same
             pass
         if self._loads is None:
             return entry[1]
