@@ -7,12 +7,13 @@ import logging
 import threading
 import time
 from collections import Counter
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
 import stratacache
 from stratacache import NO_VALUE, CacheStack, cached_for
+from stratacache_plugins.simple import SimpleCache
 
 
 class Calls(Counter[Any]):
@@ -392,3 +393,57 @@ def test_stack_get_set_delete_clear(stack: CacheStack) -> None:
     stack.set("a", 1)
     assert stack.clear() is True
     assert stack.get("a") is None
+
+
+class AuditedSimpleCache(SimpleCache):
+    """A custom local backend, as users write them: it overrides set."""
+
+    writes: ClassVar[list[str]] = []
+
+    def set(self, key: str, value: Any, timeout: Any = None) -> bool:
+        AuditedSimpleCache.writes.append(key)
+        return super().set(key, value, timeout)
+
+
+def test_a_subclass_overriding_set_sees_decorated_writes() -> None:
+    stack = CacheStack()
+    stack.configure({"LOCALCACHE_TYPE": "tests.test_decorator:AuditedSimpleCache"})
+    AuditedSimpleCache.writes.clear()
+
+    @cached_for(minutes=1, stack=stack)
+    def f(x: int) -> int:
+        return x
+
+    f(1)
+    assert AuditedSimpleCache.writes == [f.cache_key(1)]
+    assert f.clear_cache() == 1, "and its entries are still tracked"
+
+
+def test_reconfiguring_under_threads_is_safe() -> None:
+    stack = CacheStack()
+    stack.configure({"CACHE_TYPE": "SimpleCache"})
+
+    @cached_for(minutes=1, stack=stack)
+    def f(x: int) -> int:
+        return x * 2
+
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def caller() -> None:
+        try:
+            while not stop.is_set():
+                for x in range(20):
+                    assert f(x) == x * 2
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=caller) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for i in range(20):
+        stack.configure({"CACHE_TYPE": "SimpleCache" if i % 2 else "NullCache"})
+    stop.set()
+    for t in threads:
+        t.join(timeout=10)
+    assert not errors, errors[:1]

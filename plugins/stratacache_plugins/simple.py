@@ -123,17 +123,27 @@ class SimpleCache(Backend):
 
     def set(self, key: str, value: Any, timeout: Timeout = None) -> bool:
         """Store ``value`` under ``key``; always ``True`` (pickling errors raise)."""
-        return self.set_tracked(key, value, timeout)
+        data = value if self._dumps is None else self._dumps(value)
+        expires = self._expires(timeout)
+        with self._lock:
+            self._put(key, data, expires, None)
+        return True
 
     def set_tracked(
         self, key: str, value: Any, timeout: Timeout = None, group: str | None = None
     ) -> bool:
-        """Store ``value`` and record ``key`` in ``group`` (see :class:`~stratacache.Backend`)."""
-        data = value if self._dumps is None else self._dumps(value)
-        expires = self._expires(timeout)
-        with self._lock:
-            self._put(key, data, expires, group)
-        return True
+        """Store ``value`` with :meth:`set`, then record ``key`` in ``group``.
+
+        Going through :meth:`set` lets a subclass that overrides it see every write.
+        """
+        stored = self.set(key, value, timeout)
+        if group is not None:
+            with self._lock:
+                entry = self._cache.get(key)
+                if entry is not None and entry[2] != group:
+                    self._cache[key] = (entry[0], entry[1], group)  # keeps its recency
+                    self._groups.setdefault(group, set()).add(key)
+        return bool(stored)
 
     def add(self, key: str, value: Any, timeout: Timeout = None) -> bool:
         """Store ``value`` only if ``key`` holds no unexpired entry; return whether it did."""
@@ -202,10 +212,7 @@ class SimpleCache(Backend):
             self._untrack(key, old[2])
         self._cache[key] = (expires, data, group)
         if group is not None:
-            members = self._groups.get(group)
-            if members is None:
-                members = self._groups[group] = set()
-            members.add(key)
+            self._groups.setdefault(group, set()).add(key)
         if expires is not _NEVER:
             heapq.heappush(self._expiry, (expires, key))
             if len(self._expiry) > 2 * len(self._cache) + 64:
