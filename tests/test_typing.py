@@ -1,0 +1,59 @@
+"""Type checkers see a decorated function's own signature (ParamSpec), via mypy --strict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mypy import api
+
+from .conftest import ROOT
+
+SNIPPET = """\
+from typing import assert_type
+
+from stratacache import cached_for
+
+
+@cached_for(minutes=1)
+def rates(currency: str, *, precise: bool = False) -> dict[str, float]:
+    return {}
+
+
+class Repository:
+    @cached_for(minutes=1)
+    def count(self, kind: str) -> int:
+        return 0
+
+
+assert_type(rates("EUR"), dict[str, float])
+assert_type(rates.uncached("EUR"), dict[str, float])
+assert_type(rates.invalidate("EUR", precise=True), bool)
+assert_type(rates.clear_cache(), int)
+assert_type(rates.cache_key("EUR"), str)
+assert_type(Repository().count("users"), int)
+assert_type(Repository().count.clear_cache(), int)
+rates(42)
+rates("EUR", precise="yes")
+"""
+
+
+@pytest.mark.subprocess
+def test_decorated_signatures_reach_the_type_checker(tmp_path: Path) -> None:
+    source = tmp_path / "snippet.py"
+    source.write_text(SNIPPET)
+    stdout, _, _ = api.run(
+        [
+            "--strict",
+            "--no-error-summary",
+            "--cache-dir",
+            str(tmp_path / ".mypy_cache"),
+            "--config-file",
+            str(ROOT / "pyproject.toml"),
+            str(source),
+        ]
+    )
+    errors = [line.split(": error: ")[0].rsplit(":", 1)[-1] for line in stdout.splitlines()]
+    assert errors == ["24", "25"], stdout
+    assert 'incompatible type "int"; expected "str"' in stdout
+    assert 'incompatible type "str"; expected "bool"' in stdout
