@@ -447,3 +447,17 @@ def test_reconfiguring_under_threads_is_safe() -> None:
     for t in threads:
         t.join(timeout=10)
     assert not errors, errors[:1]
+
+
+def test_configure_takes_settings_a_mapping_or_overrides() -> None:
+    stack = CacheStack()
+    assert repr(stack) == "<CacheStack (not configured yet)>"
+    settings = stratacache.CacheSettings(CACHE_TYPE="SimpleCache")
+    assert stack.configure(settings) is settings
+    assert stack.settings is settings
+    assert stack.configure(CACHE_DEFAULT_TIMEOUT=5).cache_default_timeout == 5
+    with pytest.raises(TypeError, match="not both"):
+        stack.configure({"CACHE_TYPE": "SimpleCache"}, CACHE_DEFAULT_TIMEOUT=5)
+    assert "shared=NullCache(default_timeout=5)" in repr(stack)
+    assert repr(stack.shared_cache) == "<Layer shared: NullCache(default_timeout=5)>"
+    assert stack.shared_cache.config.type == "NullCache"
