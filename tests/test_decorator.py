@@ -119,7 +119,7 @@ def test_timeouts_reach_each_layer() -> None:
 
     def expiry(layer: stratacache.Layer, name: str) -> float | None:
         for key, entry in layer.cache._cache.items():  # type: ignore[attr-defined]
-            if f".{name}(" in key:
+            if f".{name}}}(" in key:
                 return float(entry[0]) - now
         return None
 

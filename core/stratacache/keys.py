@@ -1,9 +1,9 @@
 """Cache keys for decorated functions: stable across processes and restarts.
 
-A key is the function's module and qualified name followed by its bound arguments in
-parameter order, defaults filled in: ``f(1)``, ``f(x=1)`` and ``f(1, y=2)`` (where ``y``
-defaults to 2) give one key, whatever the keyword order. Each argument is written in a
-canonical form that depends on its value only, never on ``id()`` or ``hash()``:
+A key is the function's module and qualified name, in braces, followed by its bound
+arguments in parameter order, defaults filled in: ``f(1)``, ``f(x=1)`` and ``f(1, y=2)``
+(where ``y`` defaults to 2) give one key, whatever the keyword order. Each argument is
+written in a canonical form that depends on its value only, never on ``id()`` or ``hash()``:
 
 * ``None``, booleans, numbers, strings and bytes by their ``repr`` (so ``1``, ``1.0``,
   ``True`` and ``'1'`` are four keys);
@@ -18,8 +18,13 @@ calling the function with it raises :class:`TypeError` saying how to give it one
 
 Methods: ``self`` and ``cls`` are arguments like the others. A class (``cls``) enters by its
 qualified name; an instance (``self``) by its ``__cache_key__()`` or its ``repr``, so two
-instances with equal keys share entries. Keys longer than :data:`MAX_KEY_LENGTH` keep their
-readable start and end in a SHA-256 digest of the whole key.
+instances with equal keys share entries. Keys longer than :data:`MAX_KEY_LENGTH` keep the
+function's name and the start and end of the arguments, followed by a SHA-256 digest of the
+whole key.
+
+The braces make the function's name a Redis Cluster hash tag: every entry of a function, its
+lock and its tracking set live in one slot, so the operations that touch them together work
+on a cluster.
 """
 
 from __future__ import annotations
@@ -135,11 +140,12 @@ _PLAIN: frozenset[type] = frozenset({str, int, float, bool, type(None), bytes})
 """Types whose ``repr`` is their canonical form: a call with only these takes the fast path."""
 
 
-def _bounded(key: str) -> str:
+def _bounded(key: str, head: str) -> str:
     if len(key) <= MAX_KEY_LENGTH:
         return key
     digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
-    return f"{key[:80]}...{key[-40:]}#{digest}"
+    args = key[len(head) :]
+    return f"{head}{args[:60]}...{args[-30:]}#{digest}"
 
 
 class KeyBuilder:
@@ -169,7 +175,7 @@ class KeyBuilder:
     def _make_builder(
         self, signature: inspect.Signature
     ) -> Callable[[tuple[Any, ...], dict[str, Any]], str]:
-        name = self.name
+        name = "{" + self.name + "}"
         params = list(signature.parameters.values())
         positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
         nparams = len(params)
@@ -201,12 +207,12 @@ class KeyBuilder:
                         key = f"{name}({args[0]!r}, {args[1]!r})"
                     else:
                         key = name + repr(args)
-                    return key if len(key) <= limit else _bounded(key)
+                    return key if len(key) <= limit else _bounded(key, name)
                 values = args
             else:
                 bound = signature.bind(*args, **kwargs)
                 bound.apply_defaults()
                 values = tuple(bound.arguments.values())
-            return _bounded(name + _encode_tuple(values))
+            return _bounded(name + _encode_tuple(values), name)
 
         return build
