@@ -193,6 +193,7 @@ def test_unpicklable_result_is_returned_and_not_stored(
         ({"no_serialization": True}, "requires local_ram_cache_only=True"),
         ({"atomic_writes": "exactly_once"}, "'exactly_once' is not a mode"),
         ({"minutes": -1}, "must not be negative"),
+        ({"seconds": float("nan")}, "finite number of seconds"),
     ],
 )
 def test_invalid_options_fail_at_decoration(options: dict[str, Any], message: str) -> None:
@@ -461,3 +462,120 @@ def test_configure_takes_settings_a_mapping_or_overrides() -> None:
     assert "shared=NullCache(default_timeout=5)" in repr(stack)
     assert repr(stack.shared_cache) == "<Layer shared: NullCache(default_timeout=5)>"
     assert stack.shared_cache.config.type == "NullCache"
+
+
+class CoordinatingCache(SimpleCache):
+    """A shared backend that records the atomic_writes protocol (as Redis will run it)."""
+
+    log: ClassVar[list[str]] = []
+    answer: ClassVar[Any] = NO_VALUE
+
+    def start_computation(
+        self, key: str, timeout: Any, group: str | None, mode: str
+    ) -> stratacache.Computation:
+        outer = self
+
+        class Recorded(stratacache.Computation):
+            def commit(self, value: Any) -> Any:
+                outer.log.append(f"commit {mode}")
+                return super().commit(value)
+
+            def abort(self) -> None:
+                outer.log.append("abort")
+
+        self.log.append(f"start {mode} {group}")
+        return Recorded(self, key, timeout, group, CoordinatingCache.answer)
+
+
+@pytest.fixture
+def coordinated() -> CacheStack:
+    CoordinatingCache.log.clear()
+    CoordinatingCache.answer = NO_VALUE
+    stack = CacheStack()
+    stack.configure({"CACHE_TYPE": "tests.test_decorator:CoordinatingCache"})
+    return stack
+
+
+def test_atomic_writes_go_through_the_shared_backend(coordinated: CacheStack) -> None:
+    @cached_for(minutes=1, atomic_writes="at_most_once", stack=coordinated)
+    def f(x: int) -> int:
+        return x
+
+    assert f(1) == 1
+    assert f(1) == 1
+    assert CoordinatingCache.log == [
+        f"start at_most_once {f.cache_key(1)[1:].split('}')[0]}",
+        "commit at_most_once",
+    ]
+    assert coordinated.local_cache.cache.get(f.cache_key(1)) == 1, "the local layer is filled"
+
+
+def test_a_value_stored_by_another_process_is_used_as_is(
+    coordinated: CacheStack, calls: Calls
+) -> None:
+    CoordinatingCache.answer = "theirs"
+
+    @cached_for(minutes=1, atomic_writes="at_least_once", stack=coordinated)
+    def f() -> str:
+        calls["f"] += 1
+        return "ours"
+
+    assert f() == "theirs"
+    assert calls["f"] == 0
+
+
+def test_a_failed_computation_is_aborted(coordinated: CacheStack) -> None:
+    @cached_for(minutes=1, atomic_writes="at_most_once", stack=coordinated)
+    def boom() -> int:
+        raise RuntimeError("no")
+
+    @cached_for(minutes=1, atomic_writes="at_most_once", stack=coordinated)
+    def unpicklable() -> Any:
+        return lambda: 1
+
+    with pytest.raises(RuntimeError):
+        boom()
+    assert unpicklable()() == 1
+    assert [entry.split()[0] for entry in CoordinatingCache.log] == [
+        "start",
+        "abort",
+        "start",
+        "commit",
+        "abort",
+    ]
+
+
+def test_decorator_without_parentheses_says_how_to_write_it() -> None:
+    def f() -> int:
+        return 1
+
+    with pytest.raises(TypeError, match=r"write @cached_for\(minutes=5\)"):
+        cached_for(f)  # type: ignore[call-overload,arg-type]
+
+
+def test_misspelt_cache_option_is_a_configuration_error(tmp_path: Any) -> None:
+    with pytest.raises(stratacache.ConfigurationError) as info:
+        CacheStack().configure(
+            {
+                "CACHE_TYPE": "FileSystemCache",
+                "CACHE_DIR": str(tmp_path),
+                "CACHE_OPTIONS": '{"modee": 384}',
+            }
+        )
+    assert "CACHE_OPTIONS={'modee': 384}" in str(info.value)
+    assert "it accepts: cache_dir, threshold, default_timeout, mode" in str(info.value)
+
+
+def test_layer_config_shows_what_the_backend_got_with_secrets_masked() -> None:
+    stack = CacheStack()
+    stack.configure({"CACHE_TYPE": "SimpleCache", "CACHE_REDIS_PASSWORD": "hunter2"})
+    assert set(stack.shared_cache.config.options) == {"default_timeout", "threshold", "serializer"}
+    assert "hunter2" not in repr(stack.shared_cache.config)
+
+
+def test_invalidate_reports_false_when_no_layer_held_it(stack: CacheStack) -> None:
+    @cached_for(minutes=1, stack=stack)
+    def f(x: int) -> int:
+        return x
+
+    assert f.invalidate(1) is False

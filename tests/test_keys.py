@@ -182,3 +182,16 @@ def test_keys_are_equal_in_another_process() -> None:
     env = clean_env(PYTHONHASHSEED="12345", PYTHONPATH=str(ROOT))
     there = json.loads(run_python(code, env=env).stdout)
     assert there == cross_process_samples()
+
+
+def test_reprs_that_show_an_address_are_refused() -> None:
+    import threading
+
+    for value in (lambda: 1, threading.Lock(), [1, object()]):
+        with pytest.raises(TypeError, match="no value-based representation"):
+            encode_value(value)
+
+
+def test_module_level_functions_are_keyed_by_name() -> None:
+    assert encode_value(plain) == "<function tests.test_keys.plain>"
+    assert encode_value(len) == "<function builtins.len>"

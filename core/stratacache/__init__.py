@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stratacache.backend import NO_VALUE, Backend, NoValue, Timeout
+from stratacache.backend import NO_VALUE, Backend, Computation, NoValue, Timeout
 from stratacache.decorator import AtomicWrites, BoundCachedFunction, CachedFunction, cached_for
 from stratacache.errors import (
     BackendNotFound,
@@ -45,6 +45,7 @@ __all__ = [
     "CacheSettings",
     "CacheStack",
     "CachedFunction",
+    "Computation",
     "ConfigurationError",
     "DeserializationError",
     "InvalidBackend",

@@ -27,7 +27,7 @@ from cachelib import BaseCache
 
 from stratacache.serializers import PickleSerializer, Serializer
 
-__all__ = ["NO_VALUE", "Backend", "NoValue", "Timeout"]
+__all__ = ["NO_VALUE", "Backend", "Computation", "NoValue", "Timeout"]
 
 Timeout = int | float | timedelta | None
 """A timeout as the backends take it: seconds, a timedelta, ``None`` (default) or 0 (never)."""
@@ -58,6 +58,46 @@ NO_VALUE: Final = NoValue()
 """Returned by :meth:`Backend.lookup` on a miss, so that ``None`` can be a cached value."""
 
 _GROUP_INDEX_PREFIX = "__stratacache_group__:"
+
+
+class Computation:
+    """One caller's computation of a missing key under ``atomic_writes``.
+
+    :meth:`Backend.start_computation` returns it. If :attr:`value` is :data:`NO_VALUE`, the
+    caller computes the value and calls :meth:`commit` with it (or :meth:`abort` if the
+    computation raised); otherwise :attr:`value` is the value another caller stored meanwhile
+    and the caller uses it as it is. This default coordinates nothing: it is what a backend
+    without cross-process coordination does.
+
+    Attributes:
+        value: The stored value, or :data:`NO_VALUE` when this caller must compute it.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        key: str,
+        timeout: Timeout,
+        group: str | None,
+        value: Any = NO_VALUE,
+    ) -> None:
+        self.backend = backend
+        self.key = key
+        self.timeout = timeout
+        self.group = group
+        self.value: Any = value
+
+    def commit(self, value: Any) -> Any:
+        """Store the computed ``value``; return the value every caller should get.
+
+        A backend that lets several processes compute returns the value that won. A value that
+        cannot be serialized raises :class:`~stratacache.SerializationError`, storing nothing.
+        """
+        self.backend.set_tracked(self.key, value, self.timeout, self.group)
+        return value
+
+    def abort(self) -> None:
+        """The computation raised or its value could not be stored: release what it holds."""
 
 
 class Backend(BaseCache):
@@ -115,11 +155,14 @@ class Backend(BaseCache):
 
         Override it when the settings need translating (a URL built from host and port, say).
         """
+        return cls(**cls.accepted_options(options), **explicit)
+
+    @classmethod
+    def accepted_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Return the ``options`` that the constructor accepts (all, if it takes ``**kwargs``)."""
         params = inspect.signature(cls).parameters
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-        kwargs = {k: v for k, v in options.items() if takes_any or k in params}
-        kwargs.update(explicit)
-        return cls(**kwargs)
+        return {k: v for k, v in options.items() if takes_any or k in params}
 
     # -- timeouts -------------------------------------------------------------------------
 
@@ -193,6 +236,20 @@ class Backend(BaseCache):
             if size >= 64 and size & (size - 1) == 0:  # amortized: prune at each doubling
                 members = [k for k in members if self.has(k)]
             self.set(index_key, members, timeout=0)
+
+    # -- coordination across processes (atomic_writes) -------------------------------------
+
+    def start_computation(
+        self, key: str, timeout: Timeout, group: str | None, mode: str
+    ) -> Computation:
+        """Begin computing a missing ``key`` under ``atomic_writes=mode``.
+
+        ``cached_for`` calls it after a miss in every layer, with ``mode`` one of
+        ``"at_most_once"`` and ``"at_least_once"``. A backend that coordinates processes may
+        wait here (for another process's result) or take a lock. This default coordinates
+        nothing; within one process ``cached_for`` already runs the function once per key.
+        """
+        return Computation(self, key, timeout, group)
 
     # -- resources ------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import math
 import threading
 from collections.abc import Callable
 from typing import Any, Generic, Literal, ParamSpec, Protocol, TypeVar, cast, get_args, overload
@@ -144,13 +145,35 @@ class _CachedCall(Generic[P, R]):
 
     def _compute(self, layers: _Layers, key: str, args: Any, kwargs: Any) -> R:
         value = self.func(*args, **kwargs)
-        shared_seconds, local_seconds = self._timeouts(layers)
-        try:
-            if not self.local_only:
-                layers.shared.store(key, value, shared_seconds, self.group)
-            self.local_layer(layers).store(key, value, local_seconds, self.group)
-        except SerializationError as exc:
-            self._warn_unstorable(exc)
+        if not self.local_only:
+            try:
+                layers.shared.store(key, value, self._timeouts(layers)[0], self.group)
+            except SerializationError as exc:  # the local layer may still take it (pickle)
+                self._warn_unstorable(exc)
+        self._store_local(layers, key, value)
+        return value
+
+    def _compute_across_processes(self, layers: _Layers, key: str, args: Any, kwargs: Any) -> Any:
+        """Compute under the shared backend's coordination (see ``Backend.start_computation``)."""
+        assert self.atomic is not None
+        shared_seconds, _ = self._timeouts(layers)
+        computation = layers.shared.cache.start_computation(
+            key, shared_seconds, self.group, self.atomic
+        )
+        value = computation.value
+        if value is NO_VALUE:
+            try:
+                value = self.func(*args, **kwargs)
+            except BaseException:
+                computation.abort()
+                raise
+            try:
+                value = computation.commit(value)
+            except SerializationError as exc:
+                computation.abort()
+                self._warn_unstorable(exc)
+                return value
+        self._store_local(layers, key, value)
         return value
 
     def _single_flight(self, layers: _Layers, key: str, args: Any, kwargs: Any) -> R:
@@ -163,9 +186,15 @@ class _CachedCall(Generic[P, R]):
                     flight = self._flights[key] = _Flight()
             if leader:
                 try:
-                    value = local.lookup(key)  # a flight may have finished since our miss
+                    # A flight may have finished since our miss.
+                    value = local.lookup(key)
+                    if value is NO_VALUE and not self.local_only:
+                        value = layers.shared.lookup(key)
                     if value is NO_VALUE:
-                        value = self._compute(layers, key, args, kwargs)
+                        compute = (
+                            self._compute if self.local_only else self._compute_across_processes
+                        )
+                        value = compute(layers, key, args, kwargs)
                     flight.value, flight.ok = value, True
                     return cast(R, value)
                 finally:
@@ -206,6 +235,8 @@ def _default_stack() -> CacheStack:
 
 
 def cached_for(
+    func: Callable[..., Any] | None = None,
+    /,
     *,
     days: float = 0,
     hours: float = 0,
@@ -219,6 +250,7 @@ def cached_for(
     """Cache the results of the decorated function for the given duration.
 
     Args:
+        func: Not accepted: it is there to explain ``@cached_for`` without parentheses.
         days: Part of the duration entries live; the four parts add up. No duration at
             all means ``CACHE_DEFAULT_TIMEOUT``.
         hours: Part of the duration.
@@ -240,7 +272,18 @@ def cached_for(
 
     A result of ``None`` is cached like any other; an exception is never cached.
     """
+    if func is not None:
+        raise TypeError(
+            "cached_for takes its options by keyword and needs parentheses: write"
+            " @cached_for(minutes=5) (or @cached_for() for CACHE_DEFAULT_TIMEOUT),"
+            " not @cached_for"
+        )
     total = days * 86400 + hours * 3600 + minutes * 60 + seconds
+    if not math.isfinite(total):
+        raise ValueError(
+            f"cached_for: the duration must be a finite number of seconds, got {total}"
+            f" (days={days}, hours={hours}, minutes={minutes}, seconds={seconds})"
+        )
     if total < 0:
         raise ValueError(f"cached_for: the duration must not be negative, got {total} seconds")
     if no_serialization and not local_ram_cache_only:

@@ -11,10 +11,12 @@ written in a canonical form that depends on its value only, never on ``id()`` or
 * enum members by class and name, classes by module and qualified name;
 * dates, times, decimals, UUIDs and paths by their ``repr``; dataclasses field by field;
 * an object with a ``__cache_key__()`` method by what it returns;
-* any other object by its ``repr`` if its class defines one.
+* a module-level function by its module and qualified name;
+* any other object by its ``repr`` if its class defines one that shows no memory address.
 
-An object with none of these (its ``repr`` would show its memory address) has no stable key:
-calling the function with it raises :class:`TypeError` saying how to give it one.
+An object with none of these (a lambda, a lock, an instance whose ``repr`` shows its memory
+address) has no stable key: calling the function with it raises :class:`TypeError` saying
+how to give it one.
 
 Methods: ``self`` and ``cls`` are arguments like the others. A class (``cls``) enters by its
 qualified name; an instance (``self``) by its ``__cache_key__()`` or its ``repr``, so two
@@ -36,6 +38,8 @@ import enum
 import hashlib
 import inspect
 import pathlib
+import re
+import types
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -54,6 +58,10 @@ _REPR_TYPES: tuple[type, ...] = (
     uuid.UUID,
     pathlib.PurePath,
 )
+
+
+_NAMED_CALLABLES = (types.FunctionType, types.BuiltinFunctionType)
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
 def function_name(func: Callable[..., Any]) -> str:
@@ -122,8 +130,12 @@ def encode_value(value: Any) -> str:  # noqa: PLR0911 (one return per kind of va
     for base, encoder in _EXACT.items():  # subclasses of the builtins (str enums, namedtuples)
         if isinstance(value, base):
             return f"{_type_name(type(value))}:{encoder(value)}"
+    if isinstance(value, _NAMED_CALLABLES) and "<" not in value.__qualname__:
+        return f"<function {value.__module__}.{value.__qualname__}>"
     if getattr(type(value), "__repr__", None) is not object.__repr__:
-        return repr(value)
+        text = repr(value)
+        if not _ADDRESS.search(text):
+            return text
     raise TypeError(
         f"cannot build a stable cache key from {value!r}: objects of class"
         f" {_type_name(type(value))} have no value-based representation (their repr shows"

@@ -15,6 +15,7 @@ shared layer, then the local one, whose copy lives at most ``LOCALCACHE_DEFAULT_
 from __future__ import annotations
 
 import builtins
+import inspect
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -24,11 +25,12 @@ from typing import Any, Literal
 import pluggy
 
 from stratacache.backend import NO_VALUE, Backend, Timeout
+from stratacache.errors import ConfigurationError
 from stratacache.operations import HookedSerializer
 from stratacache.pluginmanager import implemented_operation_hooks, load_plugins, serializers
 from stratacache.registry import load_backend
 from stratacache.serializers import PickleSerializer, Serializer
-from stratacache.settings import CacheSettings
+from stratacache.settings import MASK, CacheSettings, mask_url
 
 __all__ = ["CacheStack", "Layer", "LayerConfig", "LayerName", "local_timeout"]
 
@@ -102,6 +104,16 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"<Layer {self.name}: {self.cache!r}>"
+
+
+def _masked(options: Mapping[str, Any]) -> dict[str, Any]:
+    shown = dict(options)
+    if shown.get("password"):
+        shown["password"] = MASK
+    for name in ("url", "host"):
+        if isinstance(shown.get(name), str):
+            shown[name] = mask_url(shown[name])
+    return shown
 
 
 def local_timeout(timeout: float, local_default: float) -> float:
@@ -183,9 +195,20 @@ class CacheStack:
             layer: LayerName, type_: str, options: dict[str, Any], explicit: Mapping[str, Any]
         ) -> Layer:
             backend_cls = load_backend(type_)
-            backend = backend_cls.from_options(options, explicit=explicit)
-            shown = {k: ("**********" if k == "password" and v else v) for k, v in options.items()}
-            config = LayerConfig(type_, backend_cls, {**shown, **explicit}, settings)
+            try:
+                backend = backend_cls.from_options(options, explicit=explicit)
+            except TypeError as exc:
+                if not explicit:
+                    raise
+                accepted = ", ".join(inspect.signature(backend_cls).parameters)
+                raise ConfigurationError(
+                    [
+                        f"CACHE_OPTIONS={dict(explicit)!r}: {backend_cls.__qualname__} does not"
+                        f" accept these arguments ({exc}); it accepts: {accepted}"
+                    ]
+                ) from exc
+            passed = {**backend_cls.accepted_options(options), **explicit}
+            config = LayerConfig(type_, backend_cls, _masked(passed), settings)
             return Layer(layer, backend, config, layer_hook)
 
         password = settings.cache_redis_password

@@ -15,7 +15,7 @@ import os
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -32,6 +32,8 @@ Source = Literal["argument", "mapping", "environment", ".env", "default"]
 """Where a setting's value came from, as ``stratacache config`` shows it."""
 
 KEY_PREFIXES = ("CACHE_", "LOCALCACHE_")
+MASK = "**********"
+"""What a secret shows wherever settings are printed."""
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 _BACKEND_ACCEPTS = "an installed backend name (see `stratacache backends`) or a dotted path"
 
@@ -159,11 +161,15 @@ class CacheSettings(BaseSettings):
     )
 
     _secret_fields: ClassVar[frozenset[str]] = frozenset({"cache_redis_password"})
+    _url_fields: ClassVar[frozenset[str]] = frozenset({"cache_redis_url", "cache_redis_host"})
+    _arguments: frozenset[str] = PrivateAttr(default=frozenset())
 
     def __init__(self, **values: Any) -> None:
         unknown = _unknown_keys(k for k in values if not k.startswith("_"))
         try:
             super().__init__(**{k: v for k, v in values.items() if k not in unknown})
+            keys = self.keys()
+            self._arguments = frozenset(keys.get(k, k) for k in values if not k.startswith("_"))
         except ValidationError as exc:
             raise ConfigurationError(unknown_key_problems(unknown) + _problems(exc)) from exc
         except SettingsError as exc:  # pragma: no cover - NoDecode leaves nothing to decode
@@ -193,7 +199,9 @@ class CacheSettings(BaseSettings):
         for key, name in self.keys().items():
             value = getattr(self, name)
             if isinstance(value, SecretStr):
-                value = value.get_secret_value() if reveal_secrets else "**********"
+                value = value.get_secret_value() if reveal_secrets else MASK
+            elif name in self._url_fields and value and not reveal_secrets:
+                value = mask_url(value)
             out[key] = value
         return out
 
@@ -205,6 +213,8 @@ class CacheSettings(BaseSettings):
         for key, name in self.keys().items():
             if name not in self.model_fields_set:
                 out[key] = "default"
+            elif name in self._arguments:
+                out[key] = "argument"
             elif key in environ:
                 out[key] = "environment"
             elif key in dotenv:
@@ -307,6 +317,17 @@ class _MappingSettings(CacheSettings):
         }
 
 
+def mask_url(value: str) -> str:
+    """Return ``value`` with the password of a URL (``scheme://user:password@host``) masked."""
+    scheme, sep, rest = value.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at:
+        return value
+    user, colon, _ = credentials.partition(":")
+    masked = f"{user}:{MASK}" if colon else MASK
+    return f"{scheme}://{masked}@{host}"
+
+
 def _check_redis_url(value: str) -> None:
     from urllib.parse import urlsplit
 
@@ -362,7 +383,12 @@ def _problems(exc: ValidationError) -> list[str]:
         extra = field.json_schema_extra if field else None
         accepts = extra.get("accepts") if isinstance(extra, dict) else None
         value = error.get("input")
-        shown = "**********" if name in CacheSettings._secret_fields else repr(value)
+        if name in CacheSettings._secret_fields:
+            shown = MASK
+        elif name in CacheSettings._url_fields and isinstance(value, str):
+            shown = repr(mask_url(value))
+        else:
+            shown = repr(value)
         message = str(error["msg"]).removeprefix("Value error, ")
         line = f"{key}={shown}: {message}"
         explained = ("did you mean", "installed backends", "backend:", "in-process")

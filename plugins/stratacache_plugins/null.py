@@ -26,6 +26,10 @@ class NullCache(Backend):
         """Never holds anything."""
         return False
 
+    def delete(self, key: str) -> bool:
+        """Nothing is stored, so nothing is deleted."""
+        return False
+
     def set_tracked(
         self, key: str, value: Any, timeout: Timeout = None, group: str | None = None
     ) -> bool:

@@ -246,7 +246,9 @@ class SimpleCache(Backend):
                 del self._groups[group]
 
     def _rebuild_expiry(self) -> None:
-        self._expiry = [(e[0], k) for k, e in self._cache.items() if e[0] is not _NEVER]
+        # list() copies in one C call: readers may move entries while we iterate.
+        items = list(self._cache.items())
+        self._expiry = [(e[0], k) for k, e in items if e[0] is not _NEVER]
         heapq.heapify(self._expiry)
 
     def __repr__(self) -> str:
