@@ -579,3 +579,29 @@ def test_invalidate_reports_false_when_no_layer_held_it(stack: CacheStack) -> No
         return x
 
     assert f.invalidate(1) is False
+
+
+def test_bound_methods_bind_invalidate_and_cache_key(stack: CacheStack, calls: Calls) -> None:
+    class Service:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def __cache_key__(self) -> str:
+            return self.name
+
+        @cached_for(minutes=1, stack=stack)
+        def lookup(self, x: int, flag: int = 0) -> str:
+            calls[(self.name, x)] += 1
+            return f"{self.name}:{x}"
+
+    a, b = Service("a"), Service("b")
+    assert a.lookup(5) == "a:5"
+    assert b.lookup(5) == "b:5"
+    assert a.lookup.cache_key(5) == Service.lookup.cache_key(a, 5)
+    assert a.lookup.invalidate(5) is True
+    assert a.lookup(5) == "a:5"
+    assert b.lookup(5) == "b:5"
+    assert calls == {("a", 5): 2, ("b", 5): 1}
+    assert a.lookup.clear_cache() == 4
+    assert Service.lookup.__name__ == "lookup"
+    assert Service.lookup.uncached(a, 1) == "a:1"

@@ -321,6 +321,8 @@ def cached_for(
             atomic=atomic_writes,
         )
         wrapper = _make_wrapper(call)
+        if next(iter(inspect.signature(func).parameters), None) == "self":
+            wrapper = _CachedMethod(wrapper, call)
         functools.update_wrapper(wrapper, func)
         wrapper.uncached = func  # type: ignore[attr-defined]
         wrapper.invalidate = call.invalidate  # type: ignore[attr-defined]
@@ -329,6 +331,48 @@ def cached_for(
         return cast(CachedFunction[P, R], wrapper)
 
     return decorate
+
+
+class _BoundCachedMethod(functools.partial[Any]):
+    """A cached method bound to its instance.
+
+    Calls, ``invalidate`` and ``cache_key`` pass ``self``. It is a C-level partial, so a bound
+    call costs little more than a plain one.
+    """
+
+    _call: _CachedCall[..., Any]
+
+    def invalidate(self, *args: Any, **kwargs: Any) -> bool:
+        """Delete this call's entry (for this instance) from every layer."""
+        return self._call.invalidate(*self.args, *args, **kwargs)
+
+    def cache_key(self, *args: Any, **kwargs: Any) -> str:
+        """Return the key of this call (for this instance)."""
+        return self._call.cache_key(*self.args, *args, **kwargs)
+
+    def clear_cache(self) -> int:
+        """Delete every entry of the method, for every instance, from every layer."""
+        return self._call.clear_cache()
+
+
+class _CachedMethod:
+    """The cached form of a method (first parameter ``self``).
+
+    It binds like a function, and its bound form binds ``invalidate`` and ``cache_key`` to the
+    instance too, so ``obj.method.invalidate(x)`` deletes the entry of ``obj.method(x)``.
+    """
+
+    def __init__(self, wrapper: Callable[..., Any], call: _CachedCall[..., Any]) -> None:
+        self._wrapper = wrapper
+        self._bound = type("BoundCachedMethod", (_BoundCachedMethod,), {"_call": call})
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._wrapper(*args, **kwargs)
+
+    def __get__(self, instance: object, owner: type[Any] | None = None) -> Any:
+        if instance is None:
+            return self
+        return self._bound(self._wrapper, instance)
 
 
 def _make_wrapper(call: _CachedCall[P, R]) -> Callable[P, R]:
