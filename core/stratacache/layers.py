@@ -312,7 +312,11 @@ class CacheStack:
         return any(removed)
 
     def clear(self) -> bool:
-        """Clear every layer (the shared one only under its key prefix); True if all did."""
+        """Clear every layer; return True if all did.
+
+        Each backend clears what it owns: Redis only the keys under its prefix,
+        FileSystemCache every entry of its directory (give each application its own).
+        """
         cleared = [bool(layer.cache.clear()) for layer in self._all(self._layers())]
         return all(cleared)
 
