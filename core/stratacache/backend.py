@@ -58,6 +58,7 @@ NO_VALUE: Final = NoValue()
 """Returned by :meth:`Backend.lookup` on a miss, so that ``None`` can be a cached value."""
 
 _GROUP_INDEX_PREFIX = "__stratacache_group__:"
+_VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 
 class Computation:
@@ -159,10 +160,21 @@ class Backend(BaseCache):
 
     @classmethod
     def accepted_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
-        """Return the ``options`` that the constructor accepts (all, if it takes ``**kwargs``)."""
-        params = inspect.signature(cls).parameters
-        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-        return {k: v for k, v in options.items() if takes_any or k in params}
+        """Return the ``options`` that the constructor names as parameters.
+
+        Parameters of base classes count where a subclass passes ``**kwargs`` on to them;
+        a ``**kwargs`` catch-all itself takes only what the user named in ``CACHE_OPTIONS``.
+        """
+        named: set[str] = set()
+        for klass in cls.__mro__:
+            init = klass.__dict__.get("__init__")
+            if init is None:
+                continue
+            params = inspect.signature(init).parameters.values()
+            named.update(p.name for p in params if p.kind not in _VARIADIC)
+            if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+                break
+        return {k: v for k, v in options.items() if k in named}
 
     # -- timeouts -------------------------------------------------------------------------
 

@@ -226,6 +226,11 @@ class CacheStack:
                 "db": settings.cache_redis_db,
                 "password": password.get_secret_value() if password else None,
                 "url": settings.cache_redis_url,
+                "connect_timeout": settings.cache_redis_connect_timeout,
+                "read_timeout": settings.cache_redis_read_timeout,
+                "lock_timeout": settings.cache_atomic_lock_timeout,
+                "lock_wait": settings.cache_atomic_wait,
+                "atomic_retries": settings.cache_atomic_retries,
             },
             settings.cache_options,
         )

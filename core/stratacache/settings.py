@@ -131,6 +131,42 @@ class CacheSettings(BaseSettings):
         description="Redis URL; takes precedence over host, port and database.",
     )
 
+    cache_redis_connect_timeout: float = _key(
+        "CACHE_REDIS_CONNECT_TIMEOUT",
+        "a number of seconds > 0",
+        0.5,
+        gt=0,
+        description="Seconds to wait for a connection to Redis before giving up.",
+    )
+    cache_redis_read_timeout: float = _key(
+        "CACHE_REDIS_READ_TIMEOUT",
+        "a number of seconds > 0",
+        1.0,
+        gt=0,
+        description="Seconds to wait for a Redis reply before giving up.",
+    )
+    cache_atomic_lock_timeout: float = _key(
+        "CACHE_ATOMIC_LOCK_TIMEOUT",
+        "a number of seconds > 0",
+        30.0,
+        gt=0,
+        description="Life of an at_most_once lock: a holder that dies loses it after this.",
+    )
+    cache_atomic_wait: float = _key(
+        "CACHE_ATOMIC_WAIT",
+        "a number of seconds > 0",
+        35.0,
+        gt=0,
+        description="Longest wait of an at_most_once caller for another's result.",
+    )
+    cache_atomic_retries: int = _key(
+        "CACHE_ATOMIC_RETRIES",
+        "a whole number >= 1",
+        5,
+        ge=1,
+        description="Attempts of an at_least_once write whose watched key changed.",
+    )
+
     # -- the local layers -----------------------------------------------------------------
     localcache_type: str = _key(
         "LOCALCACHE_TYPE",

@@ -1,0 +1,722 @@
+"""The Redis backends: RedisCache, RedisCacheNoExceptions and RedisCacheAtomic.
+
+* :class:`RedisCache` raises :class:`RedisCacheError` (a :class:`~stratacache.CacheError`)
+  when Redis fails, and :class:`~stratacache.DeserializationError` for an unreadable entry.
+* :class:`RedisCacheNoExceptions` never raises to its caller: an unreadable entry is deleted
+  and is a miss; while Redis is unreachable, slow or answering errors, reads miss and writes
+  report failure, and Redis is skipped for a short back-off between probes.
+* :class:`RedisCacheAtomic` adds ``atomic_writes`` coordination across processes and hosts.
+
+Keys: the decorator's keys start with the function's name in braces (``{module.f}(...)``), a
+Redis Cluster hash tag, so an entry, its lock and its function's tracking set share a slot.
+Each function's keys are tracked in a sorted set scored by expiry, trimmed of expired members
+on every write, so ``f.clear_cache()`` deletes exactly those keys without a scan and the
+tracking data cannot outgrow the live entries.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any, ClassVar, cast
+
+import redis
+from redis.exceptions import RedisError, WatchError
+
+from stratacache import (
+    NO_VALUE,
+    Backend,
+    CacheError,
+    Computation,
+    DeserializationError,
+    Serializer,
+    Timeout,
+)
+
+__all__ = [
+    "AtomicWaitTimeout",
+    "RedisCache",
+    "RedisCacheAtomic",
+    "RedisCacheError",
+    "RedisCacheNoExceptions",
+]
+
+logger = logging.getLogger(__name__)
+
+_TRACKING_SUFFIX = ":__tracked__"
+_LOCK_PREFIX = "__lock__:"
+_CLEAR_BATCH = 500
+
+
+class RedisCacheError(CacheError):
+    """Redis failed (unreachable, timed out, or answered an error); chains redis-py's error."""
+
+
+class AtomicWaitTimeout(CacheError, TimeoutError):  # noqa: N818 (reads as what happened)
+    """An ``at_most_once`` caller waited ``lock_wait`` seconds for another's result in vain."""
+
+
+# -- connection pools: one per process and server ---------------------------------------
+
+_pools: dict[tuple[Any, ...], redis.ConnectionPool] = {}
+_pools_lock = threading.Lock()
+
+
+def _forget_pools_after_fork() -> None:
+    # A child must never use its parent's sockets: it builds its own pools on first use.
+    global _pools_lock
+    _pools.clear()
+    _pools_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pools_after_fork)
+
+
+def _pool(url: str, connect_timeout: float, read_timeout: float, extra: dict[str, Any]) -> Any:
+    key = (os.getpid(), url, connect_timeout, read_timeout, tuple(sorted(extra.items())))
+    with _pools_lock:
+        pool = _pools.get(key)
+        if pool is None:
+            pool = redis.ConnectionPool.from_url(
+                url,
+                socket_connect_timeout=connect_timeout,
+                socket_timeout=read_timeout,
+                **extra,
+            )
+            _pools[key] = pool
+        return pool
+
+
+def _url(host: str, port: int, db: int, password: str | None, url: str | None) -> str:
+    if url:
+        return url
+    if "://" in host:
+        return host
+    auth = f":{password}@" if password else ""
+    return f"redis://{auth}{host}:{port}/{db}"
+
+
+class RedisCache(Backend):
+    """The shared layer on Redis: every instance of the service sees the same entries.
+
+    Accepts cachelib's ``RedisCache`` arguments, so it drops in where that one is used.
+    Values are pickled (``CACHE_SERIALIZER`` applies); a timeout of 0 means no expiry.
+    A hit is one ``GET``; a tracked write is one pipelined round trip. Errors from Redis raise
+    :class:`RedisCacheError`; an unreadable entry raises
+    :class:`~stratacache.DeserializationError`.
+
+    Args:
+        host: Host name, a ``redis://``/``rediss://``/``unix://`` URL, or a ready
+            ``redis.Redis`` client (then the connection arguments are ignored).
+        port: Port, with a host name.
+        password: Password, with a host name.
+        db: Database number, with a host name.
+        default_timeout: Seconds an entry lives when ``set`` gets no timeout; 0 = forever.
+        key_prefix: Prepended to every key; ``clear()`` deletes only keys under it.
+        url: A Redis URL; takes precedence over host, port, password and db.
+        serializer: How values become bytes (default pickle).
+        connect_timeout: Seconds to wait for a connection.
+        read_timeout: Seconds to wait for a reply.
+        **kwargs: Further arguments of redis-py's connection pool (``ssl_cert_reqs``...).
+    """
+
+    def __init__(  # noqa: PLR0917 (cachelib's RedisCache takes these positionally)
+        self,
+        host: str | redis.Redis = "localhost",
+        port: int = 6379,
+        password: str | None = None,
+        db: int = 0,
+        default_timeout: int | timedelta = 300,
+        key_prefix: str | None = None,
+        *,
+        url: str | None = None,
+        serializer: Serializer | None = None,
+        connect_timeout: float = 0.5,
+        read_timeout: float = 1.0,
+        ignore_delete_many_errors: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            default_timeout,
+            serializer=serializer,
+            ignore_delete_many_errors=ignore_delete_many_errors,
+        )
+        self.key_prefix = key_prefix or ""
+        self._given_client = host if isinstance(host, redis.Redis) else None
+        self._url = "" if self._given_client else _url(str(host), port, db, password, url)
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._pool_options = kwargs
+
+    # -- the connection -------------------------------------------------------------------
+
+    @property
+    def client(self) -> redis.Redis:
+        """The redis-py client, on this process's pool for the server (created lazily)."""
+        if self._given_client is not None:
+            return self._given_client
+        pool = _pool(self._url, self._connect_timeout, self._read_timeout, self._pool_options)
+        return redis.Redis(connection_pool=pool)
+
+    def _run(self, operation: str, action: Callable[[redis.Redis], Any], fallback: Any) -> Any:
+        """Run ``action`` on the client; turn a Redis failure into :class:`RedisCacheError`.
+
+        ``fallback`` is what :class:`RedisCacheNoExceptions` returns instead of raising.
+        """
+        try:
+            return action(self.client)
+        except RedisError as exc:
+            raise RedisCacheError(f"Redis {operation} failed on {self._where()}: {exc}") from exc
+
+    def _where(self) -> str:
+        from stratacache.settings import mask_url
+
+        return mask_url(self._url) if self._url else repr(self._given_client)
+
+    # -- keys -----------------------------------------------------------------------------
+
+    def _key(self, key: str) -> str:
+        return self.key_prefix + key
+
+    def _tracking_key(self, group: str) -> str:
+        return f"{self.key_prefix}{{{group}}}{_TRACKING_SUFFIX}"
+
+    def _lock_key(self, key: str) -> str:
+        return self.key_prefix + _LOCK_PREFIX + key
+
+    def _milliseconds(self, timeout: Timeout) -> int:
+        """Timeout in whole milliseconds (rounded up); 0 = no expiry, < 0 = already expired."""
+        seconds = self.timeout_seconds(timeout)
+        return math.ceil(seconds * 1000) if seconds > 0 else (0 if seconds == 0 else -1)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def lookup(self, key: str) -> Any:
+        """One ``GET``: the value, or ``NO_VALUE`` on a miss."""
+        data = self._run("GET", lambda r: r.get(self._key(key)), None)
+        if data is None:
+            return NO_VALUE
+        return self._loads(key, data)
+
+    def _loads(self, key: str, data: Any) -> Any:
+        return self.serializer.loads(data)
+
+    def get(self, key: str) -> Any:
+        """Return the value of ``key``, or ``None`` on a miss."""
+        value = self.lookup(key)
+        return None if value is NO_VALUE else value
+
+    def get_many(self, *keys: str) -> list[Any]:
+        """One ``MGET`` for all ``keys``; ``None`` for each miss."""
+        if not keys:
+            return []
+        datas = self._run(
+            "MGET", lambda r: r.mget([self._key(k) for k in keys]), [None] * len(keys)
+        )
+        values = []
+        for key, data in zip(keys, datas, strict=True):
+            value = NO_VALUE if data is None else self._loads(key, data)
+            values.append(None if value is NO_VALUE else value)
+        return values
+
+    def has(self, key: str) -> bool:
+        """One ``EXISTS``."""
+        return bool(self._run("EXISTS", lambda r: r.exists(self._key(key)), 0))
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def _write(self, pipe: Any, key: str, data: bytes, ms: int, group: str | None) -> None:
+        """Queue the commands that store ``data`` (and track ``key``) on ``pipe``."""
+        full = self._key(key)
+        if ms < 0:
+            pipe.delete(full)
+            return
+        pipe.set(full, data, px=ms or None)
+        if group is not None:
+            self._queue_tracking(pipe, full, group, ms)
+
+    def _queue_tracking(self, pipe: Any, full: str, group: str, ms: int) -> None:
+        tracking = self._tracking_key(group)
+        now_ms = int(time.time() * 1000)
+        pipe.zadd(tracking, {full: now_ms + ms if ms else "+inf"})
+        pipe.zremrangebyscore(tracking, "-inf", now_ms)  # members whose entry expired
+        if ms:  # the set lives as long as its longest-lived member
+            pipe.pexpire(tracking, ms, nx=True)
+            pipe.pexpire(tracking, ms, gt=True)
+        else:
+            pipe.persist(tracking)
+
+    def set(self, key: str, value: Any, timeout: Timeout = None) -> bool:
+        """``SET ... PX``; a serialization error raises and nothing is written."""
+        return self._store(key, value, timeout, None)
+
+    def set_tracked(
+        self, key: str, value: Any, timeout: Timeout = None, group: str | None = None
+    ) -> bool:
+        """Store ``value`` and track ``key`` in ``group``, in one round trip.
+
+        A subclass that overrides :meth:`set` still sees every write: the value then goes
+        through its ``set`` and the tracking follows in a second round trip.
+        """
+        if type(self).set is not RedisCache.set:
+            stored = bool(self.set(key, value, timeout))
+            if stored and group is not None:
+                self._track(key, group, self._milliseconds(timeout))
+            return stored
+        return self._store(key, value, timeout, group)
+
+    def _track(self, key: str, group: str, ms: int) -> None:  # type: ignore[override]
+        def track(r: redis.Redis) -> None:
+            pipe = r.pipeline(transaction=True)
+            self._queue_tracking(pipe, self._key(key), group, ms)
+            pipe.execute()
+
+        self._run("track", track, None)
+
+    def _store(self, key: str, value: Any, timeout: Timeout, group: str | None) -> bool:
+        data = self.serializer.dumps(value)
+        ms = self._milliseconds(timeout)
+
+        def write(r: redis.Redis) -> bool:
+            pipe = r.pipeline(transaction=True)
+            self._write(pipe, key, data, ms, group)
+            pipe.execute()
+            return True
+
+        return bool(self._run("SET", write, False))
+
+    def add(self, key: str, value: Any, timeout: Timeout = None) -> bool:
+        """``SET ... NX``: store only if ``key`` is absent."""
+        data = self.serializer.dumps(value)
+        ms = self._milliseconds(timeout)
+        if ms < 0:
+            return not self.has(key)
+        return bool(
+            self._run(
+                "SET NX", lambda r: r.set(self._key(key), data, px=ms or None, nx=True), False
+            )
+        )
+
+    def set_many(self, mapping: dict[str, Any], timeout: Timeout = None) -> list[Any]:
+        """Store every item in one pipelined round trip; return the keys stored."""
+        datas = {key: self.serializer.dumps(value) for key, value in mapping.items()}
+        ms = self._milliseconds(timeout)
+
+        def write(r: redis.Redis) -> list[Any]:
+            pipe = r.pipeline(transaction=False)
+            for key, data in datas.items():
+                self._write(pipe, key, data, ms, None)
+            pipe.execute()
+            return list(datas)
+
+        return list(self._run("SET", write, []))
+
+    def delete(self, key: str) -> bool:
+        """``DEL``; True if the key existed."""
+        return bool(self._run("DEL", lambda r: r.delete(self._key(key)), 0))
+
+    def delete_many(self, *keys: str) -> list[Any]:
+        """Delete ``keys`` in one pipelined round trip (one ``DEL`` each, cluster-safe)."""
+        if not keys:
+            return []
+
+        def delete(r: redis.Redis) -> list[Any]:
+            pipe = r.pipeline(transaction=False)
+            for key in keys:
+                pipe.delete(self._key(key))
+            pipe.execute()
+            return list(keys)
+
+        return list(self._run("DEL", delete, []))
+
+    def inc(self, key: str, delta: int = 1) -> int | None:
+        """Atomically add ``delta`` (optimistic ``WATCH``/``MULTI``, as values are pickled)."""
+
+        def increment(pipe: Any) -> int:
+            data = pipe.get(self._key(key))
+            current = 0 if data is None else self._loads(key, data)
+            new = int(current or 0) + delta
+            ms = self._milliseconds(None)
+            pipe.multi()
+            self._write(pipe, key, self.serializer.dumps(new), ms, None)
+            return new
+
+        full = self._key(key)
+        result: int | None = self._run(
+            "INCR",
+            lambda r: r.transaction(increment, full, value_from_callable=True),  # type: ignore[arg-type]
+            None,
+        )
+        return result
+
+    def dec(self, key: str, delta: int = 1) -> int | None:
+        """Atomically subtract ``delta``."""
+        return self.inc(key, -delta)
+
+    def clear(self) -> bool:
+        """Delete every key under ``key_prefix``, found with ``SCAN``, in batches.
+
+        Never ``KEYS``, never ``FLUSHDB``. With an empty prefix, that is every key of the
+        database.
+        """
+
+        def clear(r: redis.Redis) -> bool:
+            batch: list[bytes] = []
+            for name in r.scan_iter(match=_escape_glob(self.key_prefix) + "*", count=_CLEAR_BATCH):
+                batch.append(name)
+                if len(batch) >= _CLEAR_BATCH:
+                    _unlink_each(r, batch)
+                    batch = []
+            _unlink_each(r, batch)
+            return True
+
+        return bool(self._run("SCAN/UNLINK", clear, False))
+
+    # -- tracking -------------------------------------------------------------------------
+
+    def clear_tracked(self, group: str) -> int:
+        """Delete the keys tracked for ``group`` in batches, then its tracking set."""
+        tracking = self._tracking_key(group)
+
+        def clear(r: redis.Redis) -> int:
+            removed = 0
+            while True:
+                members = r.zrange(tracking, 0, _CLEAR_BATCH - 1)
+                if not members:
+                    break
+                pipe = r.pipeline(transaction=True)
+                for member in members:
+                    pipe.delete(cast(bytes, member))
+                pipe.zrem(tracking, *members)
+                results = pipe.execute()
+                removed += sum(int(n) for n in results[:-1])
+            r.delete(tracking)
+            return removed
+
+        return int(self._run("clear_tracked", clear, 0))
+
+    # -- monitoring -----------------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        """The server's ``INFO`` as a dict (used memory, hits, misses...)."""
+        return dict(self._run("INFO", lambda r: r.info(), {}))
+
+    def close(self) -> None:
+        """Nothing to do: pools are shared per process and server, and live with it."""
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self._where()}, key_prefix={self.key_prefix!r},"
+            f" default_timeout={self.default_timeout})"
+        )
+
+
+def _escape_glob(text: str) -> str:
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
+
+
+def _unlink_each(r: redis.Redis, names: list[bytes]) -> None:
+    if names:
+        pipe = r.pipeline(transaction=False)
+        for name in names:  # one key per command: keys of a batch may live in other slots
+            pipe.unlink(name)
+        pipe.execute()
+
+
+class RedisCacheNoExceptions(RedisCache):
+    """RedisCache that never lets a Redis failure or an unreadable entry reach its caller.
+
+    An entry that cannot be deserialized is deleted, logged once at WARNING with its key and
+    the reason, and is a miss. When Redis fails, reads miss, writes and deletes return False,
+    and for ``retry_interval`` seconds Redis is not called at all, so callers do not each wait
+    for a timeout; the next call after it probes Redis again. Outages are logged when they
+    start, at most every ``log_interval`` seconds while they last, and when they end.
+
+    Args:
+        retry_interval: Seconds to skip Redis after a failure (default 0.5).
+        log_interval: Least seconds between two outage log lines (default 30).
+        **kwargs: As for :class:`RedisCache`.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        retry_interval: float = 0.5,
+        log_interval: float = 30.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._retry_interval = retry_interval
+        self._log_interval = log_interval
+        self._down_until = 0.0
+        self._failures = 0
+        self._last_log = -math.inf
+        self._state_lock = threading.Lock()
+
+    def _run(self, operation: str, action: Callable[[redis.Redis], Any], fallback: Any) -> Any:
+        if self._down_until and time.monotonic() < self._down_until:
+            return fallback
+        try:
+            result = action(self.client)
+        except RedisError as exc:
+            self._note_failure(operation, exc)
+            return fallback
+        if self._down_until:
+            self._note_recovery()
+        return result
+
+    def _note_failure(self, operation: str, exc: RedisError) -> None:
+        now = time.monotonic()
+        with self._state_lock:
+            self._down_until = now + self._retry_interval
+            self._failures += 1
+            if now - self._last_log < self._log_interval:
+                return
+            self._last_log = now
+            failures = self._failures
+        logger.warning(
+            "Redis %s failed on %s (%s: %s); serving without the shared layer, retrying every"
+            " %.1fs (%d failures so far)",
+            operation,
+            self._where(),
+            type(exc).__name__,
+            exc,
+            self._retry_interval,
+            failures,
+        )
+
+    def _note_recovery(self) -> None:
+        with self._state_lock:
+            if not self._down_until:
+                return
+            failures, self._failures, self._down_until = self._failures, 0, 0.0
+            self._last_log = -math.inf
+        logger.warning("Redis on %s is back after %d failed operations", self._where(), failures)
+
+    def _loads(self, key: str, data: Any) -> Any:
+        try:
+            return self.serializer.loads(data)
+        except DeserializationError as exc:
+            logger.warning("deleting unreadable Redis entry %r: %s", self._key(key), exc)
+            self.delete(key)
+            return NO_VALUE
+
+    def inc(self, key: str, delta: int = 1) -> int | None:
+        """As RedisCache; ``None`` when Redis fails."""
+        return super().inc(key, delta)
+
+
+class _LockedComputation(Computation):
+    """An ``at_most_once`` computation that holds the key's Redis lock."""
+
+    def __init__(
+        self, backend: RedisCacheAtomic, key: str, timeout: Timeout, group: str | None, token: str
+    ) -> None:
+        super().__init__(backend, key, timeout, group)
+        self.atomic = backend
+        self.token = token
+
+    def commit(self, value: Any) -> Any:
+        """Write ``value`` only if this caller still owns the lock, then release it."""
+        return self.atomic._commit_locked(self, value)
+
+    def abort(self) -> None:
+        """Release the lock (only if this caller still owns it)."""
+        self.atomic._release(self.key, self.token)
+
+
+class _WatchedComputation(Computation):
+    """An ``at_least_once`` computation: the first completed write wins."""
+
+    def __init__(
+        self, backend: RedisCacheAtomic, key: str, timeout: Timeout, group: str | None
+    ) -> None:
+        super().__init__(backend, key, timeout, group)
+        self.atomic = backend
+
+    def commit(self, value: Any) -> Any:
+        """Store ``value`` unless another caller stored first; return the stored value."""
+        return self.atomic._commit_first_wins(self, value)
+
+
+# Deletes the lock only if it still holds the caller's token.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# Writes the value (and tracks it) only if the caller still owns the lock, then releases it.
+# KEYS: lock, value, tracking set. ARGV: token, data, ms (0 = no expiry), now ms, group flag.
+_COMMIT_IF_OWNER = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local ms = tonumber(ARGV[3])
+if ms > 0 then
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ms)
+else
+  redis.call('SET', KEYS[2], ARGV[2])
+end
+if ARGV[5] == '1' then
+  local now = tonumber(ARGV[4])
+  if ms > 0 then
+    redis.call('ZADD', KEYS[3], now + ms, KEYS[2])
+    redis.call('PEXPIRE', KEYS[3], ms, 'NX')
+    redis.call('PEXPIRE', KEYS[3], ms, 'GT')
+  else
+    redis.call('ZADD', KEYS[3], '+inf', KEYS[2])
+    redis.call('PERSIST', KEYS[3])
+  end
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+
+class RedisCacheAtomic(RedisCacheNoExceptions):
+    """RedisCacheNoExceptions that coordinates ``atomic_writes`` across processes and hosts.
+
+    * ``at_least_once``: callers may compute at once; each write is a ``WATCH``/``MULTI``/
+      ``EXEC`` transaction that stores only if the key is still absent, so the first
+      completed write wins and every caller returns that value. A transaction whose watched
+      key changed is retried up to ``atomic_retries`` times.
+    * ``at_most_once``: a per-key lock (``SET NX PX`` with a random token) lets one caller
+      compute; the others poll for its result for up to ``lock_wait`` seconds, then raise
+      :class:`AtomicWaitTimeout`. The lock lives ``lock_timeout`` seconds, so a holder that
+      dies loses it and a waiter takes over; a holder that outlived its lock cannot write
+      (the write checks ownership in the same script) and is not believed by others.
+
+    A hit takes no lock. If the reply to ``EXEC`` or to the commit script is lost (the
+    connection dropped), the outcome is unknown: the caller re-reads the key and returns what
+    is stored, or its own value if nothing is. While Redis is unreachable, the backend
+    degrades like RedisCacheNoExceptions: the caller computes (one thread per process).
+
+    Args:
+        lock_timeout: Seconds an ``at_most_once`` lock lives (``CACHE_ATOMIC_LOCK_TIMEOUT``).
+        lock_wait: Longest wait for another caller's result (``CACHE_ATOMIC_WAIT``).
+        atomic_retries: Attempts of a watched write (``CACHE_ATOMIC_RETRIES``).
+        **kwargs: As for :class:`RedisCacheNoExceptions`.
+    """
+
+    _poll_interval: ClassVar[float] = 0.01
+    _max_poll_interval: ClassVar[float] = 0.1
+
+    def __init__(
+        self,
+        *args: Any,
+        lock_timeout: float = 30.0,
+        lock_wait: float = 35.0,
+        atomic_retries: int = 5,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        if lock_timeout <= 0 or lock_wait <= 0 or atomic_retries < 1:
+            raise ValueError(
+                "lock_timeout and lock_wait must be > 0 seconds and atomic_retries >= 1, got"
+                f" {lock_timeout!r}, {lock_wait!r}, {atomic_retries!r}"
+            )
+        self._lock_ms = math.ceil(lock_timeout * 1000)
+        self._lock_wait = lock_wait
+        self._retries = atomic_retries
+
+    def start_computation(
+        self, key: str, timeout: Timeout, group: str | None, mode: str
+    ) -> Computation:
+        """Coordinate the computation of a missing ``key`` (see the class docstring)."""
+        if mode == "at_least_once":
+            return _WatchedComputation(self, key, timeout, group)
+        deadline = time.monotonic() + self._lock_wait
+        lock = self._lock_key(key)
+        for pause in self._pauses(deadline):
+            token = secrets.token_hex(16)
+            acquired: bool | None = self._run(
+                "SET NX (lock)",
+                lambda r, t=token: bool(r.set(lock, t, px=self._lock_ms, nx=True)),  # type: ignore[misc]
+                None,
+            )
+            if acquired is None:  # Redis is unreachable: degrade to computing here
+                return Computation(self, key, timeout, group)
+            if acquired:
+                stored = self.lookup(key)  # written between our miss and our lock?
+                if stored is not NO_VALUE:
+                    self._release(key, token)
+                    return Computation(self, key, timeout, group, stored)
+                return _LockedComputation(self, key, timeout, group, token)
+            stored = self.lookup(key)
+            if stored is not NO_VALUE:
+                return Computation(self, key, timeout, group, stored)
+            time.sleep(pause)
+        raise AtomicWaitTimeout(
+            f"waited {self._lock_wait:.1f}s for another caller to compute {key!r}"
+            " (at_most_once) without a result; raise CACHE_ATOMIC_WAIT if computations take"
+            " longer, or CACHE_ATOMIC_LOCK_TIMEOUT if the holder's lock expires first"
+        )
+
+    def _pauses(self, deadline: float) -> Iterator[float]:
+        pause = self._poll_interval
+        while time.monotonic() < deadline:
+            yield min(pause, max(0.0, deadline - time.monotonic()))
+            pause = min(pause * 2, self._max_poll_interval)
+
+    def _release(self, key: str, token: str) -> None:
+        lock = self._lock_key(key)
+        self._run("release lock", lambda r: r.eval(_RELEASE, 1, lock, token), None)
+
+    def _commit_locked(self, computation: _LockedComputation, value: Any) -> Any:
+        key, group = computation.key, computation.group
+        data = self.serializer.dumps(value)
+        ms = max(0, self._milliseconds(computation.timeout))
+        keys = [self._lock_key(key), self._key(key), self._tracking_key(group or "")]
+        args: list[Any] = [
+            computation.token,
+            data,
+            ms,
+            int(time.time() * 1000),
+            int(group is not None),
+        ]
+        written = self._run(
+            "commit (lock owner)", lambda r: r.eval(_COMMIT_IF_OWNER, 3, *keys, *args), None
+        )
+        if written:
+            return value
+        return self._stored_or(key, value)  # lost the lock (or the reply): trust what is stored
+
+    def _commit_first_wins(self, computation: _WatchedComputation, value: Any) -> Any:
+        key, group = computation.key, computation.group
+        data = self.serializer.dumps(value)
+        ms = self._milliseconds(computation.timeout)
+        full = self._key(key)
+
+        def write(r: redis.Redis) -> Any:
+            with r.pipeline(transaction=True) as pipe:
+                for _ in range(self._retries):
+                    try:
+                        pipe.watch(full)  # type: ignore[no-untyped-call]
+                        existing = pipe.get(full)
+                        if existing is not None:
+                            pipe.unwatch()
+                            return existing
+                        pipe.multi()
+                        self._write(pipe, key, data, ms, group)
+                        pipe.execute()
+                        return data
+                    except WatchError:
+                        continue
+            return None
+
+        stored = self._run("WATCH/MULTI/EXEC", write, NO_VALUE)
+        if stored is NO_VALUE:  # the reply was lost or Redis is down: the outcome is unknown
+            return self._stored_or(key, value)
+        if stored is None or stored is data:
+            return value
+        winner = self._loads(key, stored)
+        return value if winner is NO_VALUE else winner
+
+    def _stored_or(self, key: str, value: Any) -> Any:
+        stored = self.lookup(key)
+        return value if stored is NO_VALUE else stored
