@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from stratacache import Backend
 from stratacache.testing import BackendConformance, BackendFactory
 from stratacache_plugins.filesystem import FileSystemCache
 from stratacache_plugins.null import NullCache
+from stratacache_plugins.rediscache import RedisCache, RedisCacheAtomic, RedisCacheNoExceptions
 from stratacache_plugins.simple import SimpleCache, SimpleCacheNoSerializer
 
 
@@ -39,3 +41,27 @@ class TestFileSystemCache(BackendConformance):
         return lambda **options: FileSystemCache(
             str(tmp_path / "cache"), key_prefix=key_prefix, **options
         )
+
+
+class TestRedisCache(BackendConformance):
+    backend_class: type[Backend] = RedisCache
+
+    @pytest.fixture(params=["", "app_"], ids=["no-prefix", "prefix"])
+    def key_prefix(self, request: pytest.FixtureRequest) -> str:
+        return str(request.param)
+
+    @pytest.fixture
+    def make_backend(self, redis_url: str, key_prefix: str) -> BackendFactory:
+        return lambda **options: self.backend_class(url=redis_url, key_prefix=key_prefix, **options)
+
+
+class TestRedisCacheNoExceptions(TestRedisCache):
+    backend_class = RedisCacheNoExceptions
+
+    @pytest.fixture
+    def key_prefix(self) -> str:
+        return "app_"
+
+
+class TestRedisCacheAtomic(TestRedisCacheNoExceptions):
+    backend_class = RedisCacheAtomic

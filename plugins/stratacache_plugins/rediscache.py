@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import secrets
 import threading
 import time
@@ -52,6 +53,8 @@ logger = logging.getLogger(__name__)
 _TRACKING_SUFFIX = ":__tracked__"
 _LOCK_PREFIX = "__lock__:"
 _CLEAR_BATCH = 500
+_INTEGER = re.compile(rb"-?[0-9]+")
+_DIGIT_STARTS = frozenset(b"-0123456789"[i : i + 1] for i in range(11))
 
 
 class RedisCacheError(CacheError):
@@ -195,6 +198,20 @@ class RedisCache(Backend):
         seconds = self.timeout_seconds(timeout)
         return math.ceil(seconds * 1000) if seconds > 0 else (0 if seconds == 0 else -1)
 
+    def _dumps(self, value: Any) -> bytes:
+        """Serialize ``value``; integers are stored as plain digits, as cachelib does.
+
+        Digits let ``INCRBY`` work on counters; every other value goes to the serializer.
+        """
+        if type(value) is int:
+            return str(value).encode()
+        return self.serializer.dumps(value)
+
+    def _decode(self, data: bytes) -> Any:
+        if data[:1] in _DIGIT_STARTS and _INTEGER.fullmatch(data):
+            return int(data)
+        return self.serializer.loads(data)
+
     # -- reads ----------------------------------------------------------------------------
 
     def lookup(self, key: str) -> Any:
@@ -205,7 +222,7 @@ class RedisCache(Backend):
         return self._loads(key, data)
 
     def _loads(self, key: str, data: Any) -> Any:
-        return self.serializer.loads(data)
+        return self._decode(data)
 
     def get(self, key: str) -> Any:
         """Return the value of ``key``, or ``None`` on a miss."""
@@ -280,7 +297,7 @@ class RedisCache(Backend):
         self._run("track", track, None)
 
     def _store(self, key: str, value: Any, timeout: Timeout, group: str | None) -> bool:
-        data = self.serializer.dumps(value)
+        data = self._dumps(value)
         ms = self._milliseconds(timeout)
 
         def write(r: redis.Redis) -> bool:
@@ -293,7 +310,7 @@ class RedisCache(Backend):
 
     def add(self, key: str, value: Any, timeout: Timeout = None) -> bool:
         """``SET ... NX``: store only if ``key`` is absent."""
-        data = self.serializer.dumps(value)
+        data = self._dumps(value)
         ms = self._milliseconds(timeout)
         if ms < 0:
             return not self.has(key)
@@ -305,7 +322,7 @@ class RedisCache(Backend):
 
     def set_many(self, mapping: dict[str, Any], timeout: Timeout = None) -> list[Any]:
         """Store every item in one pipelined round trip; return the keys stored."""
-        datas = {key: self.serializer.dumps(value) for key, value in mapping.items()}
+        datas = {key: self._dumps(value) for key, value in mapping.items()}
         ms = self._milliseconds(timeout)
 
         def write(r: redis.Redis) -> list[Any]:
@@ -336,22 +353,9 @@ class RedisCache(Backend):
         return list(self._run("DEL", delete, []))
 
     def inc(self, key: str, delta: int = 1) -> int | None:
-        """Atomically add ``delta`` (optimistic ``WATCH``/``MULTI``, as values are pickled)."""
-
-        def increment(pipe: Any) -> int:
-            data = pipe.get(self._key(key))
-            current = 0 if data is None else self._loads(key, data)
-            new = int(current or 0) + delta
-            ms = self._milliseconds(None)
-            pipe.multi()
-            self._write(pipe, key, self.serializer.dumps(new), ms, None)
-            return new
-
-        full = self._key(key)
+        """``INCRBY``: atomic, one round trip (integers are stored as plain digits)."""
         result: int | None = self._run(
-            "INCR",
-            lambda r: r.transaction(increment, full, value_from_callable=True),  # type: ignore[arg-type]
-            None,
+            "INCRBY", lambda r: int(r.incrby(self._key(key), delta)), None
         )
         return result
 
@@ -501,15 +505,11 @@ class RedisCacheNoExceptions(RedisCache):
 
     def _loads(self, key: str, data: Any) -> Any:
         try:
-            return self.serializer.loads(data)
+            return self._decode(data)
         except DeserializationError as exc:
             logger.warning("deleting unreadable Redis entry %r: %s", self._key(key), exc)
             self.delete(key)
             return NO_VALUE
-
-    def inc(self, key: str, delta: int = 1) -> int | None:
-        """As RedisCache; ``None`` when Redis fails."""
-        return super().inc(key, delta)
 
 
 class _LockedComputation(Computation):
@@ -669,7 +669,7 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
 
     def _commit_locked(self, computation: _LockedComputation, value: Any) -> Any:
         key, group = computation.key, computation.group
-        data = self.serializer.dumps(value)
+        data = self._dumps(value)
         ms = max(0, self._milliseconds(computation.timeout))
         keys = [self._lock_key(key), self._key(key), self._tracking_key(group or "")]
         args: list[Any] = [
@@ -688,7 +688,7 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
 
     def _commit_first_wins(self, computation: _WatchedComputation, value: Any) -> Any:
         key, group = computation.key, computation.group
-        data = self.serializer.dumps(value)
+        data = self._dumps(value)
         ms = self._milliseconds(computation.timeout)
         full = self._key(key)
 

@@ -1,0 +1,135 @@
+"""Real redis-server processes for the tests, each on a free loopback port (never 6379)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+INSTALL_HINT = (
+    "redis-server is not installed, and the Redis tests need a real one: run `make test`"
+    " (it installs it with apt-get when run as root) or `apt-get install redis-server`."
+)
+
+
+def redis_server_binary() -> str:
+    """Return the path of redis-server, or fail the test (never skip) when it is missing."""
+    path = shutil.which("redis-server")
+    if path is None:
+        pytest.fail(INSTALL_HINT)
+    return path
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (not 6379)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port != 6379:
+            return port
+
+
+class RedisServer:
+    """One redis-server on 127.0.0.1, started and stopped by the tests.
+
+    It persists nothing and allows ``DEBUG`` from local clients, for fault injection.
+    """
+
+    def __init__(self, directory: Path, port: int | None = None) -> None:
+        self.directory = directory
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        directory.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:PORT/0``."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self, **options: object) -> redis.Redis:
+        """A plain redis-py client to inspect or prepare the server."""
+        return redis.Redis(host="127.0.0.1", port=self.port, **options)  # type: ignore[arg-type]
+
+    def start(self) -> RedisServer:
+        """Start the server and wait until it answers PING."""
+        self.process = subprocess.Popen(
+            [
+                redis_server_binary(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+                "--enable-debug-command",
+                "local",
+                "--loglevel",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if self.client(socket_timeout=0.5).ping():
+                    return self
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError(f"redis-server did not start on port {self.port}") from None
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        """Stop the server (SIGKILL if it does not exit at once) and reap it."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=5)
+        self.process = None
+
+    def restart(self) -> None:
+        """Start again on the same port (after :meth:`kill` or :meth:`stop`)."""
+        self.stop()
+        self.start()
+
+    def pause(self) -> None:
+        """SIGSTOP the server: connections stay open, nothing answers."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT a paused server."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGCONT)
+
+    def command_counts(self) -> dict[str, int]:
+        """Calls per command since the last ``CONFIG RESETSTAT`` (from ``INFO commandstats``)."""
+        stats = self.client().info("commandstats")
+        return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+    def reset_stats(self) -> None:
+        """``CONFIG RESETSTAT``: start counting commands afresh."""
+        self.client().config_resetstat()
