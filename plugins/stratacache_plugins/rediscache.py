@@ -156,16 +156,24 @@ class RedisCache(Backend):
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._pool_options = kwargs
+        self._client: tuple[redis.Redis | None, int] = (None, 0)
 
     # -- the connection -------------------------------------------------------------------
 
     @property
     def client(self) -> redis.Redis:
-        """The redis-py client, on this process's pool for the server (created lazily)."""
+        """The redis-py client, on this process's pool for the server (created lazily).
+
+        A forked child gets a client on a pool of its own, never its parent's sockets.
+        """
         if self._given_client is not None:
             return self._given_client
-        pool = _pool(self._url, self._connect_timeout, self._read_timeout, self._pool_options)
-        return redis.Redis(connection_pool=pool)
+        client, pid = self._client
+        if client is None or pid != os.getpid():
+            pool = _pool(self._url, self._connect_timeout, self._read_timeout, self._pool_options)
+            client = redis.Redis(connection_pool=pool)
+            self._client = (client, os.getpid())
+        return client
 
     def _run(self, operation: str, action: Callable[[redis.Redis], Any], fallback: Any) -> Any:
         """Run ``action`` on the client; turn a Redis failure into :class:`RedisCacheError`.
