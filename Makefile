@@ -45,8 +45,9 @@ pytest: $(STAMP) redis-server
 	$(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)
 
 ## Benchmarks (side by side, ratios to the anchors).
-bench: $(STAMP)
+bench: $(STAMP) redis-server
 	$(BIN)/python benchmarks/local_hit.py
+	$(BIN)/python benchmarks/shared_hit.py
 
 clean:
 	rm -rf $(VENV) .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist

@@ -156,6 +156,11 @@ class RedisCache(Backend):
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._pool_options = kwargs
+        if self._url and (url or "://" in str(host)):
+            # A URL's own database and password win; these fill in what it leaves out.
+            self._pool_options.setdefault("db", db)
+            if password:
+                self._pool_options.setdefault("password", password)
         self._client: tuple[redis.Redis | None, int] = (None, 0)
 
     # -- the connection -------------------------------------------------------------------
