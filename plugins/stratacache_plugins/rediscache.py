@@ -297,11 +297,11 @@ class RedisCache(Backend):
         if type(self).set is not RedisCache.set:
             stored = bool(self.set(key, value, timeout))
             if stored and group is not None:
-                self._track(key, group, self._milliseconds(timeout))
+                self._track_written(key, group, self._milliseconds(timeout))
             return stored
         return self._store(key, value, timeout, group)
 
-    def _track(self, key: str, group: str, ms: int) -> None:  # type: ignore[override]
+    def _track_written(self, key: str, group: str, ms: int) -> None:
         def track(r: redis.Redis) -> None:
             pipe = r.pipeline(transaction=True)
             self._queue_tracking(pipe, self._key(key), group, ms)
@@ -312,6 +312,9 @@ class RedisCache(Backend):
     def _store(self, key: str, value: Any, timeout: Timeout, group: str | None) -> bool:
         data = self._dumps(value)
         ms = self._milliseconds(timeout)
+        if group is None and ms >= 0:  # a plain write: one SET, no transaction needed
+            full = self._key(key)
+            return bool(self._run("SET", lambda r: r.set(full, data, px=ms or None), False))
 
         def write(r: redis.Redis) -> bool:
             pipe = r.pipeline(transaction=True)
