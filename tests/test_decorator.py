@@ -605,3 +605,21 @@ def test_bound_methods_bind_invalidate_and_cache_key(stack: CacheStack, calls: C
     assert a.lookup.clear_cache() == 4
     assert Service.lookup.__name__ == "lookup"
     assert Service.lookup.uncached(a, 1) == "a:1"
+
+
+def test_atomic_writes_on_a_backend_that_cannot_coordinate_warns_once(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    stack = CacheStack()
+    stack.configure({"CACHE_TYPE": "FileSystemCache", "CACHE_DIR": str(tmp_path)})
+
+    @cached_for(minutes=1, atomic_writes="at_most_once", stack=stack)
+    def f(x: int) -> int:
+        return x
+
+    with caplog.at_level(logging.WARNING, logger="stratacache.decorator"):
+        f(1)
+        f(2)
+    warnings = [r.message for r in caplog.records if "RedisCacheAtomic" in r.message]
+    assert len(warnings) == 1
+    assert "FileSystemCache does not coordinate processes" in warnings[0]

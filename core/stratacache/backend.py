@@ -118,6 +118,9 @@ class Backend(BaseCache):
     in_process: ClassVar[bool] = False
     """True when entries live in this process's memory, so the backend may be a local layer."""
 
+    coordinates_processes: ClassVar[bool] = False
+    """True when :meth:`start_computation` coordinates ``atomic_writes`` across processes."""
+
     serializes: ClassVar[bool] = True
     """False when values are stored by reference (no copy); only such a backend may be the
     ``local_cache_no_serializer`` layer."""

@@ -114,6 +114,7 @@ class _CachedCall(Generic[P, R]):
         self._flights: dict[str, _Flight] = {}
         self._flights_lock = threading.Lock()
         self._warned = False
+        self._warned_atomic = False
 
     def local_layer(self, layers: _Layers) -> Layer:
         return layers.local_no_serializer if self.by_reference else layers.local
@@ -157,7 +158,17 @@ class _CachedCall(Generic[P, R]):
         """Compute under the shared backend's coordination (see ``Backend.start_computation``)."""
         assert self.atomic is not None
         shared_seconds, _ = self._timeouts(layers)
-        computation = layers.shared.cache.start_computation(
+        backend = layers.shared.cache
+        if not (backend.coordinates_processes or backend.in_process or self._warned_atomic):
+            self._warned_atomic = True
+            logger.warning(
+                "%s: atomic_writes=%r holds within this process only: the shared backend %s"
+                " does not coordinate processes; use CACHE_TYPE=RedisCacheAtomic",
+                self.group,
+                self.atomic,
+                type(backend).__name__,
+            )
+        computation = backend.start_computation(
             key, shared_seconds, self.group, self.atomic
         )
         value = computation.value

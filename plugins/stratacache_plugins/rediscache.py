@@ -619,6 +619,7 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
         **kwargs: As for :class:`RedisCacheNoExceptions`.
     """
 
+    coordinates_processes = True
     _poll_interval: ClassVar[float] = 0.01
     _max_poll_interval: ClassVar[float] = 0.1
 
