@@ -168,9 +168,7 @@ class _CachedCall(Generic[P, R]):
                 self.atomic,
                 type(backend).__name__,
             )
-        computation = backend.start_computation(
-            key, shared_seconds, self.group, self.atomic
-        )
+        computation = backend.start_computation(key, shared_seconds, self.group, self.atomic)
         value = computation.value
         if value is NO_VALUE:
             try:

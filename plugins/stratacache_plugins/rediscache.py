@@ -54,6 +54,7 @@ _TRACKING_SUFFIX = ":__tracked__"
 _LOCK_PREFIX = "__lock__:"
 _CLEAR_BATCH = 500
 _INTEGER = re.compile(rb"-?[0-9]+")
+_BALANCED_BRACES = re.compile(r"[^{}]*(?:\{[^{}]*\}[^{}]*)*")
 _DIGIT_STARTS = frozenset(b"-0123456789"[i : i + 1] for i in range(11))
 
 
@@ -151,6 +152,11 @@ class RedisCache(Backend):
             ignore_delete_many_errors=ignore_delete_many_errors,
         )
         self.key_prefix = key_prefix or ""
+        if not _BALANCED_BRACES.fullmatch(self.key_prefix):
+            raise ValueError(
+                f"key_prefix {self.key_prefix!r} has an unmatched brace; braces in a Redis key"
+                " mark its cluster hash tag, so use none, or a whole tag such as '{myapp}_'"
+            )
         self._given_client = host if isinstance(host, redis.Redis) else None
         self._url = "" if self._given_client else _url(str(host), port, db, password, url)
         self._connect_timeout = connect_timeout
@@ -599,8 +605,9 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
 
     * ``at_least_once``: callers may compute at once; each write is a ``WATCH``/``MULTI``/
       ``EXEC`` transaction that stores only if the key is still absent, so the first
-      completed write wins and every caller returns that value. A transaction whose watched
-      key changed is retried up to ``atomic_retries`` times.
+      completed write wins and every caller returns that value. A write makes at most
+      ``atomic_retries`` attempts while other writers change the key; a caller whose
+      attempts all lost re-reads and returns the stored value.
     * ``at_most_once``: a per-key lock (``SET NX PX`` with a random token) lets one caller
       compute; the others poll for its result for up to ``lock_wait`` seconds, then raise
       :class:`AtomicWaitTimeout`. The lock lives ``lock_timeout`` seconds, so a holder that
@@ -688,7 +695,11 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
         key, group = computation.key, computation.group
         data = self._dumps(value)
         ms = max(0, self._milliseconds(computation.timeout))
-        keys = [self._lock_key(key), self._key(key), self._tracking_key(group or "")]
+        full = self._key(key)
+        # Without a group the script touches no tracking set: the value key stands in, so
+        # every key of the call stays in one cluster slot.
+        tracking = self._tracking_key(group) if group is not None else full
+        keys = [self._lock_key(key), full, tracking]
         args: list[Any] = [
             computation.token,
             data,
@@ -696,12 +707,16 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
             int(time.time() * 1000),
             int(group is not None),
         ]
-        written = self._run(
-            "commit (lock owner)", lambda r: r.eval(_COMMIT_IF_OWNER, 3, *keys, *args), None
-        )
-        if written:
-            return value
-        return self._stored_or(key, value)  # lost the lock (or the reply): trust what is stored
+        # Running the script twice is safe: once it has run, the lock is gone and a second
+        # run writes nothing. So a lost reply is answered by running it again.
+        for _ in range(2):
+            try:
+                if self.client.eval(_COMMIT_IF_OWNER, 3, *keys, *args):
+                    return value
+                break  # the lock is no longer ours: trust what is stored
+            except RedisError as exc:
+                self._note_failure("commit (lock owner)", exc)
+        return self._stored_or(key, value)
 
     def _commit_first_wins(self, computation: _WatchedComputation, value: Any) -> Any:
         key, group = computation.key, computation.group
@@ -724,16 +739,27 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
                         return data
                     except WatchError:
                         continue
-            return None
+            return None  # every attempt lost a race
 
         stored = self._run("WATCH/MULTI/EXEC", write, NO_VALUE)
-        if stored is NO_VALUE:  # the reply was lost or Redis is down: the outcome is unknown
+        if stored is NO_VALUE or stored is None:  # lost reply, Redis down, or retries used up
             return self._stored_or(key, value)
-        if stored is None or stored is data:
+        if stored is data:
             return value
         winner = self._loads(key, stored)
         return value if winner is NO_VALUE else winner
 
     def _stored_or(self, key: str, value: Any) -> Any:
-        stored = self.lookup(key)
+        """Return what is stored under ``key``, or ``value`` if nothing is.
+
+        One real ``GET``, whatever the back-off says: an unknown outcome deserves a look.
+        ``value`` also when Redis cannot answer.
+        """
+        try:
+            data = self.client.get(self._key(key))
+        except RedisError:
+            return value
+        if data is None:
+            return value
+        stored = self._loads(key, data)
         return value if stored is NO_VALUE else stored

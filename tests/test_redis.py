@@ -1,0 +1,890 @@
+"""RedisCache and RedisCacheNoExceptions against real redis-server processes.
+
+Configuration, what each operation costs in commands, key tracking, ``clear()``, errors,
+self-healing of unreadable entries, outages (a killed, paused or erroring server), kill -9
+under load and fork safety. A test that breaks a server starts its own (``make_redis_server``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import pickle
+import random
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+import cachelib
+import pytest
+import redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from stratacache import (
+    NO_VALUE,
+    CacheError,
+    CacheStack,
+    DeserializationError,
+    PickleSerializer,
+    cached_for,
+)
+from stratacache.keys import function_name
+from stratacache_plugins import rediscache
+from stratacache_plugins.rediscache import RedisCache, RedisCacheError, RedisCacheNoExceptions
+
+from .redis_server import RedisServer
+
+PREFIX = "app_"
+LOGGER = rediscache.__name__
+FAST = {"CACHE_REDIS_CONNECT_TIMEOUT": 0.2, "CACHE_REDIS_READ_TIMEOUT": 0.5}
+# Commands of connection set-up and of the tests' own inspection, not of the cache.
+NOISE = frozenset(
+    {"hello", "client|setinfo", "client|id", "config|resetstat", "info", "ping", "echo", "monitor"}
+)
+
+
+def redis_stack(
+    url: str, cache_type: str = "RedisCacheNoExceptions", **settings: Any
+) -> CacheStack:
+    """A stack on ``url`` with the ``app_`` prefix and short timeouts."""
+    stack = CacheStack()
+    stack.configure(
+        {
+            "CACHE_TYPE": cache_type,
+            "CACHE_REDIS_URL": url,
+            "CACHE_KEY_PREFIX": PREFIX,
+            **FAST,
+            **settings,
+        }
+    )
+    return stack
+
+
+def data_commands(server: RedisServer) -> dict[str, int]:
+    """The commands the server ran since ``reset_stats()``, without connection noise."""
+    return {name: n for name, n in server.command_counts().items() if name not in NOISE}
+
+
+def monitored(server: RedisServer, action: Callable[[], object]) -> list[str]:
+    """Run ``action`` and return the commands the server executed meanwhile, in order."""
+    marker = "__end_of_monitoring__"
+    commands: list[str] = []
+    with server.client() as watcher, watcher.monitor() as monitor:
+        action()
+        with server.client() as other:
+            other.echo(marker)
+        while marker not in (command := monitor.next_command()["command"]):
+            commands.append(command)
+    return [c for c in commands if not c.upper().startswith(("HELLO", "CLIENT SETINFO"))]
+
+
+def warnings_from_redis(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The WARNING messages the Redis backends logged."""
+    return [
+        r.getMessage() for r in caplog.records if r.name == LOGGER and r.levelno == logging.WARNING
+    ]
+
+
+def zsets(client: redis.Redis) -> list[bytes]:
+    """The sorted sets of the database: the tracking sets, whatever their names."""
+    return [key for key in client.scan_iter(count=1000) if client.type(key) == b"zset"]
+
+
+@pytest.fixture
+def raw(redis_url: str, redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A plain client of the session's server (emptied by ``redis_url``)."""
+    with redis_server.client() as client:
+        yield client
+
+
+# -- configuration ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "db_setting", "expected_db"),
+    [("/2", 5, 2), ("", 5, 5)],
+    ids=["url-names-the-db", "CACHE_REDIS_DB-fills-in"],
+)
+def test_host_given_as_a_url(
+    redis_server: RedisServer, raw: redis.Redis, path: str, db_setting: int, expected_db: int
+) -> None:
+    stack = CacheStack()
+    stack.configure(
+        {
+            "CACHE_TYPE": "RedisCache",
+            "CACHE_REDIS_HOST": f"redis://127.0.0.1:{redis_server.port}{path}",
+            "CACHE_REDIS_DB": db_setting,
+            "CACHE_KEY_PREFIX": PREFIX,
+        }
+    )
+    assert stack.set("k", "v") is True
+    with redis_server.client(db=expected_db) as db:
+        assert pickle.loads(db.get("app_k")) == "v"
+    assert raw.exists("app_k") == 0, "not the default database 0"
+
+
+def test_bare_host_with_port_and_db(redis_server: RedisServer, raw: redis.Redis) -> None:
+    stack = CacheStack()
+    stack.configure(
+        {
+            "CACHE_TYPE": "RedisCacheNoExceptions",
+            "CACHE_REDIS_HOST": "127.0.0.1",
+            "CACHE_REDIS_PORT": redis_server.port,
+            "CACHE_REDIS_DB": 3,
+            "CACHE_KEY_PREFIX": PREFIX,
+        }
+    )
+    assert stack.set("k", "v") is True
+    with redis_server.client(db=3) as db3:
+        assert pickle.loads(db3.get("app_k")) == "v"
+    assert stack.get("k") == "v"
+    assert raw.exists("app_k") == 0
+
+
+PASSWORD = "s3cret-Pa55word"
+
+
+@pytest.mark.parametrize(
+    "given_as", ["password-setting", "url", "host-url", "url-and-password-setting"]
+)
+def test_password_is_used_and_never_shown(
+    make_redis_server: Callable[[], RedisServer], given_as: str
+) -> None:
+    server = make_redis_server()
+    with server.client() as admin:
+        admin.config_set("requirepass", PASSWORD)
+    connection: dict[str, Any] = {
+        "password-setting": {
+            "CACHE_REDIS_HOST": "127.0.0.1",
+            "CACHE_REDIS_PORT": server.port,
+            "CACHE_REDIS_PASSWORD": PASSWORD,
+        },
+        "url": {"CACHE_REDIS_URL": f"redis://:{PASSWORD}@127.0.0.1:{server.port}/0"},
+        "host-url": {"CACHE_REDIS_HOST": f"redis://:{PASSWORD}@127.0.0.1:{server.port}/0"},
+        "url-and-password-setting": {
+            "CACHE_REDIS_URL": f"redis://127.0.0.1:{server.port}/0",
+            "CACHE_REDIS_PASSWORD": PASSWORD,
+        },
+    }[given_as]
+    stack = CacheStack()
+    settings = stack.configure(
+        {"CACHE_TYPE": "RedisCache", "CACHE_KEY_PREFIX": PREFIX, **FAST, **connection}
+    )
+    assert stack.set("k", 1) is True, "the password reached the server"
+    layer = stack.shared_cache
+    shown = {
+        "repr(backend)": repr(layer.cache),
+        "repr(layer)": repr(layer),
+        "repr(layer.config)": repr(layer.config),
+        "repr(stack)": repr(stack),
+        "as_mapping()": json.dumps(settings.as_mapping(), default=str),
+    }
+    server.kill()
+    with pytest.raises(RedisCacheError) as failure:
+        layer.cache.get("k")
+    shown["error"] = str(failure.value)
+    assert {where: PASSWORD in text for where, text in shown.items()} == dict.fromkeys(shown, False)
+    assert "127.0.0.1" in shown["repr(backend)"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=RedisCacheError,
+    reason="rediscache._url puts the password into the URL without percent-encoding it",
+)
+def test_password_with_url_reserved_characters(
+    make_redis_server: Callable[[], RedisServer],
+) -> None:
+    password = "p@ss/w:rd#1?"
+    server = make_redis_server()
+    with server.client() as admin:
+        admin.config_set("requirepass", password)
+    stack = CacheStack()
+    stack.configure(
+        {
+            "CACHE_TYPE": "RedisCache",
+            "CACHE_REDIS_HOST": "127.0.0.1",
+            "CACHE_REDIS_PORT": server.port,
+            "CACHE_REDIS_DB": 1,
+            "CACHE_REDIS_PASSWORD": password,
+            **FAST,
+        }
+    )
+    assert stack.set("k", 1) is True
+    with server.client(password=password, db=1) as db1:
+        assert db1.exists("k") == 1
+
+
+def test_cachelib_constructor_arguments(redis_server: RedisServer, redis_url: str) -> None:
+    positional = RedisCache("127.0.0.1", redis_server.port, None, 1, 5, "x")
+    keywords = RedisCache(
+        host="127.0.0.1", port=redis_server.port, db=1, default_timeout=5, key_prefix="y"
+    )
+    for cache, prefix in [(positional, "x"), (keywords, "y")]:
+        assert isinstance(cache, cachelib.BaseCache)
+        assert cache.default_timeout == 5
+        assert cache.set("k", {"v": 1}) is True
+        assert cache.get("k") == {"v": 1}
+        with redis_server.client(db=1) as db1:
+            assert 0 < db1.pttl(prefix + "k") <= 5000, "default_timeout applies, in seconds"
+
+
+def test_ready_client_as_host(redis_server: RedisServer, redis_url: str) -> None:
+    with redis_server.client(db=4) as client:
+        for cls in (RedisCache, RedisCacheNoExceptions):
+            # The connection arguments are ignored when the client is given.
+            cache = cls(client, 1, "not-used", 0, key_prefix=cls.__name__)
+            assert isinstance(cache, cachelib.BaseCache)
+            assert cache.set("k", [1, 2]) is True
+            assert cache.get("k") == [1, 2]
+            assert client.exists(cls.__name__ + "k") == 1
+            assert "not-used" not in repr(cache)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param({"socket_timeout": 2}, id="socket_timeout"),
+        pytest.param({"socket_connect_timeout": 2}, id="socket_connect_timeout"),
+        pytest.param({"check_connection": True}, id="check_connection"),
+        pytest.param({"key_prefix": lambda: "cb_"}, id="callable-key_prefix"),
+    ],
+)
+@pytest.mark.parametrize("cls", [RedisCache, RedisCacheNoExceptions], ids=lambda c: c.__name__)
+@pytest.mark.xfail(
+    strict=True,
+    raises=TypeError,
+    reason="cachelib RedisCache arguments that redis.Redis (or cachelib) takes reach"
+    " ConnectionPool.from_url as duplicates/unknowns, or are not called (key_prefix)",
+)
+def test_cachelib_connection_keywords(
+    redis_server: RedisServer, redis_url: str, cls: type[RedisCache], options: dict[str, Any]
+) -> None:
+    cache = cls("127.0.0.1", redis_server.port, **options)
+    assert cache.set("k", 1) is True
+    assert cache.get("k") == 1
+
+
+# -- what operations cost -----------------------------------------------------------------
+
+CACHE_TYPES = ["RedisCache", "RedisCacheNoExceptions"]
+
+
+@pytest.mark.parametrize("cache_type", CACHE_TYPES)
+def test_shared_hit_costs_one_get(
+    redis_server: RedisServer, redis_url: str, cache_type: str
+) -> None:
+    stack = redis_stack(redis_url, cache_type)
+    calls = Counter[int]()
+
+    @cached_for(minutes=5, stack=stack)
+    def double(x: int) -> int:
+        calls[x] += 1
+        return 2 * x
+
+    assert double(1) == 2
+    stack.local_cache.cache.clear()
+    redis_server.reset_stats()
+    assert double(1) == 2
+    assert data_commands(redis_server) == {"get": 1}
+    assert calls[1] == 1
+
+
+@pytest.mark.parametrize("cache_type", CACHE_TYPES)
+def test_miss_writes_value_and_tracking_in_one_transaction(
+    redis_server: RedisServer, redis_url: str, cache_type: str
+) -> None:
+    stack = redis_stack(redis_url, cache_type)
+
+    @cached_for(minutes=5, stack=stack)
+    def double(x: int) -> int:
+        return 2 * x
+
+    assert double(0) == 0  # the pool has a connection now
+    redis_server.reset_stats()
+    commands = monitored(redis_server, lambda: double(1))
+    counts = data_commands(redis_server)
+    assert counts["get"] == 1, "the miss"
+    assert (counts["multi"], counts["exec"]) == (1, 1), "the write is one transaction"
+    assert (counts["set"], counts["zadd"]) == (1, 1)
+    names = [command.split()[0].strip('"').upper() for command in commands]
+    assert names[0] == "GET"
+    assert names.count("MULTI") == names.count("EXEC") == 1
+    start, end = names.index("MULTI"), names.index("EXEC")
+    assert {"SET", "ZADD"} <= set(names[start + 1 : end]), commands
+    assert names[end + 1 :] == [], "nothing after the transaction"
+
+
+@pytest.mark.parametrize("cache_type", CACHE_TYPES)
+def test_local_hit_sends_nothing(
+    redis_server: RedisServer, redis_url: str, cache_type: str
+) -> None:
+    stack = redis_stack(redis_url, cache_type)
+
+    @cached_for(minutes=5, stack=stack)
+    def double(x: int) -> int:
+        return 2 * x
+
+    assert double(1) == 2
+    redis_server.reset_stats()
+    assert [double(1) for _ in range(10)] == [2] * 10
+    assert data_commands(redis_server) == {}
+
+
+# -- key tracking -------------------------------------------------------------------------
+
+
+def test_clear_cache_deletes_exactly_the_functions_keys_in_batches(
+    redis_server: RedisServer, raw: redis.Redis, redis_url: str
+) -> None:
+    stack = redis_stack(redis_url)
+    calls = Counter[str]()
+
+    @cached_for(minutes=5, stack=stack)
+    def f(x: int) -> int:
+        calls["f"] += 1
+        return x
+
+    @cached_for(minutes=5, stack=stack)
+    def g(x: int) -> int:
+        return -x
+
+    for i in range(600):  # more than one batch (500)
+        f(i)
+    for i in range(5):
+        g(i)
+    stack.set("plain", 1)
+    f_keys = {(PREFIX + f.cache_key(i)).encode() for i in range(600)}
+    before = set(raw.scan_iter(count=1000))
+    assert f_keys <= before
+    [f_tracking] = [k for k in zsets(raw) if raw.zscore(k, next(iter(f_keys))) is not None]
+
+    redis_server.reset_stats()
+    removed = f.clear_cache()
+    counts = data_commands(redis_server)
+
+    assert removed >= 600
+    assert set(raw.scan_iter(count=1000)) == before - f_keys - {f_tracking}
+    assert "keys" not in counts, counts
+    assert "scan" not in counts, counts
+    assert counts.get("zrange", 0) >= 2, f"600 keys are read in batches: {counts}"
+    assert stack.get("plain") == 1
+    assert g(3) == -3
+    f(1)
+    assert calls["f"] == 601, "f's entries are gone from every layer"
+
+
+def test_tracking_set_expires_and_is_trimmed_on_write(raw: redis.Redis, redis_url: str) -> None:
+    stack = redis_stack(redis_url)
+
+    @cached_for(seconds=1, stack=stack)
+    def short(x: int) -> int:
+        return x
+
+    @cached_for(seconds=1, stack=stack)
+    def other(x: int) -> int:
+        return x
+
+    for i in range(5):
+        short(i)
+    [tracking] = zsets(raw)
+    assert 0 < raw.pttl(tracking) <= 1000, "the tracking set expires with its entries"
+    assert raw.zcard(tracking) == 5
+    # A longer-lived entry of the same function keeps the set alive, and longer.
+    stack.shared_cache.cache.set_tracked("long", 1, 60, function_name(short.uncached))
+    assert raw.pttl(tracking) > 50_000
+    other(1)
+    assert len(zsets(raw)) == 2
+
+    time.sleep(1.2)
+    short(5)
+    assert set(raw.zrange(tracking, 0, -1)) == {
+        (PREFIX + "long").encode(),
+        (PREFIX + short.cache_key(5)).encode(),
+    }, "members whose entry expired are trimmed on the next write"
+    assert zsets(raw) == [tracking], "other's tracking set expired with its entry"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="_queue_tracking's PEXPIRE NX gives a persistent tracking set (one holding a"
+    " no-expiry member) a TTL: the forever entry becomes untracked when it lapses",
+)
+def test_tracking_set_outlives_an_entry_without_expiry(raw: redis.Redis, redis_url: str) -> None:
+    cache = RedisCache(url=redis_url, key_prefix=PREFIX)
+    cache.set_tracked("forever", 1, 0, "g")
+    cache.set_tracked("hourly", 2, 3600, "g")
+    [tracking] = zsets(raw)
+    assert raw.pttl(tracking) == -1
+
+
+# -- clear --------------------------------------------------------------------------------
+
+
+def test_clear_deletes_only_keys_under_the_prefix(
+    redis_server: RedisServer, raw: redis.Redis, redis_url: str
+) -> None:
+    app = RedisCache(url=redis_url, key_prefix=PREFIX)
+    other = RedisCache(url=redis_url, key_prefix="other_")
+    app.set_many({f"k{i}": i for i in range(1200)})
+    app.set_tracked("t", 1, 60, "g")
+    other.set_many({f"k{i}": i for i in range(10)})
+    raw.set("raw", b"x")
+    raw.set("app", b"y")
+    raw.set("APP_k1", b"z")
+
+    redis_server.reset_stats()
+    assert app.clear() is True
+    counts = data_commands(redis_server)
+
+    survivors = {f"other_k{i}".encode() for i in range(10)} | {b"raw", b"app", b"APP_k1"}
+    assert set(raw.scan_iter(count=1000)) == survivors
+    assert counts.get("scan", 0) >= 2, f"scanned in batches: {counts}"
+    assert counts.get("unlink", 0) >= 1, counts
+    assert not {"keys", "flushdb", "flushall"} & counts.keys(), counts
+    assert other.get("k3") == 3
+    assert app.get("k3") is None
+
+
+def test_clear_escapes_glob_characters_of_the_prefix(raw: redis.Redis, redis_url: str) -> None:
+    prefix = "t*[ab]?\\_"
+    cache = RedisCache(url=redis_url, key_prefix=prefix)
+    cache.set("k", 1)
+    decoys = {b"tXa?_k", b"t*b!_k", b"ta-_"}
+    for decoy in decoys:
+        raw.set(decoy, b"1")
+    assert set(raw.scan_iter(match=prefix + "*")) == decoys, "each decoy matches the raw glob"
+    assert cache.clear() is True
+    assert set(raw.scan_iter()) == decoys
+
+
+# -- monitoring ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", [RedisCache, RedisCacheNoExceptions], ids=lambda c: c.__name__)
+def test_info_reports_used_memory(redis_url: str, cls: type[RedisCache]) -> None:
+    info = cls(url=redis_url).info()
+    assert isinstance(info, dict)
+    assert isinstance(info["used_memory"], int)
+    assert info["used_memory"] > 0
+    assert "keyspace_hits" in info
+
+
+# -- RedisCache raises --------------------------------------------------------------------
+
+# Each operation, and what RedisCacheNoExceptions returns instead of raising.
+OPERATIONS: dict[str, tuple[Callable[[RedisCache], Any], Any]] = {
+    "get": (lambda c: c.get("k"), None),
+    "lookup": (lambda c: c.lookup("k"), NO_VALUE),
+    "has": (lambda c: c.has("k"), False),
+    "get_many": (lambda c: c.get_many("k", "l"), [None, None]),
+    "set": (lambda c: c.set("k", 1), False),
+    "set_tracked": (lambda c: c.set_tracked("k", 1, 60, "g"), False),
+    "add": (lambda c: c.add("k", 1), False),
+    "set_many": (lambda c: c.set_many({"k": 1, "l": 2}), []),
+    "delete": (lambda c: c.delete("k"), False),
+    "delete_many": (lambda c: c.delete_many("k", "l"), []),
+    "inc": (lambda c: c.inc("n"), None),
+    "clear": (lambda c: c.clear(), False),
+    "clear_tracked": (lambda c: c.clear_tracked("g"), 0),
+    "info": (lambda c: c.info(), {}),
+}
+
+
+@pytest.fixture
+def dead_url(make_redis_server: Callable[[], RedisServer]) -> str:
+    """The URL of a redis-server that was killed."""
+    server = make_redis_server()
+    server.kill()
+    return server.url
+
+
+@pytest.mark.parametrize("operation", list(OPERATIONS))
+def test_redis_cache_raises_when_redis_is_down(dead_url: str, operation: str) -> None:
+    cache = RedisCache(url=dead_url, key_prefix=PREFIX, connect_timeout=0.2, read_timeout=0.5)
+    with pytest.raises(RedisCacheError) as failure:
+        OPERATIONS[operation][0](cache)
+    assert dead_url in str(failure.value), "the error names the server"
+    assert isinstance(failure.value, CacheError)
+    assert isinstance(failure.value.__cause__, RedisConnectionError)
+
+
+@pytest.mark.parametrize("operation", list(OPERATIONS))
+def test_no_exceptions_falls_back_when_redis_is_down(dead_url: str, operation: str) -> None:
+    cache = RedisCacheNoExceptions(
+        url=dead_url, key_prefix=PREFIX, connect_timeout=0.2, read_timeout=0.5
+    )
+    call, fallback = OPERATIONS[operation]
+    result = call(cache)
+    assert result == fallback
+    assert type(result) is type(fallback)
+
+
+def test_redis_cache_raises_for_an_unreadable_entry(raw: redis.Redis, redis_url: str) -> None:
+    stack = redis_stack(redis_url, "RedisCache")
+
+    @cached_for(minutes=5, stack=stack)
+    def double(x: int) -> int:
+        return 2 * x
+
+    garbage = b"\x80\x05garbage"
+    raw.set(PREFIX + "k", garbage)
+    raw.set(PREFIX + double.cache_key(1), garbage)
+    with pytest.raises(DeserializationError) as failure:
+        stack.shared_cache.cache.get("k")
+    assert isinstance(failure.value, CacheError)
+    with pytest.raises(DeserializationError):
+        double(1)
+
+
+# -- RedisCacheNoExceptions: self-healing -------------------------------------------------
+
+SHOP_MODULE = "stratacache_test_shop_models"
+UNREADABLE = [
+    "random-bytes",
+    "truncated-pickle",
+    "renamed-class",
+    "moved-module",
+    "unsupported-protocol",
+    "json-under-pickle",
+]
+
+
+@pytest.fixture
+def shop_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A module file of the application, importable while the test runs."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    path = tmp_path / f"{SHOP_MODULE}.py"
+    path.write_text("class Price:\n    def __init__(self, amount):\n        self.amount = amount\n")
+    yield path
+    sys.modules.pop(SHOP_MODULE, None)
+
+
+def unreadable_payload(kind: str, shop_module: Path) -> bytes:
+    """Bytes under a key that the pickle serializer cannot turn back into a value."""
+    if kind == "random-bytes":
+        return random.Random(7).randbytes(64)
+    if kind == "truncated-pickle":
+        return pickle.dumps({"prices": list(range(100))})[:-9]
+    if kind == "unsupported-protocol":
+        return b"\x80\x09" + pickle.dumps(1.5, 5)[2:]
+    if kind == "json-under-pickle":
+        return json.dumps({"price": 1.5}).encode()
+    # A value pickled by an older release of the application, whose code has changed since.
+    data = pickle.dumps(importlib.import_module(SHOP_MODULE).Price(3))
+    del sys.modules[SHOP_MODULE]
+    if kind == "renamed-class":
+        shop_module.write_text(shop_module.read_text().replace("Price", "PriceRecord"))
+    else:
+        package = shop_module.parent / "shop"
+        package.mkdir()
+        shop_module.rename(package / "models.py")
+    importlib.invalidate_caches()
+    return data
+
+
+@pytest.mark.parametrize("kind", UNREADABLE)
+def test_unreadable_entry_is_deleted_logged_and_recomputed(
+    raw: redis.Redis,
+    redis_url: str,
+    shop_module: Path,
+    caplog: pytest.LogCaptureFixture,
+    kind: str,
+) -> None:
+    payload = unreadable_payload(kind, shop_module)
+    with pytest.raises(DeserializationError):
+        PickleSerializer().loads(payload)
+    stack = redis_stack(redis_url)
+    backend = stack.shared_cache.cache
+    calls = Counter[int]()
+
+    @cached_for(minutes=5, stack=stack)
+    def price(item: int) -> dict[str, int]:
+        calls[item] += 1
+        return {"item": item, "amount": 3}
+
+    key = price.cache_key(7)
+    full = PREFIX + key
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+
+    raw.set(full, payload)
+    assert backend.lookup(key) is NO_VALUE
+    assert raw.exists(full) == 0, "the unreadable entry is deleted"
+    [warning] = warnings_from_redis(caplog)
+    assert full in warning
+
+    caplog.clear()
+    raw.set(full, payload)
+    assert price(7) == {"item": 7, "amount": 3}
+    assert calls[7] == 1
+    [warning] = warnings_from_redis(caplog)
+    assert full in warning
+    assert pickle.loads(raw.get(full)) == {"item": 7, "amount": 3}, "a good value replaced it"
+    stack.local_cache.cache.clear()
+    assert price(7) == {"item": 7, "amount": 3}
+    assert calls[7] == 1
+    assert len(warnings_from_redis(caplog)) == 1
+
+
+def test_unreadable_entries_in_get_many_are_misses(raw: redis.Redis, redis_url: str) -> None:
+    cache = RedisCacheNoExceptions(url=redis_url, key_prefix=PREFIX)
+    cache.set("good", "g")
+    raw.set(PREFIX + "bad", b"\x80\x05garbage")
+    assert cache.get_many("good", "bad", "missing") == ["g", None, None]
+    assert raw.exists(PREFIX + "bad") == 0
+    assert cache.get("good") == "g"
+
+
+# -- RedisCacheNoExceptions: outages ------------------------------------------------------
+
+
+def test_outage_degrades_backs_off_and_recovers(
+    make_redis_server: Callable[[], RedisServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    server = make_redis_server()
+    stack = redis_stack(server.url, CACHE_OPTIONS='{"retry_interval": 0.2}')
+    backend = stack.shared_cache.cache
+    calls = Counter[int]()
+
+    @cached_for(minutes=5, stack=stack)
+    def price(item: int) -> int:
+        calls[item] += 1
+        return item * 10
+
+    assert price(1) == 10
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+    server.kill()
+
+    assert price(2) == 20, "computed, and no exception"
+    assert backend.get("k") is None
+    assert backend.set("k", 1) is False
+    assert backend.delete("k") is False
+    start = time.monotonic()
+    assert [price(i) for i in range(100, 200)] == [i * 10 for i in range(100, 200)]
+    assert time.monotonic() - start < 1.0
+    deadline = time.monotonic() + 1.0  # about five back-offs, each ending in a failed probe
+    while time.monotonic() < deadline:
+        assert backend.get("k") is None
+        time.sleep(0.01)
+    outage = warnings_from_redis(caplog)
+    assert 1 <= len(outage) <= 2, outage
+
+    server.restart()
+    restarted = time.monotonic()
+    with server.client() as client:
+        attempt = 0
+        while client.get(PREFIX + "probe") is None:
+            assert time.monotonic() - restarted < 2.0, "Redis is used again soon after it returns"
+            backend.set("probe", attempt)
+            attempt += 1
+            time.sleep(0.02)
+    assert price(3) == 30
+    with server.client() as client:
+        assert client.exists(PREFIX + price.cache_key(3)) == 1
+    logged = warnings_from_redis(caplog)
+    assert len(logged) == len(outage) + 1, "one record for the recovery"
+
+
+def test_back_off_skips_an_unresponsive_server(
+    make_redis_server: Callable[[], RedisServer],
+) -> None:
+    server = make_redis_server()
+    stack = redis_stack(server.url, CACHE_REDIS_READ_TIMEOUT=0.3)  # back-off: 0.5 s
+
+    @cached_for(minutes=5, stack=stack)
+    def price(item: int) -> int:
+        return item * 10
+
+    assert price(1) == 10
+    server.pause()
+    try:
+        start = time.monotonic()
+        assert price(2) == 20
+        first = time.monotonic() - start
+        assert 0.25 < first < 0.8, "the first call waits for the read timeout, once"
+        start = time.monotonic()
+        assert [price(i) for i in range(100, 200)] == [i * 10 for i in range(100, 200)]
+        assert time.monotonic() - start < 1.0, "not 100 x 0.3 s: Redis is skipped meanwhile"
+    finally:
+        server.resume()
+
+
+@pytest.mark.parametrize("cache_type", CACHE_TYPES)
+def test_paused_server_fails_within_the_read_timeout(
+    make_redis_server: Callable[[], RedisServer], cache_type: str
+) -> None:
+    server = make_redis_server()
+    stack = redis_stack(server.url, cache_type, CACHE_REDIS_READ_TIMEOUT=0.3)
+    backend = stack.shared_cache.cache
+    assert backend.set("k", 1) is True  # a pooled connection, about to hang
+    server.pause()
+    try:
+        for _ in range(2):  # the pooled connection, then a fresh one
+            start = time.monotonic()
+            if cache_type == "RedisCacheNoExceptions":
+                assert backend.get("k") is None
+            else:
+                with pytest.raises(RedisCacheError) as failure:
+                    backend.get("k")
+                assert isinstance(failure.value.__cause__, RedisTimeoutError)
+            assert time.monotonic() - start < 0.3 + 0.5
+    finally:
+        server.resume()
+    if cache_type == "RedisCache":
+        assert backend.get("k") == 1, "usable again once the server resumes"
+
+
+def test_out_of_memory_replies(make_redis_server: Callable[[], RedisServer]) -> None:
+    server = make_redis_server()
+    strict = RedisCache(url=server.url, key_prefix=PREFIX, connect_timeout=0.2)
+    lenient = RedisCacheNoExceptions(url=server.url, key_prefix=PREFIX, retry_interval=0)
+    assert strict.set("before", 1) is True
+    with server.client() as admin:
+        admin.config_set("maxmemory-policy", "noeviction")
+        admin.config_set("maxmemory", 1)
+        try:
+            assert lenient.set("k", 1) is False
+            assert lenient.set_tracked("k", 1, 60, "g") is False
+            assert lenient.add("k", 1) is False
+            with pytest.raises(RedisCacheError, match="maxmemory") as failure:
+                strict.set("k", 1)
+            assert isinstance(failure.value.__cause__, OutOfMemoryError)
+            with pytest.raises(RedisCacheError):
+                strict.set_tracked("k", 1, 60, "g")
+            assert admin.exists(PREFIX + "k") == 0
+            assert strict.get("before") == 1, "reads still work"
+        finally:
+            admin.config_set("maxmemory", 0)
+    assert lenient.set("k", 2) is True
+    assert strict.get("k") == 2
+
+
+def test_read_only_replica_replies(make_redis_server: Callable[[], RedisServer]) -> None:
+    primary, replica = make_redis_server(), make_redis_server()
+    strict = RedisCache(url=replica.url, key_prefix=PREFIX, connect_timeout=0.2)
+    lenient = RedisCacheNoExceptions(url=replica.url, key_prefix=PREFIX, retry_interval=0)
+    with replica.client() as admin, primary.client() as source:
+        source.set(PREFIX + "from_primary", b"1")
+        source.config_set("repl-diskless-sync-delay", 0)  # sync at once, not after 5 s
+        admin.replicaof("127.0.0.1", primary.port)
+        try:
+            deadline = time.monotonic() + 10
+            while admin.info("replication").get("master_link_status") != "up":
+                assert time.monotonic() < deadline, "the replica did not sync"
+                time.sleep(0.02)
+            assert lenient.set("k", 1) is False
+            assert lenient.set_tracked("k", 1, 60, "g") is False
+            assert lenient.delete("from_primary") is False
+            with pytest.raises(RedisCacheError) as failure:
+                strict.set("k", 1)
+            assert isinstance(failure.value.__cause__, ReadOnlyError)
+            assert strict.get("from_primary") == 1, "reads still work"
+        finally:
+            admin.replicaof("NO", "ONE")
+    assert lenient.set("k", 2) is True
+    assert strict.get("k") == 2
+
+
+def test_kill_and_restart_under_load(make_redis_server: Callable[[], RedisServer]) -> None:
+    server = make_redis_server()
+    stack = redis_stack(
+        server.url,
+        LOCALCACHE_TYPE="NullCache",  # every call reaches Redis
+        CACHE_REDIS_READ_TIMEOUT=0.3,
+        CACHE_OPTIONS='{"retry_interval": 0.1}',
+    )
+
+    @cached_for(minutes=5, stack=stack)
+    def square(x: int) -> int:
+        return x * x
+
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    wrong: list[tuple[int, int]] = []
+    done = [0] * 4
+
+    def worker(n: int) -> None:
+        try:
+            i = 0
+            while not stop.is_set():
+                x = (7 * i + n) % 50
+                if (result := square(x)) != x * x:
+                    wrong.append((x, result))
+                i += 1
+            done[n] = i
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(1.0)
+        server.kill()
+        time.sleep(0.5)
+        server.restart()
+        time.sleep(1.5)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=10)
+    assert not [t for t in threads if t.is_alive()], "every thread finished"
+    assert errors == []
+    assert wrong == []
+    assert all(done), done
+    with server.client() as client:
+        assert client.dbsize() > 0, "the cache is used again after the restart"
+
+
+# -- fork safety --------------------------------------------------------------------------
+
+
+def _child(cache: RedisCache, n: int, parent_id: int) -> NoReturn:
+    """Use the cache in a forked child; exit 0 if it had its own connection."""
+    code = 99
+    try:
+        if rediscache._pools:
+            code = 1  # the parent's pools were not forgotten
+        else:
+            for i in range(200):
+                cache.set(f"child{n}_{i}", (n, i))
+                if cache.get(f"child{n}_{i}") != (n, i):
+                    code = 2  # replies got mixed up
+                    break
+            else:
+                own = cache.client.client_id()
+                cache.set(f"client_id_{n}", own)
+                code = 3 if own == parent_id else 0
+    finally:
+        os._exit(code)
+
+
+@pytest.mark.subprocess
+def test_forked_children_use_their_own_connections(redis_url: str) -> None:
+    cache = RedisCache(url=redis_url, key_prefix=PREFIX)
+    assert cache.set("parent", "p") is True
+    parent_id = cache.client.client_id()
+    assert rediscache._pools
+    children = []
+    for n in range(2):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            _child(cache, n, parent_id)
+        children.append(pid)
+    codes = [os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) for pid in children]
+    assert codes == [0, 0], "1: pools kept, 2: mixed replies, 3: parent's connection, 99: error"
+    assert cache.client.client_id() == parent_id, "the parent's connection is intact"
+    assert cache.get("parent") == "p"
+    child_ids = {cache.get(f"client_id_{n}") for n in range(2)}
+    assert len(child_ids) == 2
+    assert parent_id not in child_ids
+    assert cache.get("child1_199") == (1, 199)
