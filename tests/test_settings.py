@@ -111,7 +111,7 @@ def test_each_bad_value_names_its_key(key: str, value: object, expected: str) ->
 def test_unknown_backend_suggests_the_closest_name() -> None:
     (problem,) = problems(CACHE_TYPE="SimpleCach")
     assert "Did you mean 'SimpleCache'?" in problem
-    assert "FileSystemCache, NullCache, SimpleCache, SimpleCacheNoSerializer" in problem
+    assert "Installed backends: FileSystemCache, NullCache, RedisCache," in problem
 
 
 def test_unknown_keys_in_a_mapping_suggest_the_closest_key() -> None:

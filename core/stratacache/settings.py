@@ -213,6 +213,13 @@ class CacheSettings(BaseSettings):
         if unknown:
             raise ConfigurationError(unknown_key_problems(unknown))
 
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            if name in self._url_fields and isinstance(value, str):
+                yield name, mask_url(value)
+            else:
+                yield name, value
+
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any]) -> CacheSettings:
         """Build settings from a Flask-style mapping of ``CACHE_*`` / ``LOCALCACHE_*`` keys.

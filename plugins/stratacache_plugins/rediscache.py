@@ -28,7 +28,14 @@ from datetime import timedelta
 from typing import Any, ClassVar, cast
 
 import redis
-from redis.exceptions import RedisError, WatchError
+from redis.exceptions import (
+    BusyLoadingError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    WatchError,
+)
 
 from stratacache import (
     NO_VALUE,
@@ -53,6 +60,32 @@ logger = logging.getLogger(__name__)
 _TRACKING_SUFFIX = ":__tracked__"
 _LOCK_PREFIX = "__lock__:"
 _CLEAR_BATCH = 500
+# Error replies that say the server cannot serve now (so it is skipped for a back-off), as
+# opposed to replies about one key or command.
+_SERVER_STATE_ERRORS = (BusyLoadingError, OutOfMemoryError, ReadOnlyError)
+
+
+def _track_lua(tracking: str, member: str, score: str, now: str) -> str:
+    """Lua that tracks ``member`` in the sorted set ``tracking``.
+
+    The score is when the entry expires. Members whose entry expired are dropped, and the set
+    lives exactly as long as its longest-lived member (forever if one never expires).
+    """
+    return f"""
+redis.call('ZADD', {tracking}, {score}, {member})
+redis.call('ZREMRANGEBYSCORE', {tracking}, '-inf', {now})
+local top = redis.call('ZRANGE', {tracking}, -1, -1, 'WITHSCORES')
+if top[2] == 'inf' or top[2] == '+inf' then
+  redis.call('PERSIST', {tracking})
+else
+  redis.call('PEXPIREAT', {tracking}, top[2])
+end
+"""
+
+
+# KEYS[1]: the tracking set. ARGV: member, score ('+inf' = never), now in ms.
+_TRACK = _track_lua("KEYS[1]", "ARGV[1]", "ARGV[2]", "ARGV[3]")
+
 _INTEGER = re.compile(rb"-?[0-9]+")
 _BALANCED_BRACES = re.compile(r"[^{}]*(?:\{[^{}]*\}[^{}]*)*")
 _DIGIT_STARTS = frozenset(b"-0123456789"[i : i + 1] for i in range(11))
@@ -68,7 +101,7 @@ class AtomicWaitTimeout(CacheError, TimeoutError):  # noqa: N818 (reads as what 
 
 # -- connection pools: one per process and server ---------------------------------------
 
-_pools: dict[tuple[Any, ...], redis.ConnectionPool] = {}
+_pools: dict[tuple[Any, ...], redis.ConnectionPool] = {}  # by pid, server and options
 _pools_lock = threading.Lock()
 
 
@@ -83,7 +116,7 @@ os.register_at_fork(after_in_child=_forget_pools_after_fork)
 
 
 def _pool(url: str, connect_timeout: float, read_timeout: float, extra: dict[str, Any]) -> Any:
-    key = (os.getpid(), url, connect_timeout, read_timeout, tuple(sorted(extra.items())))
+    key = (os.getpid(), url, connect_timeout, read_timeout, repr(sorted(extra.items())))
     with _pools_lock:
         pool = _pools.get(key)
         if pool is None:
@@ -97,13 +130,12 @@ def _pool(url: str, connect_timeout: float, read_timeout: float, extra: dict[str
         return pool
 
 
-def _url(host: str, port: int, db: int, password: str | None, url: str | None) -> str:
+def _url(host: str, port: int, db: int, url: str | None) -> str:
     if url:
         return url
     if "://" in host:
         return host
-    auth = f":{password}@" if password else ""
-    return f"redis://{auth}{host}:{port}/{db}"
+    return f"redis://{host}:{port}/{db}"
 
 
 class RedisCache(Backend):
@@ -137,7 +169,7 @@ class RedisCache(Backend):
         password: str | None = None,
         db: int = 0,
         default_timeout: int | timedelta = 300,
-        key_prefix: str | None = None,
+        key_prefix: str | Callable[[], str] | None = None,
         *,
         url: str | None = None,
         serializer: Serializer | None = None,
@@ -151,23 +183,24 @@ class RedisCache(Backend):
             serializer=serializer,
             ignore_delete_many_errors=ignore_delete_many_errors,
         )
-        self.key_prefix = key_prefix or ""
-        if not _BALANCED_BRACES.fullmatch(self.key_prefix):
-            raise ValueError(
-                f"key_prefix {self.key_prefix!r} has an unmatched brace; braces in a Redis key"
-                " mark its cluster hash tag, so use none, or a whole tag such as '{myapp}_'"
-            )
+        self._prefix: str | Callable[[], str] = key_prefix or ""
+        if isinstance(self._prefix, str):
+            _check_prefix(self._prefix)
         self._given_client = host if isinstance(host, redis.Redis) else None
-        self._url = "" if self._given_client else _url(str(host), port, db, password, url)
-        self._connect_timeout = connect_timeout
-        self._read_timeout = read_timeout
+        self._url = "" if self._given_client else _url(str(host), port, db, url)
+        # cachelib's (and redis-py's) names for the timeouts win over ours.
+        self._connect_timeout = kwargs.pop("socket_connect_timeout", connect_timeout)
+        self._read_timeout = kwargs.pop("socket_timeout", read_timeout)
+        check_connection = bool(kwargs.pop("check_connection", False))
         self._pool_options = kwargs
-        if self._url and (url or "://" in str(host)):
-            # A URL's own database and password win; these fill in what it leaves out.
-            self._pool_options.setdefault("db", db)
-            if password:
-                self._pool_options.setdefault("password", password)
+        # A URL's own database and password win; these fill in what it leaves out. The
+        # password never goes into the URL, where its reserved characters would break it.
+        self._pool_options.setdefault("db", db)
+        if password:
+            self._pool_options.setdefault("password", password)
         self._client: tuple[redis.Redis | None, int] = (None, 0)
+        if check_connection:
+            self._run("PING", lambda r: r.ping(), False)
 
     # -- the connection -------------------------------------------------------------------
 
@@ -202,6 +235,16 @@ class RedisCache(Backend):
         return mask_url(self._url) if self._url else repr(self._given_client)
 
     # -- keys -----------------------------------------------------------------------------
+
+    @property
+    def key_prefix(self) -> str:
+        """The prefix of every key (a callable prefix, as cachelib allows, is called)."""
+        prefix = self._prefix
+        if isinstance(prefix, str):
+            return prefix
+        value = prefix()
+        _check_prefix(value)
+        return value
 
     def _key(self, key: str) -> str:
         return self.key_prefix + key
@@ -278,15 +321,9 @@ class RedisCache(Backend):
             self._queue_tracking(pipe, full, group, ms)
 
     def _queue_tracking(self, pipe: Any, full: str, group: str, ms: int) -> None:
-        tracking = self._tracking_key(group)
         now_ms = int(time.time() * 1000)
-        pipe.zadd(tracking, {full: now_ms + ms if ms else "+inf"})
-        pipe.zremrangebyscore(tracking, "-inf", now_ms)  # members whose entry expired
-        if ms:  # the set lives as long as its longest-lived member
-            pipe.pexpire(tracking, ms, nx=True)
-            pipe.pexpire(tracking, ms, gt=True)
-        else:
-            pipe.persist(tracking)
+        score = now_ms + ms if ms else "+inf"
+        pipe.eval(_TRACK, 1, self._tracking_key(group), full, score, now_ms)
 
     def set(self, key: str, value: Any, timeout: Timeout = None) -> bool:
         """``SET ... PX``; a serialization error raises and nothing is written."""
@@ -422,8 +459,7 @@ class RedisCache(Backend):
                 pipe.zrem(tracking, *members)
                 results = pipe.execute()
                 removed += sum(int(n) for n in results[:-1])
-            r.delete(tracking)
-            return removed
+            return removed  # the emptied set is gone: Redis deletes empty sorted sets
 
         return int(self._run("clear_tracked", clear, 0))
 
@@ -440,6 +476,14 @@ class RedisCache(Backend):
         return (
             f"{type(self).__name__}({self._where()}, key_prefix={self.key_prefix!r},"
             f" default_timeout={self.default_timeout})"
+        )
+
+
+def _check_prefix(prefix: str) -> None:
+    if not _BALANCED_BRACES.fullmatch(prefix):
+        raise ValueError(
+            f"key_prefix {prefix!r} has an unmatched brace; braces in a Redis key mark its"
+            " cluster hash tag, so use none, or a whole tag such as '{myapp}_'"
         )
 
 
@@ -477,19 +521,26 @@ class RedisCacheNoExceptions(RedisCache):
         log_interval: float = 30.0,
         **kwargs: Any,
     ) -> None:
-        super().__init__(*args, **kwargs)
+        # Set before RedisCache.__init__, whose check_connection may already fail.
         self._retry_interval = retry_interval
         self._log_interval = log_interval
         self._down_until = 0.0
         self._failures = 0
         self._last_log = -math.inf
         self._state_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
 
     def _run(self, operation: str, action: Callable[[redis.Redis], Any], fallback: Any) -> Any:
         if self._down_until and time.monotonic() < self._down_until:
             return fallback
         try:
             result = action(self.client)
+        except ResponseError as exc:
+            if isinstance(exc, _SERVER_STATE_ERRORS):
+                self._note_failure(operation, exc)
+            else:  # about this key only ("not an integer", WRONGTYPE): Redis itself is fine
+                logger.warning("Redis %s failed: %s", operation, exc)
+            return fallback
         except RedisError as exc:
             self._note_failure(operation, exc)
             return fallback
@@ -575,7 +626,8 @@ return 0
 
 # Writes the value (and tracks it) only if the caller still owns the lock, then releases it.
 # KEYS: lock, value, tracking set. ARGV: token, data, ms (0 = no expiry), now ms, group flag.
-_COMMIT_IF_OWNER = """
+_COMMIT_IF_OWNER = (
+    """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 local ms = tonumber(ARGV[3])
 if ms > 0 then
@@ -585,19 +637,16 @@ else
 end
 if ARGV[5] == '1' then
   local now = tonumber(ARGV[4])
-  if ms > 0 then
-    redis.call('ZADD', KEYS[3], now + ms, KEYS[2])
-    redis.call('PEXPIRE', KEYS[3], ms, 'NX')
-    redis.call('PEXPIRE', KEYS[3], ms, 'GT')
-  else
-    redis.call('ZADD', KEYS[3], '+inf', KEYS[2])
-    redis.call('PERSIST', KEYS[3])
-  end
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+  local score = '+inf'
+  if ms > 0 then score = now + ms end
+"""
+    + _track_lua("KEYS[3]", "KEYS[2]", "score", "now")
+    + """
 end
 redis.call('DEL', KEYS[1])
 return 1
 """
+)
 
 
 class RedisCacheAtomic(RedisCacheNoExceptions):
