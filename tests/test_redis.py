@@ -38,7 +38,12 @@ from stratacache import (
 )
 from stratacache.keys import function_name
 from stratacache_plugins import rediscache
-from stratacache_plugins.rediscache import RedisCache, RedisCacheError, RedisCacheNoExceptions
+from stratacache_plugins.rediscache import (
+    RedisCache,
+    RedisCacheError,
+    RedisCacheNoExceptions,
+    connection,
+)
 
 from .redis_server import RedisServer
 
@@ -855,7 +860,7 @@ def _child(cache: RedisCache, n: int, parent_id: int) -> NoReturn:
     """Use the cache in a forked child; exit 0 if it had its own connection."""
     code = 99
     try:
-        if rediscache._pools:
+        if connection._pools:
             code = 1  # the parent's pools were not forgotten
         else:
             for i in range(200):
@@ -876,7 +881,7 @@ def test_forked_children_use_their_own_connections(redis_url: str) -> None:
     cache = RedisCache(url=redis_url, key_prefix=PREFIX)
     assert cache.set("parent", "p") is True
     parent_id = cache.client.client_id()
-    assert rediscache._pools
+    assert connection._pools
     children = []
     for n in range(2):
         pid = os.fork()

@@ -1,0 +1,33 @@
+"""The Redis backends: RedisCache, RedisCacheNoExceptions and RedisCacheAtomic.
+
+Install the client with ``pip install 'stratacache[redis]'``.
+
+* :class:`RedisCache` raises :class:`RedisCacheError` (a :class:`~stratacache.CacheError`)
+  when Redis fails, and :class:`~stratacache.DeserializationError` for an unreadable entry.
+* :class:`RedisCacheNoExceptions` never raises to its caller: an unreadable entry is deleted
+  and is a miss; while Redis is unreachable, slow or answering errors, reads miss and writes
+  report failure, and Redis is skipped for a short back-off between probes.
+* :class:`RedisCacheAtomic` adds ``atomic_writes`` coordination across processes and hosts.
+
+Keys: the decorator's keys start with the function's name in braces (``{module.f}(...)``), a
+Redis Cluster hash tag, so an entry, its lock and its function's tracking set share a slot.
+Each function's keys are tracked in a sorted set scored by expiry, trimmed of expired members
+on every write, so ``f.clear_cache()`` deletes exactly those keys without a scan and the
+tracking data cannot outgrow the live entries.
+
+Modules: ``connection`` (pools per process and server), ``scripts`` (the Lua scripts),
+``cache`` (RedisCache), ``noexceptions`` and ``atomic``. Everything public is exported here:
+``stratacache_plugins.rediscache.RedisCacheNoExceptions`` is the dotted path to give.
+"""
+
+from stratacache_plugins.rediscache.atomic import AtomicWaitTimeout, RedisCacheAtomic
+from stratacache_plugins.rediscache.cache import RedisCache, RedisCacheError
+from stratacache_plugins.rediscache.noexceptions import RedisCacheNoExceptions
+
+__all__ = [
+    "AtomicWaitTimeout",
+    "RedisCache",
+    "RedisCacheAtomic",
+    "RedisCacheError",
+    "RedisCacheNoExceptions",
+]

@@ -1,0 +1,395 @@
+"""RedisCache: the shared layer on Redis; Redis failures raise :class:`RedisCacheError`."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, cast
+
+import redis
+from redis.exceptions import RedisError
+
+from stratacache import NO_VALUE, Backend, CacheError, Serializer, Timeout
+from stratacache_plugins.rediscache.connection import pool, server_url
+from stratacache_plugins.rediscache.scripts import TRACK
+
+__all__ = ["RedisCache", "RedisCacheError"]
+
+logger = logging.getLogger(__package__)  # one logger for the Redis backends
+
+_TRACKING_SUFFIX = ":__tracked__"
+_LOCK_PREFIX = "__lock__:"
+_CLEAR_BATCH = 500
+_INTEGER = re.compile(rb"-?[0-9]+")
+_BALANCED_BRACES = re.compile(r"[^{}]*(?:\{[^{}]*\}[^{}]*)*")
+_DIGIT_STARTS = frozenset(b"-0123456789"[i : i + 1] for i in range(11))
+
+
+class RedisCacheError(CacheError):
+    """Redis failed (unreachable, timed out, or answered an error); chains redis-py's error."""
+
+
+class RedisCache(Backend):
+    """The shared layer on Redis: every instance of the service sees the same entries.
+
+    Accepts cachelib's ``RedisCache`` arguments, so it drops in where that one is used.
+    Values are pickled (``CACHE_SERIALIZER`` applies); a timeout of 0 means no expiry.
+    A hit is one ``GET``; a tracked write is one pipelined round trip. Errors from Redis raise
+    :class:`RedisCacheError`; an unreadable entry raises
+    :class:`~stratacache.DeserializationError`.
+
+    Args:
+        host: Host name, a ``redis://``/``rediss://``/``unix://`` URL, or a ready
+            ``redis.Redis`` client (then the connection arguments are ignored).
+        port: Port, with a host name.
+        password: Password, with a host name.
+        db: Database number, with a host name.
+        default_timeout: Seconds an entry lives when ``set`` gets no timeout; 0 = forever.
+        key_prefix: Prepended to every key; ``clear()`` deletes only keys under it.
+        url: A Redis URL; takes precedence over host, port, password and db.
+        serializer: How values become bytes (default pickle).
+        connect_timeout: Seconds to wait for a connection.
+        read_timeout: Seconds to wait for a reply.
+        **kwargs: Further arguments of redis-py's connection pool (``ssl_cert_reqs``...).
+    """
+
+    def __init__(  # noqa: PLR0917 (cachelib's RedisCache takes these positionally)
+        self,
+        host: str | redis.Redis = "localhost",
+        port: int = 6379,
+        password: str | None = None,
+        db: int = 0,
+        default_timeout: int | timedelta = 300,
+        key_prefix: str | Callable[[], str] | None = None,
+        *,
+        url: str | None = None,
+        serializer: Serializer | None = None,
+        connect_timeout: float = 0.5,
+        read_timeout: float = 1.0,
+        ignore_delete_many_errors: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            default_timeout,
+            serializer=serializer,
+            ignore_delete_many_errors=ignore_delete_many_errors,
+        )
+        self._prefix: str | Callable[[], str] = key_prefix or ""
+        if isinstance(self._prefix, str):
+            _check_prefix(self._prefix)
+        self._given_client = host if isinstance(host, redis.Redis) else None
+        self._url = "" if self._given_client else server_url(str(host), port, db, url)
+        # cachelib's (and redis-py's) names for the timeouts win over ours.
+        self._connect_timeout = kwargs.pop("socket_connect_timeout", connect_timeout)
+        self._read_timeout = kwargs.pop("socket_timeout", read_timeout)
+        check_connection = bool(kwargs.pop("check_connection", False))
+        self._pool_options = kwargs
+        # A URL's own database and password win; these fill in what it leaves out. The
+        # password never goes into the URL, where its reserved characters would break it.
+        self._pool_options.setdefault("db", db)
+        if password:
+            self._pool_options.setdefault("password", password)
+        self._client: tuple[redis.Redis | None, int] = (None, 0)
+        if check_connection:
+            self._run("PING", lambda r: r.ping(), False)
+
+    # -- the connection -------------------------------------------------------------------
+
+    @property
+    def client(self) -> redis.Redis:
+        """The redis-py client, on this process's pool for the server (created lazily).
+
+        A forked child gets a client on a pool of its own, never its parent's sockets.
+        """
+        if self._given_client is not None:
+            return self._given_client
+        client, pid = self._client
+        if client is None or pid != os.getpid():
+            shared = pool(self._url, self._connect_timeout, self._read_timeout, self._pool_options)
+            client = redis.Redis(connection_pool=shared)
+            self._client = (client, os.getpid())
+        return client
+
+    def _run(self, operation: str, action: Callable[[redis.Redis], Any], fallback: Any) -> Any:
+        """Run ``action`` on the client; turn a Redis failure into :class:`RedisCacheError`.
+
+        ``fallback`` is what :class:`RedisCacheNoExceptions` returns instead of raising.
+        """
+        try:
+            return action(self.client)
+        except RedisError as exc:
+            raise RedisCacheError(f"Redis {operation} failed on {self._where()}: {exc}") from exc
+
+    def _where(self) -> str:
+        from stratacache.settings import mask_url
+
+        return mask_url(self._url) if self._url else repr(self._given_client)
+
+    # -- keys -----------------------------------------------------------------------------
+
+    @property
+    def key_prefix(self) -> str:
+        """The prefix of every key (a callable prefix, as cachelib allows, is called)."""
+        prefix = self._prefix
+        if isinstance(prefix, str):
+            return prefix
+        value = prefix()
+        _check_prefix(value)
+        return value
+
+    def _key(self, key: str) -> str:
+        return self.key_prefix + key
+
+    def _tracking_key(self, group: str) -> str:
+        return f"{self.key_prefix}{{{group}}}{_TRACKING_SUFFIX}"
+
+    def _lock_key(self, key: str) -> str:
+        return self.key_prefix + _LOCK_PREFIX + key
+
+    def _milliseconds(self, timeout: Timeout) -> int:
+        """Timeout in whole milliseconds (rounded up); 0 = no expiry, < 0 = already expired."""
+        seconds = self.timeout_seconds(timeout)
+        return math.ceil(seconds * 1000) if seconds > 0 else (0 if seconds == 0 else -1)
+
+    def _dumps(self, value: Any) -> bytes:
+        """Serialize ``value``; integers are stored as plain digits, as cachelib does.
+
+        Digits let ``INCRBY`` work on counters; every other value goes to the serializer.
+        """
+        if type(value) is int:
+            return str(value).encode()
+        return self.serializer.dumps(value)
+
+    def _decode(self, data: bytes) -> Any:
+        if data[:1] in _DIGIT_STARTS and _INTEGER.fullmatch(data):
+            return int(data)
+        return self.serializer.loads(data)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def lookup(self, key: str) -> Any:
+        """One ``GET``: the value, or ``NO_VALUE`` on a miss."""
+        data = self._run("GET", lambda r: r.get(self._key(key)), None)
+        if data is None:
+            return NO_VALUE
+        return self._loads(key, data)
+
+    def _loads(self, key: str, data: Any) -> Any:
+        return self._decode(data)
+
+    def get(self, key: str) -> Any:
+        """Return the value of ``key``, or ``None`` on a miss."""
+        value = self.lookup(key)
+        return None if value is NO_VALUE else value
+
+    def get_many(self, *keys: str) -> list[Any]:
+        """One ``MGET`` for all ``keys``; ``None`` for each miss."""
+        if not keys:
+            return []
+        datas = self._run(
+            "MGET", lambda r: r.mget([self._key(k) for k in keys]), [None] * len(keys)
+        )
+        values = []
+        for key, data in zip(keys, datas, strict=True):
+            value = NO_VALUE if data is None else self._loads(key, data)
+            values.append(None if value is NO_VALUE else value)
+        return values
+
+    def has(self, key: str) -> bool:
+        """One ``EXISTS``."""
+        return bool(self._run("EXISTS", lambda r: r.exists(self._key(key)), 0))
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def _write(self, pipe: Any, key: str, data: bytes, ms: int, group: str | None) -> None:
+        """Queue the commands that store ``data`` (and track ``key``) on ``pipe``."""
+        full = self._key(key)
+        if ms < 0:
+            pipe.delete(full)
+            return
+        pipe.set(full, data, px=ms or None)
+        if group is not None:
+            self._queue_tracking(pipe, full, group, ms)
+
+    def _queue_tracking(self, pipe: Any, full: str, group: str, ms: int) -> None:
+        now_ms = int(time.time() * 1000)
+        score = now_ms + ms if ms else "+inf"
+        pipe.eval(TRACK, 1, self._tracking_key(group), full, score, now_ms)
+
+    def set(self, key: str, value: Any, timeout: Timeout = None) -> bool:
+        """``SET ... PX``; a serialization error raises and nothing is written."""
+        return self._store(key, value, timeout, None)
+
+    def set_tracked(
+        self, key: str, value: Any, timeout: Timeout = None, group: str | None = None
+    ) -> bool:
+        """Store ``value`` and track ``key`` in ``group``, in one round trip.
+
+        A subclass that overrides :meth:`set` still sees every write: the value then goes
+        through its ``set`` and the tracking follows in a second round trip.
+        """
+        if type(self).set is not RedisCache.set:
+            stored = bool(self.set(key, value, timeout))
+            if stored and group is not None:
+                self._track_written(key, group, self._milliseconds(timeout))
+            return stored
+        return self._store(key, value, timeout, group)
+
+    def _track_written(self, key: str, group: str, ms: int) -> None:
+        def track(r: redis.Redis) -> None:
+            pipe = r.pipeline(transaction=True)
+            self._queue_tracking(pipe, self._key(key), group, ms)
+            pipe.execute()
+
+        self._run("track", track, None)
+
+    def _store(self, key: str, value: Any, timeout: Timeout, group: str | None) -> bool:
+        data = self._dumps(value)
+        ms = self._milliseconds(timeout)
+        if group is None and ms >= 0:  # a plain write: one SET, no transaction needed
+            full = self._key(key)
+            return bool(self._run("SET", lambda r: r.set(full, data, px=ms or None), False))
+
+        def write(r: redis.Redis) -> bool:
+            pipe = r.pipeline(transaction=True)
+            self._write(pipe, key, data, ms, group)
+            pipe.execute()
+            return True
+
+        return bool(self._run("SET", write, False))
+
+    def add(self, key: str, value: Any, timeout: Timeout = None) -> bool:
+        """``SET ... NX``: store only if ``key`` is absent."""
+        data = self._dumps(value)
+        ms = self._milliseconds(timeout)
+        if ms < 0:
+            return not self.has(key)
+        return bool(
+            self._run(
+                "SET NX", lambda r: r.set(self._key(key), data, px=ms or None, nx=True), False
+            )
+        )
+
+    def set_many(self, mapping: dict[str, Any], timeout: Timeout = None) -> list[Any]:
+        """Store every item in one pipelined round trip; return the keys stored."""
+        datas = {key: self._dumps(value) for key, value in mapping.items()}
+        ms = self._milliseconds(timeout)
+
+        def write(r: redis.Redis) -> list[Any]:
+            pipe = r.pipeline(transaction=False)
+            for key, data in datas.items():
+                self._write(pipe, key, data, ms, None)
+            pipe.execute()
+            return list(datas)
+
+        return list(self._run("SET", write, []))
+
+    def delete(self, key: str) -> bool:
+        """``DEL``; True if the key existed."""
+        return bool(self._run("DEL", lambda r: r.delete(self._key(key)), 0))
+
+    def delete_many(self, *keys: str) -> list[Any]:
+        """Delete ``keys`` in one pipelined round trip (one ``DEL`` each, cluster-safe)."""
+        if not keys:
+            return []
+
+        def delete(r: redis.Redis) -> list[Any]:
+            pipe = r.pipeline(transaction=False)
+            for key in keys:
+                pipe.delete(self._key(key))
+            pipe.execute()
+            return list(keys)
+
+        return list(self._run("DEL", delete, []))
+
+    def inc(self, key: str, delta: int = 1) -> int | None:
+        """``INCRBY``: atomic, one round trip (integers are stored as plain digits)."""
+        result: int | None = self._run(
+            "INCRBY", lambda r: int(r.incrby(self._key(key), delta)), None
+        )
+        return result
+
+    def dec(self, key: str, delta: int = 1) -> int | None:
+        """Atomically subtract ``delta``."""
+        return self.inc(key, -delta)
+
+    def clear(self) -> bool:
+        """Delete every key under ``key_prefix``, found with ``SCAN``, in batches.
+
+        Never ``KEYS``, never ``FLUSHDB``. With an empty prefix, that is every key of the
+        database.
+        """
+
+        def clear(r: redis.Redis) -> bool:
+            batch: list[bytes] = []
+            for name in r.scan_iter(match=_escape_glob(self.key_prefix) + "*", count=_CLEAR_BATCH):
+                batch.append(name)
+                if len(batch) >= _CLEAR_BATCH:
+                    _unlink_each(r, batch)
+                    batch = []
+            _unlink_each(r, batch)
+            return True
+
+        return bool(self._run("SCAN/UNLINK", clear, False))
+
+    # -- tracking -------------------------------------------------------------------------
+
+    def clear_tracked(self, group: str) -> int:
+        """Delete the keys tracked for ``group`` in batches, then its tracking set."""
+        tracking = self._tracking_key(group)
+
+        def clear(r: redis.Redis) -> int:
+            removed = 0
+            while True:
+                members = r.zrange(tracking, 0, _CLEAR_BATCH - 1)
+                if not members:
+                    break
+                pipe = r.pipeline(transaction=True)
+                for member in members:
+                    pipe.delete(cast(bytes, member))
+                pipe.zrem(tracking, *members)
+                results = pipe.execute()
+                removed += sum(int(n) for n in results[:-1])
+            return removed  # the emptied set is gone: Redis deletes empty sorted sets
+
+        return int(self._run("clear_tracked", clear, 0))
+
+    # -- monitoring -----------------------------------------------------------------------
+
+    def info(self) -> dict[str, Any]:
+        """The server's ``INFO`` as a dict (used memory, hits, misses...)."""
+        return dict(self._run("INFO", lambda r: r.info(), {}))
+
+    def close(self) -> None:
+        """Nothing to do: pools are shared per process and server, and live with it."""
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}({self._where()}, key_prefix={self.key_prefix!r},"
+            f" default_timeout={self.default_timeout})"
+        )
+
+
+def _check_prefix(prefix: str) -> None:
+    if not _BALANCED_BRACES.fullmatch(prefix):
+        raise ValueError(
+            f"key_prefix {prefix!r} has an unmatched brace; braces in a Redis key mark its"
+            " cluster hash tag, so use none, or a whole tag such as '{myapp}_'"
+        )
+
+
+def _escape_glob(text: str) -> str:
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
+
+
+def _unlink_each(r: redis.Redis, names: list[bytes]) -> None:
+    if names:
+        pipe = r.pipeline(transaction=False)
+        for name in names:  # one key per command: keys of a batch may live in other slots
+            pipe.unlink(name)
+        pipe.execute()

@@ -1,0 +1,62 @@
+"""The Lua scripts of the Redis backends.
+
+Each runs atomically on the server; every key one script touches shares the caller's hash
+tag, so the scripts also run on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+__all__ = ["COMMIT_IF_OWNER", "RELEASE", "TRACK"]
+
+
+def _track_lua(tracking: str, member: str, score: str, now: str) -> str:
+    """Lua that tracks ``member`` in the sorted set ``tracking``.
+
+    The score is when the entry expires. Members whose entry expired are dropped, and the set
+    lives exactly as long as its longest-lived member (forever if one never expires).
+    """
+    return f"""
+redis.call('ZADD', {tracking}, {score}, {member})
+redis.call('ZREMRANGEBYSCORE', {tracking}, '-inf', {now})
+local top = redis.call('ZRANGE', {tracking}, -1, -1, 'WITHSCORES')
+if top[2] == 'inf' or top[2] == '+inf' then
+  redis.call('PERSIST', {tracking})
+else
+  redis.call('PEXPIREAT', {tracking}, top[2])
+end
+"""
+
+
+# KEYS[1]: the tracking set. ARGV: member, score ('+inf' = never), now in ms.
+TRACK = _track_lua("KEYS[1]", "ARGV[1]", "ARGV[2]", "ARGV[3]")
+
+
+# Deletes the lock only if it still holds the caller's token.
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# Writes the value (and tracks it) only if the caller still owns the lock, then releases it.
+# KEYS: lock, value, tracking set. ARGV: token, data, ms (0 = no expiry), now ms, group flag.
+COMMIT_IF_OWNER = (
+    """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local ms = tonumber(ARGV[3])
+if ms > 0 then
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ms)
+else
+  redis.call('SET', KEYS[2], ARGV[2])
+end
+if ARGV[5] == '1' then
+  local now = tonumber(ARGV[4])
+  local score = '+inf'
+  if ms > 0 then score = now + ms end
+"""
+    + _track_lua("KEYS[3]", "KEYS[2]", "score", "now")
+    + """
+end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+)
