@@ -208,6 +208,17 @@ class Backend(BaseCache):
 
     # -- reads that tell a miss from None -------------------------------------------------
 
+    def get(self, key: str) -> Any:
+        """Return the value of ``key``, or ``None`` on a miss (cachelib's semantics).
+
+        Derived from :meth:`lookup` for backends that override it; a backend overrides
+        either this or :meth:`lookup`.
+        """
+        if type(self).lookup is Backend.lookup:
+            return super().get(key)
+        value = self.lookup(key)
+        return None if value is NO_VALUE else value
+
     def lookup(self, key: str) -> Any:
         """Return the value stored under ``key``, or :data:`NO_VALUE` on a miss.
 

@@ -136,11 +136,6 @@ class FileSystemCache(Backend):
                 self._discard_unreadable(key, path, file.fileno(), exc)
                 return NO_VALUE
 
-    def get(self, key: str) -> Any:
-        """Return the value of ``key``, or ``None`` on a miss."""
-        value = self.lookup(key)
-        return None if value is NO_VALUE else value
-
     def has(self, key: str) -> bool:
         """Return whether ``key`` holds an unexpired entry, reading only its header."""
         path = self._path(key)

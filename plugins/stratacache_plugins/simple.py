@@ -108,11 +108,6 @@ class SimpleCache(Backend):
             self.delete(key)
             return NO_VALUE
 
-    def get(self, key: str) -> Any:
-        """Return the value of ``key``, or ``None`` on a miss."""
-        value = self.lookup(key)
-        return None if value is NO_VALUE else value
-
     def has(self, key: str) -> bool:
         """Return whether ``key`` holds an unexpired entry (recency is not changed)."""
         with self._lock:

@@ -182,11 +182,6 @@ class RedisCache(Backend):
     def _loads(self, key: str, data: Any) -> Any:
         return self._decode(data)
 
-    def get(self, key: str) -> Any:
-        """Return the value of ``key``, or ``None`` on a miss."""
-        value = self.lookup(key)
-        return None if value is NO_VALUE else value
-
     def get_many(self, *keys: str) -> list[Any]:
         """One ``MGET`` for all ``keys``; ``None`` for each miss."""
         if not keys:
