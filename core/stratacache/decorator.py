@@ -199,6 +199,8 @@ class _CachedCall(Generic[P, R]):
                     value = local.lookup(key)
                     if value is NO_VALUE and not self.local_only:
                         value = layers.shared.lookup(key)
+                        if value is not NO_VALUE:
+                            self._store_local(layers, key, value)
                     if value is NO_VALUE:
                         compute = (
                             self._compute if self.local_only else self._compute_across_processes
