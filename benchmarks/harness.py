@@ -1,9 +1,13 @@
 """The timing harness shared by the benchmarks: alternating batches, medians, ratios.
 
 Each case is a zero-argument callable doing one operation. The cases run batch by batch in
-turn, so drift of a shared, noisy machine hits all of them alike; a batch's time divided by
-its calls is one sample. Figures: median, p99, min and max of the samples, and the ratio of
-each median to the anchor's.
+turn (one batch of each per round, in a shuffled order), so drift of a shared, noisy machine
+hits all of them alike; a batch's time divided by its calls is one sample. Figures: median,
+p99, min and max of the samples, and the ratio of each median to the anchor's.
+
+Operations that need a fresh setup each time (clearing a filled cache, a throughput round of
+several processes, a memory reading in a new interpreter) use :func:`measure_rounds`: each
+case returns one sample per call, and the cases alternate round by round.
 """
 
 from __future__ import annotations
@@ -11,10 +15,11 @@ from __future__ import annotations
 import json
 import os
 import platform
+import random
 import statistics
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -22,18 +27,69 @@ Case = Callable[[], Any]
 
 
 def measure(cases: Mapping[str, Case], batches: int, calls: int) -> dict[str, list[float]]:
-    """Return, per case, the nanoseconds per call of each batch (cases alternating)."""
+    """Return, per case, the nanoseconds per call of each batch (cases alternating).
+
+    Each round runs one batch of every case, in an order shuffled anew each round (seeded,
+    so runs repeat), so no case always follows the same one: a heavy case can leave work
+    (a collection, cold caches) to whichever runs next.
+    """
     samples: dict[str, list[float]] = {name: [] for name in cases}
     for func in cases.values():  # warm-up
         for _ in range(calls):
             func()
+    items = list(cases.items())
+    shuffler = random.Random(len(items))
     for _ in range(batches):
-        for name, func in cases.items():
+        shuffler.shuffle(items)
+        for name, func in items:
             start = time.perf_counter_ns()
             for _ in range(calls):
                 func()
             samples[name].append((time.perf_counter_ns() - start) / calls)
     return samples
+
+
+def measure_rounds(cases: Mapping[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+    """Return, per case, the sample each of ``rounds`` calls returned (cases alternating).
+
+    The order of the cases is reversed every other round, so a drift in time hits each case
+    before and after the others alike.
+
+    Args:
+        cases: Callables that do their own setup and timing and return one sample.
+        rounds: How many samples to take of each case.
+
+    Returns:
+        The samples of each case, in the order they were taken.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    order = list(cases.items())
+    for round_ in range(rounds):
+        for name, func in order if round_ % 2 == 0 else reversed(order):
+            samples[name].append(func())
+    return samples
+
+
+def describe(values: Sequence[float], *, higher_is_better: bool = False) -> dict[str, float]:
+    """Median, p99, min, max and count of ``values``, in their own unit.
+
+    Args:
+        values: The samples (at least one).
+        higher_is_better: For throughputs: the p99 is then taken from the low end (the 1st
+            percentile), so it is the slow tail, as it is for times.
+
+    Returns:
+        ``median``, ``p99``, ``min``, ``max`` and ``runs``.
+    """
+    ordered = sorted(values)
+    tail = min(len(ordered) - 1, int(len(ordered) * 0.99))
+    return {
+        "median": statistics.median(ordered),
+        "p99": ordered[len(ordered) - 1 - tail] if higher_is_better else ordered[tail],
+        "min": ordered[0],
+        "max": ordered[-1],
+        "runs": len(ordered),
+    }
 
 
 def summarize(samples: Mapping[str, list[float]], anchor: str) -> dict[str, dict[str, float]]:

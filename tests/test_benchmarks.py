@@ -1,0 +1,74 @@
+"""The benchmarks run end to end in smoke mode, so they never rot (no time is asserted)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT, clean_env
+
+CASES = {
+    "local_hit": "local hit",
+    "no_serializer_local_hit": "no-serializer local hit",
+    "shared_hit": "shared hit",
+    "two_layer": "two-layer steady state",
+    "miss_write": "miss + write",
+    "at_most_once": "at_most_once hit",
+    "file_cache": "file cache",
+    "payload": "payload size",
+    "growth": "growth",
+    "concurrency": "concurrency",
+    "memory": "memory",
+}
+FIGURES = {"median", "p99", "min", "max", "runs", "ratio"}
+
+
+@pytest.mark.subprocess
+def test_smoke_run_writes_every_case_with_figures_tables_and_chart(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--smoke", "--out", str(tmp_path)],
+        env=clean_env(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+    data = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
+    assert data["smoke"] is True
+    env = data["environment"]
+    assert env["python"] == sys.version.split()[0]
+    assert env["cpu_count"] >= 1
+    assert re.fullmatch(r"\d+\.\d+\.\d+", env["redis_server"])
+    for package in ("stratacache", "redis", "cachetools", "cachelib", "diskcache"):
+        assert env["versions"][package], package
+    assert list(data["cases"]) == list(CASES)
+    for case_id, title in CASES.items():
+        case = data["cases"][case_id]
+        assert case["title"] == title
+        assert case["tables"], case_id
+        for table in case["tables"]:
+            assert table["anchor"] in table["figures"]
+            for name, figures in table["figures"].items():
+                assert set(figures) == FIGURES, (case_id, name)
+                assert figures["runs"] >= 1
+                assert figures["min"] <= figures["median"] <= figures["max"]
+                assert figures["median"] > 0
+        assert case["checks"], case_id
+        assert all(isinstance(c["met"], bool) for c in case["checks"])
+    assert data["cases"]["growth"]["notes"]["clear_cache_commands"].get("keys", 0) == 0
+
+    markdown = (tmp_path / "results.md").read_text(encoding="utf-8")
+    for title in CASES.values():
+        row = rf"^\| {re.escape(title)} \|.*\| \d+\.\d+x \|.*\| (met|\*\*missed\*\*) \|$"
+        assert re.search(row, markdown, re.MULTILINE), title
+
+    chart = tmp_path / "benchmarks.png"
+    assert chart.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
