@@ -46,8 +46,7 @@ pytest: $(STAMP) redis-server
 
 ## Benchmarks (side by side, ratios to the anchors).
 bench: $(STAMP) redis-server
-	$(BIN)/python benchmarks/local_hit.py
-	$(BIN)/python benchmarks/shared_hit.py
+	$(BIN)/python benchmarks/run.py
 
 clean:
 	rm -rf $(VENV) .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist
