@@ -12,6 +12,7 @@ case returns one sample per call, and the cases alternate round by round.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -138,6 +139,21 @@ def markdown(results: Mapping[str, Mapping[str, float]], anchor: str, unit: str 
         cells = [f"{f[k] / scale:.1f}" for k in ("median_ns", "p99_ns", "min_ns", "max_ns")]
         lines.append(f"| {name} | {' | '.join(cells)} | {f['ratio_to_anchor']:.2f}x |")
     return "\n".join(lines)
+
+
+def parse_counts(
+    argv: list[str] | None, description: str, batches: int, calls: int, smoke: tuple[int, int]
+) -> tuple[int, int, str | None]:
+    """Parse a single benchmark's command line: ``--smoke``, ``--batches``, ``--calls``,
+    ``--json``. Return the batch and call counts to use and the JSON path (or None)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--smoke", action="store_true", help="tiny counts, for CI")
+    parser.add_argument("--batches", type=int, default=batches)
+    parser.add_argument("--calls", type=int, default=calls)
+    parser.add_argument("--json", metavar="PATH", help="also write every figure as JSON")
+    args = parser.parse_args(argv)
+    counts = smoke if args.smoke else (args.batches, args.calls)
+    return counts[0], counts[1], args.json
 
 
 def save(path: str, environment_: Mapping[str, Any], results: Mapping[str, Any]) -> None:

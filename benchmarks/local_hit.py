@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import argparse
 import functools
 import sys
 from collections.abc import Callable
@@ -18,7 +17,7 @@ import cachetools
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import environment, markdown, measure, save, summarize
+from harness import environment, markdown, measure, parse_counts, save, summarize
 
 from stratacache import CacheStack, cached_for
 
@@ -50,17 +49,13 @@ def build_cases() -> dict[str, Callable[[], Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print (and optionally save) the figures."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny counts, for CI")
-    parser.add_argument("--batches", type=int, default=200)
-    parser.add_argument("--calls", type=int, default=20_000)
-    parser.add_argument("--json", metavar="PATH", help="also write every figure as JSON")
-    args = parser.parse_args(argv)
-    batches, calls = (5, 200) if args.smoke else (args.batches, args.calls)
+    batches, calls, json_path = parse_counts(
+        argv, __doc__.splitlines()[0], batches=200, calls=20_000, smoke=(5, 200)
+    )
     results = summarize(measure(build_cases(), batches, calls), ANCHOR)
     print(markdown(results, "cachetools"))
-    if args.json:
-        save(args.json, environment("cachetools"), results)
+    if json_path:
+        save(json_path, environment("cachetools"), results)
     return 0
 
 

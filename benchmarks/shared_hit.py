@@ -12,7 +12,6 @@ RedisCache. It starts its own redis-server on a free loopback port.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import pickle
 import sys
@@ -30,7 +29,7 @@ from flask_caching import Cache as FlaskCache
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT)]
 
-from harness import environment, markdown, measure, save, summarize  # noqa: E402
+from harness import environment, markdown, measure, parse_counts, save, summarize  # noqa: E402
 
 from stratacache import CacheStack, cached_for  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
@@ -99,13 +98,9 @@ def build_cases(url: str, port: int) -> dict[str, Callable[[], Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     """Start a redis-server, run the cases side by side, print (and save) the figures."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny counts, for CI")
-    parser.add_argument("--batches", type=int, default=40)
-    parser.add_argument("--calls", type=int, default=500)
-    parser.add_argument("--json", metavar="PATH", help="also write every figure as JSON")
-    args = parser.parse_args(argv)
-    batches, calls = (3, 20) if args.smoke else (args.batches, args.calls)
+    batches, calls, json_path = parse_counts(
+        argv, __doc__.splitlines()[0], batches=40, calls=500, smoke=(3, 20)
+    )
     with tempfile.TemporaryDirectory() as directory:
         server = RedisServer(Path(directory)).start()
         try:
@@ -117,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             server.stop()
     print(markdown(results, "the raw floor", unit="us"))
-    if args.json:
-        save(args.json, env, results)
+    if json_path:
+        save(json_path, env, results)
     return 0
 
 
