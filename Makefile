@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench clean redis-server
+.PHONY: demo test lint typecheck pytest bench reliability clean redis-server
 
 # The Redis tests start their own redis-server processes: install it when missing (as root,
 # from Debian's packages), or say how to.
@@ -47,6 +47,12 @@ pytest: $(STAMP) redis-server
 ## Benchmarks (side by side, ratios to the anchors).
 bench: $(STAMP) redis-server
 	$(BIN)/python benchmarks/run.py
+
+## The fault and hostile-input suite with the 60 s soak; renders docs/reliability.md from its figures.
+reliability: $(STAMP) redis-server
+	rm -rf build/reliability
+	STRATACACHE_SOAK=1 $(BIN)/python -m pytest -m reliability tests/reliability
+	$(BIN)/python docs/generate_reliability.py
 
 clean:
 	rm -rf $(VENV) .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist

@@ -1,0 +1,103 @@
+"""Render ``docs/reliability.md`` from the figures the reliability suite recorded.
+
+Run by ``make reliability``, which first runs ``tests/reliability`` (with the 60 s soak) so
+that every figure comes from that one run. Run alone, it renders whatever figures are in
+``build/reliability/`` (see ``tests/reliability/figures.py``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+FIGURES = ROOT / "build" / "reliability"
+OUTPUT = ROOT / "docs" / "reliability.md"
+
+INTRO = """\
+# Reliability
+
+A cache sits in the hot path of every request. These figures come from
+`tests/reliability/`, a suite that starts real `redis-server` processes on loopback ports and
+real worker processes, then injects faults: refused connections, a frozen server (SIGSTOP),
+a server killed and restarted under load, error replies, a full server, corrupted and hostile
+payloads, killed and frozen lock holders, writers killed mid-write, hostile keys and bad
+configuration. The suite runs in CI with every `make test` (its assertions are the
+requirements below); this page is regenerated, figures included, by one command:
+
+```sh
+make reliability
+```
+
+which runs the suite plus a 60 s soak, then renders this page from the figures recorded in
+that run.
+"""
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3f}".rstrip("0").rstrip(".") if abs(value) < 1000 else f"{value:,.0f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(rows: list[dict[str, Any]]) -> list[str]:
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(c for c in row if c not in columns)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return lines
+
+
+def render(entries: list[dict[str, Any]], when: str) -> str:
+    """Return the page for the recorded ``entries``."""
+    entries = sorted(entries, key=lambda e: (e["scenario"], e["title"]))
+    lines = [INTRO]
+    lines.append(
+        f"Figures of the run of {when}, Python {platform.python_version()} on"
+        f" {platform.machine()} ({sys.platform}), on a shared 2-core machine: timings vary"
+        " from run to run; the requirements hold on every run (the tests assert them).\n"
+    )
+    lines.append("## Summary\n")
+    lines.append("| # | scenario | requirement | figures |")
+    lines.append("|---|---|---|---|")
+    for entry in entries:
+        figures = "; ".join(f"{k}: {_cell(v)}" for k, v in entry["figures"].items())
+        lines.append(
+            f"| {entry['scenario']} | {_cell(entry['title'])} | {_cell(entry['requirement'])}"
+            f" | {figures} |"
+        )
+    detailed = [e for e in entries if e["table"]]
+    if detailed:
+        lines.append("\n## Details\n")
+        for entry in detailed:
+            lines.append(f"### {entry['scenario']}. {entry['title']}\n")
+            lines += _table(entry["table"])
+            lines.append("")
+    missing = sorted(set(range(1, 16)) - {e["scenario"] for e in entries})
+    if missing:
+        lines.append(
+            "\nNot in this run: scenario " + ", ".join(map(str, missing)) + " (no figures were"
+            " recorded; run `make reliability` for the full set).\n"
+        )
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main() -> None:
+    """Render the page from ``build/reliability``."""
+    entries = [json.loads(p.read_text()) for p in sorted(FIGURES.glob("scenario-*.json"))]
+    if not entries:
+        sys.exit(f"no figures in {FIGURES}: run `make reliability` (it runs the suite first)")
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    OUTPUT.write_text(render(entries, when))
+    print(f"wrote {OUTPUT.relative_to(ROOT)} ({len(entries)} records)")
+
+
+if __name__ == "__main__":
+    main()
