@@ -65,3 +65,26 @@ class TestRedisCacheNoExceptions(TestRedisCache):
 
 class TestRedisCacheAtomic(TestRedisCacheNoExceptions):
     backend_class = RedisCacheAtomic
+
+
+SECRET = "conformance-secret-0123456789"
+
+
+class TestSignedFileSystemCache(BackendConformance):
+    """With CACHE_SECRET_KEY, FileSystemCache keeps every promise of the contract."""
+
+    @pytest.fixture
+    def make_backend(self, tmp_path: Path) -> BackendFactory:
+        return lambda **options: FileSystemCache(
+            str(tmp_path / "cache"), secret_key=SECRET, **options
+        )
+
+
+class TestSignedRedisCache(BackendConformance):
+    """With CACHE_SECRET_KEY, RedisCache keeps every promise of the contract."""
+
+    @pytest.fixture
+    def make_backend(self, redis_url: str) -> BackendFactory:
+        return lambda **options: RedisCache(
+            url=redis_url, key_prefix="s_", secret_key=SECRET, **options
+        )

@@ -33,6 +33,7 @@ from stratacache.pluginmanager import plugin_manager
 from stratacache.registry import BackendInfo, installed_backends, load_backend
 from stratacache.serializers import JsonSerializer, PickleSerializer, Serializer
 from stratacache.settings import CacheSettings
+from stratacache.signing import SignatureError, Signer
 
 __all__ = [
     "NO_VALUE",
@@ -57,6 +58,8 @@ __all__ = [
     "PluginError",
     "SerializationError",
     "Serializer",
+    "SignatureError",
+    "Signer",
     "Timeout",
     "cache",
     "cached_for",

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import inspect
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any, ClassVar, Final, Self, final
 
 from cachelib import BaseCache
 
 from stratacache.serializers import PickleSerializer, Serializer
+from stratacache.signing import Signer
 
 __all__ = ["NO_VALUE", "Backend", "Computation", "NoValue", "Timeout"]
 
@@ -110,9 +111,15 @@ class Backend(BaseCache):
     index entry of the backend itself; a backend with a better structure (a Redis set, an
     in-memory map) overrides them.
 
+    Backends that keep bytes outside the process (Redis, files) accept ``secret_key`` and go
+    through :meth:`dump_value` and :meth:`load_value`, which sign and verify payloads when a
+    key is set (see :mod:`stratacache.signing`); in-process backends need no signature.
+
     Args:
         default_timeout: Seconds an entry lives when ``set`` gets no timeout; 0 = forever.
         serializer: How values become bytes, for backends that store bytes (default pickle).
+        secret_key: A secret, or several (newest first, for rotation), to sign every stored
+            payload with; ``None`` stores payloads unsigned.
     """
 
     in_process: ClassVar[bool] = False
@@ -130,6 +137,7 @@ class Backend(BaseCache):
         default_timeout: int | timedelta = 300,
         *,
         serializer: Serializer | None = None,
+        secret_key: str | bytes | Iterable[str | bytes] | None = None,
         ignore_delete_many_errors: bool = True,
     ) -> None:
         super().__init__(
@@ -141,7 +149,36 @@ class Backend(BaseCache):
                 f"default_timeout must be >= 0 seconds (0 = never expire), got {default_timeout!r}"
             )
         self.serializer: Serializer = serializer if serializer is not None else PickleSerializer()
+        if isinstance(secret_key, str | bytes):
+            secret_key = [secret_key]
+        self.signer: Signer | None = Signer(secret_key) if secret_key else None
+        """Signs and verifies stored payloads; ``None`` when no secret key is set."""
         self._tracking_lock = threading.Lock()
+
+    # -- payloads -------------------------------------------------------------------------
+
+    def dump_value(self, key: str, value: Any) -> bytes:
+        """Return the bytes to store for ``value`` under ``key``: serialized, then signed.
+
+        Raises:
+            SerializationError: The serializer cannot turn ``value`` into bytes.
+        """
+        data = self.serializer.dumps(value)
+        signer = self.signer
+        return data if signer is None else signer.sign(key, data)
+
+    def load_value(self, key: str, data: bytes) -> Any:
+        """Return the value held in ``data``, stored under ``key``: verified, then deserialized.
+
+        With a secret key, the serializer never sees bytes whose signature does not check out.
+
+        Raises:
+            DeserializationError: The bytes cannot be read back; its subclass
+                :class:`~stratacache.signing.SignatureError` when the signature is missing or
+                wrong.
+        """
+        signer = self.signer
+        return self.serializer.loads(data if signer is None else signer.verify(key, data))
 
     # -- construction from settings -------------------------------------------------------
 

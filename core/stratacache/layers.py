@@ -108,12 +108,36 @@ class Layer:
 
 def _masked(options: Mapping[str, Any]) -> dict[str, Any]:
     shown = dict(options)
-    if shown.get("password"):
-        shown["password"] = MASK
+    for secret in ("password", "secret_key"):
+        if shown.get(secret):
+            shown[secret] = MASK
     for name in ("url", "host"):
         if isinstance(shown.get(name), str):
             shown[name] = mask_url(shown[name])
     return shown
+
+
+_warned_unsigned = False
+
+
+def _warn_if_unsigned_pickle(shared: Layer, settings: CacheSettings) -> None:
+    """Warn once per process when pickles from outside the process are read unsigned."""
+    global _warned_unsigned
+    backend = shared.cache
+    if (
+        _warned_unsigned
+        or backend.in_process
+        or backend.signer is not None
+        or settings.cache_serializer != "pickle"
+    ):
+        return
+    _warned_unsigned = True
+    logger.warning(
+        "the shared layer (%s) stores pickles without a signature: whoever can write to it"
+        " can run code in this process. Set CACHE_SECRET_KEY to sign every payload (see"
+        " docs/security.md).",
+        type(backend).__name__,
+    )
 
 
 def local_timeout(timeout: float, local_default: float) -> float:
@@ -231,9 +255,11 @@ class CacheStack:
                 "lock_timeout": settings.cache_atomic_lock_timeout,
                 "lock_wait": settings.cache_atomic_wait,
                 "atomic_retries": settings.cache_atomic_retries,
+                "secret_key": [k.get_secret_value() for k in settings.cache_secret_key] or None,
             },
             settings.cache_options,
         )
+        _warn_if_unsigned_pickle(shared, settings)
         local_options: dict[str, Any] = {
             "default_timeout": settings.localcache_default_timeout,
             "threshold": settings.localcache_threshold,

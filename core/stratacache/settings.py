@@ -25,6 +25,7 @@ from pydantic_settings import (
 )
 
 from stratacache.errors import BackendNotFound, ConfigurationError, InvalidBackend
+from stratacache.signing import MIN_SECRET_LENGTH
 
 __all__ = ["CacheSettings", "Source"]
 
@@ -102,6 +103,14 @@ class CacheSettings(BaseSettings):
         "a registered serializer name: 'pickle' or 'json', or one a plugin adds",
         "pickle",
         description="How the shared layer turns values into bytes.",
+    )
+    cache_secret_key: Annotated[tuple[SecretStr, ...], NoDecode] = _key(
+        "CACHE_SECRET_KEY",
+        f"a secret of at least {MIN_SECRET_LENGTH} characters, or a JSON list of them"
+        ' (newest first) to rotate keys, e.g. ["new-secret...", "old-secret..."]',
+        default_factory=tuple,
+        description="Signs every shared-layer payload (HMAC-SHA256); unsigned or wrongly"
+        " signed entries are never deserialized. The first key signs, any key verifies.",
     )
     cache_redis_host: str = _key(
         "CACHE_REDIS_HOST",
@@ -196,7 +205,9 @@ class CacheSettings(BaseSettings):
         description="Backend of the by-reference local layer (no_serialization=True).",
     )
 
-    _secret_fields: ClassVar[frozenset[str]] = frozenset({"cache_redis_password"})
+    _secret_fields: ClassVar[frozenset[str]] = frozenset(
+        {"cache_redis_password", "cache_secret_key"}
+    )
     _url_fields: ClassVar[frozenset[str]] = frozenset({"cache_redis_url", "cache_redis_host"})
     _arguments: frozenset[str] = PrivateAttr(default=frozenset())
 
@@ -243,6 +254,8 @@ class CacheSettings(BaseSettings):
             value = getattr(self, name)
             if isinstance(value, SecretStr):
                 value = value.get_secret_value() if reveal_secrets else MASK
+            elif name == "cache_secret_key":
+                value = [v.get_secret_value() if reveal_secrets else MASK for v in value]
             elif name in self._url_fields and value and not reveal_secrets:
                 value = mask_url(value)
             out[key] = value
@@ -279,6 +292,37 @@ class CacheSettings(BaseSettings):
         if not isinstance(value, Mapping):
             raise ValueError("must be a JSON object (a mapping of argument names to values)")
         return dict(value)
+
+    @field_validator("cache_secret_key", mode="before")
+    @classmethod
+    def _parse_secret_keys(cls, value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, bytes):
+            value = value.decode()
+        if isinstance(value, str):
+            if not value.strip():
+                return ()
+            if value.lstrip().startswith("["):
+                try:
+                    value = json.loads(value)
+                except ValueError as exc:
+                    raise ValueError(f"starts with '[' but is not a JSON list ({exc})") from None
+            else:
+                value = [value]
+        if not isinstance(value, list | tuple):
+            raise ValueError("must be a string or a list of strings")
+        for index, secret in enumerate(value, 1):
+            plain = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
+            if not isinstance(plain, str):
+                raise ValueError(f"key #{index} is not a string")
+            if len(plain.encode()) < MIN_SECRET_LENGTH:
+                raise ValueError(
+                    f"key #{index} is {len(plain.encode())} bytes long, too short to be secret;"
+                    f" use at least {MIN_SECRET_LENGTH} random characters, e.g. from"
+                    " `python -c 'import secrets; print(secrets.token_urlsafe(32))'`"
+                )
+        return tuple(value)
 
     @field_validator("cache_type")
     @classmethod

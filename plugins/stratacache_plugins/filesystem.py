@@ -21,7 +21,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -70,6 +70,9 @@ class FileSystemCache(Backend):
         hash_method: Hashes keys into file names (default ``hashlib.sha256``).
         key_prefix: Prepended to every key (and group) before hashing.
         serializer: How values become bytes (default pickle).
+        secret_key: Secret(s) to sign every entry with (``CACHE_SECRET_KEY``; see
+            :mod:`stratacache.signing`): an unsigned or wrongly signed file is never
+            deserialized. The expiry header is not signed.
         ignore_delete_many_errors: As in cachelib.
     """
 
@@ -88,11 +91,13 @@ class FileSystemCache(Backend):
         *,
         key_prefix: str = "",
         serializer: Serializer | None = None,
+        secret_key: str | bytes | Iterable[str | bytes] | None = None,
         ignore_delete_many_errors: bool = True,
     ) -> None:
         super().__init__(
             default_timeout,
             serializer=serializer,
+            secret_key=secret_key,
             ignore_delete_many_errors=ignore_delete_many_errors,
         )
         if threshold < 0:
@@ -131,7 +136,7 @@ class FileSystemCache(Backend):
                 if _expired(_expiry(data)):
                     self._discard(path, file.fileno())
                     return NO_VALUE
-                return self.serializer.loads(data[_HEADER.size :])
+                return self.load_value(key, data[_HEADER.size :])
             except DeserializationError as exc:
                 self._discard_unreadable(key, path, file.fileno(), exc)
                 return NO_VALUE
@@ -157,7 +162,7 @@ class FileSystemCache(Backend):
     def set(self, key: str, value: Any, timeout: Timeout = None) -> bool:
         """Store ``value`` under ``key``; a serialization error raises and writes nothing."""
         path = self._path(key)
-        tmp = self._write_temp(self._header(timeout), self.serializer.dumps(value))
+        tmp = self._write_temp(self._header(timeout), self.dump_value(key, value))
         try:
             created = not os.path.lexists(path)
             os.replace(tmp, path)
@@ -171,7 +176,7 @@ class FileSystemCache(Backend):
     def add(self, key: str, value: Any, timeout: Timeout = None) -> bool:
         """Store ``value`` unless ``key`` holds an unexpired entry; return whether it did."""
         path = self._path(key)
-        tmp = self._write_temp(self._header(timeout), self.serializer.dumps(value))
+        tmp = self._write_temp(self._header(timeout), self.dump_value(key, value))
         try:
             for _attempt in range(3):
                 try:

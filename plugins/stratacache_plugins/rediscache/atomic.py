@@ -148,7 +148,7 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
 
     def _commit_locked(self, computation: _LockedComputation, value: Any) -> Any:
         key, group = computation.key, computation.group
-        data = self._dumps(value)
+        data = self._dumps(key, value)
         ms = max(0, self._milliseconds(computation.timeout))
         full = self._key(key)
         # Without a group the script touches no tracking set: the value key stands in, so
@@ -175,7 +175,7 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
 
     def _commit_first_wins(self, computation: _WatchedComputation, value: Any) -> Any:
         key, group = computation.key, computation.group
-        data = self._dumps(value)
+        data = self._dumps(key, value)
         ms = self._milliseconds(computation.timeout)
         full = self._key(key)
 

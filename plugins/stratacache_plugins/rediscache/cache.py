@@ -7,7 +7,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any, cast
 
@@ -53,6 +53,10 @@ class RedisCache(Backend):
         key_prefix: Prepended to every key; ``clear()`` deletes only keys under it.
         url: A Redis URL; takes precedence over host, port, password and db.
         serializer: How values become bytes (default pickle).
+        secret_key: Secret(s) to sign every payload with (``CACHE_SECRET_KEY``; see
+            :mod:`stratacache.signing`): an unsigned or wrongly signed entry is never
+            deserialized. Then integers are signed too, and ``inc``/``dec`` become a
+            ``WATCH``/``MULTI`` read-modify-write instead of one ``INCRBY``.
         connect_timeout: Seconds to wait for a connection.
         read_timeout: Seconds to wait for a reply.
         **kwargs: Further arguments of redis-py's connection pool (``ssl_cert_reqs``...).
@@ -69,6 +73,7 @@ class RedisCache(Backend):
         *,
         url: str | None = None,
         serializer: Serializer | None = None,
+        secret_key: str | bytes | Iterable[str | bytes] | None = None,
         connect_timeout: float = 0.5,
         read_timeout: float = 1.0,
         ignore_delete_many_errors: bool = True,
@@ -77,6 +82,7 @@ class RedisCache(Backend):
         super().__init__(
             default_timeout,
             serializer=serializer,
+            secret_key=secret_key,
             ignore_delete_many_errors=ignore_delete_many_errors,
         )
         self._prefix: str | Callable[[], str] = key_prefix or ""
@@ -156,19 +162,20 @@ class RedisCache(Backend):
         seconds = self.timeout_seconds(timeout)
         return math.ceil(seconds * 1000) if seconds > 0 else (0 if seconds == 0 else -1)
 
-    def _dumps(self, value: Any) -> bytes:
+    def _dumps(self, key: str, value: Any) -> bytes:
         """Serialize ``value``; integers are stored as plain digits, as cachelib does.
 
         Digits let ``INCRBY`` work on counters; every other value goes to the serializer.
+        With a secret key every value, integers included, is serialized and signed.
         """
-        if type(value) is int:
+        if type(value) is int and self.signer is None:
             return str(value).encode()
-        return self.serializer.dumps(value)
+        return self.dump_value(key, value)
 
-    def _decode(self, data: bytes) -> Any:
-        if data[:1] in _DIGIT_STARTS and _INTEGER.fullmatch(data):
+    def _decode(self, key: str, data: bytes) -> Any:
+        if self.signer is None and data[:1] in _DIGIT_STARTS and _INTEGER.fullmatch(data):
             return int(data)
-        return self.serializer.loads(data)
+        return self.load_value(key, data)
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -180,7 +187,7 @@ class RedisCache(Backend):
         return self._loads(key, data)
 
     def _loads(self, key: str, data: Any) -> Any:
-        return self._decode(data)
+        return self._decode(key, data)
 
     def get_many(self, *keys: str) -> list[Any]:
         """One ``MGET`` for all ``keys``; ``None`` for each miss."""
@@ -244,7 +251,7 @@ class RedisCache(Backend):
         self._run("track", track, None)
 
     def _store(self, key: str, value: Any, timeout: Timeout, group: str | None) -> bool:
-        data = self._dumps(value)
+        data = self._dumps(key, value)
         ms = self._milliseconds(timeout)
         if group is None and ms >= 0:  # a plain write: one SET, no transaction needed
             full = self._key(key)
@@ -260,7 +267,7 @@ class RedisCache(Backend):
 
     def add(self, key: str, value: Any, timeout: Timeout = None) -> bool:
         """``SET ... NX``: store only if ``key`` is absent."""
-        data = self._dumps(value)
+        data = self._dumps(key, value)
         ms = self._milliseconds(timeout)
         if ms < 0:
             return not self.has(key)
@@ -272,7 +279,7 @@ class RedisCache(Backend):
 
     def set_many(self, mapping: dict[str, Any], timeout: Timeout = None) -> list[Any]:
         """Store every item in one pipelined round trip; return the keys stored."""
-        datas = {key: self._dumps(value) for key, value in mapping.items()}
+        datas = {key: self._dumps(key, value) for key, value in mapping.items()}
         ms = self._milliseconds(timeout)
 
         def write(r: redis.Redis) -> list[Any]:
@@ -303,11 +310,43 @@ class RedisCache(Backend):
         return list(self._run("DEL", delete, []))
 
     def inc(self, key: str, delta: int = 1) -> int | None:
-        """``INCRBY``: atomic, one round trip (integers are stored as plain digits)."""
-        result: int | None = self._run(
-            "INCRBY", lambda r: int(r.incrby(self._key(key), delta)), None
-        )
+        """``INCRBY``: atomic, one round trip (integers are stored as plain digits).
+
+        With a secret key, a signed read-modify-write under ``WATCH`` (retried until no other
+        client wrote in between), which keeps the entry's expiry. A missing key counts from 0;
+        a stored value that is not an integer raises :class:`TypeError`.
+        """
+        signed = self.signer is not None
+
+        def increment(r: redis.Redis) -> int:
+            if signed:
+                return self._signed_inc(r, key, delta)
+            return int(r.incrby(self._key(key), delta))
+
+        result: int | None = self._run("INCRBY", increment, None)
         return result
+
+    def _signed_inc(self, r: redis.Redis, key: str, delta: int) -> int:
+        full = self._key(key)
+        with r.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(full)  # type: ignore[no-untyped-call]
+                    data = pipe.get(full)
+                    current = NO_VALUE if data is None else self._loads(key, data)
+                    if current is NO_VALUE:  # missing, or unreadable and deleted
+                        current = 0
+                    if type(current) is not int:
+                        raise TypeError(
+                            f"cannot increment {key!r}: it holds a {type(current).__name__},"
+                            " not an integer"
+                        )
+                    pipe.multi()
+                    pipe.set(full, self.dump_value(key, current + delta), keepttl=True)
+                    pipe.execute()
+                    return current + delta
+                except redis.WatchError:
+                    continue
 
     def dec(self, key: str, delta: int = 1) -> int | None:
         """Atomically subtract ``delta``."""

@@ -109,7 +109,7 @@ class RedisCacheNoExceptions(RedisCache):
 
     def _loads(self, key: str, data: Any) -> Any:
         try:
-            return self._decode(data)
+            return self._decode(key, data)
         except DeserializationError as exc:
             logger.warning("deleting unreadable Redis entry %r: %s", self._key(key), exc)
             self.delete(key)
