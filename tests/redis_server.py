@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 INSTALL_HINT = (
     "redis-server is not installed, and the Redis tests need a real one: run `make test`"
@@ -47,6 +49,8 @@ class RedisServer:
         self.directory = directory
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self.options: list[str] = []
+        """More command-line options for the next starts (``["--key-load-delay", "1000"]``)."""
         directory.mkdir(parents=True, exist_ok=True)
 
     @property
@@ -58,8 +62,12 @@ class RedisServer:
         """A plain redis-py client to inspect or prepare the server."""
         return redis.Redis(host="127.0.0.1", port=self.port, **options)  # type: ignore[arg-type]
 
-    def start(self) -> RedisServer:
-        """Start the server and wait until it answers PING."""
+    def start(self, *, loaded: bool = True) -> RedisServer:
+        """Start the server and wait until it answers PING.
+
+        With ``loaded=False``, return as soon as it answers at all, possibly ``LOADING`` (it
+        loads the ``dump.rdb`` of its directory, if a test saved one there).
+        """
         self.process = subprocess.Popen(
             [
                 redis_server_binary(),
@@ -77,6 +85,7 @@ class RedisServer:
                 "local",
                 "--loglevel",
                 "warning",
+                *self.options,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -84,12 +93,17 @@ class RedisServer:
         deadline = time.monotonic() + 10
         while True:
             try:
-                if self.client(socket_timeout=0.5).ping():
+                with self.client(socket_timeout=0.5, retry=Retry(NoBackoff(), 0)) as probe:
+                    if probe.ping():
+                        return self
+            except redis.BusyLoadingError:
+                if not loaded:
                     return self
             except redis.ConnectionError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError(f"redis-server did not start on port {self.port}") from None
-                time.sleep(0.02)
+                pass
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"redis-server did not start on port {self.port}")
+            time.sleep(0.02)
 
     def stop(self) -> None:
         """Stop the server (SIGKILL if it does not exit at once) and reap it."""

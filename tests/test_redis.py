@@ -1,39 +1,31 @@
 """RedisCache and RedisCacheNoExceptions against real redis-server processes.
 
-Configuration, what each operation costs in commands, key tracking, ``clear()``, errors,
-self-healing of unreadable entries, outages (a killed, paused or erroring server), kill -9
-under load and fork safety. A test that breaks a server starts its own (``make_redis_server``).
+Configuration, what each operation costs in commands, key tracking, ``clear()``, errors
+when Redis is down, and fork safety. A test that breaks a server starts its own
+(``make_redis_server``). Refused, frozen, killed and erroring servers and unreadable entries
+are scenarios of the reliability suite (``tests/reliability``).
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
 import pickle
-import random
-import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any, NoReturn
 
 import cachelib
 import pytest
 import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError, ReadOnlyError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from stratacache import (
     NO_VALUE,
     CacheError,
     CacheStack,
-    DeserializationError,
-    PickleSerializer,
     cached_for,
 )
 from stratacache.keys import function_name
@@ -534,113 +526,7 @@ def test_no_exceptions_falls_back_when_redis_is_down(dead_url: str, operation: s
     assert type(result) is type(fallback)
 
 
-def test_redis_cache_raises_for_an_unreadable_entry(raw: redis.Redis, redis_url: str) -> None:
-    stack = redis_stack(redis_url, "RedisCache")
-
-    @cached_for(minutes=5, stack=stack)
-    def double(x: int) -> int:
-        return 2 * x
-
-    garbage = b"\x80\x05garbage"
-    raw.set(PREFIX + "k", garbage)
-    raw.set(PREFIX + double.cache_key(1), garbage)
-    with pytest.raises(DeserializationError) as failure:
-        stack.shared_cache.cache.get("k")
-    assert isinstance(failure.value, CacheError)
-    with pytest.raises(DeserializationError):
-        double(1)
-
-
 # -- RedisCacheNoExceptions: self-healing -------------------------------------------------
-
-SHOP_MODULE = "stratacache_test_shop_models"
-UNREADABLE = [
-    "random-bytes",
-    "truncated-pickle",
-    "renamed-class",
-    "moved-module",
-    "unsupported-protocol",
-    "json-under-pickle",
-]
-
-
-@pytest.fixture
-def shop_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A module file of the application, importable while the test runs."""
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(sys, "dont_write_bytecode", True)
-    path = tmp_path / f"{SHOP_MODULE}.py"
-    path.write_text("class Price:\n    def __init__(self, amount):\n        self.amount = amount\n")
-    yield path
-    sys.modules.pop(SHOP_MODULE, None)
-
-
-def unreadable_payload(kind: str, shop_module: Path) -> bytes:
-    """Bytes under a key that the pickle serializer cannot turn back into a value."""
-    if kind == "random-bytes":
-        return random.Random(7).randbytes(64)
-    if kind == "truncated-pickle":
-        return pickle.dumps({"prices": list(range(100))})[:-9]
-    if kind == "unsupported-protocol":
-        return b"\x80\x09" + pickle.dumps(1.5, 5)[2:]
-    if kind == "json-under-pickle":
-        return json.dumps({"price": 1.5}).encode()
-    # A value pickled by an older release of the application, whose code has changed since.
-    data = pickle.dumps(importlib.import_module(SHOP_MODULE).Price(3))
-    del sys.modules[SHOP_MODULE]
-    if kind == "renamed-class":
-        shop_module.write_text(shop_module.read_text().replace("Price", "PriceRecord"))
-    else:
-        package = shop_module.parent / "shop"
-        package.mkdir()
-        shop_module.rename(package / "models.py")
-    importlib.invalidate_caches()
-    return data
-
-
-@pytest.mark.parametrize("kind", UNREADABLE)
-def test_unreadable_entry_is_deleted_logged_and_recomputed(
-    raw: redis.Redis,
-    redis_url: str,
-    shop_module: Path,
-    caplog: pytest.LogCaptureFixture,
-    kind: str,
-) -> None:
-    payload = unreadable_payload(kind, shop_module)
-    with pytest.raises(DeserializationError) as unreadable:
-        PickleSerializer().loads(payload)
-    reason = str(unreadable.value)
-    stack = redis_stack(redis_url)
-    backend = stack.shared_cache.cache
-    calls = Counter[int]()
-
-    @cached_for(minutes=5, stack=stack)
-    def price(item: int) -> dict[str, int]:
-        calls[item] += 1
-        return {"item": item, "amount": 3}
-
-    key = price.cache_key(7)
-    full = PREFIX + key
-    caplog.set_level(logging.WARNING, logger=LOGGER)
-
-    raw.set(full, payload)
-    assert backend.lookup(key) is NO_VALUE
-    assert raw.exists(full) == 0, "the unreadable entry is deleted"
-    [warning] = warnings_from_redis(caplog)
-    assert full in warning
-    assert reason in warning
-
-    caplog.clear()
-    raw.set(full, payload)
-    assert price(7) == {"item": 7, "amount": 3}
-    assert calls[7] == 1
-    [warning] = warnings_from_redis(caplog)
-    assert full in warning
-    assert pickle.loads(raw.get(full)) == {"item": 7, "amount": 3}, "a good value replaced it"
-    stack.local_cache.cache.clear()
-    assert price(7) == {"item": 7, "amount": 3}
-    assert calls[7] == 1
-    assert len(warnings_from_redis(caplog)) == 1
 
 
 def test_unreadable_entries_in_get_many_are_misses(raw: redis.Redis, redis_url: str) -> None:
@@ -650,207 +536,6 @@ def test_unreadable_entries_in_get_many_are_misses(raw: redis.Redis, redis_url: 
     assert cache.get_many("good", "bad", "missing") == ["g", None, None]
     assert raw.exists(PREFIX + "bad") == 0
     assert cache.get("good") == "g"
-
-
-# -- RedisCacheNoExceptions: outages ------------------------------------------------------
-
-
-def test_outage_degrades_backs_off_and_recovers(
-    make_redis_server: Callable[[], RedisServer], caplog: pytest.LogCaptureFixture
-) -> None:
-    server = make_redis_server()
-    stack = redis_stack(server.url, CACHE_OPTIONS='{"retry_interval": 0.2}')
-    backend = stack.shared_cache.cache
-    calls = Counter[int]()
-
-    @cached_for(minutes=5, stack=stack)
-    def price(item: int) -> int:
-        calls[item] += 1
-        return item * 10
-
-    assert price(1) == 10
-    caplog.set_level(logging.WARNING, logger=LOGGER)
-    server.kill()
-
-    assert price(2) == 20, "computed, and no exception"
-    assert backend.get("k") is None
-    assert backend.set("k", 1) is False
-    assert backend.delete("k") is False
-    start = time.monotonic()
-    assert [price(i) for i in range(100, 200)] == [i * 10 for i in range(100, 200)]
-    assert time.monotonic() - start < 1.0
-    deadline = time.monotonic() + 1.0  # about five back-offs, each ending in a failed probe
-    while time.monotonic() < deadline:
-        assert backend.get("k") is None
-        time.sleep(0.01)
-    outage = warnings_from_redis(caplog)
-    assert 1 <= len(outage) <= 2, outage
-
-    server.restart()
-    restarted = time.monotonic()
-    with server.client() as client:
-        attempt = 0
-        while client.get(PREFIX + "probe") is None:
-            assert time.monotonic() - restarted < 2.0, "Redis is used again soon after it returns"
-            backend.set("probe", attempt)
-            attempt += 1
-            time.sleep(0.02)
-    assert price(3) == 30
-    with server.client() as client:
-        assert client.exists(PREFIX + price.cache_key(3)) == 1
-    logged = warnings_from_redis(caplog)
-    assert len(logged) == len(outage) + 1, "one record for the recovery"
-
-
-def test_back_off_skips_an_unresponsive_server(
-    make_redis_server: Callable[[], RedisServer],
-) -> None:
-    server = make_redis_server()
-    stack = redis_stack(server.url, CACHE_REDIS_READ_TIMEOUT=0.3)  # back-off: 0.5 s
-
-    @cached_for(minutes=5, stack=stack)
-    def price(item: int) -> int:
-        return item * 10
-
-    assert price(1) == 10
-    server.pause()
-    try:
-        start = time.monotonic()
-        assert price(2) == 20
-        first = time.monotonic() - start
-        assert 0.25 < first < 0.8, "the first call waits for the read timeout, once"
-        start = time.monotonic()
-        assert [price(i) for i in range(100, 200)] == [i * 10 for i in range(100, 200)]
-        assert time.monotonic() - start < 1.0, "not 100 x 0.3 s: Redis is skipped meanwhile"
-    finally:
-        server.resume()
-
-
-@pytest.mark.parametrize("cache_type", CACHE_TYPES)
-def test_paused_server_fails_within_the_read_timeout(
-    make_redis_server: Callable[[], RedisServer], cache_type: str
-) -> None:
-    server = make_redis_server()
-    stack = redis_stack(server.url, cache_type, CACHE_REDIS_READ_TIMEOUT=0.3)
-    backend = stack.shared_cache.cache
-    assert backend.set("k", 1) is True  # a pooled connection, about to hang
-    server.pause()
-    try:
-        for _ in range(2):  # the pooled connection, then a fresh one
-            start = time.monotonic()
-            if cache_type == "RedisCacheNoExceptions":
-                assert backend.get("k") is None
-            else:
-                with pytest.raises(RedisCacheError) as failure:
-                    backend.get("k")
-                assert isinstance(failure.value.__cause__, RedisTimeoutError)
-            assert time.monotonic() - start < 0.3 + 0.5
-    finally:
-        server.resume()
-    if cache_type == "RedisCache":
-        assert backend.get("k") == 1, "usable again once the server resumes"
-
-
-def test_out_of_memory_replies(make_redis_server: Callable[[], RedisServer]) -> None:
-    server = make_redis_server()
-    strict = RedisCache(url=server.url, key_prefix=PREFIX, connect_timeout=0.2)
-    lenient = RedisCacheNoExceptions(url=server.url, key_prefix=PREFIX, retry_interval=0)
-    assert strict.set("before", 1) is True
-    with server.client() as admin:
-        admin.config_set("maxmemory-policy", "noeviction")
-        admin.config_set("maxmemory", 1)
-        try:
-            assert lenient.set("k", 1) is False
-            assert lenient.set_tracked("k", 1, 60, "g") is False
-            assert lenient.add("k", 1) is False
-            with pytest.raises(RedisCacheError, match="maxmemory") as failure:
-                strict.set("k", 1)
-            assert isinstance(failure.value.__cause__, OutOfMemoryError)
-            with pytest.raises(RedisCacheError):
-                strict.set_tracked("k", 1, 60, "g")
-            assert admin.exists(PREFIX + "k") == 0
-            assert strict.get("before") == 1, "reads still work"
-        finally:
-            admin.config_set("maxmemory", 0)
-    assert lenient.set("k", 2) is True
-    assert strict.get("k") == 2
-
-
-def test_read_only_replica_replies(make_redis_server: Callable[[], RedisServer]) -> None:
-    primary, replica = make_redis_server(), make_redis_server()
-    strict = RedisCache(url=replica.url, key_prefix=PREFIX, connect_timeout=0.2)
-    lenient = RedisCacheNoExceptions(url=replica.url, key_prefix=PREFIX, retry_interval=0)
-    with replica.client() as admin, primary.client() as source:
-        source.set(PREFIX + "from_primary", b"1")
-        source.config_set("repl-diskless-sync-delay", 0)  # sync at once, not after 5 s
-        admin.replicaof("127.0.0.1", primary.port)
-        try:
-            deadline = time.monotonic() + 10
-            while admin.info("replication").get("master_link_status") != "up":
-                assert time.monotonic() < deadline, "the replica did not sync"
-                time.sleep(0.02)
-            assert lenient.set("k", 1) is False
-            assert lenient.set_tracked("k", 1, 60, "g") is False
-            assert lenient.delete("from_primary") is False
-            with pytest.raises(RedisCacheError) as failure:
-                strict.set("k", 1)
-            assert isinstance(failure.value.__cause__, ReadOnlyError)
-            assert strict.get("from_primary") == 1, "reads still work"
-        finally:
-            admin.replicaof("NO", "ONE")
-    assert lenient.set("k", 2) is True
-    assert strict.get("k") == 2
-
-
-def test_kill_and_restart_under_load(make_redis_server: Callable[[], RedisServer]) -> None:
-    server = make_redis_server()
-    stack = redis_stack(
-        server.url,
-        LOCALCACHE_TYPE="NullCache",  # every call reaches Redis
-        CACHE_REDIS_READ_TIMEOUT=0.3,
-        CACHE_OPTIONS='{"retry_interval": 0.1}',
-    )
-
-    @cached_for(minutes=5, stack=stack)
-    def square(x: int) -> int:
-        return x * x
-
-    stop = threading.Event()
-    errors: list[BaseException] = []
-    wrong: list[tuple[int, int]] = []
-    done = [0] * 4
-
-    def worker(n: int) -> None:
-        try:
-            i = 0
-            while not stop.is_set():
-                x = (7 * i + n) % 50
-                if (result := square(x)) != x * x:
-                    wrong.append((x, result))
-                i += 1
-            done[n] = i
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
-    for thread in threads:
-        thread.start()
-    try:
-        time.sleep(1.0)
-        server.kill()
-        time.sleep(0.5)
-        server.restart()
-        time.sleep(1.5)
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=10)
-    assert not [t for t in threads if t.is_alive()], "every thread finished"
-    assert errors == []
-    assert wrong == []
-    assert all(done), done
-    with server.client() as client:
-        assert client.dbsize() > 0, "the cache is used again after the restart"
 
 
 # -- fork safety --------------------------------------------------------------------------

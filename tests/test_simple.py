@@ -1,4 +1,8 @@
-"""SimpleCache and SimpleCacheNoSerializer: LRU order, threshold, expiry, references."""
+"""SimpleCache and SimpleCacheNoSerializer: LRU order, threshold, expiry, references.
+
+The stateful model test of SimpleCache is scenario 11 of the reliability suite
+(``tests/reliability/test_models.py``).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,6 @@ import logging
 import threading
 
 import pytest
-from hypothesis import settings
-from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from stratacache import NO_VALUE
 from stratacache_plugins.simple import SimpleCache, SimpleCacheNoSerializer
@@ -136,61 +137,3 @@ def test_eviction_untracks(clock: Clock) -> None:
     clock.now += 5
     cache.set_tracked("k9", 9, None, "g")
     assert cache._groups["g"] == set(cache._cache)
-
-
-class SimpleCacheModel(RuleBasedStateMachine):
-    """SimpleCache behaves like a dict with LRU eviction and expiry."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.clock = Clock()
-        self.cache = SimpleCache(threshold=5, clock=self.clock)
-        self.model: dict[str, tuple[float, int]] = {}  # key -> (expires, value), in LRU order
-
-    keys = st.sampled_from([f"k{i}" for i in range(8)])
-
-    def _alive(self, key: str) -> bool:
-        return key in self.model and self.model[key][0] > self.clock.now
-
-    @rule(key=keys, value=st.integers(), timeout=st.sampled_from([0, 1, 5]))
-    def set(self, key: str, value: int, timeout: int) -> None:
-        self.cache.set(key, value, timeout=timeout)
-        self.model.pop(key, None)
-        self.model[key] = (self.clock.now + timeout if timeout else float("inf"), value)
-        if len(self.model) > 5:
-            # Expired entries go first, soonest expiry first (ties by key), as SimpleCache does.
-            expired = sorted((e, k) for k, (e, _) in self.model.items() if e <= self.clock.now)
-            for _, k in expired:
-                if len(self.model) <= 5:
-                    break
-                del self.model[k]
-            while len(self.model) > 5:
-                del self.model[next(iter(self.model))]
-
-    @rule(key=keys)
-    def get(self, key: str) -> None:
-        expected = self.model[key][1] if self._alive(key) else None
-        assert self.cache.get(key) == expected
-        if self._alive(key):
-            self.model[key] = self.model.pop(key)
-        else:
-            self.model.pop(key, None)
-
-    @rule(key=keys)
-    def delete(self, key: str) -> None:
-        assert self.cache.delete(key) is (key in self.model)
-        self.model.pop(key, None)
-
-    @rule(seconds=st.sampled_from([0.5, 1, 3]))
-    def tick(self, seconds: float) -> None:
-        self.clock.now += seconds
-
-    @invariant()
-    def within_threshold(self) -> None:
-        assert len(self.cache) <= 5
-        alive = {k for k in self.model if self._alive(k)}
-        assert alive <= set(self.cache._cache)
-
-
-TestSimpleCacheModel = SimpleCacheModel.TestCase
-TestSimpleCacheModel.settings = settings(max_examples=150, stateful_step_count=30, deadline=None)
