@@ -72,3 +72,26 @@ def test_smoke_run_writes_every_case_with_figures_tables_and_chart(tmp_path: Pat
 
     chart = tmp_path / "benchmarks.png"
     assert chart.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+@pytest.mark.subprocess
+def test_stats_cost_smoke_run_compares_stats_on_and_off(tmp_path: Path) -> None:
+    out = tmp_path / "stats_cost.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "stats_cost.py"), "--smoke", "--json", str(out)],
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    for kind in ("cached_for (SimpleCache)", "cached_for (no serialization)"):
+        assert re.search(rf"^{re.escape(kind)}: stats on / off = \d+\.\d+x", result.stdout, re.M)
+    figures = json.loads(out.read_text())["results"]
+    assert set(figures) == {
+        f"{kind}, {stats}"
+        for kind in ("cached_for (SimpleCache)", "cached_for (no serialization)")
+        for stats in ("stats on", "CACHE_STATS off")
+    }
+    assert figures["cached_for (SimpleCache), CACHE_STATS off"]["ratio_to_anchor"] == 1.0

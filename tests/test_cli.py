@@ -1,17 +1,23 @@
-"""The operator CLI: backends and config, with tables, JSON and exit codes."""
+"""The operator CLI: every command, with tables, JSON and exit codes, against real servers."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import pytest
+import redis
 from click.testing import CliRunner
 
-from stratacache.cli import EXIT_CONFIG, main
+import stratacache
+from stratacache import cached_for
+from stratacache.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, main
 
 from .conftest import clean_env
+from .redis_server import RedisServer
 
 
 @pytest.fixture
@@ -82,3 +88,257 @@ def test_python_m_stratacache() -> None:
     assert "Usage: stratacache" in result.stdout
     assert "backends" in result.stdout
     assert "config" in result.stdout
+
+
+# -- ping, info, stats, clear -----------------------------------------------------------------
+
+
+PREFIX = "cli_"
+
+
+@cached_for(minutes=5)
+def rates(currency: str) -> dict[str, float]:
+    return {currency: 1.0}
+
+
+@cached_for(minutes=5)
+def users(user_id: int) -> str:
+    return f"user {user_id}"
+
+
+@pytest.fixture
+def redis_env(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The environment of a deployment whose shared layer is the test's redis-server."""
+    env = {
+        "CACHE_TYPE": "RedisCacheNoExceptions",
+        "CACHE_REDIS_URL": redis_url,
+        "CACHE_KEY_PREFIX": PREFIX,
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+@pytest.fixture
+def filled(redis_env: dict[str, str], redis_server: RedisServer) -> redis.Redis:
+    """Entries of two functions and one plain key under the prefix, one key outside it."""
+    stratacache.configure()
+    for currency in ("EUR", "USD", "GBP"):
+        rates(currency)
+    users(1)
+    stratacache.cache.set("plain", 1)
+    client = redis_server.client()
+    client.set("other_tenant", b"keep me")
+    return client
+
+
+def test_help_lists_the_commands_and_the_exit_codes(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["--help"])
+    assert result.exit_code == EXIT_OK
+    for command in ("backends", "config", "ping", "info", "stats", "clear"):
+        assert f"  {command} " in result.output
+    assert "Exit codes:" in result.output
+    assert "1  an operation failed" in result.output
+    assert "2  invalid configuration" in result.output
+    stats_help = runner.invoke(main, ["stats", "--help"]).output
+    assert "stratacache.cache.stats()" in stats_help
+    assert "Prometheus" in stats_help
+
+
+def test_ping_every_layer_of_the_default_configuration(runner: CliRunner) -> None:
+    result = runner.invoke(main, ["ping"])
+    assert result.exit_code == EXIT_OK, result.output
+    rows = [line.split()[:3] for line in result.output.splitlines()[1:]]
+    assert rows == [
+        ["local", "SimpleCache", "ok"],
+        ["local_no_serializer", "SimpleCacheNoSerializer", "ok"],
+        ["shared", "NullCache", "ok"],
+    ]
+
+
+def test_ping_redis_with_latency(runner: CliRunner, redis_env: dict[str, str]) -> None:
+    result = runner.invoke(main, ["ping", "--json", "--count", "5"])
+    assert result.exit_code == EXIT_OK, result.output
+    data = json.loads(result.stdout)
+    assert data["ok"] is True
+    shared = data["layers"]["shared"]
+    assert shared["backend"] == "RedisCacheNoExceptions"
+    assert 0 < shared["latency_ms"] < 1000
+
+
+@pytest.mark.parametrize("backend", ["RedisCache", "RedisCacheNoExceptions"])
+def test_ping_a_stopped_server_exits_1(
+    runner: CliRunner,
+    make_redis_server: Callable[[], RedisServer],
+    monkeypatch: pytest.MonkeyPatch,
+    backend: str,
+) -> None:
+    server = make_redis_server()
+    monkeypatch.setenv("CACHE_TYPE", backend)
+    monkeypatch.setenv("CACHE_REDIS_URL", server.url)
+    server.stop()
+    result = runner.invoke(main, ["ping"])
+    assert result.exit_code == EXIT_FAILED
+    shared = next(line for line in result.output.splitlines() if line.startswith("shared"))
+    assert shared.split()[1:3] == [backend, "FAILED"]
+    assert "Connection refused" in shared or "connecting" in shared
+    data = json.loads(runner.invoke(main, ["ping", "--json"]).stdout)
+    assert data["ok"] is False
+    assert data["layers"]["local"]["ok"] is True
+    assert data["layers"]["shared"]["error"].startswith("RedisCacheError")
+
+
+def test_info_describes_the_redis_server_and_the_prefix(runner: CliRunner, filled: Any) -> None:
+    result = runner.invoke(main, ["info", "--json"])
+    assert result.exit_code == EXIT_OK, result.output
+    shared = json.loads(result.stdout)["layers"]["shared"]
+    assert shared["backend"] == "RedisCacheNoExceptions"
+    assert shared["key_prefix"] == PREFIX
+    assert shared["entries"] == 5  # three rates, one user, one plain key
+    assert shared["tracked_functions"] == 2
+    assert shared["database_keys"] == 8  # and two tracking sets, one other tenant's key
+    assert shared["redis_version"]
+    assert shared["clears"] == f"every key under the prefix 'cli_' in {shared['url']}"
+    text = runner.invoke(main, ["info"]).output
+    assert "shared: RedisCacheNoExceptions" in text
+    assert "used_memory_human" in text
+
+
+def test_stats_shows_the_servers_counters_and_entries_per_function(
+    runner: CliRunner, filled: Any
+) -> None:
+    rates("EUR")  # a local hit: the server does not see it
+    stratacache.cache.local_cache.cache.clear()
+    rates("EUR")  # a shared hit
+    result = runner.invoke(main, ["stats", "--json"])
+    assert result.exit_code == EXIT_OK, result.output
+    data = json.loads(result.stdout)
+    assert data["backend"] == "RedisCacheNoExceptions"
+    found = data["stats"]
+    assert found["entries"] == 5
+    assert found["functions"] == {f"{__name__}.rates": 3, f"{__name__}.users": 1}
+    assert found["keyspace_hits"] >= 1
+    assert found["keyspace_misses"] >= 4
+    assert {"evicted_keys", "expired_keys", "hit_ratio"} <= set(found)
+    text = runner.invoke(main, ["stats"]).output
+    assert f"{__name__}.rates  3" in text
+    assert "stratacache.cache.stats()" in text  # where the in-process counters are
+
+
+def test_stats_of_a_stopped_server_exits_1(
+    runner: CliRunner, make_redis_server: Callable[[], RedisServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = make_redis_server()
+    monkeypatch.setenv("CACHE_TYPE", "RedisCacheNoExceptions")
+    monkeypatch.setenv("CACHE_REDIS_URL", server.url)
+    server.stop()
+    for command in ("stats", "info"):
+        result = runner.invoke(main, [command])
+        assert result.exit_code == EXIT_FAILED, command
+        assert "RedisCacheError" in result.output
+
+
+def test_clear_one_function_after_confirmation(runner: CliRunner, filled: redis.Redis) -> None:
+    target = f"{__name__}:rates"
+    declined = runner.invoke(main, ["clear", "--function", target], input="n\n")
+    assert declined.exit_code == EXIT_FAILED
+    assert f"Delete every entry of {__name__}.rates" in declined.output
+    assert filled.exists(PREFIX + rates.cache_key("EUR"))
+
+    result = runner.invoke(main, ["clear", "--function", target], input="y\n")
+    assert result.exit_code == EXIT_OK, result.output
+    assert f"Deleted 3 entries of {__name__}.rates" in result.output
+    assert not filled.exists(PREFIX + rates.cache_key("EUR"))
+    assert filled.exists(PREFIX + users.cache_key(1))
+    again = runner.invoke(main, ["clear", "--function", target, "--yes", "--json"])
+    assert json.loads(again.stdout) == {"function": f"{__name__}.rates", "deleted": 0}
+
+
+def test_clear_all_deletes_only_our_prefix(runner: CliRunner, filled: redis.Redis) -> None:
+    result = runner.invoke(main, ["clear", "--all"], input="y\n")
+    assert result.exit_code == EXIT_OK, result.output
+    assert "Delete every key under the prefix 'cli_'" in result.output
+    assert "(5 entries)" in result.output
+    assert filled.keys("cli_*") == []
+    assert filled.get("other_tenant") == b"keep me"
+
+
+def test_clear_with_a_stopped_server_exits_1(
+    runner: CliRunner, make_redis_server: Callable[[], RedisServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = make_redis_server()
+    monkeypatch.setenv("CACHE_TYPE", "RedisCacheNoExceptions")
+    monkeypatch.setenv("CACHE_REDIS_URL", server.url)
+    server.stop()
+    result = runner.invoke(main, ["clear", "--function", "app:f", "--yes"])
+    assert result.exit_code == EXIT_FAILED
+    assert "clearing the shared layer" in result.output
+    assert runner.invoke(main, ["clear", "--all", "--yes"]).exit_code == EXIT_FAILED
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["clear"], "give exactly one of --function MODULE:QUALNAME and --all"),
+        (["clear", "--all", "--function", "a:b"], "give exactly one"),
+        (["clear", "--function", "app.rates"], "is not MODULE:QUALNAME"),
+        (["clear", "--function", "app:two words"], "is not MODULE:QUALNAME"),
+        (["ping", "--count", "0"], "Invalid value for '--count'"),
+    ],
+    ids=["neither", "both", "no-colon", "space", "count"],
+)
+def test_usage_errors_exit_2(runner: CliRunner, arguments: list[str], message: str) -> None:
+    result = runner.invoke(main, arguments)
+    assert result.exit_code == EXIT_CONFIG
+    assert message in result.output
+
+
+@pytest.mark.parametrize("command", ["ping", "info", "stats", "clear --all --yes"])
+def test_invalid_configuration_exits_2(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    monkeypatch.setenv("CACHE_TYPE", "RedisCahe")
+    result = runner.invoke(main, command.split())
+    assert result.exit_code == EXIT_CONFIG
+    assert "CACHE_TYPE='RedisCahe'" in result.output
+
+
+def test_qualified_names_of_methods_and_nested_functions(runner: CliRunner) -> None:
+    for target, group in [
+        ("myapp.models:User.load", "myapp.models.User.load"),
+        ("myapp:outer.<locals>.inner", "myapp.outer.<locals>.inner"),
+    ]:
+        result = runner.invoke(main, ["clear", "--function", target, "--yes", "--json"])
+        assert result.exit_code == EXIT_OK, result.output
+        assert json.loads(result.stdout) == {"function": group, "deleted": 0}
+
+
+@pytest.mark.subprocess
+def test_subprocess_ping_and_clear_against_redis(
+    redis_url: str, make_redis_server: Callable[[], RedisServer]
+) -> None:
+    env = clean_env(
+        CACHE_TYPE="RedisCacheNoExceptions", CACHE_REDIS_URL=redis_url, CACHE_KEY_PREFIX=PREFIX
+    )
+    command = [sys.executable, "-m", "stratacache"]
+
+    def run(*arguments: str, env: dict[str, str] = env) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*command, *arguments], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+
+    ping = run("ping", "--json")
+    assert ping.returncode == EXIT_OK, ping.stderr
+    assert json.loads(ping.stdout)["layers"]["shared"]["ok"] is True
+    cleared = run("clear", "--all", "--yes", "--json")
+    assert cleared.returncode == EXIT_OK, cleared.stderr
+    assert json.loads(cleared.stdout) == {"all": True}
+    declined = run("clear", "--all")  # no terminal to answer: aborted, nothing deleted
+    assert declined.returncode == EXIT_FAILED
+    assert "Aborted" in declined.stderr
+
+    server = make_redis_server()
+    server.stop()
+    down = run("ping", env={**env, "CACHE_REDIS_URL": server.url})
+    assert down.returncode == EXIT_FAILED
+    assert "FAILED" in down.stdout

@@ -223,3 +223,20 @@ def test_serializer_without_loads_is_refused(fresh_plugins: None) -> None:
 def test_unknown_serializer_is_a_configuration_error(fresh_plugins: None) -> None:
     with pytest.raises(ConfigurationError, match="CACHE_SERIALIZER='yaml'"):
         CacheStack().configure({"CACHE_SERIALIZER": "yaml"})
+
+
+def test_configured_hook_sees_every_configuration(fresh_plugins: None) -> None:
+    seen: list[tuple[CacheStack, str]] = []
+
+    class Watcher:
+        @hookimpl
+        def stratacache_configured(self, stack: CacheStack, settings: Any) -> None:
+            seen.append((stack, settings.cache_type))
+
+    plugin_manager().register(Watcher())
+    stack = CacheStack()
+    stack.configure({"CACHE_TYPE": "SimpleCache"})
+    stack.configure({"CACHE_TYPE": "NullCache"})
+    lazy = CacheStack()
+    assert lazy.get("k") is None  # the first use configures from the environment
+    assert seen == [(stack, "SimpleCache"), (stack, "NullCache"), (lazy, "NullCache")]

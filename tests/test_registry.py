@@ -82,9 +82,22 @@ import stratacache
 before = sorted(m for m in sys.modules if m.startswith("stratacache_plugins"))
 stratacache.configure({"CACHE_TYPE": "SimpleCache", "LOCALCACHE_TYPE": "SimpleCache"})
 after = sorted(m for m in sys.modules if m.startswith("stratacache_plugins"))
-print(json.dumps({"before": before, "after": after, "redis": "redis" in sys.modules}))
+print(json.dumps({
+    "before": before,
+    "after": after,
+    "redis": "redis" in sys.modules,
+    "prometheus_client": "prometheus_client" in sys.modules,
+}))
 """
     out = json.loads(run_python(code, cwd=tmp_path).stdout)
     assert out["before"] == []
-    assert out["after"] == ["stratacache_plugins", "stratacache_plugins.simple"]
+    # The hook plugins of the stratacache.plugins group load at configure (the Prometheus
+    # exporter, which imports its client only when CACHE_PROMETHEUS is on); of the backends,
+    # only the one selected.
+    assert out["after"] == [
+        "stratacache_plugins",
+        "stratacache_plugins.prometheus",
+        "stratacache_plugins.simple",
+    ]
     assert out["redis"] is False
+    assert out["prometheus_client"] is False

@@ -34,6 +34,7 @@ from stratacache.registry import BackendInfo, installed_backends, load_backend
 from stratacache.serializers import JsonSerializer, PickleSerializer, Serializer
 from stratacache.settings import CacheSettings
 from stratacache.signing import SignatureError, Signer
+from stratacache.stats import BackendStats, StatsSnapshot
 
 __all__ = [
     "NO_VALUE",
@@ -41,6 +42,7 @@ __all__ = [
     "Backend",
     "BackendInfo",
     "BackendNotFound",
+    "BackendStats",
     "BoundCachedFunction",
     "CacheError",
     "CacheSettings",
@@ -60,6 +62,7 @@ __all__ = [
     "Serializer",
     "SignatureError",
     "Signer",
+    "StatsSnapshot",
     "Timeout",
     "cache",
     "cached_for",

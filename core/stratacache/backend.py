@@ -9,7 +9,16 @@ lacks:
   in one operation;
 * :meth:`Backend.set_tracked` and :meth:`Backend.clear_tracked`, per-function key tracking so
   ``f.clear_cache()`` deletes exactly one function's entries without scanning the store;
-* :meth:`Backend.from_options`, how the layer stack builds the backend from the settings.
+* :meth:`Backend.from_options`, how the layer stack builds the backend from the settings;
+* :attr:`Backend.stats`, a :class:`~stratacache.BackendStats` the backend increments for the
+  events only it sees: ``errors`` (an operation failed and the backend handled or reported
+  it), ``deserialization_failures`` (an entry could not be read back) and ``lock_waits``
+  (a wait for another process's lock). Write ``self.stats.errors += 1`` at the point of the
+  event, every time through ``self.stats``: the layer stack replaces the object with its
+  layer's counters, which :meth:`CacheStack.stats() <stratacache.CacheStack.stats>` reports;
+* :meth:`Backend.ping`, :meth:`Backend.describe` and :meth:`Backend.store_stats`, what the
+  operator CLI (``stratacache ping``, ``info``, ``stats``) reports; each raises when the store
+  cannot answer, even in a backend that otherwise degrades silently.
 
 The contract is documented here, once; a backend's own docstring says only its options and
 where it deviates.
@@ -19,7 +28,7 @@ from __future__ import annotations
 
 import inspect
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sized
 from datetime import timedelta
 from typing import Any, ClassVar, Final, Self, final
 
@@ -27,6 +36,7 @@ from cachelib import BaseCache
 
 from stratacache.serializers import PickleSerializer, Serializer
 from stratacache.signing import Signer
+from stratacache.stats import BackendStats
 
 __all__ = ["NO_VALUE", "Backend", "Computation", "NoValue", "Timeout"]
 
@@ -73,7 +83,11 @@ class Computation:
 
     Attributes:
         value: The stored value, or :data:`NO_VALUE` when this caller must compute it.
+        waited: Whether the caller waited for another caller's lock before getting here
+            (counted in the function's ``lock_waits``).
     """
+
+    waited: bool = False
 
     def __init__(
         self,
@@ -82,12 +96,15 @@ class Computation:
         timeout: Timeout,
         group: str | None,
         value: Any = NO_VALUE,
+        *,
+        waited: bool = False,
     ) -> None:
         self.backend = backend
         self.key = key
         self.timeout = timeout
         self.group = group
         self.value: Any = value
+        self.waited = waited
 
     def commit(self, value: Any) -> Any:
         """Store the computed ``value``; return the value every caller should get.
@@ -140,6 +157,8 @@ class Backend(BaseCache):
         secret_key: str | bytes | Iterable[str | bytes] | None = None,
         ignore_delete_many_errors: bool = True,
     ) -> None:
+        self.stats: BackendStats = BackendStats()
+        """The backend's own counters (see :class:`~stratacache.BackendStats`)."""
         super().__init__(
             self._to_seconds(default_timeout),
             ignore_delete_many_errors=ignore_delete_many_errors,
@@ -313,6 +332,43 @@ class Backend(BaseCache):
         nothing; within one process ``cached_for`` already runs the function once per key.
         """
         return Computation(self, key, timeout, group)
+
+    # -- monitoring (the operator CLI) ----------------------------------------------------
+
+    def ping(self) -> None:
+        """Make one round trip to the store; raise if it cannot answer.
+
+        ``stratacache ping`` times it. This default asks :meth:`has` about a key nobody
+        writes; a backend that swallows failures (RedisCacheNoExceptions) overrides it to let
+        them through.
+        """
+        self.has("__stratacache_ping__")
+
+    def describe(self) -> dict[str, Any]:
+        """Return what the store is and how big, for ``stratacache info``: a JSON-ready dict.
+
+        This default gives the backend's class, its default timeout, what :meth:`clear`
+        removes and, for a backend with ``len()``, its entry count. A backend adds where it
+        lives (a URL, a directory) and its size; it raises when the store cannot answer.
+        """
+        described: dict[str, Any] = {
+            "backend": type(self).__name__,
+            "default_timeout": self.default_timeout,
+            "clears": "every entry of this backend",
+        }
+        if isinstance(self, Sized):
+            described["entries"] = len(self)
+        return described
+
+    def store_stats(self) -> dict[str, Any]:
+        """Return the store's own statistics, for ``stratacache stats``: a JSON-ready dict.
+
+        These are what the store itself knows, shared by every process using it (a Redis
+        server's hits, misses and evictions, the entries of each function), unlike the
+        in-process counters of :attr:`stats`. This default gives the entry count of a
+        backend with ``len()``, else nothing; it raises when the store cannot answer.
+        """
+        return {"entries": len(self)} if isinstance(self, Sized) else {}
 
     # -- resources ------------------------------------------------------------------------
 

@@ -10,14 +10,17 @@ import functools
 import inspect
 import logging
 import math
+import numbers
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Generic, Literal, ParamSpec, Protocol, TypeVar, cast, get_args, overload
 
 from stratacache.backend import NO_VALUE
-from stratacache.errors import SerializationError
+from stratacache.errors import CacheError, SerializationError
 from stratacache.keys import KeyBuilder
 from stratacache.layers import CacheStack, Layer, _Layers, local_timeout
+from stratacache.stats import FunctionStats
 
 __all__ = ["AtomicWrites", "BoundCachedFunction", "CachedFunction", "cached_for"]
 
@@ -91,7 +94,12 @@ class _Flight:
 
 
 class _CachedCall(Generic[P, R]):
-    """The state and slow paths of one decorated function; the hot path is a closure."""
+    """The state and slow paths of one decorated function; the hot path is a closure.
+
+    ``counts`` is the function's :class:`~stratacache.stats.FunctionStats` in its stack. The
+    slow paths count into it, and into the layers' counters, through ``counts`` arguments
+    that are a throwaway object when the stack's ``CACHE_STATS`` is off.
+    """
 
     def __init__(
         self,
@@ -111,6 +119,8 @@ class _CachedCall(Generic[P, R]):
         self.atomic = atomic
         self.keys = KeyBuilder(func)
         self.group = self.keys.name
+        local_layer = "local_no_serializer" if by_reference else "local"
+        self.counts = stack._stats.function(self.group, local_layer)
         self._flights: dict[str, _Flight] = {}
         self._flights_lock = threading.Lock()
         self._warned = False
@@ -121,14 +131,22 @@ class _CachedCall(Generic[P, R]):
 
     def miss(self, layers: _Layers, key: str, args: Any, kwargs: Any) -> R:
         """Continue after a local miss: the shared layer, then the function."""
-        if not self.local_only:
-            value = layers.shared.lookup(key)
-            if value is not NO_VALUE:
-                self._store_local(layers, key, value)
-                return cast(R, value)
-        if self.atomic is None:
-            return self._compute(layers, key, args, kwargs)
-        return self._single_flight(layers, key, args, kwargs)
+        counts = self.counts if layers.counting else _UNCOUNTED
+        self.local_layer(layers).stats.misses += 1
+        try:
+            if not self.local_only:
+                value = layers.shared.counted_lookup(key)
+                if value is not NO_VALUE:
+                    counts.shared_hits += 1
+                    self._store_local(layers, key, value, counts)
+                    return cast(R, value)
+            counts.misses += 1
+            if self.atomic is None:
+                return self._compute(layers, key, args, kwargs, counts)
+            return self._single_flight(layers, key, args, kwargs, counts)
+        except CacheError:
+            counts.errors += 1
+            raise
 
     def _timeouts(self, layers: _Layers) -> tuple[int, float]:
         settings = layers.settings
@@ -137,24 +155,47 @@ class _CachedCall(Generic[P, R]):
             return timeout, timeout
         return timeout, local_timeout(timeout, settings.localcache_default_timeout)
 
-    def _store_local(self, layers: _Layers, key: str, value: Any) -> None:
+    def _store_local(self, layers: _Layers, key: str, value: Any, counts: FunctionStats) -> None:
         _, local_seconds = self._timeouts(layers)
         try:
-            self.local_layer(layers).store(key, value, local_seconds, self.group)
+            if self.local_layer(layers).counted_store(key, value, local_seconds, self.group):
+                counts.sets += 1
         except SerializationError as exc:
+            counts.errors += 1
             self._warn_unstorable(exc)
 
-    def _compute(self, layers: _Layers, key: str, args: Any, kwargs: Any) -> R:
-        value = self.func(*args, **kwargs)
+    def _run(self, counts: FunctionStats, args: Any, kwargs: Any) -> R:
+        """Call the function; count the run and its time (a clock read only here)."""
+        if counts is _UNCOUNTED:
+            return self.func(*args, **kwargs)
+        start = time.perf_counter()
+        try:
+            return self.func(*args, **kwargs)
+        except BaseException:
+            counts.compute_errors += 1
+            raise
+        finally:
+            counts.computations += 1
+            counts.compute_seconds += time.perf_counter() - start
+
+    def _compute(
+        self, layers: _Layers, key: str, args: Any, kwargs: Any, counts: FunctionStats
+    ) -> R:
+        value = self._run(counts, args, kwargs)
         if not self.local_only:
             try:
-                layers.shared.store(key, value, self._timeouts(layers)[0], self.group)
+                shared_seconds = self._timeouts(layers)[0]
+                if layers.shared.counted_store(key, value, shared_seconds, self.group):
+                    counts.sets += 1
             except SerializationError as exc:  # the local layer may still take it (pickle)
+                counts.errors += 1
                 self._warn_unstorable(exc)
-        self._store_local(layers, key, value)
+        self._store_local(layers, key, value, counts)
         return value
 
-    def _compute_across_processes(self, layers: _Layers, key: str, args: Any, kwargs: Any) -> Any:
+    def _compute_across_processes(
+        self, layers: _Layers, key: str, args: Any, kwargs: Any, counts: FunctionStats
+    ) -> Any:
         """Compute under the shared backend's coordination (see ``Backend.start_computation``)."""
         assert self.atomic is not None
         shared_seconds, _ = self._timeouts(layers)
@@ -169,23 +210,33 @@ class _CachedCall(Generic[P, R]):
                 type(backend).__name__,
             )
         computation = backend.start_computation(key, shared_seconds, self.group, self.atomic)
+        if computation.waited:
+            counts.lock_waits += 1
         value = computation.value
         if value is NO_VALUE:
             try:
-                value = self.func(*args, **kwargs)
+                value = self._run(counts, args, kwargs)
             except BaseException:
                 computation.abort()
                 raise
             try:
-                value = computation.commit(value)
+                committed = computation.commit(value)
             except SerializationError as exc:
                 computation.abort()
+                counts.errors += 1
                 self._warn_unstorable(exc)
                 return value
-        self._store_local(layers, key, value)
+            if committed is value:  # ours was stored (or Redis failed, which it counts)
+                layers.shared.stats.sets += 1
+                counts.sets += 1
+            value = committed
+        self._store_local(layers, key, value, counts)
         return value
 
-    def _single_flight(self, layers: _Layers, key: str, args: Any, kwargs: Any) -> R:
+    def _single_flight(
+        self, layers: _Layers, key: str, args: Any, kwargs: Any, counts: FunctionStats
+    ) -> R:
+        # The look-ups made again here are not counted: each call counts one per layer.
         local = self.local_layer(layers)
         while True:
             with self._flights_lock:
@@ -200,18 +251,19 @@ class _CachedCall(Generic[P, R]):
                     if value is NO_VALUE and not self.local_only:
                         value = layers.shared.lookup(key)
                         if value is not NO_VALUE:
-                            self._store_local(layers, key, value)
+                            self._store_local(layers, key, value, counts)
                     if value is NO_VALUE:
                         compute = (
                             self._compute if self.local_only else self._compute_across_processes
                         )
-                        value = compute(layers, key, args, kwargs)
+                        value = compute(layers, key, args, kwargs, counts)
                     flight.value, flight.ok = value, True
                     return cast(R, value)
                 finally:
                     with self._flights_lock:
                         del self._flights[key]
                     flight.done.set()
+            counts.lock_waits += 1
             flight.done.wait()
             if flight.ok:
                 value = local.lookup(key)  # a fresh copy from a serializing layer
@@ -229,14 +281,25 @@ class _CachedCall(Generic[P, R]):
                 exc,
             )
 
+    def _counts(self) -> FunctionStats:
+        return self.counts if self.stack._layers().counting else _UNCOUNTED
+
     def invalidate(self, *args: Any, **kwargs: Any) -> bool:
-        return self.stack.delete(self.keys(args, kwargs))
+        removed = self.stack._remove_everywhere(self.keys(args, kwargs))
+        self._counts().deletes += removed
+        return removed > 0
 
     def cache_key(self, *args: Any, **kwargs: Any) -> str:
         return self.keys(args, kwargs)
 
     def clear_cache(self) -> int:
-        return self.stack.clear_group(self.group)
+        removed = self.stack.clear_group(self.group)
+        self._counts().deletes += removed
+        return removed
+
+
+_UNCOUNTED = FunctionStats()
+"""Where the slow paths count when ``CACHE_STATS`` is off: never read."""
 
 
 def _default_stack() -> CacheStack:
@@ -289,14 +352,35 @@ def cached_for(
             " @cached_for(minutes=5) (or @cached_for() for CACHE_DEFAULT_TIMEOUT),"
             " not @cached_for"
         )
+    parts: dict[str, object] = {
+        "days": days,
+        "hours": hours,
+        "minutes": minutes,
+        "seconds": seconds,
+    }
+    for name, part in parts.items():
+        if isinstance(part, bool) or not isinstance(part, numbers.Real):
+            raise TypeError(
+                f"cached_for: {name} must be a number, got {part!r}; write e.g. {name}=5"
+            )
+    for name, flag in (
+        ("local_ram_cache_only", local_ram_cache_only),
+        ("no_serialization", no_serialization),
+    ):
+        if not isinstance(flag, bool):
+            raise TypeError(f"cached_for: {name} must be True or False, got {flag!r}")
     total = days * 86400 + hours * 3600 + minutes * 60 + seconds
+    given = ", ".join(f"{name}={part}" for name, part in parts.items() if part)
     if not math.isfinite(total):
         raise ValueError(
             f"cached_for: the duration must be a finite number of seconds, got {total}"
-            f" (days={days}, hours={hours}, minutes={minutes}, seconds={seconds})"
+            f" ({given}); give finite days, hours, minutes or seconds"
         )
     if total < 0:
-        raise ValueError(f"cached_for: the duration must not be negative, got {total} seconds")
+        raise ValueError(
+            f"cached_for: the duration must not be negative, got {total} seconds ({given});"
+            " give days, hours, minutes and seconds >= 0 (none: CACHE_DEFAULT_TIMEOUT)"
+        )
     if no_serialization and not local_ram_cache_only:
         raise ValueError(
             "cached_for: no_serialization=True keeps objects by reference in this process, so"
@@ -387,9 +471,10 @@ class _CachedMethod:
 
 
 def _make_wrapper(call: _CachedCall[P, R]) -> Callable[P, R]:
-    # The hot path: every name it needs is a local of this closure.
+    # The hot path: every name it needs is a local of this closure. A local hit is counted
+    # by one increment of the function's counters (the layer's hits are derived from it).
     stack, make_key, miss = call.stack, call.keys.build, call.miss
-    by_reference = call.by_reference
+    by_reference, counts = call.by_reference, call.counts
 
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         layers = stack._state or stack._layers()
@@ -397,6 +482,8 @@ def _make_wrapper(call: _CachedCall[P, R]) -> Callable[P, R]:
         local = layers.local_no_serializer if by_reference else layers.local
         value = local.lookup(key)
         if value is not NO_VALUE:
+            if layers.counting:
+                counts.local_hits += 1
             return value  # type: ignore[no-any-return]
         return miss(layers, key, args, kwargs)
 

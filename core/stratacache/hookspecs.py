@@ -15,6 +15,11 @@ itself implements each of them last (``trylast``) to do the work, so a plugin ca
 
 When no plugin implements an operation hook, the hot path calls the backend directly: a plugin
 costs nothing until it is installed.
+
+The other hooks are never on the hot path: ``stratacache_register_serializers`` is called once,
+when the plugins are loaded, and ``stratacache_configured`` after each configuration of a
+stack. A metrics plugin implements the latter and reads ``stack.stats()`` when it is scraped,
+which costs the cached calls nothing.
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ import pluggy
 
 if TYPE_CHECKING:
     from stratacache.backend import Backend
+    from stratacache.layers import CacheStack
     from stratacache.serializers import Serializer
+    from stratacache.settings import CacheSettings
 
 __all__ = ["PROJECT_NAME", "hookimpl", "hookspec"]
 
@@ -50,6 +57,24 @@ def stratacache_register_serializers(register: Callable[[str, Serializer], None]
             ``dumps(value) -> bytes`` and ``loads(bytes) -> value`` and raises
             :class:`~stratacache.SerializationError` / :class:`~stratacache.DeserializationError`
             on failure. Registering a name twice raises :class:`~stratacache.PluginError`.
+
+    All implementations are called; the return value is ignored.
+    """
+
+
+@hookspec
+def stratacache_configured(stack: CacheStack, settings: CacheSettings) -> None:
+    """React to a layer stack being configured: export its statistics, check its settings.
+
+    Called by :meth:`CacheStack.configure() <stratacache.CacheStack.configure>` every time
+    it has built the layers (so also on the first use of an unconfigured stack), after the
+    new layers are in place. The stack's statistics, :meth:`stack.stats()
+    <stratacache.CacheStack.stats>`, carry on across calls: a plugin that reads them (the
+    Prometheus exporter, ``stratacache_plugins.prometheus``) should register each stack once.
+
+    Args:
+        stack: The stack just configured (``stratacache.cache`` or one of your own).
+        settings: The settings it was built from.
 
     All implementations are called; the return value is ignored.
     """

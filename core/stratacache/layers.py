@@ -10,6 +10,9 @@ holding its backend (``.cache``) and its configuration (``.config``):
 
 Reads go local first, then shared; a shared hit fills the local layer. Writes go to the
 shared layer, then the local one, whose copy lives at most ``LOCALCACHE_DEFAULT_TIMEOUT``.
+
+Each stack counts what happens in its layers and decorated functions
+(:meth:`CacheStack.stats`; see :mod:`stratacache.stats`), unless ``CACHE_STATS`` is false.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 import builtins
 import inspect
 import logging
+import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +35,7 @@ from stratacache.pluginmanager import implemented_operation_hooks, load_plugins,
 from stratacache.registry import load_backend
 from stratacache.serializers import PickleSerializer, Serializer
 from stratacache.settings import MASK, CacheSettings, mask_url
+from stratacache.stats import BackendStats, LayerStats, StackStats, StatsSnapshot
 
 __all__ = ["CacheStack", "Layer", "LayerConfig", "LayerName", "local_timeout"]
 
@@ -66,9 +71,11 @@ class Layer:
         lookup: ``lookup(key)``, the value or :data:`~stratacache.NO_VALUE`.
         store: ``store(key, value, timeout, group)``, a tracked write.
         remove: ``remove(key)``, a delete.
+        stats: The layer's :class:`~stratacache.stats.LayerStats`, which the ``counted_*``
+            methods increment (the stack's, or a throwaway one when ``CACHE_STATS`` is off).
     """
 
-    __slots__ = ("cache", "config", "lookup", "name", "remove", "store")
+    __slots__ = ("cache", "config", "lookup", "name", "remove", "stats", "store")
 
     def __init__(
         self, name: LayerName, cache: Backend, config: LayerConfig, hook: pluggy.HookRelay | None
@@ -81,8 +88,32 @@ class Layer:
         self.lookup: Callable[[str], Any] = cache.lookup
         self.store: Callable[[str, Any, Timeout, str | None], bool] = cache.set_tracked
         self.remove: Callable[[str], bool] = cache.delete
+        self.stats = LayerStats()
         if hook is not None:
             self._hook_operations(hook)
+
+    def counted_lookup(self, key: str) -> Any:
+        """:attr:`lookup`, counted as a hit or a miss of the layer."""
+        value = self.lookup(key)
+        if value is NO_VALUE:
+            self.stats.misses += 1
+        else:
+            self.stats.hits += 1
+        return value
+
+    def counted_store(self, key: str, value: Any, timeout: Timeout, group: str | None) -> bool:
+        """:attr:`store`, counted as a set of the layer when the backend accepts it."""
+        stored = self.store(key, value, timeout, group)
+        if stored:
+            self.stats.sets += 1
+        return stored
+
+    def counted_remove(self, key: str) -> bool:
+        """:attr:`remove`, counted as a delete of the layer when an entry went."""
+        removed = self.remove(key)
+        if removed:
+            self.stats.deletes += 1
+        return removed
 
     def _hook_operations(self, hook: pluggy.HookRelay) -> None:
         name, cache = self.name, self.cache
@@ -104,6 +135,67 @@ class Layer:
 
     def __repr__(self) -> str:
         return f"<Layer {self.name}: {self.cache!r}>"
+
+
+_TYPE_KEYS = {
+    "shared": "CACHE_TYPE",
+    "local": "LOCALCACHE_TYPE",
+    "local_no_serializer": "LOCALCACHE_NO_SERIALIZER_TYPE",
+}
+_OPTION_KEYS = {  # the settings each generic backend option comes from, by layer
+    "shared": {
+        "default_timeout": "CACHE_DEFAULT_TIMEOUT",
+        "threshold": "CACHE_THRESHOLD",
+        "key_prefix": "CACHE_KEY_PREFIX",
+        "cache_dir": "CACHE_DIR",
+        "serializer": "CACHE_SERIALIZER",
+        "host": "CACHE_REDIS_HOST",
+        "port": "CACHE_REDIS_PORT",
+        "db": "CACHE_REDIS_DB",
+        "password": "CACHE_REDIS_PASSWORD",
+        "url": "CACHE_REDIS_URL",
+        "connect_timeout": "CACHE_REDIS_CONNECT_TIMEOUT",
+        "read_timeout": "CACHE_REDIS_READ_TIMEOUT",
+        "lock_timeout": "CACHE_ATOMIC_LOCK_TIMEOUT",
+        "lock_wait": "CACHE_ATOMIC_WAIT",
+        "atomic_retries": "CACHE_ATOMIC_RETRIES",
+        "secret_key": "CACHE_SECRET_KEY",
+    },
+    "local": {"default_timeout": "LOCALCACHE_DEFAULT_TIMEOUT", "threshold": "LOCALCACHE_THRESHOLD"},
+}
+
+
+def _rejected(
+    layer: LayerName,
+    backend_cls: builtins.type[Backend],
+    exc: Exception,
+    *,
+    options: Mapping[str, Any],
+    explicit: Mapping[str, Any],
+    type_: str,
+) -> str:
+    """Describe a backend's refusal of its arguments as a problem naming the setting at fault."""
+    name, text = backend_cls.__qualname__, str(exc)
+
+    def mentioned(option: str) -> bool:
+        return re.search(rf"\b{re.escape(option)}\b", text) is not None
+
+    if explicit and (isinstance(exc, TypeError) or any(map(mentioned, explicit))):
+        accepted = ", ".join(inspect.signature(backend_cls).parameters)
+        return (
+            f"CACHE_OPTIONS={_masked(explicit)!r}: {name} rejects these arguments ({exc});"
+            f" it accepts: {accepted}"
+        )
+    shown = _masked(options)
+    if isinstance(exc, OSError):
+        detail = f"{exc}; give a path this process can create and write to"
+    else:
+        detail = text
+    for option, key in _OPTION_KEYS.get(layer, _OPTION_KEYS["local"]).items():
+        filename = getattr(exc, "filename", None)
+        if option in options and (mentioned(option) or filename == options[option]):
+            return f"{key}={shown[option]!r}: {name} refuses it: {detail}"
+    return f"{_TYPE_KEYS[layer]}={type_!r}: {name} cannot be built from the settings: {detail}"
 
 
 def _masked(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -155,6 +247,10 @@ class _Layers:
     local: Layer
     local_no_serializer: Layer
     shared: Layer
+    counting: bool = field(init=False)  # CACHE_STATS, read by the decorator's hot path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "counting", self.settings.cache_stats)
 
 
 class CacheStack:
@@ -162,12 +258,14 @@ class CacheStack:
 
     Built by :meth:`configure`; the first use without it configures from the environment.
     Reconfiguring swaps every layer at once, safely under threads: a call in progress
-    finishes on the layers it started with.
+    finishes on the layers it started with. Statistics (:meth:`stats`) belong to the stack
+    and survive reconfiguration.
     """
 
     def __init__(self) -> None:
         self._state: _Layers | None = None
         self._lock = threading.RLock()
+        self._stats = StackStats()
 
     # -- configuration --------------------------------------------------------------------
 
@@ -191,16 +289,37 @@ class CacheStack:
             raise TypeError("give either settings or keyword overrides to configure(), not both")
         elif isinstance(settings, CacheSettings):
             resolved = settings
-        else:
+        elif isinstance(settings, Mapping):
             resolved = CacheSettings.from_mapping(settings)
+        else:
+            raise TypeError(
+                "configure() takes a mapping of CACHE_* keys (a dict, a Flask config), a"
+                f" CacheSettings, or nothing to read the environment; got {settings!r:.80}."
+                " Write configure({'CACHE_TYPE': 'SimpleCache'}) or configure(CACHE_TYPE=...)"
+            )
         with self._lock:
-            self._state = self._build(resolved)
+            state = self._build(resolved)
+            self._attach_stats(state)
+            self._state = state
         logger.debug(
             "stratacache configured: local=%s shared=%s",
             resolved.localcache_type,
             resolved.cache_type,
         )
+        load_plugins().hook.stratacache_configured(stack=self, settings=resolved)
         return resolved
+
+    def _attach_stats(self, state: _Layers) -> None:
+        """Give each new layer, and its backend, the stack's counters (or throwaway ones)."""
+        stats = self._stats
+        stats.enabled = state.counting
+        for layer in self._all(state):
+            if state.counting:
+                layer.stats = stats.layers[layer.name]
+                built = getattr(layer.cache, "stats", None)  # counted while it was built
+                if isinstance(built, BackendStats):
+                    layer.stats.add(built)
+            layer.cache.stats = layer.stats
 
     def _build(self, settings: CacheSettings) -> _Layers:
         manager = load_plugins()
@@ -219,18 +338,23 @@ class CacheStack:
             layer: LayerName, type_: str, options: dict[str, Any], explicit: Mapping[str, Any]
         ) -> Layer:
             backend_cls = load_backend(type_)
-            try:
-                backend = backend_cls.from_options(options, explicit=explicit)
-            except TypeError as exc:
-                if not explicit:
-                    raise
-                accepted = ", ".join(inspect.signature(backend_cls).parameters)
+            keys = _OPTION_KEYS.get(layer, _OPTION_KEYS["local"])
+            shadowed = [k for k in explicit if k in options]
+            if shadowed:  # one source of truth: the validated setting
                 raise ConfigurationError(
                     [
-                        f"CACHE_OPTIONS={dict(explicit)!r}: {backend_cls.__qualname__} does not"
-                        f" accept these arguments ({exc}); it accepts: {accepted}"
+                        f"CACHE_OPTIONS={_masked(explicit)!r}: {k!r} is a setting of its own;"
+                        f" set {keys.get(k, 'its CACHE_* key')} instead"
+                        for k in shadowed
                     ]
-                ) from exc
+                )
+            try:
+                backend = backend_cls.from_options(options, explicit=explicit)
+            except (TypeError, ValueError, OSError) as exc:
+                problem = _rejected(
+                    layer, backend_cls, exc, options=options, explicit=explicit, type_=type_
+                )
+                raise ConfigurationError([problem]) from exc
             passed = {**backend_cls.accepted_options(options), **explicit}
             config = LayerConfig(type_, backend_cls, _masked(passed), settings)
             return Layer(layer, backend, config, layer_hook)
@@ -315,12 +439,12 @@ class CacheStack:
         A shared hit is copied into the local layer.
         """
         layers = self._layers()
-        value = layers.local.lookup(key)
+        value = layers.local.counted_lookup(key)
         if value is NO_VALUE:
-            value = layers.shared.lookup(key)
+            value = layers.shared.counted_lookup(key)
             if value is NO_VALUE:
                 return default
-            layers.local.store(key, value, self._local_timeout(layers, None), None)
+            layers.local.counted_store(key, value, self._local_timeout(layers, None), None)
         return value
 
     def set(self, key: str, value: Any, timeout: Timeout = None) -> bool:
@@ -333,14 +457,17 @@ class CacheStack:
                 no expiry. The local copy lives at most ``LOCALCACHE_DEFAULT_TIMEOUT``.
         """
         layers = self._layers()
-        stored = layers.shared.store(key, value, timeout, None)
-        layers.local.store(key, value, self._local_timeout(layers, timeout), None)
+        stored = layers.shared.counted_store(key, value, timeout, None)
+        layers.local.counted_store(key, value, self._local_timeout(layers, timeout), None)
         return stored
 
     def delete(self, key: str) -> bool:
         """Delete ``key`` from every layer; return whether any layer held it."""
-        removed = [layer.remove(key) for layer in self._all(self._layers())]  # every layer
-        return any(removed)
+        return self._remove_everywhere(key) > 0
+
+    def _remove_everywhere(self, key: str) -> int:
+        """Delete ``key`` from every layer (each is asked); return how many held it."""
+        return sum(layer.counted_remove(key) for layer in self._all(self._layers()))
 
     def clear(self) -> bool:
         """Clear every layer; return True if all did.
@@ -353,7 +480,35 @@ class CacheStack:
 
     def clear_group(self, group: str) -> int:
         """Delete every entry tracked in ``group`` from every layer; return how many went."""
-        return sum(layer.cache.clear_tracked(group) for layer in self._all(self._layers()))
+        removed = 0
+        for layer in self._all(self._layers()):
+            count = layer.cache.clear_tracked(group)
+            layer.stats.deletes += count
+            removed += count
+        return removed
+
+    # -- statistics -----------------------------------------------------------------------
+
+    def stats(self) -> StatsSnapshot:
+        """Return the stack's statistics: a plain, JSON-serializable dict.
+
+        ``{"enabled": ..., "layers": {"local": {...}, "local_no_serializer": {...},
+        "shared": {...}}, "functions": {"module.qualname": {...}}}``: per layer ``hits``,
+        ``misses``, ``sets``, ``deletes``, ``errors``, ``deserialization_failures`` and
+        ``lock_waits``; per decorated function ``local_hits``, ``shared_hits``, ``misses``,
+        ``sets``, ``deletes``, ``errors``, ``computations``, ``compute_errors``,
+        ``compute_seconds`` and ``lock_waits`` (see :mod:`stratacache.stats` for each).
+
+        The counts are those of this process since the stack was created or
+        :meth:`reset_stats` was called; :meth:`configure` keeps them (a layer's counts carry
+        on across a change of its backend). With ``CACHE_STATS=false`` nothing is counted
+        and ``enabled`` is false. Reading them never configures the stack.
+        """
+        return self._stats.snapshot()
+
+    def reset_stats(self) -> None:
+        """Set every counter of :meth:`stats` back to zero."""
+        self._stats.reset()
 
     @staticmethod
     def _all(layers: _Layers) -> tuple[Layer, Layer, Layer]:

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import re
 import threading
 from dataclasses import dataclass
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import Distribution, EntryPoint, entry_points
 
 from stratacache.backend import Backend
 from stratacache.errors import BackendNotFound, InvalidBackend
@@ -110,8 +111,11 @@ def _load_entry_point(name: str, ep: EntryPoint) -> object:
     except ImportError as exc:
         dist = ep.dist.name if ep.dist else "its distribution"
         missing = getattr(exc, "name", None) or ""
+        extra = _extra_requiring(ep.dist, missing)
         if missing and ep.module.startswith(missing):
             fix = f"the entry point is stale: reinstall {dist}"
+        elif extra:
+            fix = f"install what it needs: pip install '{dist}[{extra}]'"
         else:
             fix = (
                 f"install the package that provides {missing or 'it'!r}, for instance"
@@ -123,6 +127,24 @@ def _load_entry_point(name: str, ep: EntryPoint) -> object:
             None,
             f" (installed by {dist}, but importing {ep.value!r} failed: {exc}; {fix})",
         ) from exc
+
+
+def _extra_requiring(dist: Distribution | None, module: str) -> str | None:
+    """Return the extra of ``dist`` that installs the package of ``module``, if one does.
+
+    The extra named after the package wins (``stratacache[redis]`` over ``[dev]``).
+    """
+    if dist is None or not module:
+        return None
+    wanted = re.sub(r"[-_.]+", "-", module.partition(".")[0]).lower()
+    extras = []
+    for requirement in dist.requires or ():
+        spec, _, marker = requirement.partition(";")
+        name = re.split(r"[\s<>=!~\[(;]", spec.strip(), maxsplit=1)[0]
+        extra = re.search(r"extra\s*==\s*[\"']([^\"']+)[\"']", marker)
+        if extra and re.sub(r"[-_.]+", "-", name).lower() == wanted:
+            extras.append(extra.group(1))
+    return min(extras, key=lambda e: (e != wanted, e), default=None)
 
 
 def _import_dotted(path: str, eps: dict[str, EntryPoint]) -> object:

@@ -15,7 +15,14 @@ import os
 from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -205,6 +212,22 @@ class CacheSettings(BaseSettings):
         description="Backend of the by-reference local layer (no_serialization=True).",
     )
 
+    # -- monitoring -----------------------------------------------------------------------
+    cache_stats: bool = _key(
+        "CACHE_STATS",
+        "true or false (also 1/0, yes/no, on/off)",
+        True,
+        examples=["false"],
+        description="Count hits, misses, writes, errors and compute time in cache.stats().",
+    )
+    cache_prometheus: bool = _key(
+        "CACHE_PROMETHEUS",
+        "true or false (also 1/0, yes/no, on/off); needs pip install 'stratacache[prometheus]'",
+        False,
+        examples=["true"],
+        description="Export cache.stats() to prometheus_client's default registry.",
+    )
+
     _secret_fields: ClassVar[frozenset[str]] = frozenset(
         {"cache_redis_password", "cache_secret_key"}
     )
@@ -365,6 +388,24 @@ class CacheSettings(BaseSettings):
             raise ValueError(f"unknown serializer (registered: {', '.join(names)}){hint}")
         return value
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # Python takes True for 1, but CACHE_THRESHOLD=True is a mistake, not a threshold.
+        field = cls.model_fields.get(info.field_name or "")
+        if isinstance(value, bool) and field is not None and field.annotation in (int, float):
+            raise ValueError("a boolean is not a number")
+        return value
+
+    @field_validator("cache_dir")
+    @classmethod
+    def _check_dir(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("empty; give a directory path, or unset it for the default")
+        if value is not None and os.path.exists(value) and not os.path.isdir(value):
+            raise ValueError("not a directory; give a directory path (created if missing)")
+        return value
+
     @field_validator("cache_redis_url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
@@ -379,6 +420,11 @@ class CacheSettings(BaseSettings):
             _check_redis_url(value)
         elif any(c in value for c in "/ @?#"):
             raise ValueError("not a host name; give a bare host name or a redis:// URL")
+        elif ":" in value:
+            raise ValueError(
+                "not a host name; give the port in CACHE_REDIS_PORT, or the whole address as a"
+                " URL (redis://host:6379/0, an IPv6 address in brackets: redis://[::1]:6379/0)"
+            )
         return value
 
 
@@ -418,6 +464,10 @@ def mask_url(value: str) -> str:
 def _check_redis_url(value: str) -> None:
     from urllib.parse import urlsplit
 
+    if "://" not in value:
+        raise ValueError(
+            "not a URL (no scheme); write redis://host:port/db, e.g. redis://localhost:6379/0"
+        )
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 (parsing the port validates it)
@@ -428,8 +478,17 @@ def _check_redis_url(value: str) -> None:
             f"unsupported URL scheme {parts.scheme!r}; use redis://host:port/db,"
             " rediss:// (TLS) or unix:///path/to/socket"
         )
-    if parts.scheme != "unix" and not parts.hostname:
+    database = parts.path.strip("/")
+    if parts.scheme == "unix":
+        if not database:
+            raise ValueError("a unix:// URL needs the socket's path, e.g. unix:///run/redis.sock")
+    elif not parts.hostname:
         raise ValueError("the URL has no host name, e.g. redis://localhost:6379/0")
+    elif database and not database.isdigit():
+        raise ValueError(
+            f"the URL's path {parts.path!r} is not a database number;"
+            " write e.g. redis://localhost:6379/0"
+        )
 
 
 def _backend_or_error(value: str) -> Any:

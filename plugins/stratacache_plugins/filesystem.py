@@ -42,6 +42,7 @@ _VERSION = 1
 _ENTRY, _INDEX, _TEMP = ".entry", ".group", ".tmp"
 _TEMP_PREFIX = "stratacache-"
 _LOCK_FILE = "stratacache.lock"
+_COUNT_FILE = "stratacache.count"  # its size is the entry count, shared by every process
 _STALE_TEMP_SECONDS = 60.0  # a temp file this old was left by a killed writer
 
 
@@ -62,9 +63,11 @@ class FileSystemCache(Backend):
     Args:
         cache_dir: The directory, created if missing (default: the user cache directory,
             ``platformdirs.user_cache_dir("stratacache")``).
-        threshold: Maximum entry count, kept approximately: each process counts the entries
-            it creates and, past the threshold, lists the directory once to remove expired
-            entries, then the oldest, down to 90% of it. ``0`` means no limit.
+        threshold: Maximum entry count, shared by every process of the directory: each
+            entry created appends one byte to ``stratacache.count``, and past the threshold
+            one process lists the directory to remove expired entries, then the oldest, down
+            to 90% of it. Writes racing with a prune may exceed it by a few entries.
+            ``0`` means no limit.
         default_timeout: Seconds an entry lives when ``set`` gets no timeout; 0 = forever.
         mode: Permissions of the files (default ``0o600``).
         hash_method: Hashes keys into file names (default ``hashlib.sha256``).
@@ -74,6 +77,9 @@ class FileSystemCache(Backend):
             :mod:`stratacache.signing`): an unsigned or wrongly signed file is never
             deserialized. The expiry header is not signed.
         ignore_delete_many_errors: As in cachelib.
+        clock: Returns the current UNIX time, which expiry follows (tests pass a
+            controllable one). The age of temporary files is read on the wall clock, like
+            the modification times it is compared with.
     """
 
     in_process = False
@@ -93,6 +99,7 @@ class FileSystemCache(Backend):
         serializer: Serializer | None = None,
         secret_key: str | bytes | Iterable[str | bytes] | None = None,
         ignore_delete_many_errors: bool = True,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(
             default_timeout,
@@ -107,19 +114,23 @@ class FileSystemCache(Backend):
         self._dir = os.fspath(cache_dir)
         os.makedirs(self._dir, exist_ok=True)
         self._threshold = threshold
+        if mode is not None and (isinstance(mode, bool) or not isinstance(mode, int)):
+            raise TypeError(f"mode must be file permissions as an int, e.g. 0o600, got {mode!r}")
         self._mode = 0o600 if mode is None else mode
+        self._clock = clock
         self._hash_method = hash_method
         self._key_prefix = key_prefix
-        self._lock = threading.Lock()  # guards the entry count and the prune
+        self._lock = threading.Lock()  # one prune at a time in this process
         self._inc_lock = threading.Lock()
         self._index_bounds: dict[str, int] = {}
         self._lock_path = os.path.join(self._dir, _LOCK_FILE)
+        self._count_path = os.path.join(self._dir, _COUNT_FILE)
         digits = len(hash_method(b"").hexdigest())
         self._own_file = re.compile(
             rf"[0-9a-f]{{{digits}}}\.(?:entry|group)|{_TEMP_PREFIX}\w+\.tmp"
         )
-        with os.scandir(self._dir) as listing:
-            self._count = sum(1 for e in listing if self._kind(e.name) == _ENTRY)
+        if threshold:
+            self._count_existing_entries()
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -133,7 +144,7 @@ class FileSystemCache(Backend):
         with file:
             data = file.read()
             try:
-                if _expired(_expiry(data)):
+                if _expired(_expiry(data), self._clock()):
                     self._discard(path, file.fileno())
                     return NO_VALUE
                 return self.load_value(key, data[_HEADER.size :])
@@ -150,7 +161,7 @@ class FileSystemCache(Backend):
             return False
         with file:
             try:
-                if not _expired(_expiry(file.read(_HEADER.size))):
+                if not _expired(_expiry(file.read(_HEADER.size)), self._clock()):
                     return True
                 self._discard(path, file.fileno())
             except DeserializationError as exc:
@@ -170,7 +181,7 @@ class FileSystemCache(Backend):
             _unlink(tmp)
             raise
         if created:
-            self._note_created()
+            self._note_created(path)
         return True
 
     def add(self, key: str, value: Any, timeout: Timeout = None) -> bool:
@@ -185,7 +196,7 @@ class FileSystemCache(Backend):
                     if self.has(key):  # else has() removed the expired or unreadable entry
                         return False
                 else:
-                    self._note_created()
+                    self._note_created(path)
                     return True
             os.replace(tmp, path)  # expired entries keep appearing: overwrite, best effort
             return True
@@ -211,7 +222,8 @@ class FileSystemCache(Backend):
                         kind == _TEMP and entry.stat().st_mtime < stale
                     ):
                         os.unlink(entry.path)
-            self._count = 0
+            with contextlib.suppress(FileNotFoundError):
+                os.truncate(self._count_path, 0)
         return True
 
     def inc(self, key: str, delta: int = 1) -> int | None:
@@ -306,7 +318,7 @@ class FileSystemCache(Backend):
 
     def _header(self, timeout: Timeout) -> bytes:
         seconds = self.timeout_seconds(timeout)
-        return _HEADER.pack(_MAGIC, _VERSION, 0.0 if seconds == 0 else time.time() + seconds)
+        return _HEADER.pack(_MAGIC, _VERSION, 0.0 if seconds == 0 else self._clock() + seconds)
 
     def _write_temp(self, *chunks: bytes) -> str:
         """Write ``chunks`` to a new temporary file of the directory; return its path."""
@@ -328,24 +340,72 @@ class FileSystemCache(Backend):
                 os.unlink(path)
 
     def _discard_unreadable(self, key: str, path: str, fd: int, exc: Exception) -> None:
+        self.stats.deserialization_failures += 1
         logger.warning("FileSystemCache: deleting unreadable entry %r (%s): %s", key, path, exc)
         self._discard(path, fd)
 
-    def _note_created(self) -> None:
-        with self._lock:
-            self._count += 1
-            if self._threshold and self._count > self._threshold:
-                self._prune()
+    def _count_existing_entries(self) -> None:
+        """Make the shared count at least the entries there are (written before it was kept)."""
+        with os.scandir(self._dir) as listing:
+            entries = sum(1 for e in listing if self._kind(e.name) == _ENTRY)
+        if entries:
+            fd = os.open(self._count_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, self._mode)
+            try:
+                missing = entries - os.fstat(fd).st_size
+                if missing > 0:
+                    os.write(fd, b"\0" * missing)
+            finally:
+                os.close(fd)
 
-    def _prune(self) -> None:
-        """List the directory once: drop stale temp files, expired entries, then the oldest."""
-        now = time.time()
+    def _note_created(self, path: str) -> None:
+        """Count the entry just created at ``path``; past the threshold, prune.
+
+        Every process of the directory counts in the same file: one byte appended per entry
+        created (an ``O_APPEND`` write is atomic), truncated by a prune to the entries left.
+        Deletions are not counted, so the count errs high: a prune comes early, never late.
+        """
+        if not self._threshold:
+            return
+        fd = os.open(self._count_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, self._mode)
+        try:
+            os.write(fd, b"\0")
+            if os.fstat(fd).st_size > self._threshold:
+                with self._lock:
+                    self._prune(path, fd)
+        finally:
+            os.close(fd)
+
+    def _prune(self, keep: str, count_fd: int) -> None:
+        """Prune, one process at a time (``flock`` on the count file).
+
+        A writer past the threshold waits for a prune in progress, so writers cannot outrun
+        it: the count exceeds the threshold by at most one entry per concurrent writer.
+        """
+        if sys.platform == "win32":
+            self._remove_expired_then_oldest(keep, count_fd)
+            return
+        fcntl.flock(count_fd, fcntl.LOCK_EX)
+        try:
+            self._remove_expired_then_oldest(keep, count_fd)
+        finally:
+            fcntl.flock(count_fd, fcntl.LOCK_UN)
+
+    def _remove_expired_then_oldest(self, keep: str, count_fd: int) -> None:
+        """List the directory once: drop stale temp files, expired entries, then the oldest.
+
+        The entry just written (``keep``) is never among the oldest, even when coarse file
+        time stamps tie it with older ones.
+        """
+        counted = os.fstat(count_fd).st_size
+        if counted <= self._threshold:
+            return  # pruned while this writer waited
+        now, stale = self._clock(), time.time() - _STALE_TEMP_SECONDS
         live: list[tuple[int, str]] = []
         with os.scandir(self._dir) as listing:
             for entry in listing:
                 kind = self._kind(entry.name)
                 with contextlib.suppress(FileNotFoundError):
-                    if kind == _TEMP and entry.stat().st_mtime < now - _STALE_TEMP_SECONDS:
+                    if kind == _TEMP and entry.stat().st_mtime < stale:
                         os.unlink(entry.path)
                     elif kind == _ENTRY:
                         with open(entry.path, "rb") as file:
@@ -359,9 +419,44 @@ class FileSystemCache(Backend):
                                 self._discard(entry.path, file.fileno())
         target = max(1, self._threshold * 9 // 10)
         live.sort()
-        for _mtime, path in live[: max(0, len(live) - target)]:
+        oldest = [path for _mtime, path in live if path != keep]
+        for path in oldest[: max(0, len(live) - target)]:
             _unlink(path)
-        self._count = min(len(live), target)
+        # Entries other processes created meanwhile stay counted (some twice: errs high).
+        meanwhile = max(0, os.fstat(count_fd).st_size - counted)
+        os.ftruncate(count_fd, min(len(live), target) + meanwhile)
+
+    # -- monitoring -----------------------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        """The directory, its limits and what it holds (one listing of the directory)."""
+        return {
+            "backend": type(self).__name__,
+            "directory": self._dir,
+            "key_prefix": self._key_prefix,
+            "threshold": self._threshold,
+            "default_timeout": self.default_timeout,
+            "clears": f"every entry of the directory {self._dir}, whatever its key prefix",
+            **self.store_stats(),
+        }
+
+    def store_stats(self) -> dict[str, Any]:
+        """Entries, their bytes and the group indexes in the directory, from one listing.
+
+        Expired entries count until a read or a prune removes them; the names of the
+        functions are not recoverable from the hashed file names.
+        """
+        entries = groups = size = 0
+        with os.scandir(self._dir) as listing:
+            for entry in listing:
+                kind = self._kind(entry.name)
+                with contextlib.suppress(FileNotFoundError):
+                    if kind == _ENTRY:
+                        entries += 1
+                        size += entry.stat().st_size
+                    elif kind == _INDEX:
+                        groups += 1
+        return {"entries": entries, "bytes": size, "tracked_groups": groups}
 
     def __repr__(self) -> str:
         return (
@@ -384,8 +479,8 @@ def _expiry(header: bytes) -> float:
     return float(expires)
 
 
-def _expired(expires: float, now: float | None = None) -> bool:
-    return expires != 0.0 and expires <= (time.time() if now is None else now)
+def _expired(expires: float, now: float) -> bool:
+    return expires != 0.0 and expires <= now
 
 
 def _read_index(fd: int) -> list[str]:

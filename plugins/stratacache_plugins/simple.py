@@ -104,6 +104,7 @@ class SimpleCache(Backend):
         try:
             return self._loads(entry[1])
         except DeserializationError as exc:
+            self.stats.deserialization_failures += 1
             logger.warning("SimpleCache: deleting unreadable entry %r: %s", key, exc)
             self.delete(key)
             return NO_VALUE

@@ -14,12 +14,14 @@ that returns a factory of fresh, empty backend instances::
 
 The factory receives the options a test needs (``default_timeout``); everything else is up
 to the fixture. Set ``stores_values = False`` for a backend that stores nothing (NullCache):
-the same tests then check that every read misses. This module needs pytest
-(``pip install 'stratacache[testing]'``).
+the same tests then check that every read misses. The monitoring tests check the operator's
+methods (``ping``, ``describe``, ``store_stats``) and that healthy operations count no
+error. This module needs pytest (``pip install 'stratacache[testing]'``).
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -28,7 +30,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from stratacache import NO_VALUE, Backend
+from stratacache import NO_VALUE, Backend, BackendStats
 
 __all__ = ["BackendConformance", "BackendFactory"]
 
@@ -214,3 +216,24 @@ class BackendConformance:
             thread.join(timeout=60)
         assert not errors, errors[:3]
         assert not any(t.is_alive() for t in threads)
+
+    # -- monitoring -----------------------------------------------------------------------
+
+    def test_counts_nothing_on_healthy_operations(self, backend: Backend) -> None:
+        backend.set("key", "value")
+        backend.get("key")
+        backend.lookup("absent")
+        backend.delete("key")
+        assert isinstance(backend.stats, BackendStats)
+        assert (backend.stats.errors, backend.stats.deserialization_failures) == (0, 0)
+        assert backend.stats.lock_waits == 0
+
+    def test_ping_describe_and_store_stats(self, backend: Backend) -> None:
+        backend.set("key", "value")
+        backend.ping()
+        described = backend.describe()
+        assert described["backend"] == type(backend).__name__
+        assert isinstance(described.get("clears"), str)
+        assert json.loads(json.dumps(described)) == described
+        stats = backend.store_stats()
+        assert json.loads(json.dumps(stats)) == stats

@@ -25,10 +25,16 @@ class AtomicWaitTimeout(CacheError, TimeoutError):  # noqa: N818 (reads as what 
 class _LockedComputation(Computation):
     """An ``at_most_once`` computation that holds the key's Redis lock."""
 
-    def __init__(
-        self, backend: RedisCacheAtomic, key: str, timeout: Timeout, group: str | None, token: str
+    def __init__(  # noqa: PLR0917 (an internal constructor)
+        self,
+        backend: RedisCacheAtomic,
+        key: str,
+        timeout: Timeout,
+        group: str | None,
+        token: str,
+        waited: bool,
     ) -> None:
-        super().__init__(backend, key, timeout, group)
+        super().__init__(backend, key, timeout, group, waited=waited)
         self.atomic = backend
         self.token = token
 
@@ -111,6 +117,7 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
             return _WatchedComputation(self, key, timeout, group)
         deadline = time.monotonic() + self._lock_wait
         lock = self._lock_key(key)
+        waited = False  # counted once per wait in stats.lock_waits, however many polls
         for pause in self._pauses(deadline):
             token = secrets.token_hex(16)
             acquired: bool | None = self._run(
@@ -119,16 +126,19 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
                 None,
             )
             if acquired is None:  # Redis is unreachable: degrade to computing here
-                return Computation(self, key, timeout, group)
+                return Computation(self, key, timeout, group, waited=waited)
             if acquired:
                 stored = self.lookup(key)  # written between our miss and our lock?
                 if stored is not NO_VALUE:
                     self._release(key, token)
-                    return Computation(self, key, timeout, group, stored)
-                return _LockedComputation(self, key, timeout, group, token)
+                    return Computation(self, key, timeout, group, stored, waited=waited)
+                return _LockedComputation(self, key, timeout, group, token, waited)
             stored = self.lookup(key)
             if stored is not NO_VALUE:
-                return Computation(self, key, timeout, group, stored)
+                return Computation(self, key, timeout, group, stored, waited=waited)
+            if not waited:
+                waited = True
+                self.stats.lock_waits += 1
             time.sleep(pause)
         raise AtomicWaitTimeout(
             f"waited {self._lock_wait:.1f}s for another caller to compute {key!r}"
@@ -213,6 +223,7 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
         try:
             data = self.client.get(self._key(key))
         except RedisError:
+            self.stats.errors += 1
             return value
         if data is None:
             return value

@@ -14,7 +14,7 @@ from typing import Any, cast
 import redis
 from redis.exceptions import RedisError
 
-from stratacache import NO_VALUE, Backend, CacheError, Serializer, Timeout
+from stratacache import NO_VALUE, Backend, CacheError, DeserializationError, Serializer, Timeout
 from stratacache_plugins.rediscache.connection import pool, server_url
 from stratacache_plugins.rediscache.scripts import TRACK
 
@@ -129,6 +129,18 @@ class RedisCache(Backend):
         try:
             return action(self.client)
         except RedisError as exc:
+            self.stats.errors += 1
+            raise RedisCacheError(f"Redis {operation} failed on {self._where()}: {exc}") from exc
+
+    def _direct(self, operation: str, action: Callable[[redis.Redis], Any]) -> Any:
+        """Run ``action`` on the client, raising :class:`RedisCacheError` on a failure.
+
+        For the operator's commands (ping, describe, store_stats): unlike :meth:`_run`, it
+        raises in every backend and skips no call during a back-off.
+        """
+        try:
+            return action(self.client)
+        except RedisError as exc:
             raise RedisCacheError(f"Redis {operation} failed on {self._where()}: {exc}") from exc
 
     def _where(self) -> str:
@@ -187,7 +199,11 @@ class RedisCache(Backend):
         return self._loads(key, data)
 
     def _loads(self, key: str, data: Any) -> Any:
-        return self._decode(key, data)
+        try:
+            return self._decode(key, data)
+        except DeserializationError:
+            self.stats.deserialization_failures += 1
+            raise
 
     def get_many(self, *keys: str) -> list[Any]:
         """One ``MGET`` for all ``keys``; ``None`` for each miss."""
@@ -399,6 +415,94 @@ class RedisCache(Backend):
         """The server's ``INFO`` as a dict (used memory, hits, misses...)."""
         return dict(self._run("INFO", lambda r: r.info(), {}))
 
+    def ping(self) -> None:
+        """One ``PING``; raises :class:`RedisCacheError` in every Redis backend."""
+        self._direct("PING", lambda r: r.ping())
+
+    def describe(self) -> dict[str, Any]:
+        """The server (version, memory, eviction policy) and the keys under ``key_prefix``.
+
+        Counts the keys with one ``SCAN`` of the prefix (never ``KEYS``): with an empty prefix,
+        ``entries`` counts every key of the database but the tracking sets and locks.
+        """
+        info = self._direct("INFO", lambda r: r.info())
+        keys = self._scan_prefix()
+        prefix = self.key_prefix
+        clears = (
+            f"every key under the prefix {prefix!r} in {self._where()}"
+            if prefix
+            else f"EVERY key of {self._where()} (the key prefix is empty)"
+        )
+        return {
+            "backend": type(self).__name__,
+            "url": self._where(),
+            "key_prefix": prefix,
+            "default_timeout": self.default_timeout,
+            "clears": clears,
+            "redis_version": info.get("redis_version"),
+            "used_memory": info.get("used_memory"),
+            "used_memory_human": info.get("used_memory_human"),
+            "maxmemory": info.get("maxmemory"),
+            "maxmemory_policy": info.get("maxmemory_policy"),
+            "database_keys": self._direct("DBSIZE", lambda r: r.dbsize()),
+            "entries": keys.entries,
+            "tracked_functions": len(keys.groups),
+            "locks": keys.locks,
+        }
+
+    def store_stats(self) -> dict[str, Any]:
+        """The server's own counters and the live entries of each tracked function.
+
+        ``keyspace_hits``, ``keyspace_misses``, ``evicted_keys`` and ``expired_keys`` are the
+        server's (every client and database, since its start or ``CONFIG RESETSTAT``).
+        ``entries`` counts the keys under ``key_prefix`` (one ``SCAN``); ``functions`` gives,
+        per decorated function (``module.qualname``), the unexpired members of its tracking
+        set: an entry deleted on its own (``invalidate``) is counted until it would have
+        expired.
+        """
+        info = self._direct("INFO stats", lambda r: r.info("stats"))
+        keys = self._scan_prefix()
+        groups = sorted(keys.groups)
+        now_ms = int(time.time() * 1000)
+
+        def count(r: redis.Redis) -> list[Any]:
+            pipe = r.pipeline(transaction=False)
+            for group in groups:
+                pipe.zcount(self._tracking_key(group), f"({now_ms}", "+inf")
+            return list(pipe.execute())
+
+        counts = self._direct("ZCOUNT", count) if groups else []
+        hits, misses = int(info.get("keyspace_hits", 0)), int(info.get("keyspace_misses", 0))
+        return {
+            "keyspace_hits": hits,
+            "keyspace_misses": misses,
+            "hit_ratio": round(hits / (hits + misses), 4) if hits + misses else None,
+            "evicted_keys": int(info.get("evicted_keys", 0)),
+            "expired_keys": int(info.get("expired_keys", 0)),
+            "entries": keys.entries,
+            "functions": {group: int(n) for group, n in zip(groups, counts, strict=True)},
+        }
+
+    def _scan_prefix(self) -> _PrefixKeys:
+        """Count the keys under ``key_prefix`` by kind, with ``SCAN`` (in batches)."""
+        prefix = self.key_prefix.encode()
+        lock = prefix + _LOCK_PREFIX.encode()
+        head, tail = prefix + b"{", b"}" + _TRACKING_SUFFIX.encode()
+        found = _PrefixKeys()
+
+        def scan(r: redis.Redis) -> None:
+            pattern = _escape_glob(self.key_prefix) + "*"
+            for name in r.scan_iter(match=pattern, count=_CLEAR_BATCH):
+                if name.startswith(head) and name.endswith(tail):
+                    found.groups.append(name[len(head) : -len(tail)].decode(errors="replace"))
+                elif name.startswith(lock):
+                    found.locks += 1
+                else:
+                    found.entries += 1
+
+        self._direct("SCAN", scan)
+        return found
+
     def close(self) -> None:
         """Nothing to do: pools are shared per process and server, and live with it."""
 
@@ -407,6 +511,15 @@ class RedisCache(Backend):
             f"{type(self).__name__}({self._where()}, key_prefix={self.key_prefix!r},"
             f" default_timeout={self.default_timeout})"
         )
+
+
+class _PrefixKeys:
+    """The keys under a prefix, by kind: entries, tracking sets (their groups), locks."""
+
+    def __init__(self) -> None:
+        self.entries = 0
+        self.locks = 0
+        self.groups: list[str] = []
 
 
 def _check_prefix(prefix: str) -> None:

@@ -34,7 +34,9 @@ def pool(url: str, connect_timeout: float, read_timeout: float, extra: dict[str,
                 url,
                 socket_connect_timeout=connect_timeout,
                 socket_timeout=read_timeout,
-                **extra,
+                # Keys are encoded as the other backends hash them: a lone surrogate (a file
+                # name's undecodable byte) is a key like any other, not a UnicodeEncodeError.
+                **{"encoding_errors": "surrogatepass", **extra},
             )
             _pools[key] = pool
         return pool

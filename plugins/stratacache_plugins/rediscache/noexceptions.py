@@ -37,7 +37,9 @@ class RedisCacheNoExceptions(RedisCache):
     the reason, and is a miss. When Redis fails, reads miss, writes and deletes return False,
     and for ``retry_interval`` seconds Redis is not called at all, so callers do not each wait
     for a timeout; the next call after it probes Redis again. Outages are logged when they
-    start, at most every ``log_interval`` seconds while they last, and when they end.
+    start, at most every ``log_interval`` seconds while they last, and when they end. Each
+    failed or skipped operation counts in ``stats.errors``, each unreadable entry in
+    ``stats.deserialization_failures``.
 
     Args:
         retry_interval: Seconds to skip Redis after a failure (default 0.5).
@@ -63,6 +65,7 @@ class RedisCacheNoExceptions(RedisCache):
 
     def _run(self, operation: str, action: Callable[[redis.Redis], Any], fallback: Any) -> Any:
         if self._down_until and time.monotonic() < self._down_until:
+            self.stats.errors += 1  # skipped during the back-off
             return fallback
         try:
             result = action(self.client)
@@ -70,6 +73,7 @@ class RedisCacheNoExceptions(RedisCache):
             if isinstance(exc, _SERVER_STATE_ERRORS):
                 self._note_failure(operation, exc)
             else:  # about this key only ("not an integer", WRONGTYPE): Redis itself is fine
+                self.stats.errors += 1
                 logger.warning("Redis %s failed: %s", operation, exc)
             return fallback
         except RedisError as exc:
@@ -80,6 +84,7 @@ class RedisCacheNoExceptions(RedisCache):
         return result
 
     def _note_failure(self, operation: str, exc: RedisError) -> None:
+        self.stats.errors += 1
         now = time.monotonic()
         with self._state_lock:
             self._down_until = now + self._retry_interval
@@ -111,6 +116,7 @@ class RedisCacheNoExceptions(RedisCache):
         try:
             return self._decode(key, data)
         except DeserializationError as exc:
+            self.stats.deserialization_failures += 1
             logger.warning("deleting unreadable Redis entry %r: %s", self._key(key), exc)
             self.delete(key)
             return NO_VALUE

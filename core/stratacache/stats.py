@@ -1,0 +1,331 @@
+"""Statistics: the counters behind :meth:`CacheStack.stats() <stratacache.CacheStack.stats>`.
+
+Three kinds of counter objects, each a ``__slots__`` object of plain integers (and one float)
+that the code counting an event increments in place (``counts.hits += 1``): no lock, no
+function call, no clock read on the hit path.
+
+* :class:`BackendStats`: what only a backend sees (failed operations it handled, unreadable
+  entries, waits for another process's lock). Every :class:`~stratacache.Backend` has one as
+  ``backend.stats``; the layer stack replaces it with its layer's :class:`LayerStats`, so
+  the counts of a layer survive a reconfiguration that builds a new backend.
+* :class:`LayerStats`: one per layer of a stack (``local``, ``local_no_serializer``,
+  ``shared``): lookups that hit or missed, writes, deletes, plus the backend's counters.
+* :class:`FunctionStats`: one per decorated function (by ``module.qualname``).
+
+The local hit of a decorated function, the hot path, makes exactly one increment: its
+function's ``local_hits``. A layer's ``hits`` in :meth:`StackStats.snapshot` adds up the
+local hits of the functions that use it, so the layer view costs nothing on that path.
+Everything else is counted where it happens, on paths that already cost a lookup in another
+layer, a write or a computation.
+
+Exactness under threads: an increment is a read, an addition and a write. On CPython with
+the GIL, the interpreter switches threads only at calls and backward jumps (since 3.10), so
+no other thread runs between the read and the write of ``counts.hits += 1`` on an ``int``
+slot, and the counts are exact (``tests/test_stats.py`` hammers them from 16 threads). That
+is an implementation detail, not a language guarantee: on a free-threaded build (3.13t) two
+threads incrementing one counter at once can lose an increment, and the counts are then a
+lower bound. They are statistics, never used for correctness. A lock or an
+``itertools.count`` per counter would make them exact everywhere, at several times the cost.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TypedDict
+
+__all__ = [
+    "LAYER_NAMES",
+    "BackendStats",
+    "FunctionCounts",
+    "FunctionStats",
+    "LayerCounts",
+    "LayerStats",
+    "StackStats",
+    "StatsSnapshot",
+]
+
+LAYER_NAMES = ("local", "local_no_serializer", "shared")
+"""The layers of a stack, in the order :meth:`StackStats.snapshot` lists them."""
+
+
+class LayerCounts(TypedDict):
+    """The counters of one layer in :meth:`CacheStack.stats() <stratacache.CacheStack.stats>`.
+
+    Attributes:
+        hits: Lookups that found the entry (decorated functions and ``cache.get``).
+        misses: Lookups that did not.
+        sets: Writes the backend accepted (it returned True).
+        deletes: Entries removed (``invalidate``, ``clear_cache``, ``cache.delete``).
+        errors: Operations that failed, as the backend counts them (see
+            :class:`BackendStats`).
+        deserialization_failures: Entries that could not be read back (a miss).
+        lock_waits: Waits for another process's lock (``at_most_once``).
+    """
+
+    hits: int
+    misses: int
+    sets: int
+    deletes: int
+    errors: int
+    deserialization_failures: int
+    lock_waits: int
+
+
+class FunctionCounts(TypedDict):
+    """The counters of one decorated function in ``cache.stats()["functions"]``.
+
+    Attributes:
+        local_hits: Calls answered by its local layer (``local``, or ``local_no_serializer``
+            with ``no_serialization=True``).
+        shared_hits: Calls answered by the shared layer (after a local miss).
+        misses: Calls that found the entry in no layer (they computed it, or waited for
+            another caller's computation).
+        sets: Entries written for it, one per layer written.
+        deletes: Entries removed by ``invalidate`` and ``clear_cache``.
+        errors: Cache failures seen through its calls: a result that could not be
+            serialized (so not cached), or a :class:`~stratacache.CacheError` that reached
+            the caller (RedisCache failing, ``AtomicWaitTimeout``).
+        computations: Runs of the function.
+        compute_errors: Runs that raised (the exception is never cached).
+        compute_seconds: Time spent in those runs, in seconds.
+        lock_waits: Calls that waited for another caller's computation of the same key (in
+            this process with ``atomic_writes``, or across processes on the backend's lock).
+    """
+
+    local_hits: int
+    shared_hits: int
+    misses: int
+    sets: int
+    deletes: int
+    errors: int
+    computations: int
+    compute_errors: int
+    compute_seconds: float
+    lock_waits: int
+
+
+class StatsSnapshot(TypedDict):
+    """What :meth:`CacheStack.stats() <stratacache.CacheStack.stats>` returns: plain, JSON-ready.
+
+    Attributes:
+        enabled: Whether the stack counts (``CACHE_STATS``) in its current configuration.
+        layers: :class:`LayerCounts` by layer name (every layer, always).
+        functions: :class:`FunctionCounts` by the function's ``module.qualname``. Functions
+            decorated more than once under one name (with different options) are summed.
+    """
+
+    enabled: bool
+    layers: dict[str, LayerCounts]
+    functions: dict[str, FunctionCounts]
+
+
+class BackendStats:
+    """The events only a backend sees, counted by the backend itself (``self.stats``).
+
+    Part of the backend contract (see :mod:`stratacache.backend`). A backend increments:
+
+    Attributes:
+        errors: An operation failed and the backend handled it (RedisCacheNoExceptions:
+            a read that became a miss, a write that returned False, an operation skipped
+            during the back-off after a failure) or reported it (RedisCache: the
+            ``RedisCacheError`` it raised).
+        deserialization_failures: A stored entry could not be read back (corrupted,
+            unsigned, written by an incompatible version): deleted and a miss, or raised.
+        lock_waits: A caller waited for another process's lock (``at_most_once``), counted
+            once per wait, however many polls it took.
+
+    Increment through ``self.stats`` each time, never through a reference kept aside: the
+    layer stack replaces the object with its layer's counters.
+    """
+
+    __slots__ = ("deserialization_failures", "errors", "lock_waits")
+
+    def __init__(self) -> None:
+        self.errors = 0
+        self.deserialization_failures = 0
+        self.lock_waits = 0
+
+    def add(self, other: BackendStats) -> None:
+        """Add the backend counters of ``other`` to these."""
+        self.errors += other.errors
+        self.deserialization_failures += other.deserialization_failures
+        self.lock_waits += other.lock_waits
+
+    def reset(self) -> None:
+        """Set every counter back to zero, in place."""
+        BackendStats.__init__(self)
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)}" for name in _slots(type(self)))
+        return f"{type(self).__name__}({fields})"
+
+
+class LayerStats(BackendStats):
+    """The counters of one layer of a stack (see :class:`LayerCounts`).
+
+    The stack counts lookups, writes and deletes; the layer's backend, which holds this
+    object as its ``stats``, counts the rest.
+    """
+
+    __slots__ = ("deletes", "hits", "misses", "sets")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hits = 0
+        self.misses = 0
+        self.sets = 0
+        self.deletes = 0
+
+    def reset(self) -> None:
+        """Set every counter back to zero, in place."""
+        LayerStats.__init__(self)
+
+    def counts(self, extra_hits: int = 0) -> LayerCounts:
+        """Return the counters as a plain dict, ``extra_hits`` added to ``hits``."""
+        return LayerCounts(
+            hits=self.hits + extra_hits,
+            misses=self.misses,
+            sets=self.sets,
+            deletes=self.deletes,
+            errors=self.errors,
+            deserialization_failures=self.deserialization_failures,
+            lock_waits=self.lock_waits,
+        )
+
+
+class FunctionStats:
+    """The counters of one decorated function (see :class:`FunctionCounts`).
+
+    Args:
+        local_layer: The layer its local hits come from.
+    """
+
+    __slots__ = (
+        "computations",
+        "compute_errors",
+        "compute_seconds",
+        "deletes",
+        "errors",
+        "local_hits",
+        "local_layer",
+        "lock_waits",
+        "misses",
+        "sets",
+        "shared_hits",
+    )
+
+    def __init__(self, local_layer: str = "local") -> None:
+        self.local_layer = local_layer
+        self.local_hits = 0
+        self.shared_hits = 0
+        self.misses = 0
+        self.sets = 0
+        self.deletes = 0
+        self.errors = 0
+        self.computations = 0
+        self.compute_errors = 0
+        self.compute_seconds = 0.0
+        self.lock_waits = 0
+
+    def reset(self) -> None:
+        """Set every counter back to zero, in place."""
+        FunctionStats.__init__(self, self.local_layer)
+
+    def counts(self, into: FunctionCounts | None = None) -> FunctionCounts:
+        """Return the counters as a plain dict, added to those of ``into`` if given."""
+        total = into or FunctionCounts(
+            local_hits=0,
+            shared_hits=0,
+            misses=0,
+            sets=0,
+            deletes=0,
+            errors=0,
+            computations=0,
+            compute_errors=0,
+            compute_seconds=0.0,
+            lock_waits=0,
+        )
+        total["local_hits"] += self.local_hits
+        total["shared_hits"] += self.shared_hits
+        total["misses"] += self.misses
+        total["sets"] += self.sets
+        total["deletes"] += self.deletes
+        total["errors"] += self.errors
+        total["computations"] += self.computations
+        total["compute_errors"] += self.compute_errors
+        total["compute_seconds"] += self.compute_seconds
+        total["lock_waits"] += self.lock_waits
+        return total
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"FunctionStats({fields})"
+
+
+class StackStats:
+    """Every counter of one layer stack: its layers' and its decorated functions'.
+
+    A :class:`~stratacache.CacheStack` owns one for its whole life. Its counter objects are
+    never replaced, only zeroed in place by :meth:`reset`, so code holding one (a decorated
+    function, a backend) always counts into the live totals, across reconfigurations.
+
+    Attributes:
+        enabled: Whether the stack counts, from ``CACHE_STATS`` at its last configuration.
+        layers: The :class:`LayerStats` of each layer, by name.
+        functions: The :class:`FunctionStats` of each decorated function, by name and local
+            layer.
+    """
+
+    __slots__ = ("_lock", "enabled", "functions", "layers")
+
+    def __init__(self) -> None:
+        self.enabled = True
+        self.layers: dict[str, LayerStats] = {name: LayerStats() for name in LAYER_NAMES}
+        self.functions: dict[tuple[str, str], FunctionStats] = {}
+        self._lock = threading.Lock()
+
+    def function(self, name: str, local_layer: str) -> FunctionStats:
+        """Return the counters of the function ``name`` using ``local_layer``, made on first use.
+
+        Functions decorated under one ``module.qualname`` share their counters (as they share
+        their entries), one object per local layer, so each layer gets its hits.
+        """
+        with self._lock:
+            stats = self.functions.get((name, local_layer))
+            if stats is None:
+                stats = self.functions[name, local_layer] = FunctionStats(local_layer)
+            return stats
+
+    def snapshot(self) -> StatsSnapshot:
+        """Return every counter as a plain, JSON-serializable dict (see :class:`StatsSnapshot`).
+
+        A layer's ``hits`` include the local hits of the functions whose local layer it is.
+        """
+        with self._lock:
+            functions = sorted(self.functions.items())
+        local_hits = dict.fromkeys(LAYER_NAMES, 0)
+        by_name: dict[str, FunctionCounts] = {}
+        for (name, layer), stats in functions:
+            local_hits[layer] += stats.local_hits
+            by_name[name] = stats.counts(by_name.get(name))
+        return StatsSnapshot(
+            enabled=self.enabled,
+            layers={name: self.layers[name].counts(local_hits[name]) for name in LAYER_NAMES},
+            functions=by_name,
+        )
+
+    def reset(self) -> None:
+        """Zero every counter in place; the functions stay listed."""
+        with self._lock:
+            functions = list(self.functions.values())
+        for layer in self.layers.values():
+            layer.reset()
+        for function in functions:
+            function.reset()
+
+
+def _slots(cls: type) -> list[str]:
+    names: list[str] = []
+    for klass in reversed(cls.__mro__):
+        names += getattr(klass, "__slots__", ())
+    return names
