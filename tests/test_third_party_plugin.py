@@ -1,9 +1,11 @@
 """Backend discovery for real: build and install a separate package, then select its backend.
 
-The package in ``tests/third_party_plugin`` (distribution ``stratacache-dictcache``) declares
-``DictCache`` in the entry-point group ``stratacache.backends``. pip builds it with hatchling
-and installs it into a temporary directory, never into this virtual environment; each check
-runs in a fresh interpreter whose ``PYTHONPATH`` is that directory.
+The package in ``examples/third_party_plugin`` (distribution ``stratacache-dictcache``), the
+template of a third-party backend, declares ``DictCache`` in the entry-point group
+``stratacache.backends``. pip builds it with hatchling and installs it into a temporary
+directory, never into this virtual environment; each check runs in a fresh interpreter whose
+``PYTHONPATH`` is that directory, and the package's own tests run there with ``pytest``, as
+someone who copied the template would run them.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import pytest
 
 pytestmark = pytest.mark.subprocess
 
-PLUGIN_SOURCE = Path(__file__).resolve().parent / "third_party_plugin"
+PLUGIN_SOURCE = Path(__file__).resolve().parent.parent / "examples" / "third_party_plugin"
 TIMEOUT = 60
 """Seconds any one subprocess may take."""
 
@@ -128,7 +130,9 @@ def plugin(tmp_path_factory: pytest.TempPathFactory) -> Plugin:
     shutil.copytree(
         PLUGIN_SOURCE,
         source,
-        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "dist"),
+        ignore=shutil.ignore_patterns(
+            "__pycache__", ".pytest_cache", ".ruff_cache", "*.egg-info", "build", "dist"
+        ),
     )
     site = root / "site"
     run(
@@ -209,11 +213,13 @@ def test_cli_lists_the_backend_in_its_table(plugin: Plugin, tmp_path: Path) -> N
         assert cell in row, (cell, row)
 
 
-def test_plugin_passes_the_conformance_suite(plugin: Plugin) -> None:
-    # Run from the package's own directory: its pyproject.toml makes it pytest's rootdir, so
-    # this repository's conftest.py and settings stay out of it.
+def test_the_package_own_tests_pass_against_the_installed_copy(plugin: Plugin) -> None:
+    # `pytest` with no argument, from the package's own directory, as its README says: its
+    # pyproject.toml makes it pytest's rootdir (this repository's conftest.py and settings
+    # stay out) and names tests/. The source's src/ is not on the path: the tests import the
+    # installed copy, and find the backend through its installed entry point.
     result = run(
-        ["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/check_dictcache.py"],
+        ["-m", "pytest", "-v", "-p", "no:cacheprovider"],
         clean_env(plugin.site),
         cwd=plugin.source,
     )
@@ -223,6 +229,13 @@ def test_plugin_passes_the_conformance_suite(plugin: Plugin) -> None:
     assert passed, result.stdout
     assert int(passed.group(1)) >= 20, summary
     assert not re.search(r"failed|error|skipped", summary), summary
+    assert "tests/test_conformance.py::TestDictCache::" in result.stdout
+    for name in (
+        "test_selected_by_its_entry_point_name",
+        "test_serves_as_the_shared_layer",
+        "test_payloads_are_signed_with_the_secret_key",
+    ):
+        assert f"tests/test_conformance.py::{name} PASSED" in result.stdout
 
 
 def test_misspelt_name_suggests_the_plugin(plugin: Plugin, tmp_path: Path) -> None:

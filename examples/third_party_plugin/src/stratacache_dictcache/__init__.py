@@ -1,7 +1,10 @@
 """DictCache: a minimal in-memory stratacache backend, the template of a third-party one.
 
 It imports stratacache's public API only, and is declared in ``pyproject.toml`` under the
-entry-point group ``stratacache.backends``, which is how stratacache finds it by name.
+entry-point group ``stratacache.backends``, which is how stratacache finds it by name. Values
+become bytes through ``dump_value`` and come back through ``load_value``, as in a backend
+that stores them outside the process: the serializer applies, and with ``CACHE_SECRET_KEY``
+every payload is signed and checked.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from stratacache import NO_VALUE, Backend, DeserializationError, Serializer, Timeout
+from stratacache import NO_VALUE, Backend, DeserializationError, Timeout
 
 __all__ = ["DictCache"]
 
@@ -26,23 +29,14 @@ class DictCache(Backend):
 
     Args:
         default_timeout: Seconds an entry lives when ``set`` gets no timeout; 0 = forever.
-        serializer: How values are copied (default pickle).
+        **options: The options of :class:`stratacache.Backend` (``serializer``,
+            ``secret_key``...), passed on, so the layer stack gives them to this backend too.
     """
 
     in_process = True
 
-    def __init__(
-        self,
-        default_timeout: int | timedelta = 300,
-        *,
-        serializer: Serializer | None = None,
-        ignore_delete_many_errors: bool = True,
-    ) -> None:
-        super().__init__(
-            default_timeout,
-            serializer=serializer,
-            ignore_delete_many_errors=ignore_delete_many_errors,
-        )
+    def __init__(self, default_timeout: int | timedelta = 300, **options: Any) -> None:
+        super().__init__(default_timeout, **options)
         self._lock = threading.Lock()
         self._entries: dict[str, tuple[float, bytes]] = {}  # key -> (expires at, data)
 
@@ -56,8 +50,8 @@ class DictCache(Backend):
                 del self._entries[key]
                 return NO_VALUE
         try:
-            return self.serializer.loads(entry[1])
-        except DeserializationError:
+            return self.load_value(key, entry[1])
+        except DeserializationError:  # corrupted, or not signed with our key: a miss
             with self._lock:
                 if self._entries.get(key) is entry:  # not replaced meanwhile
                     del self._entries[key]
@@ -76,7 +70,7 @@ class DictCache(Backend):
 
     def set(self, key: str, value: Any, timeout: Timeout = None) -> bool:
         """Store ``value`` under ``key``; unserializable values raise."""
-        data = self.serializer.dumps(value)
+        data = self.dump_value(key, value)
         expires = self._expires(timeout)
         with self._lock:
             self._entries[key] = (expires, data)
@@ -84,7 +78,7 @@ class DictCache(Backend):
 
     def add(self, key: str, value: Any, timeout: Timeout = None) -> bool:
         """Store ``value`` only if ``key`` holds no unexpired entry; return whether it did."""
-        data = self.serializer.dumps(value)
+        data = self.dump_value(key, value)
         expires = self._expires(timeout)
         with self._lock:
             entry = self._entries.get(key)

@@ -1,0 +1,548 @@
+"""Flask integration: Flask-Caching's ``Cache``, over stratacache's two layers.
+
+A Flask-Caching application switches by changing one import::
+
+    from stratacache.flask import Cache  # was: from flask_caching import Cache
+
+    cache = Cache(app)  # or: cache = Cache(); cache.init_app(app)
+
+
+    @app.route("/rates")
+    @cache.cached(timeout=60)
+    def rates(): ...
+
+
+    @cache.memoize(timeout=300)
+    def exchange_rates(currency): ...
+
+``init_app`` reads the ``CACHE_*`` and ``LOCALCACHE_*`` keys of ``app.config`` (Flask's own
+keys are ignored), validates them with :class:`~stratacache.CacheSettings` and configures the
+process-wide :data:`stratacache.cache`, so ``@cached_for`` functions and the ``Cache`` share
+the same layers. Flask-Caching keys that change nothing here (``CACHE_NO_NULL_WARNING``,
+``CACHE_IGNORE_ERRORS``, the hash methods) are ignored; those asking for something stratacache
+lacks (memcached servers, Sentinels, ``CACHE_ARGS``...) are errors unless empty, each saying
+what to do instead, reported together with every other problem of the configuration.
+
+It needs Flask (``pip install 'stratacache[flask]'``); importing :mod:`stratacache` never
+imports this module.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping
+from datetime import timedelta
+from typing import Any, Final, ParamSpec, Protocol, TypeVar, cast
+from urllib.parse import parse_qsl, urlencode
+
+try:
+    from flask import Flask, has_request_context, request
+except ImportError as exc:  # pragma: no cover - tested in a subprocess (test_flask.py)
+    raise ImportError(
+        f"stratacache.flask needs Flask ({exc}): pip install 'stratacache[flask]'"
+    ) from exc
+
+from stratacache.backend import NO_VALUE, Timeout
+from stratacache.decorator import CachedFunction, cached_for
+from stratacache.errors import ConfigurationError, SerializationError
+from stratacache.keys import MAX_KEY_LENGTH
+from stratacache.layers import CacheStack
+from stratacache.registry import installed_backends
+from stratacache.settings import KEY_PREFIXES, CacheSettings
+
+__all__ = ["Cache", "CachedView", "init_app", "settings_from_config"]
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+QueryArgs = str | Mapping[str, Any] | Iterable[tuple[str, Any]]
+"""A query string, a mapping, or ``(name, value)`` pairs (as Flask-Caching takes them)."""
+
+EXTENSION_NAME: Final = "stratacache"
+"""The key of the :class:`Cache` in ``app.extensions``."""
+
+_NO_MEMCACHED = "there is no memcached backend; use Redis (CACHE_TYPE=RedisCache)"
+_NO_SENTINEL = "there is no Redis Sentinel backend; give one server's CACHE_REDIS_URL"
+_WRITE_ONE = "or write a backend plugin (docs/plugins.md)"
+
+IGNORED_KEYS: Final[Mapping[str, str]] = {
+    "CACHE_IGNORE_ERRORS": (
+        "Flask-Caching applies it to delete_many only, which never fails here on a missing"
+        " key; for a cache that survives Redis outages use CACHE_TYPE=RedisCacheNoExceptions"
+    ),
+    "CACHE_NO_NULL_WARNING": "stratacache never warns about NullCache",
+    "CACHE_HASH_METHOD": "keys are readable text (long ones end in a SHA-256 digest)",
+    "CACHE_FILE_HASH_METHOD": "FileSystemCache names its files itself",
+}
+"""Flask-Caching keys that change nothing here: accepted, ignored, logged at INFO."""
+
+UNSUPPORTED_KEYS: Final[Mapping[str, str]] = {
+    "CACHE_ARGS": "give the backend's constructor arguments by name in CACHE_OPTIONS",
+    "CACHE_SOURCE_CHECK": (
+        "keys do not include the function's source; to drop the entries of older code, put"
+        " the release in CACHE_KEY_PREFIX or call the function's clear_cache()"
+    ),
+    "CACHE_ENABLE_SIGNALS": (
+        "there are no blinker signals; observe reads with a hook plugin (a stratacache_get"
+        " wrapper, docs/plugins.md)"
+    ),
+    "CACHE_MEMCACHED_SERVERS": f"{_NO_MEMCACHED}, {_WRITE_ONE}",
+    "CACHE_MEMCACHED_USERNAME": f"{_NO_MEMCACHED}, {_WRITE_ONE}",
+    "CACHE_MEMCACHED_PASSWORD": f"{_NO_MEMCACHED}, {_WRITE_ONE}",
+    "CACHE_REDIS_SENTINELS": f"{_NO_SENTINEL}, {_WRITE_ONE}",
+    "CACHE_REDIS_SENTINEL_MASTER": f"{_NO_SENTINEL}, {_WRITE_ONE}",
+    "CACHE_REDIS_SENTINEL_PASSWORD": f"{_NO_SENTINEL}, {_WRITE_ONE}",
+    "CACHE_REDIS_CLUSTER": f"there is no Redis Cluster backend, {_WRITE_ONE}",
+    "CACHE_UWSGI_NAME": f"there is no uWSGI cache backend, {_WRITE_ONE}",
+    "CACHE_GCS_BUCKET": f"there is no Google Cloud Storage backend, {_WRITE_ONE}",
+}
+"""Flask-Caching keys asking for what stratacache lacks, with what to do instead.
+
+Set to an empty value (``None``, ``False``, ``""``, ``[]``: what Flask-Caching's defaults
+look like) they ask for nothing and are ignored; set to anything else they are an error.
+"""
+
+FLASK_CACHING_BACKENDS: Final = frozenset(
+    {
+        "NullCache",
+        "SimpleCache",
+        "FileSystemCache",
+        "RedisCache",
+        "RedisSentinelCache",
+        "RedisClusterCache",
+        "MemcachedCache",
+        "SASLMemcachedCache",
+        "SpreadSASLMemcachedCache",
+        "UWSGICache",
+        "GoogleCloudStorageCache",
+    }
+)
+"""The ``CACHE_TYPE`` names of Flask-Caching's backends (the first four exist here too)."""
+
+_CACHEABLE_METHODS = frozenset({"GET", "HEAD"})
+
+
+def settings_from_config(config: Mapping[str, Any]) -> CacheSettings:
+    """Validate the cache keys of a Flask config into settings.
+
+    Only keys starting with ``CACHE_`` or ``LOCALCACHE_`` are read; they are the whole
+    configuration (keys they lack take their defaults, not the environment's). A
+    ``CACHE_TYPE`` naming one of Flask-Caching's backends (``"RedisCache"``,
+    ``"flask_caching.backends.RedisCache"``) selects the installed backend of that name.
+
+    Raises:
+        ConfigurationError: Listing every problem at once: the settings model's, and each
+            Flask-Caching key (set to a non-empty value) or backend with no counterpart
+            here, with what to do instead.
+    """
+    relevant = {
+        key: value
+        for key, value in config.items()
+        if isinstance(key, str) and key.upper().startswith(KEY_PREFIXES)
+    }
+    problems = []
+    for key in list(relevant):
+        upper = key.upper()
+        if upper in IGNORED_KEYS:
+            logger.info("%s is ignored: %s", key, IGNORED_KEYS[upper])
+            del relevant[key]
+        elif upper in UNSUPPORTED_KEYS:
+            value = relevant.pop(key)
+            if value not in (None, False, "", [], ()):
+                problems.append(
+                    f"{key}={value!r}: a Flask-Caching key with no stratacache counterpart;"
+                    f" {UNSUPPORTED_KEYS[upper]}"
+                )
+    for key in [k for k in relevant if k.upper() == "CACHE_TYPE"]:
+        value = relevant[key]
+        if isinstance(value, str):
+            name, problem = _backend_name(value)
+            if problem is None:
+                relevant[key] = name
+            else:
+                del relevant[key]
+                problems.append(f"{key}={value!r}: {problem}")
+    try:
+        settings = CacheSettings.from_mapping(relevant)
+    except ConfigurationError as exc:
+        raise ConfigurationError(problems + exc.problems) from exc
+    if problems:
+        raise ConfigurationError(problems)
+    return settings
+
+
+def _backend_name(value: str) -> tuple[str, str | None]:
+    """Translate a Flask-Caching ``CACHE_TYPE`` to a stratacache backend name, or explain."""
+    dotted = value.startswith("flask_caching.")
+    name = re.split(r"[.:]", value)[-1] if dotted else value
+    if not dotted and name not in FLASK_CACHING_BACKENDS:
+        return value, None  # ours (or a misspelling, which the settings model explains)
+    installed = sorted(b.name for b in installed_backends())
+    if name in installed:
+        return name, None
+    what = f"Flask-Caching's {name}" if name in FLASK_CACHING_BACKENDS else "a Flask-Caching class"
+    return value, (
+        f"{what} has no stratacache counterpart installed; choose an installed backend"
+        f" ({', '.join(installed)}), {_WRITE_ONE}"
+    )
+
+
+class CachedView(Protocol[P, R]):
+    """What :meth:`Cache.cached` returns: the view, cached.
+
+    Attributes:
+        uncached: The original view, called directly.
+    """
+
+    uncached: Callable[P, R]
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Return the cached response, calling the view on a miss."""
+
+    def make_cache_key(self, path: str | None = None, query_args: QueryArgs | None = None) -> str:
+        """Return the key of a request: the current one, or the given path and query."""
+
+
+class Cache:
+    """Flask-Caching's ``Cache``, over stratacache's layers.
+
+    Args:
+        app: The application to configure now; or call :meth:`init_app` later.
+        config: ``CACHE_*`` keys that override the application's (as in Flask-Caching).
+        stack: The layer stack to configure and use (default: :data:`stratacache.cache`,
+            which ``@cached_for`` functions use too).
+
+    Reads go to the local layer, then the shared one; writes go to both. ``delete`` and
+    ``clear`` reach this process's local layers and the shared layer: another process's
+    local copy lives at most ``LOCALCACHE_DEFAULT_TIMEOUT`` seconds.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        config: Mapping[str, Any] | None = None,
+        *,
+        stack: CacheStack | None = None,
+    ) -> None:
+        self.stack: CacheStack = stack if stack is not None else _process_stack()
+        self.config = dict(config or {})
+        self.settings: CacheSettings | None = None
+        """The settings of the last :meth:`init_app`."""
+        if app is not None:
+            self.init_app(app)
+
+    @property
+    def cache(self) -> CacheStack:
+        """The layer stack (where Flask-Caching gives its backend): ``.local_cache``, ..."""
+        return self.stack
+
+    def init_app(self, app: Flask, config: Mapping[str, Any] | None = None) -> None:
+        """Configure the layers from ``app.config`` and register in ``app.extensions``.
+
+        Args:
+            app: The application; its ``CACHE_*`` and ``LOCALCACHE_*`` keys are read.
+            config: Keys that override the application's and the constructor's.
+
+        Raises:
+            ConfigurationError: Every problem of the configuration at once.
+
+        The stack is process-wide: initialising a second application reconfigures it.
+        """
+        merged = {**app.config, **self.config, **(config or {})}
+        self.settings = self.stack.configure(settings_from_config(merged))
+        app.extensions[EXTENSION_NAME] = self
+
+    # -- the decorators -------------------------------------------------------------------
+
+    def memoize(
+        self, timeout: Timeout = None, **unsupported: Any
+    ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]:
+        """Cache a function's results by its arguments: :func:`~stratacache.cached_for`.
+
+        Args:
+            timeout: Seconds (or a timedelta) entries live; ``None`` for
+                ``CACHE_DEFAULT_TIMEOUT``. 0 (never expire) is refused: leave ``timeout``
+                out and set ``CACHE_DEFAULT_TIMEOUT=0`` instead.
+            **unsupported: Flask-Caching's other options, refused with an explanation.
+
+        Raises:
+            TypeError: An option stratacache does not support, or no parentheses.
+            ValueError: ``timeout=0`` or a negative timeout.
+
+        The decorated function has ``invalidate(*args)``, ``clear_cache()``, ``cache_key``
+        and ``uncached``; :meth:`delete_memoized` calls the first two.
+        """
+        _refuse(unsupported, "memoize", "timeout")
+        if callable(timeout):
+            raise TypeError("write @cache.memoize() with parentheses, as in Flask-Caching")
+        seconds = _seconds(timeout, "memoize")
+        if seconds == 0:
+            raise ValueError(
+                "memoize(timeout=0) (never expire) has no per-function equivalent in"
+                " stratacache: leave timeout out and set CACHE_DEFAULT_TIMEOUT=0, or give a"
+                " duration"
+            )
+        return cached_for(seconds=seconds or 0, stack=self.stack)
+
+    def cached(
+        self,
+        timeout: Timeout = None,
+        key_prefix: str | Callable[[], str] = "view/%s",
+        *,
+        unless: Callable[..., Any] | None = None,
+        query_string: bool | None = None,
+        response_filter: Callable[[Any], Any] | None = None,
+        **unsupported: Any,
+    ) -> Callable[[Callable[P, R]], CachedView[P, R]]:
+        """Cache a view's response by its request path and query string.
+
+        Args:
+            timeout: Seconds (or a timedelta) the response lives; ``None`` for
+                ``CACHE_DEFAULT_TIMEOUT``; 0 to never expire.
+            key_prefix: The key; ``%s`` is replaced by ``request.path``. A callable
+                returns the whole key.
+            unless: Bypass the cache when it returns ``True`` (called with no argument, or
+                with the view and its arguments if it takes any).
+            query_string: Add the sorted query arguments to the key. ``None`` (the default)
+                adds them when the key names the path (``%s``), so ``/search?q=a`` and
+                ``/search?q=b`` are two entries. Flask-Caching's default is ``False``.
+            response_filter: Cache a response only if this returns true for it.
+            **unsupported: Flask-Caching's other options, refused with an explanation.
+
+        Raises:
+            TypeError: An option stratacache does not support, or an ``async def`` view.
+
+        Only ``GET`` and ``HEAD`` requests are cached; other methods call the view. An
+        exception (``abort(404)`` included) is never cached. A response that cannot be
+        serialized (a streamed one) is served uncached, with one warning per view.
+        """
+        _refuse(
+            unsupported,
+            "cached",
+            "timeout, key_prefix, unless, query_string, response_filter",
+        )
+        if callable(timeout):
+            raise TypeError("write @cache.cached() with parentheses, as in Flask-Caching")
+        seconds = _seconds(timeout, "cached")
+        stack = self.stack
+        with_query = (
+            query_string
+            if query_string is not None
+            else isinstance(key_prefix, str) and "%s" in key_prefix
+        )
+        unless_args = unless is not None and _takes_arguments(unless)
+
+        def decorate(view: Callable[P, R]) -> CachedView[P, R]:
+            if inspect.iscoroutinefunction(view):
+                raise TypeError(
+                    f"cache.cached() does not support async views yet ({view.__qualname__})"
+                )
+            warned = False
+
+            def make_cache_key(path: str | None = None, query_args: QueryArgs | None = None) -> str:
+                return _view_key(key_prefix, with_query, path, query_args)
+
+            @functools.wraps(view)
+            def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+                nonlocal warned
+                if unless is not None:
+                    bypass = unless(view, *args, **kwargs) if unless_args else unless()
+                    if bypass is True:
+                        return view(*args, **kwargs)
+                if has_request_context() and request.method not in _CACHEABLE_METHODS:
+                    return view(*args, **kwargs)
+                key = make_cache_key()
+                value = stack.get(key, NO_VALUE)
+                if value is not NO_VALUE:
+                    return cast(R, value)
+                value = view(*args, **kwargs)
+                if response_filter is None or response_filter(value):
+                    try:
+                        stack.set(key, value, seconds)
+                    except SerializationError as exc:
+                        if not warned:
+                            warned = True
+                            logger.warning(
+                                "%s: response not cached, it cannot be serialized (%s)",
+                                view.__qualname__,
+                                exc,
+                            )
+                return value
+
+            wrapper.uncached = view  # type: ignore[attr-defined]
+            wrapper.make_cache_key = make_cache_key  # type: ignore[attr-defined]
+            return cast(CachedView[P, R], wrapper)
+
+        return decorate
+
+    # -- invalidation ---------------------------------------------------------------------
+
+    def delete_memoized(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Delete a memoized function's entries: every one, or the one of these arguments.
+
+        Args:
+            f: A function decorated with :meth:`memoize` (or ``cached_for``). For a method,
+                pass the function from the class and ``self`` as the first argument.
+            *args: The call's arguments; with none, every entry of ``f`` goes.
+            **kwargs: The call's keyword arguments.
+
+        Raises:
+            TypeError: ``f`` is not memoized.
+        """
+        invalidate = getattr(f, "invalidate", None)
+        clear_cache = getattr(f, "clear_cache", None)
+        if invalidate is None or clear_cache is None:
+            raise TypeError(
+                f"delete_memoized: {f!r} is not memoized (decorate it with @cache.memoize())"
+            )
+        if args or kwargs:
+            invalidate(*args, **kwargs)
+        else:
+            clear_cache()
+
+    def delete_cached(
+        self, f: CachedView[..., Any], path: str | None = None, query_args: QueryArgs | None = None
+    ) -> bool:
+        """Delete a cached view's entry for a path and query (default: the current request's).
+
+        Returns:
+            Whether some layer held it.
+        """
+        return self.stack.delete(f.make_cache_key(path=path, query_args=query_args))
+
+    # -- the cachelib interface, across the layers ----------------------------------------
+
+    def get(self, key: str) -> Any:
+        """Return the value of ``key`` from the first layer that has it, else ``None``."""
+        return self.stack.get(key)
+
+    def has(self, key: str) -> bool:
+        """Return whether some layer holds ``key`` (a shared hit fills the local layer)."""
+        return self.stack.get(key, NO_VALUE) is not NO_VALUE
+
+    def set(self, key: str, value: Any, timeout: Timeout = None) -> bool:
+        """Store ``value`` in the shared layer, then the local one; ``None`` is a value."""
+        return self.stack.set(key, value, timeout)
+
+    def delete(self, key: str) -> bool:
+        """Delete ``key`` from every layer of this process; return whether one held it."""
+        return self.stack.delete(key)
+
+    def get_many(self, *keys: str) -> list[Any]:
+        """Return the values of ``keys``, ``None`` for each miss."""
+        return [self.stack.get(key) for key in keys]
+
+    def set_many(self, mapping: Mapping[str, Any], timeout: Timeout = None) -> list[str]:
+        """Store every item of ``mapping``; return the keys that were stored."""
+        return [key for key, value in mapping.items() if self.stack.set(key, value, timeout)]
+
+    def delete_many(self, *keys: str) -> list[str]:
+        """Delete ``keys``; return those some layer held."""
+        return [key for key in keys if self.stack.delete(key)]
+
+    def clear(self) -> bool:
+        """Clear every layer of this process and the shared layer (see ``CacheStack.clear``)."""
+        return self.stack.clear()
+
+
+def init_app(
+    app: Flask, config: Mapping[str, Any] | None = None, *, stack: CacheStack | None = None
+) -> Cache:
+    """Configure stratacache from ``app.config`` and return the :class:`Cache`.
+
+    The same as ``Cache(app, config)``: the ``CACHE_*`` and ``LOCALCACHE_*`` keys are
+    validated and configure :data:`stratacache.cache` (or ``stack``); the extension is
+    ``app.extensions["stratacache"]``.
+
+    Raises:
+        ConfigurationError: Every problem of the configuration at once.
+    """
+    return Cache(app, config, stack=stack)
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _process_stack() -> CacheStack:
+    from stratacache import cache
+
+    return cache
+
+
+def _refuse(unsupported: Mapping[str, Any], decorator: str, supported: str) -> None:
+    if unsupported:
+        names = ", ".join(sorted(unsupported))
+        raise TypeError(
+            f"cache.{decorator}(): stratacache does not support Flask-Caching's {names};"
+            f" it takes {supported} (see docs/flask.md)"
+        )
+
+
+def _seconds(timeout: Timeout, decorator: str) -> float | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, timedelta):
+        timeout = timeout.total_seconds()
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(
+            f"cache.{decorator}(timeout={timeout!r}): give seconds or a timedelta, or None"
+        )
+    if timeout < 0:
+        raise ValueError(f"cache.{decorator}(timeout={timeout!r}): must not be negative")
+    return timeout
+
+
+def _takes_arguments(func: Callable[..., Any]) -> bool:
+    try:
+        return bool(inspect.signature(func).parameters)
+    except (TypeError, ValueError):  # a builtin without a signature
+        return False
+
+
+def _query_pairs(query_args: QueryArgs | None) -> list[tuple[str, str]]:
+    if query_args is None:
+        if not has_request_context():
+            return []
+        pairs: Iterable[tuple[str, Any]] = request.args.items(multi=True)
+    elif isinstance(query_args, str):
+        pairs = parse_qsl(query_args.removeprefix("?"), keep_blank_values=True)
+    elif isinstance(query_args, Mapping):
+        pairs = query_args.items()
+    else:
+        pairs = query_args
+    return sorted((str(name), str(value)) for name, value in pairs)
+
+
+def _view_key(
+    key_prefix: str | Callable[[], str],
+    with_query: bool,
+    path: str | None,
+    query_args: QueryArgs | None,
+) -> str:
+    if callable(key_prefix):
+        key = key_prefix()
+    elif "%s" in key_prefix:
+        if path is None:
+            if not has_request_context():
+                raise RuntimeError(
+                    f"the cache key {key_prefix!r} names the request path: call the view in a"
+                    " request, or pass path= to make_cache_key() or delete_cached()"
+                )
+            path = request.path
+        key = key_prefix % path
+    else:
+        key = key_prefix
+    if with_query:
+        pairs = _query_pairs(query_args)
+        if pairs:
+            key = f"{key}?{urlencode(pairs)}"
+    if len(key) > MAX_KEY_LENGTH:
+        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+        key = f"{key[:120]}...#{digest}"
+    return key
