@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench reliability clean redis-server
+.PHONY: demo test lint typecheck docs pytest bench reliability clean redis-server
 
 # The Redis tests start their own redis-server processes: install it when missing (as root,
 # from Debian's packages), or say how to.
@@ -30,8 +30,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python examples/quickstart.py
 
-## Run the whole test suite: lint, format, types, and pytest with branch coverage >= 90%.
-test: lint typecheck pytest
+## Run the whole test suite: lint, format, types, the docs site, and pytest with branch coverage >= 90%.
+test: lint typecheck docs pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -39,6 +39,11 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+## The documentation site (mkdocs.yml) into site/; any warning (a broken link, a page missing
+## from the nav) fails. Not --quiet: it silences the warnings, and then --strict counts none.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 pytest: $(STAMP) redis-server
 	rm -f .coverage .coverage.*
@@ -55,4 +60,4 @@ reliability: $(STAMP) redis-server
 	$(BIN)/python docs/generate_reliability.py
 
 clean:
-	rm -rf $(VENV) .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist
+	rm -rf $(VENV) .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist site

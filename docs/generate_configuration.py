@@ -7,6 +7,12 @@ A test checks that the committed page equals this script's output.
 
 from __future__ import annotations
 
+import re
+import shlex
+from typing import Any
+
+from pydantic.fields import FieldInfo
+
 from stratacache import CacheSettings, ConfigurationError
 
 INTRO = """\
@@ -18,18 +24,53 @@ Flask-style mapping (`configure({"CACHE_TYPE": ...})`) is the whole configuratio
 keys it lacks take their defaults, and its keys without a `CACHE_`/`LOCALCACHE_` prefix are
 ignored.
 
+Each key is also the name of its environment variable (case-insensitive) and of its `.env`
+line: `CACHE_TYPE=RedisCacheNoExceptions` in the environment and
+`{"CACHE_TYPE": "RedisCacheNoExceptions"}` in a mapping set the same thing.
+
 Everything is validated once, at start-up: a `ConfigurationError` lists every problem at
 once, each naming the key, the bad value and what is accepted; an unknown `CACHE_*` key in a
 mapping or in keyword arguments gets a "did you mean". `stratacache config` prints the
-effective settings, secrets masked, with where each value came from.
+effective settings, secrets masked, with where each value came from. The keys a backend
+reads are listed on its page under [Backends](backends/index.md).
 
-| key | default | accepts | meaning |
-|---|---|---|---|"""
+| key (environment variable) | type | default | example | meaning |
+|---|---|---|---|---|"""
+
+DETAILS = """\
+## Every key
+
+What each key accepts, with an example as it is written in the environment (or a `.env`
+file)."""
+
+# An example value of every key, as written in the environment. A key missing here (and
+# without ``examples=[...]`` on its field) stops the generator: document it.
+EXAMPLES: dict[str, str] = {
+    "CACHE_TYPE": "RedisCacheNoExceptions",
+    "CACHE_DEFAULT_TIMEOUT": "600",
+    "CACHE_KEY_PREFIX": "myapp_",
+    "CACHE_DIR": "/var/cache/myapp",
+    "CACHE_THRESHOLD": "10000",
+    "CACHE_OPTIONS": '{"mode": 416}',
+    "CACHE_SERIALIZER": "json",
+    "CACHE_SECRET_KEY": "a-long-random-secret-from-your-vault",
+    "CACHE_REDIS_HOST": "redis.internal",
+    "CACHE_REDIS_PORT": "6380",
+    "CACHE_REDIS_DB": "2",
+    "CACHE_REDIS_PASSWORD": "from-your-secret-store",
+    "CACHE_REDIS_URL": "rediss://redis.internal:6380/0",
+    "CACHE_REDIS_CONNECT_TIMEOUT": "0.25",
+    "CACHE_REDIS_READ_TIMEOUT": "0.5",
+    "CACHE_ATOMIC_LOCK_TIMEOUT": "120",
+    "CACHE_ATOMIC_WAIT": "130",
+    "CACHE_ATOMIC_RETRIES": "10",
+    "LOCALCACHE_TYPE": "NullCache",
+    "LOCALCACHE_DEFAULT_TIMEOUT": "30",
+    "LOCALCACHE_THRESHOLD": "5000",
+    "LOCALCACHE_NO_SERIALIZER_TYPE": "stratacache_plugins.simple:SimpleCacheNoSerializer",
+}
 
 EXAMPLE = """\
-The Redis keys are declared now and used by the Redis backends. `CACHE_REDIS_PASSWORD` is a
-secret: it is masked wherever settings are printed.
-
 ## Example
 
 ```python
@@ -74,21 +115,70 @@ def _default(value: object) -> str:
     return f"`{value!r}`"
 
 
+def _type(annotation: Any) -> str:
+    """Return a field's type as Python spells it (``str | None``, ``dict[str, Any]``)."""
+    shown = annotation.__name__ if isinstance(annotation, type) else str(annotation)
+    return re.sub(r"\b(?:typing|pydantic\.types)\.", "", shown)
+
+
+def _example(field: FieldInfo) -> str:
+    """Return the example of a field as an environment line, checked against the model."""
+    key = str(field.alias)
+    value = str(field.examples[0]) if field.examples else EXAMPLES.get(key)
+    if value is None:
+        raise SystemExit(
+            f"{key} has no example: give its Field examples=[...] in settings.py, or add it"
+            " to EXAMPLES in docs/generate_configuration.py"
+        )
+    try:
+        CacheSettings.from_mapping({key: value})
+    except ConfigurationError as exc:
+        raise SystemExit(f"the documented example of {key} is invalid: {exc}") from exc
+    return f"{key}={shlex.quote(value)}"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
 def render() -> str:
     """Return the whole page."""
     rows = []
+    details = [DETAILS]
+    secret_keys = []
     for field in CacheSettings.model_fields.values():
+        key = str(field.alias)
         extra = field.json_schema_extra
-        accepts = extra["accepts"] if isinstance(extra, dict) else ""
+        accepts = str(extra["accepts"]) if isinstance(extra, dict) else ""
         default = _default(field.get_default(call_default_factory=True))
-        rows.append(f"| `{field.alias}` | {default} | {accepts} | {field.description} |")
+        example = _example(field)
+        type_ = _type(field.annotation)
+        if "SecretStr" in type_:
+            secret_keys.append(key)
+        rows.append(
+            f"| [`{key}`](#{key.lower()}) | `{_cell(type_)}` | {default} | `{_cell(example)}`"
+            f" | {_cell(field.description or '')} |"
+        )
+        details += [
+            "",
+            f"### `{key}` {{#{key.lower()}}}",
+            "",
+            f"{field.description}",
+            "",
+            f"- type: `{type_}`",
+            f"- default: {default}",
+            f"- accepts: {accepts}",
+            f"- example: `{example}`",
+        ]
     try:
         CacheSettings.from_mapping(BAD_EXAMPLE)
     except ConfigurationError as exc:
         error = str(exc)
     else:  # pragma: no cover - the example is invalid by construction
         raise AssertionError("the bad example validated")
-    return "\n".join([INTRO, *rows, "", EXAMPLE, error, OUTRO]) + "\n"
+    secrets = ", ".join(f"`{k}`" for k in secret_keys)
+    note = f"Secrets ({secrets}) are masked wherever settings are printed.\n"
+    return "\n".join([INTRO, *rows, "", note, EXAMPLE, error, OUTRO, "", *details]) + "\n"
 
 
 if __name__ == "__main__":

@@ -1,43 +1,115 @@
-"""The documentation works: its Python examples run, its generated pages are current."""
+"""The documentation works: its Python examples run, its generated pages are current.
+
+Every block fenced ```` ```python ```` in README.md and in ``docs/**/*.md`` runs in a fresh
+interpreter, in an empty working directory, with no ``CACHE_*`` variable set: on the embedded
+default (a SimpleCache local layer, nothing shared). A block indented in a tab or an admonition
+is dedented first. An HTML comment on the line just above the fence (indented like it) changes
+that; it does not show on the site:
+
+- ``<!-- docs-test: redis -->``: the block runs with ``CACHE_REDIS_URL`` set to the URL of the
+  test session's redis-server (emptied first), so it configures a Redis backend as a
+  deployment does, from the environment;
+- ``<!-- docs-test: skip -->``: the block is not run (keep this for code that cannot run
+  anywhere, such as a fragment of a larger program, and say why next to it).
+
+Blocks in other fences (``bash``, ``toml``, ``text``, ``py`` for the generated signatures of
+``docs/hookspecs.md``...) are never run.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
+from types import ModuleType
+from typing import NamedTuple
 
 import pytest
 
 from .conftest import ROOT, clean_env, run_python
 
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+BLOCK = re.compile(
+    r"(?:^[ \t]*<!-- docs-test: (?P<mark>[a-z]+) -->\n)?"
+    r"^(?P<indent>[ \t]*)```python(?:[ \t][^\n]*)?\n(?P<code>.*?)^(?P=indent)```[ \t]*$",
+    re.DOTALL | re.MULTILINE,
+)
+MARKS = {None, "redis", "skip"}
 
 
-def examples() -> list[tuple[str, str]]:
+class Example(NamedTuple):
+    where: str
+    code: str
+    mark: str | None
+
+
+def examples() -> list[Example]:
     found = []
     for page in PAGES:
-        for number, block in enumerate(BLOCK.findall(page.read_text()), start=1):
-            found.append((f"{page.name}#{number}", block))
+        name = page.relative_to(ROOT).as_posix()
+        for number, match in enumerate(BLOCK.finditer(page.read_text()), start=1):
+            code = textwrap.dedent(match["code"])
+            found.append(Example(f"{name}#{number}", code, match["mark"]))
     return found
 
 
+EXAMPLES = examples()
+
+
 @pytest.mark.subprocess
-@pytest.mark.parametrize(("where", "code"), examples(), ids=[w for w, _ in examples()])
-def test_python_examples_run(where: str, code: str, tmp_path: Path) -> None:
-    run_python(code, env=clean_env(PYTHONPATH=str(ROOT)), cwd=tmp_path)
+@pytest.mark.parametrize("example", EXAMPLES, ids=[e.where for e in EXAMPLES])
+def test_python_examples_run(
+    example: Example, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    assert example.mark in MARKS, f"{example.where}: unknown docs-test mark {example.mark!r}"
+    if example.mark == "skip":
+        pytest.skip("marked <!-- docs-test: skip -->")
+    extra = {"PYTHONPATH": str(ROOT)}
+    if example.mark == "redis":
+        extra["CACHE_REDIS_URL"] = request.getfixturevalue("redis_url")
+    run_python(example.code, env=clean_env(**extra), cwd=tmp_path)
+
+
+def test_examples_are_found_everywhere() -> None:
+    where = {e.where.partition("#")[0] for e in EXAMPLES}
+    assert "README.md" in where
+    assert any(w.startswith("docs/backends/") for w in where), "docs/ is searched recursively"
+
+
+def test_every_mark_sits_just_above_a_python_block() -> None:
+    for page in PAGES:
+        name = page.relative_to(ROOT).as_posix()
+        marked = sum(1 for e in EXAMPLES if e.where.startswith(f"{name}#") and e.mark)
+        assert page.read_text().count("<!-- docs-test:") == marked, (
+            f"{name}: a <!-- docs-test: ... --> comment must be the line just above a"
+            " ```python fence, or it changes nothing"
+        )
+
+
+def _generator(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, ROOT / "docs" / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_configuration_reference_is_generated_from_the_model() -> None:
-    sys.path.insert(0, str(ROOT / "docs"))
-    try:
-        from generate_configuration import render
-    finally:
-        sys.path.remove(str(ROOT / "docs"))
+    render = _generator("generate_configuration").render
     assert (ROOT / "docs" / "configuration.md").read_text() == render(), (
         "regenerate: .venv/bin/python docs/generate_configuration.py > docs/configuration.md"
+    )
+
+
+def test_hook_reference_is_generated_from_the_specs() -> None:
+    render = _generator("generate_hookspecs").render
+    assert (ROOT / "docs" / "hookspecs.md").read_text() == render(), (
+        "regenerate: .venv/bin/python docs/generate_hookspecs.py > docs/hookspecs.md"
     )
 
 
