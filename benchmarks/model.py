@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 CASE_TITLES: dict[str, str] = {
     "local_hit": "local hit",
     "no_serializer_local_hit": "no-serializer local hit",
+    "stats_cost": "statistics cost",
     "shared_hit": "shared hit",
     "two_layer": "two-layer steady state",
     "miss_write": "miss + write",

@@ -34,6 +34,7 @@ import cases_local  # noqa: E402
 import cases_memory  # noqa: E402
 import cases_payload  # noqa: E402
 import cases_shared  # noqa: E402
+import cases_stats  # noqa: E402
 import cases_write  # noqa: E402
 import report  # noqa: E402
 from harness import environment  # noqa: E402
@@ -43,6 +44,7 @@ from tests.redis_server import INSTALL_HINT, RedisServer  # noqa: E402
 
 FAMILIES: tuple[ModuleType, ...] = (
     cases_local,
+    cases_stats,
     cases_shared,
     cases_write,
     cases_payload,

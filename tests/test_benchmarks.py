@@ -15,6 +15,7 @@ from .conftest import ROOT, clean_env
 CASES = {
     "local_hit": "local hit",
     "no_serializer_local_hit": "no-serializer local hit",
+    "stats_cost": "statistics cost",
     "shared_hit": "shared hit",
     "two_layer": "two-layer steady state",
     "miss_write": "miss + write",
