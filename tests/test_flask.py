@@ -732,3 +732,23 @@ def test_changing_one_import(cache_class: Any) -> None:
     assert squares == [9, 9, 16, 9, 16, 16]
     assert calls == {"now": 2, "square(3)": 2, "square(4)": 2}
     assert (stored, deleted) == ("hello", None)
+
+
+def test_a_question_mark_in_the_path_cannot_pass_for_a_query(app: Flask, cache: Cache) -> None:
+    @app.route("/files/<name>")
+    @cache.cached(timeout=50)
+    def files(name: str) -> str:
+        return f"name={name} q={request.args.get('q')}"
+
+    client = app.test_client()
+    poisoned = client.get("/files/x%3Fq=1").get_data(as_text=True)
+    genuine = client.get("/files/x?q=1").get_data(as_text=True)
+
+    assert poisoned == "name=x?q=1 q=None"
+    assert genuine == "name=x q=1"
+    assert stratacache.cache.shared_cache.cache.has("view//files/x%3Fq%3D1")
+
+
+def test_flask_caching_s_none_options_mean_no_options() -> None:
+    cache = Cache(make_app(CACHE_TYPE="SimpleCache", CACHE_OPTIONS=None, CACHE_ARGS=[]))
+    assert cache.cache.settings.cache_options == {}

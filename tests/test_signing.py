@@ -338,3 +338,83 @@ def test_no_warning_for_an_in_process_shared_layer(caplog: pytest.LogCaptureFixt
     with caplog.at_level(logging.WARNING, logger="stratacache.layers"):
         CacheStack().configure({"CACHE_TYPE": "SimpleCache"})
     assert "CACHE_SECRET_KEY" not in caplog.text
+
+
+# -- the review's findings, as regression tests -------------------------------------------------
+
+
+def test_a_signed_file_moved_under_another_prefix_is_refused(tmp_path: Path) -> None:
+    directory = tmp_path / "cache"
+    tenant_a = FileSystemCache(directory, key_prefix="tenantA:", secret_key=SECRET)
+    tenant_b = FileSystemCache(directory, key_prefix="tenantB:", secret_key=SECRET)
+    tenant_a.set("balance", 100)
+    tenant_b.set("balance", 5)
+    Path(tenant_a._path("balance")).replace(tenant_b._path("balance"))  # the attacker's move
+    assert tenant_b.get("balance") is None
+    assert tenant_a.get("balance") is None  # gone: it was moved
+
+
+def test_a_signed_redis_entry_moved_under_another_prefix_is_refused(redis_url: str) -> None:
+    tenant_a = RedisCacheNoExceptions(url=redis_url, key_prefix="a:", secret_key=SECRET)
+    tenant_b = RedisCacheNoExceptions(url=redis_url, key_prefix="b:", secret_key=SECRET)
+    tenant_a.set("balance", 100)
+    client = tenant_a.client
+    client.set("b:balance", client.get("a:balance") or b"")
+    assert tenant_b.get("balance") is None
+    assert tenant_a.get("balance") == 100
+
+
+class Unsigning(FileSystemCache):
+    """A third-party backend written before signing: it takes no secret_key."""
+
+    def __init__(self, cache_dir: str | None = None, threshold: int = 500) -> None:
+        super().__init__(cache_dir, threshold)
+
+
+def test_a_shared_backend_that_cannot_sign_is_refused_when_a_key_is_set() -> None:
+    with pytest.raises(ConfigurationError, match=r"CACHE_SECRET_KEY is set, but the shared"):
+        CacheStack().configure(
+            {
+                "CACHE_TYPE": f"{__name__}:Unsigning",
+                "CACHE_DIR": os.getcwd(),
+                "CACHE_SECRET_KEY": SECRET,
+            }
+        )
+
+
+def test_a_secret_never_reaches_a_traceback() -> None:
+    import traceback
+
+    for value in ("hunter2pass", f'["{SECRET}", "x"]'):
+        with pytest.raises(ConfigurationError) as excinfo:
+            CacheSettings.from_mapping({"CACHE_SECRET_KEY": value})
+        assert excinfo.value.__cause__ is None
+        assert excinfo.value.__context__ is None
+        printed = "".join(traceback.format_exception(excinfo.value))
+        assert "hunter2pass" not in printed
+        assert SECRET not in printed
+
+
+def test_signed_inc_gives_up_after_bounded_races(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stratacache_plugins.rediscache import cache as cache_module
+    from stratacache_plugins.rediscache.cache import RedisCacheError
+
+    cache = RedisCache(url=redis_url, secret_key=SECRET)
+    cache.set("n", 1)
+    monkeypatch.setattr(cache_module, "_SIGNED_INC_ATTEMPTS", 3)
+    rival = redis.Redis.from_url(redis_url)
+    loads = cache.load_value
+
+    def load_then_race(key: str, data: bytes) -> Any:
+        rival.set("n", data)  # another client writes between WATCH and EXEC, every time
+        return loads(key, data)
+
+    monkeypatch.setattr(cache, "load_value", load_then_race)
+    with pytest.raises(RedisCacheError, match="INCRBY"):
+        cache.inc("n")
+    quiet = RedisCacheNoExceptions(url=redis_url, secret_key=SECRET)
+    monkeypatch.setattr(quiet, "load_value", load_then_race)
+    assert quiet.inc("n") is None
+    rival.close()

@@ -296,6 +296,23 @@ def test_a_stopped_redis_counts_errors(make_redis_server: Callable[[], RedisServ
     assert function(loud, g) == {"errors": 1}
 
 
+@pytest.mark.parametrize("mode", ["at_most_once", "at_least_once"])
+def test_an_atomic_commit_to_a_stopped_redis_counts_no_shared_set(
+    make_redis_server: Callable[[], RedisServer], mode: str
+) -> None:
+    server = make_redis_server()
+    stack = make_stack({"CACHE_TYPE": "RedisCacheAtomic", "CACHE_REDIS_URL": server.url})
+
+    @cached_for(minutes=1, atomic_writes=mode, stack=stack)
+    def f(x: int) -> int:
+        return x
+
+    server.stop()
+    assert f(1) == 1
+    assert "sets" not in layer(stack, "shared"), "nothing reached Redis"
+    assert function(stack, f)["sets"] == 1  # the local copy only
+
+
 def test_redis_atomic_counts_lock_waits(redis_url: str) -> None:
     config = {
         "CACHE_TYPE": "RedisCacheAtomic",

@@ -85,9 +85,13 @@ class Computation:
         value: The stored value, or :data:`NO_VALUE` when this caller must compute it.
         waited: Whether the caller waited for another caller's lock before getting here
             (counted in the function's ``lock_waits``).
+        stored: Set by :meth:`commit`: whether this caller's value was written (counted in
+            the ``sets`` statistics); False when another caller's value won or the outcome
+            is unknown (a lost reply, an outage).
     """
 
     waited: bool = False
+    stored: bool = False
 
     def __init__(
         self,
@@ -112,7 +116,7 @@ class Computation:
         A backend that lets several processes compute returns the value that won. A value that
         cannot be serialized raises :class:`~stratacache.SerializationError`, storing nothing.
         """
-        self.backend.set_tracked(self.key, value, self.timeout, self.group)
+        self.stored = bool(self.backend.set_tracked(self.key, value, self.timeout, self.group))
         return value
 
     def abort(self) -> None:
@@ -179,6 +183,10 @@ class Backend(BaseCache):
     def dump_value(self, key: str, value: Any) -> bytes:
         """Return the bytes to store for ``value`` under ``key``: serialized, then signed.
 
+        Pass the full name the bytes are stored under, the backend's own prefix included, so
+        that a signed entry copied under another prefix (another application or tenant
+        sharing the store and the secret) does not verify.
+
         Raises:
             SerializationError: The serializer cannot turn ``value`` into bytes.
         """
@@ -190,6 +198,7 @@ class Backend(BaseCache):
         """Return the value held in ``data``, stored under ``key``: verified, then deserialized.
 
         With a secret key, the serializer never sees bytes whose signature does not check out.
+        ``key`` is the full stored name, as given to :meth:`dump_value`.
 
         Raises:
             DeserializationError: The bytes cannot be read back; its subclass

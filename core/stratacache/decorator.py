@@ -226,7 +226,7 @@ class _CachedCall(Generic[P, R]):
                 counts.errors += 1
                 self._warn_unstorable(exc)
                 return value
-            if committed is value:  # ours was stored (or Redis failed, which it counts)
+            if computation.stored:
                 layers.shared.stats.sets += 1
                 counts.sets += 1
             value = committed

@@ -37,7 +37,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any, Final, ParamSpec, Protocol, TypeVar, cast
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 try:
     from flask import Flask, has_request_context, request
@@ -171,7 +171,7 @@ def settings_from_config(config: Mapping[str, Any]) -> CacheSettings:
     try:
         settings = CacheSettings.from_mapping(relevant)
     except ConfigurationError as exc:
-        raise ConfigurationError(problems + exc.problems) from exc
+        problems += exc.problems
     if problems:
         raise ConfigurationError(problems)
     return settings
@@ -535,7 +535,8 @@ def _view_key(
                     " request, or pass path= to make_cache_key() or delete_cached()"
                 )
             path = request.path
-        key = key_prefix % path
+        # Quoted, so a "?" decoded from the path (/x%3Fq=1) cannot pass for the query.
+        key = key_prefix % quote(path, safe="/")
     else:
         key = key_prefix
     if with_query:

@@ -162,7 +162,8 @@ def stratacache_deserialize(layer: str, serializer: Serializer, data: bytes) -> 
     Args:
         layer: The layer whose backend read the bytes.
         serializer: The layer's serializer.
-        data: The bytes as stored.
+        data: The bytes the serializer wrote (with ``CACHE_SECRET_KEY``, once their
+            signature has been verified and removed).
 
     Returns:
         The value; ``None`` means "no opinion". A plugin that transformed the bytes in

@@ -212,10 +212,25 @@ def _masked(options: Mapping[str, Any]) -> dict[str, Any]:
 _warned_unsigned = False
 
 
-def _warn_if_unsigned_pickle(shared: Layer, settings: CacheSettings) -> None:
-    """Warn once per process when pickles from outside the process are read unsigned."""
+def _check_signing(shared: Layer, settings: CacheSettings) -> None:
+    """Warn once per process when pickles from outside the process are read unsigned.
+
+    Raises:
+        ConfigurationError: ``CACHE_SECRET_KEY`` is set but the shared backend keeps bytes
+            outside the process and did not take the key: it would store unsigned payloads.
+    """
     global _warned_unsigned
     backend = shared.cache
+    if settings.cache_secret_key and not backend.in_process and backend.signer is None:
+        raise ConfigurationError(
+            [
+                f"CACHE_SECRET_KEY is set, but the shared backend {shared.config.type}"
+                f" ({type(backend).__qualname__}) does not take a secret_key, so it would store"
+                " unsigned payloads; use a backend that signs (RedisCache, FileSystemCache...),"
+                " or make this one accept secret_key and store through Backend.dump_value and"
+                " load_value (docs/security.md)"
+            ]
+        )
     if (
         _warned_unsigned
         or backend.in_process
@@ -383,7 +398,7 @@ class CacheStack:
             },
             settings.cache_options,
         )
-        _warn_if_unsigned_pickle(shared, settings)
+        _check_signing(shared, settings)
         local_options: dict[str, Any] = {
             "default_timeout": settings.localcache_default_timeout,
             "threshold": settings.localcache_threshold,

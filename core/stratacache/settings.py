@@ -236,16 +236,19 @@ class CacheSettings(BaseSettings):
 
     def __init__(self, **values: Any) -> None:
         unknown = _unknown_keys(k for k in values if not k.startswith("_"))
+        problems = unknown_key_problems(unknown)
+        # The error is raised outside the except blocks, so it chains nothing: pydantic's
+        # errors quote the input values, secrets included.
         try:
             super().__init__(**{k: v for k, v in values.items() if k not in unknown})
             keys = self.keys()
             self._arguments = frozenset(keys.get(k, k) for k in values if not k.startswith("_"))
         except ValidationError as exc:
-            raise ConfigurationError(unknown_key_problems(unknown) + _problems(exc)) from exc
+            problems += _problems(exc)
         except SettingsError as exc:  # pragma: no cover - NoDecode leaves nothing to decode
-            raise ConfigurationError([str(exc)]) from exc
-        if unknown:
-            raise ConfigurationError(unknown_key_problems(unknown))
+            problems.append(str(exc))
+        if problems:
+            raise ConfigurationError(problems)
 
     def __repr_args__(self) -> Any:
         for name, value in super().__repr_args__():
@@ -307,6 +310,8 @@ class CacheSettings(BaseSettings):
     @field_validator("cache_options", mode="before")
     @classmethod
     def _parse_options(cls, value: Any) -> Any:
+        if value is None:  # Flask-Caching's default
+            return {}
         if isinstance(value, str | bytes):
             try:
                 value = json.loads(value)

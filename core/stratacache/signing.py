@@ -6,8 +6,9 @@ system) store every entry as::
 
     b"SCS1" | HMAC-SHA256(secret, len(key) | key | data) | data
 
-and verify the 32-byte tag before the serializer ever sees ``data``. The cache key is under
-the tag too, so a signed entry copied to another key does not verify either. Several secrets
+and verify the 32-byte tag before the serializer ever sees ``data``. The key under the tag
+is the full name the entry is stored under (the backend's prefix included), so a signed
+entry copied to another key, or under another application's prefix, does not verify. Several secrets
 may be given for rotation: the first signs, any verifies.
 
 A payload whose tag is missing or wrong raises :class:`SignatureError`, a

@@ -147,7 +147,7 @@ class FileSystemCache(Backend):
                 if _expired(_expiry(data), self._clock()):
                     self._discard(path, file.fileno())
                     return NO_VALUE
-                return self.load_value(key, data[_HEADER.size :])
+                return self.load_value(self._key_prefix + key, data[_HEADER.size :])
             except DeserializationError as exc:
                 self._discard_unreadable(key, path, file.fileno(), exc)
                 return NO_VALUE
@@ -173,7 +173,9 @@ class FileSystemCache(Backend):
     def set(self, key: str, value: Any, timeout: Timeout = None) -> bool:
         """Store ``value`` under ``key``; a serialization error raises and writes nothing."""
         path = self._path(key)
-        tmp = self._write_temp(self._header(timeout), self.dump_value(key, value))
+        tmp = self._write_temp(
+            self._header(timeout), self.dump_value(self._key_prefix + key, value)
+        )
         try:
             created = not os.path.lexists(path)
             os.replace(tmp, path)
@@ -187,7 +189,9 @@ class FileSystemCache(Backend):
     def add(self, key: str, value: Any, timeout: Timeout = None) -> bool:
         """Store ``value`` unless ``key`` holds an unexpired entry; return whether it did."""
         path = self._path(key)
-        tmp = self._write_temp(self._header(timeout), self.dump_value(key, value))
+        tmp = self._write_temp(
+            self._header(timeout), self.dump_value(self._key_prefix + key, value)
+        )
         try:
             for _attempt in range(3):
                 try:

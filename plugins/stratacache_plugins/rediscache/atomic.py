@@ -177,6 +177,7 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
         for _ in range(2):
             try:
                 if self.client.eval(COMMIT_IF_OWNER, 3, *keys, *args):
+                    computation.stored = True
                     return value
                 break  # the lock is no longer ours: trust what is stored
             except RedisError as exc:
@@ -210,6 +211,7 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
         if stored is NO_VALUE or stored is None:  # lost reply, Redis down, or retries used up
             return self._stored_or(key, value)
         if stored is data:
+            computation.stored = True
             return value
         winner = self._loads(key, stored)
         return value if winner is NO_VALUE else winner

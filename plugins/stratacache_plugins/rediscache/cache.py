@@ -27,6 +27,7 @@ _LOCK_PREFIX = "__lock__:"
 _CLEAR_BATCH = 500
 _INTEGER = re.compile(rb"-?[0-9]+")
 _BALANCED_BRACES = re.compile(r"[^{}]*(?:\{[^{}]*\}[^{}]*)*")
+_SIGNED_INC_ATTEMPTS = 100
 _DIGIT_STARTS = frozenset(b"-0123456789"[i : i + 1] for i in range(11))
 
 
@@ -182,12 +183,12 @@ class RedisCache(Backend):
         """
         if type(value) is int and self.signer is None:
             return str(value).encode()
-        return self.dump_value(key, value)
+        return self.dump_value(self._key(key), value)  # signed under its full name
 
     def _decode(self, key: str, data: bytes) -> Any:
         if self.signer is None and data[:1] in _DIGIT_STARTS and _INTEGER.fullmatch(data):
             return int(data)
-        return self.load_value(key, data)
+        return self.load_value(self._key(key), data)
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -328,8 +329,9 @@ class RedisCache(Backend):
     def inc(self, key: str, delta: int = 1) -> int | None:
         """``INCRBY``: atomic, one round trip (integers are stored as plain digits).
 
-        With a secret key, a signed read-modify-write under ``WATCH`` (retried until no other
-        client wrote in between), which keeps the entry's expiry. A missing key counts from 0;
+        With a secret key, a signed read-modify-write under ``WATCH``, retried while other
+        clients write in between (up to 100 times, then it fails like a Redis error), which
+        keeps the entry's expiry (``SET KEEPTTL``: Redis 6.0 or newer). A missing key counts from 0;
         a stored value that is not an integer raises :class:`TypeError`.
         """
         signed = self.signer is not None
@@ -345,7 +347,7 @@ class RedisCache(Backend):
     def _signed_inc(self, r: redis.Redis, key: str, delta: int) -> int:
         full = self._key(key)
         with r.pipeline(transaction=True) as pipe:
-            while True:
+            for attempt in range(_SIGNED_INC_ATTEMPTS):
                 try:
                     pipe.watch(full)  # type: ignore[no-untyped-call]
                     data = pipe.get(full)
@@ -358,11 +360,13 @@ class RedisCache(Backend):
                             " not an integer"
                         )
                     pipe.multi()
-                    pipe.set(full, self.dump_value(key, current + delta), keepttl=True)
+                    pipe.set(full, self.dump_value(full, current + delta), keepttl=True)
                     pipe.execute()
                     return current + delta
                 except redis.WatchError:
-                    continue
+                    if attempt == _SIGNED_INC_ATTEMPTS - 1:
+                        raise  # as a Redis failure: RedisCacheError, or None without exceptions
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def dec(self, key: str, delta: int = 1) -> int | None:
         """Atomically subtract ``delta``."""
