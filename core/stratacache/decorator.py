@@ -121,6 +121,7 @@ class _CachedCall(Generic[P, R]):
         self.group = self.keys.name
         local_layer = "local_no_serializer" if by_reference else "local"
         self.counts = stack._stats.function(self.group, local_layer)
+        self._last_timeouts: tuple[_Layers | None, tuple[int, float]] = (None, (0, 0.0))
         self._flights: dict[str, _Flight] = {}
         self._flights_lock = threading.Lock()
         self._warned = False
@@ -132,14 +133,18 @@ class _CachedCall(Generic[P, R]):
     def miss(self, layers: _Layers, key: str, args: Any, kwargs: Any) -> R:
         """Continue after a local miss: the shared layer, then the function."""
         counts = self.counts if layers.counting else _UNCOUNTED
-        self.local_layer(layers).stats.misses += 1
+        (layers.local_no_serializer if self.by_reference else layers.local).stats.misses += 1
         try:
             if not self.local_only:
-                value = layers.shared.counted_lookup(key)
+                # Layer.counted_lookup, inlined: this is the shared-hit path.
+                shared = layers.shared
+                value = shared.lookup(key)
                 if value is not NO_VALUE:
+                    shared.stats.hits += 1
                     counts.shared_hits += 1
                     self._store_local(layers, key, value, counts)
                     return cast(R, value)
+                shared.stats.misses += 1
             counts.misses += 1
             if self.atomic is None:
                 return self._compute(layers, key, args, kwargs, counts)
@@ -149,6 +154,14 @@ class _CachedCall(Generic[P, R]):
             raise
 
     def _timeouts(self, layers: _Layers) -> tuple[int, float]:
+        known_layers, timeouts = self._last_timeouts
+        if known_layers is layers:
+            return timeouts
+        timeouts = self._compute_timeouts(layers)
+        self._last_timeouts = (layers, timeouts)
+        return timeouts
+
+    def _compute_timeouts(self, layers: _Layers) -> tuple[int, float]:
         settings = layers.settings
         timeout = self.timeout if self.timeout is not None else settings.cache_default_timeout
         if self.local_only:
@@ -156,9 +169,11 @@ class _CachedCall(Generic[P, R]):
         return timeout, local_timeout(timeout, settings.localcache_default_timeout)
 
     def _store_local(self, layers: _Layers, key: str, value: Any, counts: FunctionStats) -> None:
-        _, local_seconds = self._timeouts(layers)
+        local_seconds = self._timeouts(layers)[1]
+        local = layers.local_no_serializer if self.by_reference else layers.local
         try:
-            if self.local_layer(layers).counted_store(key, value, local_seconds, self.group):
+            if local.store(key, value, local_seconds, self.group):  # Layer.counted_store
+                local.stats.sets += 1
                 counts.sets += 1
         except SerializationError as exc:
             counts.errors += 1
