@@ -467,7 +467,9 @@ def test_commit_to_a_paused_server(make_redis_server: Callable[[], RedisServer],
     finally:
         server.resume()
     assert returned == "mine"
-    assert elapsed < 1.0
+    # At most three requests (the commit, its one retry, the read-back), each given up after
+    # the read timeout (0.3 s), plus scheduling slack on a loaded machine.
+    assert elapsed < 3 * 0.3 + 0.5
     later = _later_callers(server.url, KEY, mode)
     assert len(set(later)) == 1, later
     assert RedisCacheAtomic(url=server.url, key_prefix=PREFIX).lookup(KEY) == later[0]
