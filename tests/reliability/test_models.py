@@ -69,9 +69,13 @@ Entry = tuple[float, int, str | None]  # expires at (inf = never), value, tracki
 
 
 class _Counting(RuleBasedStateMachine):
-    """Counts examples, steps and what happened, for the recorded figures."""
+    """Counts examples, steps and what happened, for the recorded figures; holds the rules
+    both models share (``cache`` is the backend under test, ``model`` the dict it must match).
+    """
 
     stats: ClassVar[Counter[str]] = Counter()
+    cache: Any
+    model: dict[str, Any]
 
     def __init__(self) -> None:
         super().__init__()
@@ -85,6 +89,30 @@ class _Counting(RuleBasedStateMachine):
     def expires(self, timeout: float | None) -> float:
         seconds = DEFAULT_TIMEOUT if timeout is None else timeout
         return math.inf if seconds == 0 else self.clock.now + seconds
+
+    @rule(key=keys)
+    def delete(self, key: str) -> None:
+        self.step("delete")
+        assert self.cache.delete(key) is (key in self.model)
+        self.model.pop(key, None)
+
+    @rule(many=key_lists)
+    def delete_many(self, many: list[str]) -> None:
+        self.step("delete_many")
+        assert self.cache.delete_many(*many) == many
+        for key in many:
+            self.model.pop(key, None)
+
+    @rule()
+    def clear(self) -> None:
+        self.step("clear")
+        assert self.cache.clear() is True
+        self.model.clear()
+
+    @rule(seconds=ticks)
+    def tick(self, seconds: float) -> None:
+        self.step("tick")
+        self.clock.now += seconds
 
 
 # -- SimpleCache --------------------------------------------------------------------------
@@ -177,19 +205,6 @@ class SimpleCacheModel(_Counting):
         self.step("has")
         assert self.cache.has(key) is self.alive(key)  # recency unchanged, nothing dropped
 
-    @rule(key=keys)
-    def delete(self, key: str) -> None:
-        self.step("delete")
-        assert self.cache.delete(key) is (key in self.model)
-        self.model.pop(key, None)
-
-    @rule(many=key_lists)
-    def delete_many(self, many: list[str]) -> None:
-        self.step("delete_many")
-        assert self.cache.delete_many(*many) == many
-        for key in many:
-            self.model.pop(key, None)
-
     @rule(key=keys, delta=deltas, decrement=st.booleans())
     def inc_or_dec(self, key: str, delta: int, decrement: bool) -> None:
         self.step("dec" if decrement else "inc")
@@ -207,17 +222,6 @@ class SimpleCacheModel(_Counting):
         assert self.cache.clear_tracked(group) == len(members)
         for key in members:
             del self.model[key]
-
-    @rule()
-    def clear(self) -> None:
-        self.step("clear")
-        assert self.cache.clear() is True
-        self.model.clear()
-
-    @rule(seconds=ticks)
-    def tick(self, seconds: float) -> None:
-        self.step("tick")
-        self.clock.now += seconds
 
     @invariant()
     def agrees_with_the_model(self) -> None:
@@ -359,19 +363,6 @@ class FileSystemCacheModel(_Counting):
         if not expected:
             self.model.pop(key, None)  # an expired file is removed when found
 
-    @rule(key=keys)
-    def delete(self, key: str) -> None:
-        self.step("delete")
-        assert self.cache.delete(key) is (key in self.model)
-        self.model.pop(key, None)
-
-    @rule(many=key_lists)
-    def delete_many(self, many: list[str]) -> None:
-        self.step("delete_many")
-        assert self.cache.delete_many(*many) == many
-        for key in many:
-            self.model.pop(key, None)
-
     @rule(key=keys, delta=deltas, decrement=st.booleans())
     def inc_or_dec(self, key: str, delta: int, decrement: bool) -> None:
         self.step("dec" if decrement else "inc")
@@ -379,17 +370,6 @@ class FileSystemCacheModel(_Counting):
         new = current - delta if decrement else current + delta
         operation = self.cache.dec if decrement else self.cache.inc
         assert self.write(lambda: operation(key, delta), {key: (self.expires(None), new)}) == new
-
-    @rule()
-    def clear(self) -> None:
-        self.step("clear")
-        assert self.cache.clear() is True
-        self.model.clear()
-
-    @rule(seconds=ticks)
-    def tick(self, seconds: float) -> None:
-        self.step("tick")
-        self.clock.now += seconds
 
     @invariant()
     def agrees_with_the_model(self) -> None:
