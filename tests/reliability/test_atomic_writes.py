@@ -91,6 +91,22 @@ def _hear() -> str:
     return sys.stdin.readline().strip()
 
 
+def _release_together(
+    threads: list[threading.Thread], start: threading.Barrier, announce: str | None = None
+) -> None:
+    """Start ``threads`` (they wait on ``start``), say ready, release them all at the test's
+    word (saying ``announce`` then, if given), and wait for them to finish."""
+    for thread in threads:
+        thread.start()
+    _say("ready")
+    _hear()
+    start.wait()
+    if announce is not None:
+        _say(announce)
+    for thread in threads:
+        thread.join()
+
+
 @functools.cache
 def _recorder() -> redis.Redis:
     """A plain client on the shared layer's server, for the workers' own records."""
@@ -150,14 +166,9 @@ def hot_keys_main() -> None:
                 errors.append(repr(exc))
             calls[i] += 1
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(HOT_THREADS)]
-    for thread in threads:
-        thread.start()
-    _say("ready")
-    _hear()
-    start.wait()
-    for thread in threads:
-        thread.join()
+    _release_together(
+        [threading.Thread(target=worker, args=(i,)) for i in range(HOT_THREADS)], start
+    )
     _say(json.dumps({"calls": sum(calls), "errors": errors[:10], "warnings": warnings.messages}))
 
 
@@ -204,13 +215,7 @@ def watched_main() -> None:
     threads = [
         threading.Thread(target=caller, name=f"caller-{process}-{i}") for i in range(KILL_THREADS)
     ]
-    for thread in threads:
-        thread.start()
-    _say("ready")
-    _hear()
-    start.wait()
-    for thread in threads:
-        thread.join()
+    _release_together(threads, start)
     _say(
         json.dumps(
             {
@@ -254,15 +259,7 @@ def held_waiters_main() -> None:
         except Exception as exc:  # reported to the test, which fails
             returned.append({"error": repr(exc)})
 
-    threads = [threading.Thread(target=waiter) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    _say("ready")
-    _hear()
-    start.wait()
-    _say("calling")
-    for thread in threads:
-        thread.join()
+    _release_together([threading.Thread(target=waiter) for _ in range(4)], start, "calling")
     _say(json.dumps({"returned": returned, "warnings": warnings.messages}))
 
 
