@@ -120,6 +120,17 @@ def redis_env(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]
 
 
 @pytest.fixture
+def stopped_redis(
+    make_redis_server: Callable[[], RedisServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The environment names a redis-server that has stopped, behind RedisCacheNoExceptions."""
+    server = make_redis_server()
+    monkeypatch.setenv("CACHE_TYPE", "RedisCacheNoExceptions")
+    monkeypatch.setenv("CACHE_REDIS_URL", server.url)
+    server.stop()
+
+
+@pytest.fixture
 def filled(redis_env: dict[str, str], redis_server: RedisServer) -> redis.Redis:
     """Entries of two functions and one plain key under the prefix, one key outside it."""
     stratacache.configure()
@@ -166,17 +177,12 @@ def test_ping_redis_with_latency(runner: CliRunner, redis_env: dict[str, str]) -
     assert 0 < shared["latency_ms"] < 1000
 
 
+@pytest.mark.usefixtures("stopped_redis")
 @pytest.mark.parametrize("backend", ["RedisCache", "RedisCacheNoExceptions"])
 def test_ping_a_stopped_server_exits_1(
-    runner: CliRunner,
-    make_redis_server: Callable[[], RedisServer],
-    monkeypatch: pytest.MonkeyPatch,
-    backend: str,
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, backend: str
 ) -> None:
-    server = make_redis_server()
     monkeypatch.setenv("CACHE_TYPE", backend)
-    monkeypatch.setenv("CACHE_REDIS_URL", server.url)
-    server.stop()
     result = runner.invoke(main, ["ping"])
     assert result.exit_code == EXIT_FAILED
     shared = next(line for line in result.output.splitlines() if line.startswith("shared"))
@@ -225,13 +231,8 @@ def test_stats_shows_the_servers_counters_and_entries_per_function(
     assert "stratacache.cache.stats()" in text  # where the in-process counters are
 
 
-def test_stats_of_a_stopped_server_exits_1(
-    runner: CliRunner, make_redis_server: Callable[[], RedisServer], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    server = make_redis_server()
-    monkeypatch.setenv("CACHE_TYPE", "RedisCacheNoExceptions")
-    monkeypatch.setenv("CACHE_REDIS_URL", server.url)
-    server.stop()
+@pytest.mark.usefixtures("stopped_redis")
+def test_stats_of_a_stopped_server_exits_1(runner: CliRunner) -> None:
     for command in ("stats", "info"):
         result = runner.invoke(main, [command])
         assert result.exit_code == EXIT_FAILED, command
@@ -263,13 +264,8 @@ def test_clear_all_deletes_only_our_prefix(runner: CliRunner, filled: redis.Redi
     assert filled.get("other_tenant") == b"keep me"
 
 
-def test_clear_with_a_stopped_server_exits_1(
-    runner: CliRunner, make_redis_server: Callable[[], RedisServer], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    server = make_redis_server()
-    monkeypatch.setenv("CACHE_TYPE", "RedisCacheNoExceptions")
-    monkeypatch.setenv("CACHE_REDIS_URL", server.url)
-    server.stop()
+@pytest.mark.usefixtures("stopped_redis")
+def test_clear_with_a_stopped_server_exits_1(runner: CliRunner) -> None:
     result = runner.invoke(main, ["clear", "--function", "app:f", "--yes"])
     assert result.exit_code == EXIT_FAILED
     assert "clearing the shared layer" in result.output
