@@ -173,9 +173,7 @@ class FileSystemCache(Backend):
     def set(self, key: str, value: Any, timeout: Timeout = None) -> bool:
         """Store ``value`` under ``key``; a serialization error raises and writes nothing."""
         path = self._path(key)
-        tmp = self._write_temp(
-            self._header(timeout), self.dump_value(self._key_prefix + key, value)
-        )
+        tmp = self._write_entry(key, value, timeout)
         try:
             created = not os.path.lexists(path)
             os.replace(tmp, path)
@@ -189,9 +187,7 @@ class FileSystemCache(Backend):
     def add(self, key: str, value: Any, timeout: Timeout = None) -> bool:
         """Store ``value`` unless ``key`` holds an unexpired entry; return whether it did."""
         path = self._path(key)
-        tmp = self._write_temp(
-            self._header(timeout), self.dump_value(self._key_prefix + key, value)
-        )
+        tmp = self._write_entry(key, value, timeout)
         try:
             for _attempt in range(3):
                 try:
@@ -323,6 +319,15 @@ class FileSystemCache(Backend):
     def _header(self, timeout: Timeout) -> bytes:
         seconds = self.timeout_seconds(timeout)
         return _HEADER.pack(_MAGIC, _VERSION, 0.0 if seconds == 0 else self._clock() + seconds)
+
+    def _write_entry(self, key: str, value: Any, timeout: Timeout) -> str:
+        """Write ``key``'s entry to a temporary file; return its path.
+
+        The header, then the payload, signed under the key's full name (prefix included).
+        """
+        return self._write_temp(
+            self._header(timeout), self.dump_value(self._key_prefix + key, value)
+        )
 
     def _write_temp(self, *chunks: bytes) -> str:
         """Write ``chunks`` to a new temporary file of the directory; return its path."""
