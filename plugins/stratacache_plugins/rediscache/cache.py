@@ -181,14 +181,16 @@ class RedisCache(Backend):
         Digits let ``INCRBY`` work on counters; every other value goes to the serializer.
         With a secret key every value, integers included, is serialized and signed.
         """
-        if type(value) is int and self.signer is None:
-            return str(value).encode()
+        if self.signer is None:
+            return str(value).encode() if type(value) is int else self.dump_value(key, value)
         return self.dump_value(self._key(key), value)  # signed under its full name
 
     def _decode(self, key: str, data: bytes) -> Any:
-        if self.signer is None and data[:1] in _DIGIT_STARTS and _INTEGER.fullmatch(data):
+        if self.signer is not None:
+            return self.load_value(self._key(key), data)
+        if data[:1] in _DIGIT_STARTS and _INTEGER.fullmatch(data):
             return int(data)
-        return self.load_value(self._key(key), data)
+        return self.load_value(key, data)  # unsigned: the name is not needed
 
     # -- reads ----------------------------------------------------------------------------
 
