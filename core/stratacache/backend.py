@@ -6,10 +6,14 @@ A backend is cachelib's :class:`cachelib.BaseCache` interface (``get``, ``set``,
 lacks:
 
 * :meth:`Backend.lookup`, a read that tells a miss (:data:`NO_VALUE`) from a stored ``None``
-  in one operation;
+  in one operation, and :meth:`Backend.lookup_entry`, the same read with the entry's
+  remaining lifetime, which the engine needs to fill the tiers above without stretching
+  the entry's life;
 * :meth:`Backend.set_tracked` and :meth:`Backend.clear_tracked`, per-function key tracking so
   ``f.clear_cache()`` deletes exactly one function's entries without scanning the store;
-* :meth:`Backend.from_options`, how the layer stack builds the backend from the settings;
+* :attr:`Backend.options_model`, the pydantic model of the options the backend owns (its
+  configuration keys, types, bounds and secrets; see :mod:`stratacache.options`), and
+  :meth:`Backend.from_options`, how the assembly step builds the backend from them;
 * :attr:`Backend.stats`, a :class:`~stratacache.BackendStats` the backend increments for the
   events only it sees: ``errors`` (an operation failed and the backend handled or reported
   it), ``deserialization_failures`` (an entry could not be read back) and ``lock_waits``
@@ -34,6 +38,7 @@ from typing import Any, ClassVar, Final, Self, final
 
 from cachelib import BaseCache
 
+from stratacache.options import BackendOptions
 from stratacache.serializers import PickleSerializer, Serializer
 from stratacache.signing import Signer
 from stratacache.stats import BackendStats
@@ -152,6 +157,16 @@ class Backend(BaseCache):
     serializes: ClassVar[bool] = True
     """False when values are stored by reference (no copy); only such a backend may be the
     ``local_cache_no_serializer`` layer."""
+
+    options_model: ClassVar[type[BackendOptions] | None] = None
+    """The options this backend owns (see :mod:`stratacache.options`), or ``None``.
+
+    Each field is a constructor argument; its key (``option(key="REDIS_PORT")``) is read as
+    ``CACHE_REDIS_PORT`` for the shared tier and ``LOCALCACHE_...`` for a local one, and a
+    ``CACHE_LAYERS`` tier spec names it by field name. A backend without a model gets only
+    the generic options (``default_timeout``, ``key_prefix``, ``serializer``,
+    ``secret_key``) its constructor names, and ``CACHE_OPTIONS`` for the shared tier.
+    """
 
     def __init__(
         self,
@@ -293,6 +308,21 @@ class Backend(BaseCache):
         if not self.has(key):
             return NO_VALUE
         return self.get(key)
+
+    def lookup_entry(self, key: str) -> tuple[Any, float | None]:
+        """Return ``(value, remaining)``: :meth:`lookup` and the entry's remaining lifetime.
+
+        ``remaining`` is in seconds, ``math.inf`` for an entry that never expires, and
+        ``None`` when the backend cannot tell (the engine then uses the function's own
+        timeout). It must come with the read, in the same round trip, and from the store's
+        own clock (Redis: the key's TTL), so that a writer's clock cannot stretch the
+        entry's life. On a miss the value is :data:`NO_VALUE` and ``remaining`` is ignored.
+
+        The engine calls it on every tier below the first, whose hits fill the tiers above
+        with ``min(remaining, tier cap)``. This default reads with :meth:`lookup` and does
+        not know the lifetime.
+        """
+        return self.lookup(key), None
 
     # -- per-function key tracking --------------------------------------------------------
 
