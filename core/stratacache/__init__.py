@@ -1,15 +1,15 @@
-"""stratacache: a fast, safe two-layer cache for Python services.
+"""stratacache: a fast, safe layered cache for Python services.
 
-A local in-process layer sits in front of a shared layer (Redis, a directory) that every
-instance of the service sees::
+In-process tiers sit in front of a shared tier (Redis, a directory) that every instance of
+the service sees::
 
     from stratacache import cached_for
 
     @cached_for(minutes=5)
     def exchange_rates(currency: str) -> dict[str, float]: ...
 
-Configure it from the environment (``CACHE_TYPE``, ``LOCALCACHE_TYPE``, ...) or with
-:func:`configure`. Everything public is exported here.
+Configure it from the environment (``CACHE_LAYERS``, or the seed's ``CACHE_TYPE``,
+``LOCALCACHE_TYPE``...) or with :func:`configure`. Everything public is exported here.
 """
 
 from __future__ import annotations
@@ -28,19 +28,24 @@ from stratacache.errors import (
     SerializationError,
 )
 from stratacache.hookspecs import hookimpl, hookspec
-from stratacache.layers import CacheStack, Layer, LayerConfig
+from stratacache.default import cache
+from stratacache.layers import Layer, LayerConfig
+from stratacache.options import BackendOptions, option
 from stratacache.pluginmanager import plugin_manager
 from stratacache.registry import BackendInfo, installed_backends, load_backend
 from stratacache.serializers import JsonSerializer, PickleSerializer, Serializer
 from stratacache.settings import CacheSettings
 from stratacache.signing import SignatureError, Signer
+from stratacache.stack import CacheStack
 from stratacache.stats import BackendStats, StatsSnapshot
+from stratacache.tier import Tier, TierConfig, TierSpecOf
 
 __all__ = [
     "NO_VALUE",
     "AtomicWrites",
     "Backend",
     "BackendInfo",
+    "BackendOptions",
     "BackendNotFound",
     "BackendStats",
     "BoundCachedFunction",
@@ -63,6 +68,9 @@ __all__ = [
     "SignatureError",
     "Signer",
     "StatsSnapshot",
+    "Tier",
+    "TierConfig",
+    "TierSpecOf",
     "Timeout",
     "cache",
     "cached_for",
@@ -71,14 +79,11 @@ __all__ = [
     "hookspec",
     "installed_backends",
     "load_backend",
+    "option",
     "plugin_manager",
 ]
 
 __version__ = "0.1.0"
-
-cache = CacheStack()
-"""The process-wide layer stack: ``cache.local_cache``, ``cache.shared_cache``, ..."""
-
 
 def configure(settings: CacheSettings | Any | None = None, /, **overrides: Any) -> CacheSettings:
     """Configure :data:`cache` (see :meth:`CacheStack.configure`) and return its settings.

@@ -93,10 +93,13 @@ class Computation:
         stored: Set by :meth:`commit`: whether this caller's value was written (counted in
             the ``sets`` statistics); False when another caller's value won or the outcome
             is unknown (a lost reply, an outage).
+        result: What the commit returned, recorded when it went through the
+            ``stratacache_set`` hook.
     """
 
     waited: bool = False
     stored: bool = False
+    result: Any = NO_VALUE
 
     def __init__(
         self,

@@ -11,15 +11,18 @@ import inspect
 import logging
 import math
 import numbers
-import threading
 import time
+from collections.abc import Sequence
 from collections.abc import Callable
 from typing import Any, Generic, Literal, ParamSpec, Protocol, TypeVar, cast, get_args, overload
 
+from stratacache import engine
 from stratacache.backend import NO_VALUE
+from stratacache.engine import Route
 from stratacache.errors import CacheError, SerializationError
 from stratacache.keys import KeyBuilder
-from stratacache.layers import CacheStack, Layer, _Layers, local_timeout
+from stratacache.singleflight import Flights
+from stratacache.stack import CacheStack
 from stratacache.stats import FunctionStats
 
 __all__ = ["AtomicWrites", "BoundCachedFunction", "CachedFunction", "cached_for"]
@@ -82,23 +85,12 @@ class CachedFunction(Protocol[P, R]):
         """Bind like a function, so methods can be cached."""
 
 
-class _Flight:
-    """One in-process computation that concurrent callers of the same key wait for."""
-
-    __slots__ = ("done", "ok", "value")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.ok = False
-        self.value: Any = None
-
-
 class _CachedCall(Generic[P, R]):
     """The state and slow paths of one decorated function; the hot path is a closure.
 
-    ``counts`` is the function's :class:`~stratacache.stats.FunctionStats` in its stack. The
-    slow paths count into it, and into the layers' counters, through ``counts`` arguments
-    that are a throwaway object when the stack's ``CACHE_STATS`` is off.
+    ``route`` is the function's :class:`~stratacache.engine.Route` through the current
+    stack state, rebuilt when the stack is reconfigured. Every rule of reading, filling and
+    writing is the engine's; this class only picks the tiers and runs the function.
     """
 
     def __init__(
@@ -109,6 +101,7 @@ class _CachedCall(Generic[P, R]):
         timeout: int | None,
         local_only: bool,
         by_reference: bool,
+        tiers: tuple[str, ...] | None,
         atomic: AtomicWrites | None,
     ) -> None:
         self.func = func
@@ -116,72 +109,51 @@ class _CachedCall(Generic[P, R]):
         self.timeout = timeout
         self.local_only = local_only
         self.by_reference = by_reference
+        self.tier_names = tiers
         self.atomic = atomic
         self.keys = KeyBuilder(func)
         self.group = self.keys.name
-        local_layer = "local_no_serializer" if by_reference else "local"
-        self.counts = stack._stats.function(self.group, local_layer)
-        self._last_timeouts: tuple[_Layers | None, tuple[int, float]] = (None, (0, 0.0))
-        self._flights: dict[str, _Flight] = {}
-        self._flights_lock = threading.Lock()
+        self.route: Route = _UNROUTED
+        self.flights = Flights()
         self._warned = False
         self._warned_atomic = False
 
-    def local_layer(self, layers: _Layers) -> Layer:
-        return layers.local_no_serializer if self.by_reference else layers.local
+    def reroute(self) -> Route:
+        """Build the route through the stack's current state (configuring it if needed)."""
+        state = self.stack._layers()
+        if self.tier_names is not None:
+            tiers = state.select(self.tier_names, f"cached_for({self.group})")
+        elif self.by_reference:
+            tiers = (state.by_reference,)
+        elif self.local_only:
+            tiers = state.local_chain
+        else:
+            tiers = state.chain
+        settings = state.settings
+        timeout = self.timeout if self.timeout is not None else settings.cache_default_timeout
+        counts = self.stack._stats.function(self.group, tiers[0].name)
+        route = Route(state, tiers, timeout, self.group, counts, self._warn_unstorable)
+        self.route = route
+        return route
 
-    def miss(self, layers: _Layers, key: str, args: Any, kwargs: Any) -> R:
-        """Continue after a local miss: the shared layer, then the function."""
-        counts = self.counts if layers.counting else _UNCOUNTED
-        (layers.local_no_serializer if self.by_reference else layers.local).stats.misses += 1
+    def miss(self, route: Route, key: str, args: Any, kwargs: Any) -> R:
+        """Continue after a miss in the first tier: the tiers below, then the function."""
+        route.first.stats.misses += 1
+        counts = route.counts
         try:
-            if not self.local_only:
-                # Layer.counted_lookup, inlined: this is the shared-hit path.
-                shared = layers.shared
-                value = shared.lookup(key)
-                if value is not NO_VALUE:
-                    shared.stats.hits += 1
-                    counts.shared_hits += 1
-                    self._store_local(layers, key, value, counts)
-                    return cast(R, value)
-                shared.stats.misses += 1
-            counts.misses += 1
+            value = engine.read_below(route, key)
+            if value is not NO_VALUE:
+                return cast(R, value)
             if self.atomic is None:
-                return self._compute(layers, key, args, kwargs, counts)
-            return self._single_flight(layers, key, args, kwargs, counts)
+                return cast(R, engine.compute(route, key, lambda: self._run(counts, args, kwargs)))
+            return self._single_flight(route, key, args, kwargs)
         except CacheError:
             counts.errors += 1
             raise
 
-    def _timeouts(self, layers: _Layers) -> tuple[int, float]:
-        known_layers, timeouts = self._last_timeouts
-        if known_layers is layers:
-            return timeouts
-        timeouts = self._compute_timeouts(layers)
-        self._last_timeouts = (layers, timeouts)
-        return timeouts
-
-    def _compute_timeouts(self, layers: _Layers) -> tuple[int, float]:
-        settings = layers.settings
-        timeout = self.timeout if self.timeout is not None else settings.cache_default_timeout
-        if self.local_only:
-            return timeout, timeout
-        return timeout, local_timeout(timeout, settings.localcache_default_timeout)
-
-    def _store_local(self, layers: _Layers, key: str, value: Any, counts: FunctionStats) -> None:
-        local_seconds = self._timeouts(layers)[1]
-        local = layers.local_no_serializer if self.by_reference else layers.local
-        try:
-            if local.store(key, value, local_seconds, self.group):  # Layer.counted_store
-                local.stats.sets += 1
-                counts.sets += 1
-        except SerializationError as exc:
-            counts.errors += 1
-            self._warn_unstorable(exc)
-
     def _run(self, counts: FunctionStats, args: Any, kwargs: Any) -> R:
         """Call the function; count the run and its time (a clock read only here)."""
-        if counts is _UNCOUNTED:
+        if counts is engine.UNCOUNTED:
             return self.func(*args, **kwargs)
         start = time.perf_counter()
         try:
@@ -193,97 +165,38 @@ class _CachedCall(Generic[P, R]):
             counts.computations += 1
             counts.compute_seconds += time.perf_counter() - start
 
-    def _compute(
-        self, layers: _Layers, key: str, args: Any, kwargs: Any, counts: FunctionStats
-    ) -> R:
-        value = self._run(counts, args, kwargs)
-        if not self.local_only:
-            try:
-                shared_seconds = self._timeouts(layers)[0]
-                if layers.shared.counted_store(key, value, shared_seconds, self.group):
-                    counts.sets += 1
-            except SerializationError as exc:  # the local layer may still take it (pickle)
-                counts.errors += 1
-                self._warn_unstorable(exc)
-        self._store_local(layers, key, value, counts)
-        return value
+    def _single_flight(self, route: Route, key: str, args: Any, kwargs: Any) -> R:
+        counts = route.counts
 
-    def _compute_across_processes(
-        self, layers: _Layers, key: str, args: Any, kwargs: Any, counts: FunctionStats
-    ) -> Any:
-        """Compute under the shared backend's coordination (see ``Backend.start_computation``)."""
-        assert self.atomic is not None
-        shared_seconds, _ = self._timeouts(layers)
-        backend = layers.shared.cache
-        if not (backend.coordinates_processes or backend.in_process or self._warned_atomic):
-            self._warned_atomic = True
-            logger.warning(
-                "%s: atomic_writes=%r holds within this process only: the shared backend %s"
-                " does not coordinate processes; use CACHE_TYPE=RedisCacheAtomic",
-                self.group,
-                self.atomic,
-                type(backend).__name__,
-            )
-        computation = backend.start_computation(key, shared_seconds, self.group, self.atomic)
-        if computation.waited:
-            counts.lock_waits += 1
-        value = computation.value
-        if value is NO_VALUE:
-            try:
-                value = self._run(counts, args, kwargs)
-            except BaseException:
-                computation.abort()
-                raise
-            try:
-                committed = computation.commit(value)
-            except SerializationError as exc:
-                computation.abort()
-                counts.errors += 1
-                self._warn_unstorable(exc)
+        def run() -> R:
+            return self._run(counts, args, kwargs)
+
+        def lead() -> Any:
+            value = engine.peek(route, key)  # a flight may have finished since our miss
+            if value is not NO_VALUE:
                 return value
-            if computation.stored:
-                layers.shared.stats.sets += 1
-                counts.sets += 1
-            value = committed
-        self._store_local(layers, key, value, counts)
-        return value
+            if len(route.tiers) == 1 and route.first.cache.in_process:
+                return engine.compute(route, key, run)
+            self._warn_uncoordinated(route)
+            return engine.compute_coordinated(route, key, run, cast(str, self.atomic))
 
-    def _single_flight(
-        self, layers: _Layers, key: str, args: Any, kwargs: Any, counts: FunctionStats
-    ) -> R:
-        # The look-ups made again here are not counted: each call counts one per layer.
-        local = self.local_layer(layers)
-        while True:
-            with self._flights_lock:
-                flight = self._flights.get(key)
-                leader = flight is None
-                if flight is None:
-                    flight = self._flights[key] = _Flight()
-            if leader:
-                try:
-                    # A flight may have finished since our miss.
-                    value = local.lookup(key)
-                    if value is NO_VALUE and not self.local_only:
-                        value = layers.shared.lookup(key)
-                        if value is not NO_VALUE:
-                            self._store_local(layers, key, value, counts)
-                    if value is NO_VALUE:
-                        compute = (
-                            self._compute if self.local_only else self._compute_across_processes
-                        )
-                        value = compute(layers, key, args, kwargs, counts)
-                    flight.value, flight.ok = value, True
-                    return cast(R, value)
-                finally:
-                    with self._flights_lock:
-                        del self._flights[key]
-                    flight.done.set()
+        def on_wait() -> None:
             counts.lock_waits += 1
-            flight.done.wait()
-            if flight.ok:
-                value = local.lookup(key)  # a fresh copy from a serializing layer
-                return cast(R, flight.value if value is NO_VALUE else value)
-            # The leader raised: its exception is its own; one waiter leads the next try.
+
+        return cast(R, self.flights.run(key, lead, lambda: route.first.lookup(key, self.group), on_wait))
+
+    def _warn_uncoordinated(self, route: Route) -> None:
+        backend = route.tiers[-1].cache
+        if backend.coordinates_processes or backend.in_process or self._warned_atomic:
+            return
+        self._warned_atomic = True
+        logger.warning(
+            "%s: atomic_writes=%r holds within this process only: the shared backend %s"
+            " does not coordinate processes; use CACHE_TYPE=RedisCacheAtomic",
+            self.group,
+            self.atomic,
+            type(backend).__name__,
+        )
 
     def _warn_unstorable(self, exc: SerializationError) -> None:
         if not self._warned:
@@ -296,29 +209,37 @@ class _CachedCall(Generic[P, R]):
                 exc,
             )
 
-    def _counts(self) -> FunctionStats:
-        return self.counts if self.stack._layers().counting else _UNCOUNTED
+    def _current(self) -> Route:
+        route = self.route
+        return route if route.state is self.stack._state else self.reroute()
 
     def invalidate(self, *args: Any, **kwargs: Any) -> bool:
-        removed = self.stack._remove_everywhere(self.keys(args, kwargs))
-        self._counts().deletes += removed
+        route = self._current()
+        removed = self.stack._remove_everywhere(self.keys(args, kwargs), self.group)
+        route.counts.deletes += removed
         return removed > 0
 
     def cache_key(self, *args: Any, **kwargs: Any) -> str:
         return self.keys(args, kwargs)
 
     def clear_cache(self) -> int:
+        route = self._current()
         removed = self.stack.clear_group(self.group)
-        self._counts().deletes += removed
+        route.counts.deletes += removed
         return removed
 
 
-_UNCOUNTED = FunctionStats()
-"""Where the slow paths count when ``CACHE_STATS`` is off: never read."""
+class _Unrouted:
+    """The route of a function not called yet: its state is never the stack's."""
+
+    state = object()
+
+
+_UNROUTED = cast(Route, _Unrouted())
 
 
 def _default_stack() -> CacheStack:
-    from stratacache import cache
+    from stratacache.default import cache
 
     return cache
 
@@ -334,6 +255,7 @@ def cached_for(
     local_ram_cache_only: bool = False,
     no_serialization: bool = False,
     atomic_writes: AtomicWrites | None = None,
+    tiers: Sequence[str] | None = None,
     stack: CacheStack | None = None,
 ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]:
     """Cache the results of the decorated function for the given duration.
@@ -352,6 +274,11 @@ def cached_for(
         atomic_writes: ``"at_most_once"`` or ``"at_least_once"``. Within one process,
             concurrent callers missing the same key run the function once and share its
             result; backends that coordinate processes extend it across them.
+        tiers: The names of the tiers to use, e.g. ``["memory", "redis"]`` (in stack order,
+            first to deepest); by default every tier that serializes.
+            ``local_ram_cache_only`` selects the in-process ones, ``no_serialization`` the
+            by-reference tier. A name the stack lacks is an error when the stack is
+            configured (or at the first call of a function decorated after it).
         stack: The layer stack to use (default: :data:`stratacache.cache`).
 
     Raises:
@@ -407,6 +334,17 @@ def cached_for(
             f"cached_for: atomic_writes={atomic_writes!r} is not a mode; use None,"
             " 'at_most_once' or 'at_least_once'"
         )
+    if tiers is not None:
+        if isinstance(tiers, str) or not all(isinstance(t, str) for t in tiers) or not tiers:
+            raise TypeError(
+                f"cached_for: tiers must be a non-empty list of tier names, got {tiers!r};"
+                ' write e.g. tiers=["memory", "redis"]'
+            )
+        if local_ram_cache_only or no_serialization:
+            raise ValueError(
+                "cached_for: give either tiers=... or local_ram_cache_only/no_serialization,"
+                " which are selections of tiers themselves"
+            )
     timeout = None if total == 0 else max(1, int(-(-total // 1)))
 
     def decorate(func: Callable[P, R]) -> CachedFunction[P, R]:
@@ -428,8 +366,10 @@ def cached_for(
             timeout=timeout,
             local_only=local_ram_cache_only,
             by_reference=no_serialization,
+            tiers=tuple(tiers) if tiers is not None else None,
             atomic=atomic_writes,
         )
+        call.stack._register(call)
         wrapper = _make_wrapper(call)
         if next(iter(inspect.signature(func).parameters), None) == "self":
             wrapper = _CachedMethod(wrapper, call)
@@ -486,20 +426,20 @@ class _CachedMethod:
 
 
 def _make_wrapper(call: _CachedCall[P, R]) -> Callable[P, R]:
-    # The hot path: every name it needs is a local of this closure. A local hit is counted
-    # by one increment of the function's counters (the layer's hits are derived from it).
-    stack, make_key, miss = call.stack, call.keys.build, call.miss
-    by_reference, counts = call.by_reference, call.counts
+    # The hot path: every name it needs is a local of this closure. A first-tier hit is
+    # counted by one increment of the function's counters (the tier's hits derive from it).
+    stack, make_key, miss, reroute = call.stack, call.keys.build, call.miss, call.reroute
 
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        layers = stack._state or stack._layers()
+        route = call.route
+        if route.state is not stack._state:
+            route = reroute()
         key = make_key(args, kwargs)
-        local = layers.local_no_serializer if by_reference else layers.local
-        value = local.lookup(key)
+        value = route.lookup(key)
         if value is not NO_VALUE:
-            if layers.counting:
-                counts.local_hits += 1
+            if route.counting:
+                route.counts.local_hits += 1
             return value  # type: ignore[no-any-return]
-        return miss(layers, key, args, kwargs)
+        return miss(route, key, args, kwargs)
 
     return wrapper

@@ -6,7 +6,8 @@ loaded once, when the cache is configured (:func:`stratacache.configure`); a plu
 be registered by hand with ``stratacache.plugin_manager().register(obj)`` before configuring.
 An implementation may accept any subset of a spec's arguments, by name.
 
-The operation hooks (get, set, delete, serialize, deserialize) wrap the real work. stratacache
+The operation hooks (get, set, delete, clear_group, clear, serialize, deserialize) wrap the
+real work; each tier's operations call them with the tier's name as ``layer``. stratacache
 itself implements each of them last (``trylast``) to do the work, so a plugin can:
 
 * observe or time an operation with a wrapper (``@hookimpl(wrapper=True)``, ``result = yield``),
@@ -30,10 +31,11 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from stratacache.backend import Backend
-    from stratacache.layers import CacheStack
+    from stratacache.backend import Backend, Computation
+    from stratacache.options import BackendOptions
     from stratacache.serializers import Serializer
     from stratacache.settings import CacheSettings
+    from stratacache.stack import CacheStack
 
 __all__ = ["PROJECT_NAME", "hookimpl", "hookspec"]
 
@@ -81,13 +83,21 @@ def stratacache_configured(stack: CacheStack, settings: CacheSettings) -> None:
 
 
 @hookspec(firstresult=True)
-def stratacache_get(layer: str, backend: Backend, key: str) -> Any:
-    """Read ``key`` from one layer of the cache.
+def stratacache_get(
+    layer: str, backend: Backend, key: str, group: str | None, remaining: list[float | None] | None
+) -> Any:
+    """Read ``key`` from one tier of the cache.
 
     Args:
-        layer: ``"local"``, ``"local_no_serializer"`` or ``"shared"``.
-        backend: The layer's backend instance.
+        layer: The tier's name: ``"local"``, ``"local_no_serializer"`` or ``"shared"`` in
+            the seed's stack, the ``CACHE_LAYERS`` name otherwise.
+        backend: The tier's backend instance.
         key: The key, before the backend adds its own prefix.
+        group: The decorated function's ``module.qualname``, or ``None`` (``cache.get``).
+        remaining: ``None``, or a one-item list when the engine needs the entry's
+            remaining lifetime (to fill the tiers above): the implementation that reads the
+            backend stores it there (``Backend.lookup_entry``). A plugin answering in place
+            of the backend may leave it ``None`` (unknown).
 
     Returns:
         The stored value, or :data:`stratacache.NO_VALUE` on a miss. ``None`` means "no
@@ -100,17 +110,30 @@ def stratacache_get(layer: str, backend: Backend, key: str) -> Any:
 
 @hookspec(firstresult=True)
 def stratacache_set(  # noqa: PLR0917 (hooks are called with keyword arguments)
-    layer: str, backend: Backend, key: str, value: Any, timeout: float | None, group: str | None
+    layer: str,
+    backend: Backend,
+    key: str,
+    value: Any,
+    timeout: float | None,
+    group: str | None,
+    computation: Computation | None,
 ) -> bool | None:
-    """Write ``value`` under ``key`` in one layer of the cache.
+    """Write ``value`` under ``key`` in one tier of the cache.
+
+    Every write goes through this hook: the decorator's, fills of upper tiers,
+    ``cache.set``, and ``atomic_writes`` commits.
 
     Args:
-        layer: ``"local"``, ``"local_no_serializer"`` or ``"shared"``.
-        backend: The layer's backend instance.
+        layer: The tier's name (see :func:`stratacache_get`).
+        backend: The tier's backend instance.
         key: The key, before the backend adds its own prefix.
         value: The value to store (any object; ``None`` included).
         timeout: Seconds to keep it; ``None`` for the backend default, ``0`` for no expiry.
         group: The key-tracking group (the decorated function) or ``None``.
+        computation: For an ``atomic_writes`` commit, the backend's
+            :class:`~stratacache.Computation` (stratacache's implementation calls its
+            ``commit`` and records the winning value as ``computation.result``); ``None``
+            for a plain write.
 
     Returns:
         Whether the value was stored; ``None`` means "no opinion".
@@ -121,19 +144,67 @@ def stratacache_set(  # noqa: PLR0917 (hooks are called with keyword arguments)
 
 
 @hookspec(firstresult=True)
-def stratacache_delete(layer: str, backend: Backend, key: str) -> bool | None:
-    """Delete ``key`` from one layer of the cache.
+def stratacache_delete(layer: str, backend: Backend, key: str, group: str | None) -> bool | None:
+    """Delete ``key`` from one tier of the cache.
 
     Args:
-        layer: ``"local"``, ``"local_no_serializer"`` or ``"shared"``.
-        backend: The layer's backend instance.
+        layer: The tier's name (see :func:`stratacache_get`).
+        backend: The tier's backend instance.
         key: The key, before the backend adds its own prefix.
+        group: The decorated function (``f.invalidate``), or ``None`` (``cache.delete``).
 
     Returns:
         Whether a stored entry was removed; ``None`` means "no opinion".
 
     Stops at the first result that is not ``None``; stratacache's own implementation, called
     last, deletes from the backend.
+    """
+
+
+@hookspec(firstresult=True)
+def stratacache_clear_group(layer: str, backend: Backend, group: str) -> int | None:
+    """Delete every entry of one function (``f.clear_cache()``) from one tier.
+
+    Args:
+        layer: The tier's name (see :func:`stratacache_get`).
+        backend: The tier's backend instance.
+        group: The function's ``module.qualname``.
+
+    Returns:
+        How many entries went; ``None`` means "no opinion".
+
+    Stops at the first result that is not ``None``; stratacache's own implementation, called
+    last, calls ``backend.clear_tracked(group)``.
+    """
+
+
+@hookspec(firstresult=True)
+def stratacache_clear(layer: str, backend: Backend) -> bool | None:
+    """Delete every entry one tier's backend owns (``cache.clear()``).
+
+    Args:
+        layer: The tier's name (see :func:`stratacache_get`).
+        backend: The tier's backend instance.
+
+    Returns:
+        Whether the backend cleared; ``None`` means "no opinion".
+
+    Stops at the first result that is not ``None``; stratacache's own implementation, called
+    last, calls ``backend.clear()``.
+    """
+
+
+@hookspec
+def stratacache_options() -> type[BackendOptions] | None:
+    """Declare the configuration keys a hook plugin owns, as an options model.
+
+    Called at each configuration. Return a :class:`~stratacache.BackendOptions` subclass
+    whose fields are declared with :func:`stratacache.option` (``key="PROMETHEUS"`` is read
+    as ``CACHE_PROMETHEUS``); the stack validates them with the other keys and the plugin
+    reads its values with :meth:`stack.plugin_options(Model)
+    <stratacache.CacheStack.plugin_options>` in :func:`stratacache_configured`.
+
+    All implementations are called; each non-``None`` result is a model.
     """
 
 

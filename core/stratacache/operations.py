@@ -11,7 +11,7 @@ from typing import Any
 
 import pluggy
 
-from stratacache.backend import Backend, Timeout
+from stratacache.backend import Backend, Computation, Timeout
 from stratacache.hookspecs import hookimpl
 from stratacache.serializers import Serializer
 
@@ -19,16 +19,27 @@ __all__ = ["HookedSerializer"]
 
 
 @hookimpl(trylast=True)
-def stratacache_get(backend: Backend, key: str) -> Any:
-    """Read the backend."""
-    return backend.lookup(key)
+def stratacache_get(backend: Backend, key: str, remaining: list[float | None] | None) -> Any:
+    """Read the backend (with the entry's remaining lifetime when asked)."""
+    if remaining is None:
+        return backend.lookup(key)
+    value, remaining[0] = backend.lookup_entry(key)
+    return value
 
 
 @hookimpl(trylast=True)
 def stratacache_set(
-    backend: Backend, key: str, value: Any, timeout: Timeout, group: str | None
+    backend: Backend,
+    key: str,
+    value: Any,
+    timeout: Timeout,
+    group: str | None,
+    computation: Computation | None,
 ) -> bool:
-    """Write to the backend, tracking the key in its group."""
+    """Write to the backend, tracking the key in its group; or commit a computation."""
+    if computation is not None:
+        computation.result = computation.commit(value)
+        return computation.stored
     return backend.set_tracked(key, value, timeout, group)
 
 
@@ -36,6 +47,18 @@ def stratacache_set(
 def stratacache_delete(backend: Backend, key: str) -> bool:
     """Delete from the backend."""
     return bool(backend.delete(key))
+
+
+@hookimpl(trylast=True)
+def stratacache_clear_group(backend: Backend, group: str) -> int:
+    """Delete the group's entries from the backend."""
+    return backend.clear_tracked(group)
+
+
+@hookimpl(trylast=True)
+def stratacache_clear(backend: Backend) -> bool:
+    """Clear the backend."""
+    return bool(backend.clear())
 
 
 @hookimpl(trylast=True)

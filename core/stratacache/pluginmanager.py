@@ -28,6 +28,8 @@ OPERATION_HOOKS = (
     "stratacache_get",
     "stratacache_set",
     "stratacache_delete",
+    "stratacache_clear_group",
+    "stratacache_clear",
     "stratacache_serialize",
     "stratacache_deserialize",
 )

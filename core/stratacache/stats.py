@@ -45,7 +45,9 @@ __all__ = [
 ]
 
 LAYER_NAMES = ("local", "local_no_serializer", "shared")
-"""The layers of a stack, in the order :meth:`StackStats.snapshot` lists them."""
+"""The seed's three tiers, which :meth:`StackStats.snapshot` always lists first.
+
+A stack configured with ``CACHE_LAYERS`` adds its own tier names after them."""
 
 
 class LayerCounts(TypedDict):
@@ -281,8 +283,17 @@ class StackStats:
     def __init__(self) -> None:
         self.enabled = True
         self.layers: dict[str, LayerStats] = {name: LayerStats() for name in LAYER_NAMES}
+        """Counters by tier name: the seed's three, then each tier name a stack has used."""
         self.functions: dict[tuple[str, str], FunctionStats] = {}
         self._lock = threading.Lock()
+
+    def tier(self, name: str) -> LayerStats:
+        """Return the counters of the tier ``name``, made on first use."""
+        with self._lock:
+            stats = self.layers.get(name)
+            if stats is None:
+                stats = self.layers[name] = LayerStats()
+            return stats
 
     def function(self, name: str, local_layer: str) -> FunctionStats:
         """Return the counters of the function ``name`` using ``local_layer``, made on first use.
@@ -303,14 +314,18 @@ class StackStats:
         """
         with self._lock:
             functions = sorted(self.functions.items())
-        local_hits = dict.fromkeys(LAYER_NAMES, 0)
+            layers = dict(self.layers)
+        local_hits = dict.fromkeys(layers, 0)
         by_name: dict[str, FunctionCounts] = {}
         for (name, layer), stats in functions:
-            local_hits[layer] += stats.local_hits
+            local_hits[layer] = local_hits.get(layer, 0) + stats.local_hits
             by_name[name] = stats.counts(by_name.get(name))
         return StatsSnapshot(
             enabled=self.enabled,
-            layers={name: self.layers[name].counts(local_hits[name]) for name in LAYER_NAMES},
+            layers={
+                name: layers.get(name, LayerStats()).counts(hits)
+                for name, hits in local_hits.items()
+            },
             functions=by_name,
         )
 

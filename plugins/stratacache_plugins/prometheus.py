@@ -39,7 +39,7 @@ import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 
-from stratacache import CacheSettings, CacheStack, StatsSnapshot, hookimpl
+from stratacache import BackendOptions, CacheSettings, CacheStack, StatsSnapshot, hookimpl, option
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -162,11 +162,31 @@ def default_collector() -> StratacacheCollector:
         return _default
 
 
+class PrometheusOptions(BackendOptions):
+    """The keys this plugin owns."""
+
+    enabled: bool = option(
+        False,
+        key="PROMETHEUS",
+        accepts="true or false (also 1/0, yes/no, on/off); needs pip install"
+        " 'stratacache[prometheus]'",
+        description="Export cache.stats() to prometheus_client's default registry.",
+        strict=False,
+    )
+
+
+@hookimpl
+def stratacache_options() -> type[BackendOptions]:
+    """Declare ``CACHE_PROMETHEUS``."""
+    return PrometheusOptions
+
+
 @hookimpl
 def stratacache_configured(stack: CacheStack, settings: CacheSettings) -> None:
     """Export ``stack``'s statistics when ``CACHE_PROMETHEUS`` is true (see the module)."""
     global _warned_missing
-    if not settings.cache_prometheus:
+    options = stack.plugin_options(PrometheusOptions)
+    if not (isinstance(options, PrometheusOptions) and options.enabled):
         return
     try:
         collector = default_collector()

@@ -1,0 +1,200 @@
+"""The assembly step's checks: keys no tier takes, refused arguments, signing, masking."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from stratacache.errors import ConfigurationError
+from stratacache.masking import MASK, mask_url
+from stratacache.options import BackendOptions, is_secret, option_keys
+from stratacache.settings.problems import closest_key
+
+if TYPE_CHECKING:
+    from stratacache.assembly import TierPlan
+    from stratacache.backend import Backend
+    from stratacache.settings import CacheSettings
+    from stratacache.tier import Tier
+
+__all__ = [
+    "BuildError",
+    "check_signing",
+    "installed_option_keys",
+    "leftover_problems",
+    "rejected",
+    "shown_options",
+]
+
+logger = logging.getLogger("stratacache.assembly")
+
+_EXPLICIT_SOURCES = ("argument", "mapping")
+
+
+class BuildError(Exception):
+    """A tier cannot be built; :attr:`problems` says why, by key."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def shown_options(
+    options: Mapping[str, Any], model: type[BackendOptions] | None = None
+) -> dict[str, Any]:
+    """Return ``options`` as they may be shown: secrets masked, URL passwords hidden."""
+    shown = dict(options)
+    for name, value in shown.items():
+        secret = model is not None and name in model.model_fields and is_secret(model, name)
+        if value and (secret or name in ("password", "secret_key")):
+            shown[name] = MASK
+        elif isinstance(value, str) and name in ("url", "host"):
+            shown[name] = mask_url(value)
+    return shown
+
+
+def rejected(
+    plan: TierPlan, backend_cls: type[Backend], exc: Exception, options: Mapping[str, Any]
+) -> str:
+    """Describe a backend's refusal of its arguments as a problem naming the setting at fault."""
+    name, text = backend_cls.__qualname__, str(exc)
+    explicit = plan.explicit
+
+    def mentioned(option: str) -> bool:
+        return re.search(rf"\b{re.escape(option)}\b", text) is not None
+
+    if explicit and (isinstance(exc, TypeError) or any(map(mentioned, explicit))):
+        accepted = ", ".join(inspect.signature(backend_cls).parameters)
+        return (
+            f"{plan.explicit_key}={shown_options(explicit)!r}: {name} rejects these arguments"
+            f" ({exc}); it accepts: {accepted}"
+        )
+    detail = f"{exc}; give a path this process can create and write to" if isinstance(exc, OSError) else text
+    shown = shown_options(options, backend_cls.options_model)
+    filename = getattr(exc, "filename", None)
+    for option, where in plan.names.items():
+        if option in options and (mentioned(option) or (filename and filename == options[option])):
+            return f"{where}={shown[option]!r}: {name} refuses it: {detail}"
+    return f"{plan.type_key}={plan.type!r}: {name} cannot be built from the settings: {detail}"
+
+
+def installed_option_keys() -> dict[str, list[str]]:
+    """Return every flat key an installed backend's model declares, with those backends.
+
+    This imports every installed backend: it runs only to explain a key no tier takes.
+    """
+    from stratacache.errors import BackendNotFound, InvalidBackend
+    from stratacache.registry import installed_backends, load_backend
+
+    found: dict[str, list[str]] = {}
+    for info in installed_backends():
+        try:
+            model = load_backend(info.name).options_model
+        except (BackendNotFound, InvalidBackend):  # a broken plugin: reported when selected
+            continue
+        if model is None:
+            continue
+        for prefix in ("CACHE_", "LOCALCACHE_"):
+            for key in option_keys(model, prefix):
+                found.setdefault(key, []).append(info.name)
+    return found
+
+
+def _tiers_in_use(tiers: Iterable[Tier]) -> str:
+    return ", ".join(f"{t.name}={t.config.type}" for t in tiers)
+
+
+def leftover_problems(
+    settings: CacheSettings, keys: Mapping[str, Any], consumed: set[str], tiers: list[Tier]
+) -> list[str]:
+    """Explain the backend keys no tier took.
+
+    Given explicitly (``configure()`` arguments, a mapping), each is an error. From the
+    environment or ``.env`` they are one warning: deployments carry leftovers. Beside
+    ``CACHE_LAYERS``, a backend's flat key is an error whatever its source.
+    """
+    leftovers = [k for k in keys if k not in consumed]
+    problems: list[str] = []
+    layers = settings.cache_layers is not None
+    if layers:
+        problems += [
+            f"{key}: a per-layer key beside CACHE_LAYERS; remove {key}, and give the tiers"
+            " their backends and options in CACHE_LAYERS (its timeout per tier)"
+            for key in sorted(settings.PER_LAYER_KEYS)
+            if settings.explicit(key)
+        ]
+    if not leftovers:
+        return problems
+    sources = settings.backend_key_sources()
+    known = installed_option_keys()
+    in_use = _tiers_in_use(tiers)
+    ignored: list[str] = []
+    for key in leftovers:
+        explicit = sources.get(key) in _EXPLICIT_SOURCES
+        value = settings.backend_keys_masked()[key]
+        if layers and key in known:
+            problems.append(
+                f"{key}={value!r}: a per-layer key beside CACHE_LAYERS; remove {key}, and give"
+                " the option in the tier spec of the backend that takes it"
+            )
+        elif key in known:
+            line = (
+                f"{key}={value!r}: an option of {', '.join(known[key])}, but no tier uses"
+                f" {'it' if len(known[key]) == 1 else 'them'} (tiers in use: {in_use})"
+            )
+            if explicit:
+                problems.append(f"{line}; remove it, or configure a tier that takes it")
+            else:
+                ignored.append(line)
+        else:
+            every = list(settings.keys()) + list(known)
+            close = closest_key(key, every)
+            hint = f"did you mean {close}?" if close else "see `stratacache config` for the keys"
+            if explicit:
+                problems.append(f"{key}: unknown configuration key; {hint}")
+            else:
+                ignored.append(f"{key}: unknown configuration key; {hint}")
+    if ignored:
+        logger.warning(
+            "ignoring configuration keys from the environment that no tier takes: %s",
+            "; ".join(ignored),
+        )
+    return problems
+
+
+_warned_unsigned = False
+
+
+def check_signing(tier: Tier, settings: CacheSettings) -> None:
+    """Warn once per process when a tier reads pickles from outside the process unsigned.
+
+    Raises:
+        ConfigurationError: ``CACHE_SECRET_KEY`` is set but a tier keeps bytes outside the
+            process and did not take the key: it would store unsigned payloads.
+    """
+    global _warned_unsigned
+    backend = tier.cache
+    if backend.in_process:
+        return
+    if settings.cache_secret_key and backend.signer is None:
+        which = "shared backend" if tier.name == "shared" else f"backend of tier {tier.name!r}"
+        raise ConfigurationError(
+            [
+                f"CACHE_SECRET_KEY is set, but the {which} {tier.config.type}"
+                f" ({type(backend).__qualname__}) does not take a secret_key, so it would store"
+                " unsigned payloads; use a backend that signs (RedisCache, FileSystemCache...),"
+                " or make this one accept secret_key and store through Backend.dump_value and"
+                " load_value (docs/security.md)"
+            ]
+        )
+    if _warned_unsigned or backend.signer is not None or settings.cache_serializer != "pickle":
+        return
+    _warned_unsigned = True
+    logger.warning(
+        "the shared layer (%s) stores pickles without a signature: whoever can write to it"
+        " can run code in this process. Set CACHE_SECRET_KEY to sign every payload (see"
+        " docs/security.md).",
+        type(backend).__name__,
+    )

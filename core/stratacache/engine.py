@@ -1,0 +1,249 @@
+"""The read-through engine: the one home of the rules for reading, filling and writing tiers.
+
+The decorator, :class:`~stratacache.CacheStack`'s ``get``/``set``/``delete``, single flight
+and the Flask integration all call it. The rules:
+
+* Reads walk a route's tiers top-down. The first tier is read by the caller (the
+  decorator's compiled hot path, or :func:`read`); the engine reads the rest.
+* A hit in tier *i* fills tiers *0..i-1*, deepest first, with the entry's **remaining**
+  lifetime in tier *i* (read in the same round trip, from the store's clock), bounded by each
+  tier's cap: no tier serves an entry past the expiry it had where it came from.
+* A computed value is written deepest-first, each tier on its own: a tier that cannot
+  serialize the value (a JSON shared tier, an unpicklable object) is skipped with one
+  warning, and the tiers above still take it. With ``atomic_writes``, the deepest tier's
+  commit takes the place of its write; the tiers above get the value that won.
+* Invalidation deletes from every tier of the stack.
+
+A :class:`Route` is what one function (or the stack's own API) reads and writes: its tiers,
+their timeouts, its group and its counters.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from stratacache.backend import NO_VALUE
+from stratacache.errors import SerializationError
+from stratacache.stats import FunctionStats
+from stratacache.tier import Tier, bounded
+
+if TYPE_CHECKING:
+    from stratacache.stack import StackState
+
+__all__ = [
+    "UNCOUNTED",
+    "Route",
+    "compute",
+    "compute_coordinated",
+    "fill",
+    "peek",
+    "read",
+    "read_below",
+    "remove_everywhere",
+    "write",
+]
+
+logger = logging.getLogger("stratacache.engine")
+
+UNCOUNTED = FunctionStats()
+"""Where the engine counts when ``CACHE_STATS`` is off: never read."""
+
+
+class Route:
+    """The tiers one function reads and writes, first to deepest, with their timeouts.
+
+    Attributes:
+        state: The stack state the route was built for (a reconfiguration makes a new one).
+        tiers: The tiers, first to deepest.
+        timeouts: Seconds each tier keeps a computed value: the function's timeout for the
+            deepest tier, bounded by each tier's cap above it (0 = never expire).
+        group: The key-tracking group (the function's ``module.qualname``) or ``None``.
+        counts: The function's counters (:data:`UNCOUNTED` when the stack does not count).
+        counting: Whether the stack counts (``CACHE_STATS``).
+        first: The first tier.
+        lookup: The first tier's read, as the hot path calls it: the backend's own bound
+            ``lookup`` when no plugin hooks reads.
+        on_unstorable: Called with the error when a tier cannot serialize a value.
+    """
+
+    __slots__ = (
+        "counting",
+        "counts",
+        "first",
+        "group",
+        "lookup",
+        "on_unstorable",
+        "state",
+        "tiers",
+        "timeouts",
+    )
+
+    def __init__(
+        self,
+        state: StackState | None,
+        tiers: tuple[Tier, ...],
+        timeout: float,
+        group: str | None,
+        counts: FunctionStats,
+        on_unstorable: Callable[[SerializationError], None] | None = None,
+    ) -> None:
+        self.state = state
+        self.tiers = tiers
+        last = len(tiers) - 1
+        self.timeouts = tuple(
+            timeout if i == last else bounded(timeout, tier.cap) for i, tier in enumerate(tiers)
+        )
+        self.group = group
+        self.counting = state is not None and state.counting
+        self.counts = counts if self.counting else UNCOUNTED
+        self.first = tiers[0]
+        fast = self.first.fast_lookup
+        first, grp = self.first, group
+        self.lookup: Callable[[str], Any] = (
+            fast if fast is not None else (lambda key: first.lookup(key, grp))
+        )
+        self.on_unstorable = on_unstorable or _warn_unstorable
+
+    def __repr__(self) -> str:
+        names = " > ".join(t.name for t in self.tiers)
+        return f"<Route {self.group or '(stack)'}: {names}>"
+
+
+def read(route: Route, key: str) -> Any:
+    """Return the value of ``key`` from the first tier of ``route`` that has it.
+
+    A hit below the first tier fills the tiers above it. Returns
+    :data:`~stratacache.NO_VALUE` when no tier has it. Counts one lookup per tier read.
+    """
+    first = route.first
+    value = first.lookup(key, route.group)
+    if value is not NO_VALUE:
+        first.stats.hits += 1
+        route.counts.local_hits += 1
+        return value
+    first.stats.misses += 1
+    return read_below(route, key)
+
+
+def read_below(route: Route, key: str) -> Any:
+    """Continue a read after a miss in the first tier (counted by the caller).
+
+    Returns the value, or :data:`~stratacache.NO_VALUE` when no tier below has it.
+    """
+    tiers, group = route.tiers, route.group
+    for index in range(1, len(tiers)):
+        tier = tiers[index]
+        value, remaining = tier.lookup_entry(key, group)
+        if value is not NO_VALUE:
+            tier.stats.hits += 1
+            route.counts.shared_hits += 1
+            fill(route, index, key, value, remaining)
+            return value
+        tier.stats.misses += 1
+    route.counts.misses += 1
+    return NO_VALUE
+
+
+def fill(route: Route, index: int, key: str, value: Any, remaining: float | None) -> None:
+    """Copy a value found in tier ``index`` into the tiers above it, deepest first."""
+    tiers, timeouts, group, counts = route.tiers, route.timeouts, route.group, route.counts
+    for above in range(index - 1, -1, -1):
+        tier = tiers[above]
+        seconds = tier.fill_timeout(remaining, timeouts[above])
+        if seconds is None:  # expired on the way up
+            return
+        try:
+            if tier.store(key, value, seconds, group):
+                counts.sets += 1
+        except SerializationError as exc:
+            counts.errors += 1
+            route.on_unstorable(exc)
+
+
+def write(route: Route, key: str, value: Any, *, below: int | None = None) -> None:
+    """Write a computed ``value`` into the route's tiers, deepest first.
+
+    Args:
+        route: The route.
+        key: The key.
+        value: The value (``None`` included).
+        below: Write only the tiers above this index (the deepest tier's write was an
+            ``atomic_writes`` commit); ``None`` writes every tier.
+    """
+    tiers, timeouts, group, counts = route.tiers, route.timeouts, route.group, route.counts
+    start = len(tiers) - 1 if below is None else below - 1
+    for index in range(start, -1, -1):
+        try:
+            if tiers[index].store(key, value, timeouts[index], group):
+                counts.sets += 1
+        except SerializationError as exc:  # the tiers above may still take it (pickle)
+            counts.errors += 1
+            route.on_unstorable(exc)
+
+
+def peek(route: Route, key: str) -> Any:
+    """Read every tier of ``route`` like :func:`read`, without counting the lookups.
+
+    Single flight's leader uses it to re-check after its miss, which was counted once.
+    """
+    tiers, group = route.tiers, route.group
+    value = route.first.lookup(key, group)
+    if value is not NO_VALUE:
+        return value
+    for index in range(1, len(tiers)):
+        value, remaining = tiers[index].lookup_entry(key, group)
+        if value is not NO_VALUE:
+            fill(route, index, key, value, remaining)
+            return value
+    return NO_VALUE
+
+
+def compute(route: Route, key: str, run: Callable[[], Any]) -> Any:
+    """Run the function, write its value into every tier, deepest first; return it."""
+    value = run()
+    write(route, key, value)
+    return value
+
+
+def compute_coordinated(route: Route, key: str, run: Callable[[], Any], mode: str) -> Any:
+    """Compute under the deepest tier's ``atomic_writes`` coordination, then fill the rest.
+
+    The deepest backend may wait for another process's result (then the function does not
+    run) or take a lock; its commit returns the value that won, which the tiers above get.
+    A value the deepest tier cannot serialize is not stored there (its lock is released),
+    and the tiers above still take it.
+    """
+    tiers, counts = route.tiers, route.counts
+    deepest = tiers[-1]
+    computation = deepest.start_computation(key, route.timeouts[-1], route.group, mode)
+    if computation.waited:
+        counts.lock_waits += 1
+    value = computation.value
+    if value is NO_VALUE:
+        try:
+            value = run()
+        except BaseException:
+            computation.abort()
+            raise
+        try:
+            value = deepest.commit(computation, value)
+        except SerializationError as exc:
+            computation.abort()
+            counts.errors += 1
+            route.on_unstorable(exc)
+        else:
+            if computation.stored:
+                counts.sets += 1
+    write(route, key, value, below=len(tiers) - 1)
+    return value
+
+
+def remove_everywhere(tiers: tuple[Tier, ...], key: str, group: str | None = None) -> int:
+    """Delete ``key`` from every tier (each is asked); return how many held it."""
+    return sum(tier.remove(key, group) for tier in tiers)
+
+
+def _warn_unstorable(exc: SerializationError) -> None:
+    logger.warning("value not cached in a tier, it cannot be serialized: %s", exc)

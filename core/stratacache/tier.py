@@ -1,0 +1,237 @@
+"""A tier: one backend of the stack, with its name, its cap, and the only path to it.
+
+Every access the stack makes to a backend goes through its :class:`Tier`: reads, writes,
+deletes, clears, group clears and ``atomic_writes`` commits. When a hook plugin implements
+an operation hook, the tier calls the hook (with the tier's name as ``layer`` and the
+function's ``group``), so plugins see every operation; otherwise it calls the backend
+directly, and the hot path makes no pluggy call.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from stratacache.backend import NO_VALUE, Backend, Computation, Timeout
+from stratacache.stats import LayerStats
+
+if TYPE_CHECKING:
+    import pluggy
+
+    from stratacache.settings import CacheSettings
+
+__all__ = ["Tier", "TierConfig", "TierSpecOf", "bounded"]
+
+
+@dataclass(frozen=True)
+class TierConfig:
+    """The validated configuration of one tier (``tier.config``, the seed's ``.config``).
+
+    Attributes:
+        type: The backend as configured (an entry-point name or a dotted path).
+        backend: The backend class it resolved to.
+        options: The arguments the backend was built from (secrets masked).
+        settings: The whole settings object the stack was built from.
+        timeout: The tier's cap in seconds (0 = none): copies of deeper entries live at most
+            this long here.
+    """
+
+    type: str
+    backend: builtins.type[Backend]
+    options: Mapping[str, Any]
+    settings: CacheSettings = field(repr=False)
+    timeout: float = 0
+
+
+@dataclass(frozen=True)
+class TierSpecOf:
+    """A tier given in code to :meth:`CacheStack.from_tiers <stratacache.CacheStack.from_tiers>`.
+
+    Attributes:
+        backend: The backend instance (a ready Redis client inside it, a custom backend...).
+        name: The tier's name (default: the backend's class name).
+        timeout: The tier's cap in seconds (0 = none).
+    """
+
+    backend: Backend
+    name: str | None = None
+    timeout: float = 0
+
+
+def bounded(seconds: float, cap: float) -> float:
+    """Return ``seconds`` bounded by ``cap``, where 0 means unbounded for both (never expire)."""
+    if cap == 0:
+        return seconds
+    if seconds == 0:
+        return cap
+    return min(seconds, cap)
+
+
+class Tier:
+    """One tier of a stack: a backend and the operations the engine calls on it.
+
+    Attributes:
+        name: The tier's name (``"local"``, ``"shared"``, or a ``CACHE_LAYERS`` name).
+        cache: The backend instance.
+        config: Its :class:`TierConfig`.
+        cap: Its timeout cap in seconds (0 = none).
+        stats: Its :class:`~stratacache.stats.LayerStats` (the stack's, or a throwaway one
+            when ``CACHE_STATS`` is off).
+        fast_lookup: ``cache.lookup`` when no plugin hooks reads, else ``None``: the
+            decorator's hot path calls it directly.
+    """
+
+    __slots__ = ("_hook", "cache", "cap", "config", "fast_lookup", "name", "stats")
+
+    def __init__(
+        self, name: str, cache: Backend, config: TierConfig, hook: pluggy.HookRelay | None = None
+    ) -> None:
+        self.name = name
+        self.cache = cache
+        self.config = config
+        self.cap = config.timeout
+        self.stats = LayerStats()
+        self._hook = hook
+        self.fast_lookup: Callable[[str], Any] | None = cache.lookup if hook is None else None
+
+    @property
+    def hooked(self) -> bool:
+        """Whether the operations of this tier go through plugin hooks."""
+        return self._hook is not None
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def lookup(self, key: str, group: str | None = None) -> Any:
+        """Return the value of ``key`` or :data:`~stratacache.NO_VALUE`."""
+        hook = self._hook
+        if hook is None:
+            return self.cache.lookup(key)
+        return hook.stratacache_get(
+            layer=self.name, backend=self.cache, key=key, group=group, remaining=None
+        )
+
+    def lookup_entry(self, key: str, group: str | None = None) -> tuple[Any, float | None]:
+        """Return the value of ``key`` and its remaining lifetime (see ``Backend.lookup_entry``).
+
+        Through the read hook, a plugin's answer has no known lifetime (``None``).
+        """
+        hook = self._hook
+        if hook is None:
+            return self.cache.lookup_entry(key)
+        found: list[float | None] = [None]
+
+        value = hook.stratacache_get(
+            layer=self.name, backend=self.cache, key=key, group=group, remaining=found
+        )
+        return value, found[0]
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def store(self, key: str, value: Any, timeout: Timeout, group: str | None) -> bool:
+        """Write ``value`` under ``key`` for ``timeout`` seconds, tracked in ``group``."""
+        hook = self._hook
+        if hook is None:
+            stored = self.cache.set_tracked(key, value, timeout, group)
+        else:
+            stored = bool(
+                hook.stratacache_set(
+                    layer=self.name,
+                    backend=self.cache,
+                    key=key,
+                    value=value,
+                    timeout=timeout,
+                    group=group,
+                    computation=None,
+                )
+            )
+        if stored:
+            self.stats.sets += 1
+        return stored
+
+    def start_computation(
+        self, key: str, timeout: Timeout, group: str | None, mode: str
+    ) -> Computation:
+        """Begin an ``atomic_writes`` computation of ``key`` (see ``Backend.start_computation``)."""
+        return self.cache.start_computation(key, timeout, group, mode)
+
+    def commit(self, computation: Computation, value: Any) -> Any:
+        """Commit ``value`` for ``computation``; return the value every caller should get.
+
+        A plugin sees the commit as a write (``stratacache_set`` with ``computation``).
+        """
+        hook = self._hook
+        if hook is None:
+            result = computation.commit(value)
+        else:
+            hook.stratacache_set(
+                layer=self.name,
+                backend=self.cache,
+                key=computation.key,
+                value=value,
+                timeout=computation.timeout,
+                group=computation.group,
+                computation=computation,
+            )
+            result = computation.result
+            if result is NO_VALUE:  # a plugin answered in place of the commit
+                result = value
+        if computation.stored:
+            self.stats.sets += 1
+        return result
+
+    # -- deletes --------------------------------------------------------------------------
+
+    def remove(self, key: str, group: str | None = None) -> bool:
+        """Delete ``key``; return whether an entry went."""
+        hook = self._hook
+        if hook is None:
+            removed = bool(self.cache.delete(key))
+        else:
+            removed = bool(
+                hook.stratacache_delete(layer=self.name, backend=self.cache, key=key, group=group)
+            )
+        if removed:
+            self.stats.deletes += 1
+        return removed
+
+    def clear_group(self, group: str) -> int:
+        """Delete every entry tracked in ``group``; return how many went."""
+        hook = self._hook
+        if hook is None:
+            removed = self.cache.clear_tracked(group)
+        else:
+            removed = int(
+                hook.stratacache_clear_group(layer=self.name, backend=self.cache, group=group) or 0
+            )
+        self.stats.deletes += removed
+        return removed
+
+    def clear(self) -> bool:
+        """Delete every entry the backend owns; return whether it did."""
+        hook = self._hook
+        if hook is None:
+            return bool(self.cache.clear())
+        return bool(hook.stratacache_clear(layer=self.name, backend=self.cache))
+
+    # -- timeouts -------------------------------------------------------------------------
+
+    def fill_timeout(self, remaining: float | None, fallback: float) -> float | None:
+        """Return how long a copy of a deeper entry lives here, or ``None`` not to copy it.
+
+        ``remaining`` is the entry's remaining life below (``inf``: never expires;
+        ``None``: unknown, so ``fallback``, the function's timeout for this tier, applies).
+        The copy never outlives the entry below, and never this tier's cap.
+        """
+        if remaining is None:
+            return fallback
+        if remaining <= 0:
+            return None
+        if math.isinf(remaining):
+            return fallback
+        return bounded(remaining, fallback)
+
+    def __repr__(self) -> str:
+        return f"<Tier {self.name}: {self.cache!r}>"
