@@ -7,14 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from stratacache import CacheSettings, ConfigurationError
+from stratacache import CacheSettings, CacheStack, ConfigurationError
 
 from .conftest import clean_env, run_python
 
 
 def problems(**values: object) -> list[str]:
+    # Backend keys (CACHE_REDIS_*, CACHE_THRESHOLD...) and backend names are validated by the
+    # assembly step, after the pure settings model: configuring a stack runs both.
     with pytest.raises(ConfigurationError) as info:
-        CacheSettings.from_mapping(values)
+        CacheStack().configure(values)
     return info.value.problems
 
 
@@ -23,7 +25,8 @@ def test_defaults() -> None:
     assert settings.cache_type == "NullCache"
     assert settings.cache_default_timeout == 300
     assert settings.localcache_type == "SimpleCache"
-    assert settings.localcache_threshold == 500
+    assert settings.cache_layers is None
+    assert settings.backend_keys == {}
     assert settings.cache_serializer == "pickle"
     assert settings.cache_options == {}
 
@@ -35,10 +38,11 @@ def test_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("cache_options", '{"mode": 384}')
     settings = CacheSettings()
     assert settings.cache_type == "FileSystemCache"
-    assert settings.cache_dir == "/var/cache/app"
-    assert settings.localcache_threshold == 1000
+    # Backend keys are kept as given; their backends' models validate them at assembly.
+    assert settings.backend_keys == {"CACHE_DIR": "/var/cache/app", "LOCALCACHE_THRESHOLD": "1000"}
     assert settings.cache_options == {"mode": 384}
     assert settings.sources()["CACHE_TYPE"] == "environment"
+    assert settings.sources()["CACHE_DIR"] == "environment"
     assert settings.sources()["CACHE_DEFAULT_TIMEOUT"] == "default"
 
 
@@ -126,18 +130,19 @@ def test_unknown_keys_in_a_mapping_suggest_the_closest_key() -> None:
 
 def test_unknown_keyword_argument() -> None:
     with pytest.raises(ConfigurationError, match="did you mean CACHE_KEY_PREFIX"):
-        CacheSettings(CACHE_KEY_PREFX="app_")
+        CacheStack().configure(CACHE_KEY_PREFX="app_")
 
 
 def test_every_problem_is_reported_at_once() -> None:
     found = problems(
         CACHE_TYPE="Nope", CACHE_DEFAULT_TIMEOUT=-1, LOCALCACHE_THRESHOLD="x", CACHE_TIMEOUT=3
     )
+    # The core model's problems come first, then the assembly's (backends and their keys).
     assert [p.split("=")[0].split(":")[0] for p in found] == [
-        "CACHE_TIMEOUT",
-        "CACHE_TYPE",
         "CACHE_DEFAULT_TIMEOUT",
         "LOCALCACHE_THRESHOLD",
+        "CACHE_TYPE",
+        "CACHE_TIMEOUT",
     ]
 
 
@@ -147,7 +152,7 @@ def test_secrets_are_masked_everywhere() -> None:
     assert "hunter2" not in str(settings.as_mapping())
     assert settings.as_mapping(reveal_secrets=True)["CACHE_REDIS_PASSWORD"] == "hunter2"
     with pytest.raises(ConfigurationError) as info:
-        CacheSettings.from_mapping({"CACHE_REDIS_PASSWORD": ["hunter2"]})
+        CacheStack().configure({"CACHE_TYPE": "RedisCache", "CACHE_REDIS_PASSWORD": ["hunter2"]})
     assert "hunter2" not in str(info.value)
 
 

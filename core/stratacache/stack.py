@@ -112,14 +112,12 @@ class CacheStack:
             ConfigurationError: The settings are invalid (every problem listed).
             PluginError: A plugin is broken.
         """
-        if settings is None:
-            resolved = CacheSettings(**overrides)
-        elif overrides:
+        if overrides and settings is not None:
             raise TypeError("give either settings or keyword overrides to configure(), not both")
+        if settings is None or isinstance(settings, Mapping):
+            resolved = _settings_or_every_problem(settings, overrides)
         elif isinstance(settings, CacheSettings):
             resolved = settings
-        elif isinstance(settings, Mapping):
-            resolved = CacheSettings.from_mapping(settings)
         else:
             raise TypeError(
                 "configure() takes a mapping of CACHE_* keys (a dict, a Flask config), a"
@@ -382,6 +380,41 @@ class CacheStack:
             return "<CacheStack (not configured yet)>"
         tiers = " > ".join(f"{t.name}={t.cache!r}" for t in state.tiers)
         return f"<CacheStack {tiers}>"
+
+
+def _settings_or_every_problem(
+    mapping: Mapping[str, Any] | None, overrides: Mapping[str, Any]
+) -> CacheSettings:
+    """Build the settings; if they are invalid, list the assembly's problems too.
+
+    The core model fails first on its own keys; to report every problem at once, the
+    assembly then runs on the same configuration with the invalid core keys at their
+    defaults, and its problems join the model's.
+    """
+    from stratacache.errors import ConfigurationError
+
+    def build(drop: set[str]) -> CacheSettings:
+        if mapping is not None:
+            return CacheSettings.from_mapping({k: v for k, v in mapping.items() if k.upper() not in drop})
+        fields = CacheSettings.model_fields
+        defaults = {k: fields[n].get_default(call_default_factory=True) for k, n in CacheSettings.keys().items() if k in drop}
+        given = {k: v for k, v in overrides.items() if k.upper() not in drop}
+        return CacheSettings(**{**defaults, **given})
+
+    try:
+        return build(set())
+    except ConfigurationError as exc:
+        problems = list(exc.problems)
+        bad = {p.split("=", 1)[0].split(":", 1)[0].upper() for p in problems}
+        try:
+            retry = build(bad)
+            from stratacache.assembly import assemble
+            from stratacache.pluginmanager import load_plugins
+
+            assemble(retry, load_plugins())
+        except ConfigurationError as more:
+            problems += [p for p in more.problems if p not in problems]
+        raise ConfigurationError(problems) from None
 
 
 def _close_at_exit(ref: weakref.ref[CacheStack]) -> None:

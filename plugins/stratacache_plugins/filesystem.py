@@ -27,12 +27,22 @@ from typing import Any, Protocol
 
 import platformdirs
 
-from stratacache import NO_VALUE, Backend, DeserializationError, Serializer, Timeout
+from pydantic import field_validator
+
+from stratacache import (
+    NO_VALUE,
+    Backend,
+    BackendOptions,
+    DeserializationError,
+    Serializer,
+    Timeout,
+    option,
+)
 
 if sys.platform != "win32":
     import fcntl
 
-__all__ = ["FileSystemCache"]
+__all__ = ["FileSystemCache", "FileSystemOptions"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +58,46 @@ _STALE_TEMP_SECONDS = 60.0  # a temp file this old was left by a killed writer
 
 class _Digest(Protocol):
     def hexdigest(self) -> str: ...
+
+
+class FileSystemOptions(BackendOptions):
+    """The options FileSystemCache owns (``CACHE_DIR``, ``CACHE_THRESHOLD``)."""
+
+    cache_dir: str | None = option(
+        None,
+        key="DIR",
+        accepts="a directory path",
+        description="Directory of FileSystemCache (default: the user cache directory).",
+    )
+    threshold: int = option(
+        500,
+        key="THRESHOLD",
+        accepts="a whole number >= 0 (0 = no limit)",
+        description="Maximum entry count, shared by every process of the directory.",
+        ge=0,
+    )
+    mode: int | None = option(
+        None,
+        key=None,
+        accepts="file permissions as an int, e.g. 384 (0o600)",
+        description="Permissions of the entry files.",
+    )
+
+    @field_validator("threshold", "mode", mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, value: object) -> object:
+        if isinstance(value, bool):
+            raise ValueError("a boolean is not a number")
+        return value
+
+    @field_validator("cache_dir")
+    @classmethod
+    def _check_dir(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("empty; give a directory path, or unset it for the default")
+        if value is not None and os.path.exists(value) and not os.path.isdir(value):
+            raise ValueError("not a directory; give a directory path (created if missing)")
+        return value
 
 
 class FileSystemCache(Backend):
@@ -83,6 +133,7 @@ class FileSystemCache(Backend):
     """
 
     in_process = False
+    options_model = FileSystemOptions
 
     _index_min_size = 64 * 1024
     """An index file is compacted when it grows past this size (or twice its compacted size)."""

@@ -12,13 +12,42 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from stratacache import NO_VALUE, Backend, DeserializationError, Serializer, Timeout
+from pydantic import field_validator
 
-__all__ = ["SimpleCache", "SimpleCacheNoSerializer"]
+from stratacache import (
+    NO_VALUE,
+    Backend,
+    BackendOptions,
+    DeserializationError,
+    Serializer,
+    Timeout,
+    option,
+)
+
+__all__ = ["SimpleCache", "SimpleCacheNoSerializer", "SimpleOptions"]
 
 logger = logging.getLogger(__name__)
 
 _NEVER = math.inf
+
+
+class SimpleOptions(BackendOptions):
+    """The options SimpleCache owns (``CACHE_THRESHOLD``, ``LOCALCACHE_THRESHOLD``)."""
+
+    threshold: int = option(
+        500,
+        key="THRESHOLD",
+        accepts="a whole number >= 1",
+        description="Maximum entry count (least recently used go first).",
+        ge=1,
+    )
+
+    @field_validator("threshold", mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, value: object) -> object:
+        if isinstance(value, bool):
+            raise ValueError("a boolean is not a number")
+        return value
 
 
 class SimpleCache(Backend):
@@ -40,6 +69,7 @@ class SimpleCache(Backend):
     """
 
     in_process = True
+    options_model = SimpleOptions
 
     def __init__(
         self,
