@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Generator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,62 @@ def test_plugin_registered_by_hand_is_checked(fresh_plugins: None) -> None:
     plugin_manager().register(Misspelt(), name="misspelt")
     with pytest.raises(PluginError, match="plugin 'misspelt' implements hook 'stratacache_sett'"):
         load_plugins()
+
+
+@pytest.fixture
+def register_by_hand(fresh_plugins: None) -> Iterator[Callable[[object, str], None]]:
+    """Register plugins on the manager by hand; they are unregistered when the test ends."""
+    registered: list[str] = []
+
+    def register(plugin: object, name: str) -> None:
+        plugin_manager().register(plugin, name=name)
+        registered.append(name)
+
+    try:
+        yield register
+    finally:
+        for name in registered:
+            plugin_manager().unregister(name=name)
+
+
+class TwoVersions:
+    """Supports two stratacache versions: one hook of this one, one of another."""
+
+    @hookimpl
+    def stratacache_register_serializers(self, register: Any) -> None:
+        """A hook this stratacache defines."""
+
+    @hookimpl(optionalhook=True)
+    def stratacache_from_another_version(self) -> None:
+        """A hook this stratacache does not define; marked optional, it is not an error."""
+
+
+def test_optional_hook_without_spec_is_accepted(
+    register_by_hand: Callable[[object, str], None],
+) -> None:
+    register_by_hand(TwoVersions(), "two_versions")
+    manager = load_plugins()
+    assert manager.has_plugin("two_versions")
+    manager.check_pending()  # pluggy agrees
+    assert set(serializers()) == {"pickle", "json"}
+
+
+def test_unmarked_hook_without_spec_beside_an_optional_one_still_fails(
+    register_by_hand: Callable[[object, str], None],
+) -> None:
+    class HalfMarked(TwoVersions):
+        @hookimpl
+        def stratacache_gett(self) -> None:
+            """Misspelt and unmarked."""
+
+    register_by_hand(HalfMarked(), "half_marked")
+    with pytest.raises(PluginError) as info:
+        load_plugins()
+    message = str(info.value)
+    assert "plugin 'half_marked' implements hook 'stratacache_gett'" in message
+    assert "Did you mean 'stratacache_get'?" in message
+    assert "stratacache_from_another_version" not in message
+    assert "@hookimpl(optionalhook=True)" in message
 
 
 def test_no_plugin_means_no_hook_call_on_the_hot_path(fresh_plugins: None) -> None:

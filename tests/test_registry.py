@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from stratacache import BackendNotFound, InvalidBackend, installed_backends, load_backend, registry
+from stratacache import (
+    BackendNotFound,
+    CacheStack,
+    ConfigurationError,
+    InvalidBackend,
+    installed_backends,
+    load_backend,
+    registry,
+)
 from stratacache_plugins.simple import SimpleCache
 
 from .conftest import run_python
@@ -30,6 +38,82 @@ def test_first_party_backends_are_entry_points() -> None:
 )
 def test_load_by_name_or_dotted_path(name: str) -> None:
     assert load_backend(name) is SimpleCache
+
+
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [
+        ("shared.caching.backends.rediscache.RedisCacheNoExceptions", "RedisCacheNoExceptions"),
+        ("shared.caching.backends.simple:SimpleCache", "SimpleCache"),
+        ("shared.caching.backends.filesystem.FileSystemCache", "FileSystemCache"),
+        ("flask_caching.backends.simplecache.SimpleCache", "SimpleCache"),
+        ("flask_caching.backends.NullCache", "NullCache"),
+    ],
+)
+def test_seed_and_flask_caching_paths_resolve_to_installed_backends(path: str, name: str) -> None:
+    assert registry.resolve_alias(path) == name
+    assert load_backend(path) is load_backend(name)
+
+
+@pytest.mark.subprocess
+def test_seed_path_imports_neither_the_seed_nor_flask_caching(tmp_path: Path) -> None:
+    code = """
+import json, sys
+from stratacache import load_backend
+load_backend("shared.caching.backends.simple:SimpleCache")
+load_backend("flask_caching.backends.simplecache.SimpleCache")
+print(json.dumps(sorted(m for m in sys.modules if m.startswith(("shared", "flask_caching")))))
+"""
+    assert json.loads(run_python(code, cwd=tmp_path).stdout) == []
+
+
+def test_settings_select_a_backend_by_seed_path() -> None:
+    stack = CacheStack()
+    stack.configure(
+        {
+            "CACHE_TYPE": "shared.caching.backends.simple:SimpleCache",
+            "LOCALCACHE_TYPE": "shared.caching.backends.simple.SimpleCache",
+        }
+    )
+    assert type(stack.shared_cache.cache) is SimpleCache
+    assert type(stack.local_cache.cache) is SimpleCache
+    with pytest.raises(ConfigurationError, match="no backend 'MemcachedCache' is installed"):
+        CacheStack().configure({"CACHE_TYPE": "shared.caching.backends.memcache.MemcachedCache"})
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "SimpleCache",
+        "stratacache_plugins.simple.SimpleCache",
+        "shared.caching.backendsX.SimpleCache",
+        "shared.caching.SimpleCache",
+        "flask_caching.contrib.uwsgicache.UWSGICache",
+    ],
+)
+def test_other_names_are_no_alias(path: str) -> None:
+    assert registry.resolve_alias(path) == path
+
+
+def test_seed_path_of_a_backend_not_installed_names_path_installed_and_closest() -> None:
+    path = "shared.caching.backends.rediscache.RedisCacheNoException"
+    with pytest.raises(BackendNotFound) as info:
+        load_backend(path)
+    assert info.value.name == path
+    assert info.value.suggestion == "RedisCacheNoExceptions"
+    assert "SimpleCache" in info.value.installed
+    message = str(info.value)
+    assert f"unknown cache backend {path!r}" in message
+    assert "a backend path of the seed package shared.caching" in message
+    assert "no backend 'RedisCacheNoException' is installed" in message
+    assert "Did you mean 'RedisCacheNoExceptions'?" in message
+    assert "Installed backends: FileSystemCache, NullCache," in message
+
+
+def test_flask_caching_path_of_a_backend_not_installed_is_not_imported() -> None:
+    with pytest.raises(BackendNotFound, match="a backend path of Flask-Caching") as info:
+        load_backend("flask_caching.backends.memcache.MemcachedCache")
+    assert info.value.__cause__ is None  # refused by name, without importing Flask-Caching
 
 
 def test_unknown_name_lists_installed_and_closest() -> None:

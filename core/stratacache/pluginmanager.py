@@ -86,17 +86,35 @@ def load_plugins() -> pluggy.PluginManager:
 
 
 def check_plugins(manager: pluggy.PluginManager) -> None:
-    """Raise :class:`PluginError` if a registered plugin implements a hook with no spec."""
+    """Raise :class:`PluginError` if a registered plugin implements a hook with no spec.
+
+    An implementation marked ``@hookimpl(optionalhook=True)`` may name a hook stratacache
+    does not define (as pluggy's ``check_pending`` allows): a plugin can so implement a hook
+    of another stratacache version and still load on this one, where it is never called.
+
+    Args:
+        manager: The plugin manager whose registered plugins are checked.
+
+    Raises:
+        PluginError: A plugin implements, unmarked, a hook that has no spec; the error names
+            the plugin, the hook, the closest known hook and every known hook.
+    """
     known = sorted(name for name in dir(hookspecs) if name.startswith("stratacache_"))
     for plugin in manager.get_plugins():
         for caller in manager.get_hookcallers(plugin) or []:
-            if caller.spec is not None:
+            if caller.spec is not None or all(
+                impl.opts["optionalhook"]
+                for impl in caller.get_hookimpls()
+                if impl.plugin is plugin
+            ):
                 continue
             close = difflib.get_close_matches(caller.name, known, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise PluginError(
                 f"plugin {manager.get_name(plugin)!r} implements hook {caller.name!r},"
                 f" which stratacache does not define.{hint} Known hooks: {', '.join(known)}."
+                " A hook of another stratacache version is marked"
+                " @hookimpl(optionalhook=True)."
             )
 
 

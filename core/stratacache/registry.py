@@ -7,6 +7,11 @@ this module holds no list of them.
 
 Nothing is imported until a backend is selected, and then only that backend's module: asking
 for ``SimpleCache`` never imports the Redis plugin or the ``redis`` package.
+
+The dotted paths of the systems stratacache replaces resolve too, without importing them: a
+path under ``shared.caching.backends`` (the seed package) or ``flask_caching.backends`` names
+a backend by its last part, so ``shared.caching.backends.rediscache.RedisCacheNoExceptions``
+selects the installed ``RedisCacheNoExceptions`` (see :func:`resolve_alias`).
 """
 
 from __future__ import annotations
@@ -15,16 +20,41 @@ import difflib
 import importlib
 import re
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import Distribution, EntryPoint, entry_points
+from types import MappingProxyType
+from typing import Final
 
 from stratacache.backend import Backend
 from stratacache.errors import BackendNotFound, InvalidBackend
 
-__all__ = ["BACKENDS_GROUP", "BackendInfo", "installed_backends", "load_backend"]
+__all__ = [
+    "ALIAS_PREFIXES",
+    "BACKENDS_GROUP",
+    "BackendInfo",
+    "installed_backends",
+    "load_backend",
+    "resolve_alias",
+]
 
 BACKENDS_GROUP = "stratacache.backends"
 """The entry-point group where packages declare backends."""
+
+ALIAS_PREFIXES: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "shared.caching.backends": "the seed package shared.caching",
+        "flask_caching.backends": "Flask-Caching",
+    }
+)
+"""The packages whose backend paths name a stratacache backend by their last part, each with
+the system it belongs to (as error messages name it)."""
+
+_ALIAS = re.compile(
+    r"(?P<prefix>{})(?:\.[A-Za-z_]\w*)*[.:](?P<name>[A-Za-z_]\w*)".format(
+        "|".join(re.escape(prefix) for prefix in ALIAS_PREFIXES)
+    )
+)
 
 _lock = threading.Lock()
 _entry_points: dict[str, EntryPoint] | None = None
@@ -73,23 +103,63 @@ def installed_backends() -> list[BackendInfo]:
     return infos
 
 
+def resolve_alias(path: str) -> str:
+    """Return the backend name an old system's dotted path stands for, or ``path`` unchanged.
+
+    A path under one of :data:`ALIAS_PREFIXES`, with ``.`` or ``:`` before the class
+    (``shared.caching.backends.rediscache.RedisCacheNoExceptions``,
+    ``shared.caching.backends.simple:SimpleCache``,
+    ``flask_caching.backends.filesystemcache.FileSystemCache``), stands for the installed
+    backend named like its last part. Nothing is imported.
+
+    Args:
+        path: A backend name or dotted path, as a setting gives it.
+
+    Returns:
+        The entry-point name of the backend the path stands for; ``path`` itself when it is
+        no such path.
+
+    Raises:
+        BackendNotFound: ``path`` is such a path, but no backend named like its last part is
+            installed; the error names the path, the installed backends and the closest.
+    """
+    match = _ALIAS.fullmatch(path)
+    if match is None:
+        return path
+    eps = _backend_entry_points()
+    name = match["name"]
+    if name in eps:
+        return name
+    raise BackendNotFound(
+        path,
+        sorted(eps),
+        _closest(name, eps),
+        f" (a backend path of {ALIAS_PREFIXES[match['prefix']]}: it selects the installed"
+        f" backend named like its last part, and no backend {name!r} is installed)",
+    )
+
+
 def load_backend(name: str) -> type[Backend]:
     """Return the backend class selected by ``name``, importing only its module.
 
     Args:
-        name: An entry-point name (``"SimpleCache"``) or a dotted path to a class
-            (``"package.module.Class"`` or ``"package.module:Class"``).
+        name: An entry-point name (``"SimpleCache"``), a dotted path to a class
+            (``"package.module.Class"`` or ``"package.module:Class"``), or the path of a
+            backend of the systems stratacache replaces, which :func:`resolve_alias` turns
+            into an installed backend's name before anything is imported.
 
     Raises:
-        BackendNotFound: No backend has that name, or the dotted path does not import.
+        BackendNotFound: No backend has that name, the dotted path does not import, or an
+            old system's path names no installed backend.
         InvalidBackend: The object found is not a :class:`~stratacache.Backend` class.
     """
     cached = _loaded.get(name)
     if cached is not None:
         return cached
     eps = _backend_entry_points()
-    if name in eps:
-        obj = _load_entry_point(name, eps[name])
+    alias = resolve_alias(name)
+    if alias in eps:
+        obj = _load_entry_point(name, eps[alias])
     elif "." in name or ":" in name:
         obj = _import_dotted(name, eps)
     else:
