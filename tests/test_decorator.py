@@ -460,7 +460,7 @@ def test_configure_takes_settings_a_mapping_or_overrides() -> None:
     with pytest.raises(TypeError, match="not both"):
         stack.configure({"CACHE_TYPE": "SimpleCache"}, CACHE_DEFAULT_TIMEOUT=5)
     assert "shared=NullCache(default_timeout=5)" in repr(stack)
-    assert repr(stack.shared_cache) == "<Layer shared: NullCache(default_timeout=5)>"
+    assert repr(stack.shared_cache) == "<Tier shared: NullCache(default_timeout=5)>"
     assert stack.shared_cache.config.type == "NullCache"
 
 
@@ -568,8 +568,17 @@ def test_misspelt_cache_option_is_a_configuration_error(tmp_path: Any) -> None:
 
 def test_layer_config_shows_what_the_backend_got_with_secrets_masked() -> None:
     stack = CacheStack()
-    stack.configure({"CACHE_TYPE": "SimpleCache", "CACHE_REDIS_PASSWORD": "hunter2"})
+    stack.configure({"CACHE_TYPE": "SimpleCache"})
     assert set(stack.shared_cache.config.options) == {"default_timeout", "threshold", "serializer"}
+    # A Redis tier is built without connecting: its password is masked in the config.
+    stack.configure(
+        {
+            "CACHE_TYPE": "RedisCache",
+            "CACHE_REDIS_URL": "redis://127.0.0.1:1/0",
+            "CACHE_REDIS_PASSWORD": "hunter2",
+        }
+    )
+    assert stack.shared_cache.config.options["password"] == "**********"
     assert "hunter2" not in repr(stack.shared_cache.config)
 
 

@@ -106,7 +106,11 @@ def test_settings_are_immutable() -> None:
     ],
 )
 def test_each_bad_value_names_its_key(key: str, value: object, expected: str) -> None:
-    (problem,) = problems(**{key: value})
+    # A backend's key is validated by its backend's model: select a backend that takes it.
+    owner = {"CACHE_REDIS": "RedisCache", "CACHE_THRESHOLD": "FileSystemCache"}
+    backend = next((b for prefix, b in owner.items() if key.startswith(prefix)), None)
+    extra = {"CACHE_TYPE": backend} if backend else {}
+    (problem,) = problems(**{key: value}, **extra)
     assert problem.startswith(f"{key}=")
     assert repr(value) in problem or repr(str(value)) in problem
     assert expected in problem
@@ -125,7 +129,7 @@ def test_unknown_keys_in_a_mapping_suggest_the_closest_key() -> None:
         == "CACHE_DEFAULT_TIMOUT: unknown configuration key; did you mean CACHE_DEFAULT_TIMEOUT?"
     )
     assert "did you mean LOCALCACHE_THRESHOLD?" in found[1]
-    assert "known keys: CACHE_TYPE" in found[2]
+    assert "known keys: CACHE_LAYERS, CACHE_TYPE" in found[2]
 
 
 def test_unknown_keyword_argument() -> None:

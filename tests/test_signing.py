@@ -13,7 +13,7 @@ import redis
 from hypothesis import given
 from hypothesis import strategies as st
 
-import stratacache.layers
+import stratacache.assembly_checks
 from stratacache import CacheStack, ConfigurationError, DeserializationError, cached_for
 from stratacache.settings import MASK, CacheSettings
 from stratacache.signing import MAGIC, SignatureError, Signer
@@ -302,14 +302,14 @@ def test_at_most_once_commits_are_signed(redis_url: str) -> None:
 
 @pytest.fixture
 def warn_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(stratacache.layers, "_warned_unsigned", False)
+    monkeypatch.setattr(stratacache.assembly_checks, "_warned_unsigned", False)
 
 
 @pytest.mark.usefixtures("warn_again")
 def test_unsigned_pickle_in_a_shared_layer_warns_once(
     redis_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="stratacache.layers"):
+    with caplog.at_level(logging.WARNING, logger="stratacache.assembly"):
         for _ in range(2):
             CacheStack().configure({"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": redis_url})
     warnings = [r for r in caplog.records if "CACHE_SECRET_KEY" in r.getMessage()]
@@ -328,14 +328,14 @@ def test_unsigned_pickle_in_a_shared_layer_warns_once(
 def test_no_warning_when_signed_or_not_pickle(
     redis_url: str, caplog: pytest.LogCaptureFixture, config: dict[str, str]
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="stratacache.layers"):
+    with caplog.at_level(logging.WARNING, logger="stratacache.assembly"):
         CacheStack().configure({"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": redis_url, **config})
     assert "CACHE_SECRET_KEY" not in caplog.text
 
 
 @pytest.mark.usefixtures("warn_again")
 def test_no_warning_for_an_in_process_shared_layer(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="stratacache.layers"):
+    with caplog.at_level(logging.WARNING, logger="stratacache.assembly"):
         CacheStack().configure({"CACHE_TYPE": "SimpleCache"})
     assert "CACHE_SECRET_KEY" not in caplog.text
 

@@ -123,8 +123,8 @@ def assemble(settings: CacheSettings, manager: pluggy.PluginManager) -> Assembly
         config = TierConfig(plan.type, backend_cls, shown, settings, plan.cap)
         tiers.append(Tier(plan.name, backend, config, hook))
     problems += leftover_problems(settings, keys, consumed, tiers)
-    if problems:
-        raise ConfigurationError(problems)
+    if problems:  # a key two tiers read (LOCALCACHE_THRESHOLD) is reported once
+        raise ConfigurationError(list(dict.fromkeys(problems)))
     for tier in tiers:
         check_signing(tier, settings)
     every = tuple(tiers)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from stratacache.errors import ConfigurationError
 from stratacache.masking import MASK, mask_url
-from stratacache.options import BackendOptions, is_secret, option_keys
+from stratacache.options import BackendOptions, is_secret
 from stratacache.settings.problems import closest_key
 
 if TYPE_CHECKING:
@@ -81,25 +81,13 @@ def rejected(
 
 
 def installed_option_keys() -> dict[str, list[str]]:
-    """Return every flat key an installed backend's model declares, with those backends.
+    """Return every flat key an installed backend or plugin declares, with its owners.
 
     This imports every installed backend: it runs only to explain a key no tier takes.
     """
-    from stratacache.errors import BackendNotFound, InvalidBackend
-    from stratacache.registry import installed_backends, load_backend
+    from stratacache.reference import option_reference
 
-    found: dict[str, list[str]] = {}
-    for info in installed_backends():
-        try:
-            model = load_backend(info.name).options_model
-        except (BackendNotFound, InvalidBackend):  # a broken plugin: reported when selected
-            continue
-        if model is None:
-            continue
-        for prefix in ("CACHE_", "LOCALCACHE_"):
-            for key in option_keys(model, prefix):
-                found.setdefault(key, []).append(info.name)
-    return found
+    return {key: list(found.owners) for key, found in option_reference().items()}
 
 
 def _tiers_in_use(tiers: Iterable[Tier]) -> str:
@@ -151,7 +139,7 @@ def leftover_problems(
         else:
             every = list(settings.keys()) + list(known)
             close = closest_key(key, every)
-            hint = f"did you mean {close}?" if close else "see `stratacache config` for the keys"
+            hint = f"did you mean {close}?" if close else f"known keys: {', '.join(every)}"
             if explicit:
                 problems.append(f"{key}: unknown configuration key; {hint}")
             else:

@@ -24,7 +24,8 @@ import click
 
 from stratacache.backend import Backend
 from stratacache.errors import CacheError, ConfigurationError, PluginError
-from stratacache.layers import CacheStack, Layer
+from stratacache.stack import CacheStack
+from stratacache.tier import Tier
 from stratacache.registry import installed_backends
 from stratacache.settings import CacheSettings
 
@@ -89,8 +90,9 @@ def _stack() -> CacheStack:
     return stack
 
 
-def _layers(stack: CacheStack) -> list[Layer]:
-    return [stack.local_cache, stack.local_cache_no_serializer, stack.shared_cache]
+def _layers(stack: CacheStack) -> list[Tier]:
+    state = stack._layers()
+    return list(state.every)
 
 
 def _entries(count: int) -> str:
@@ -145,18 +147,19 @@ def config(as_json: bool) -> None:
     .env file in the working directory, then defaults. An invalid configuration is
     reported key by key, with exit code 2.
     """
+    from stratacache.reference import effective_settings
+
     try:
-        settings = CacheSettings()
+        # Configuring runs the assembly's checks too, so every problem is listed at once.
+        effective = effective_settings(CacheStack().configure())
     except ConfigurationError as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_CONFIG)
-    values = settings.as_mapping()
-    sources = settings.sources()
     if as_json:
-        payload = {k: {"value": v, "source": sources[k]} for k, v in values.items()}
+        payload = {k: {"value": v, "source": s} for k, (v, s) in effective.items()}
         click.echo(json.dumps(payload, indent=2, default=_json_default))
         return
-    rows = [[k, json.dumps(v, default=_json_default), sources[k]] for k, v in values.items()]
+    rows = [[k, json.dumps(v, default=_json_default), s] for k, (v, s) in effective.items()]
     click.echo(_table(["KEY", "VALUE", "SOURCE"], rows))
 
 

@@ -137,6 +137,23 @@ class CacheStack:
         manager.hook.stratacache_configured(stack=self, settings=resolved)
         return resolved
 
+    @staticmethod
+    def validate(mapping: Mapping[str, Any]) -> CacheSettings:
+        """Validate a Flask-style mapping as :meth:`configure` would, without configuring.
+
+        The settings model and the assembly (backends, their keys) both run, so every
+        problem is reported at once.
+
+        Raises:
+            ConfigurationError: Every problem of the configuration.
+        """
+        from stratacache.assembly import assemble
+        from stratacache.pluginmanager import load_plugins
+
+        settings = _settings_or_every_problem(mapping, {})
+        assemble(settings, load_plugins())
+        return settings
+
     @classmethod
     def from_tiers(
         cls,

@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-from stratacache import CacheSettings, ConfigurationError, installed_backends
+from stratacache import CacheSettings, CacheStack, ConfigurationError, installed_backends
 from stratacache.settings import KEY_PREFIXES
 
 __all__ = [
@@ -121,7 +121,7 @@ def settings_from_config(config: Mapping[str, Any]) -> CacheSettings:
                 del relevant[key]
                 problems.append(f"{key}={value!r}: {problem}")
     try:
-        settings = CacheSettings.from_mapping(relevant)
+        settings = CacheStack.validate(relevant)
     except ConfigurationError as exc:
         problems += exc.problems
     if problems:
