@@ -3,10 +3,15 @@
     .venv/bin/python benchmarks/run.py                  # full run, a few minutes; updates docs/
     .venv/bin/python benchmarks/run.py --smoke          # tiny counts, seconds; what CI runs
     .venv/bin/python benchmarks/run.py --only local_hit,shared_hit --out /tmp/bench
+    .venv/bin/python benchmarks/run.py --callgrind      # instructions per call instead
 
 It starts its own redis-server on a free loopback port and writes ``results.json``,
 ``results.md`` and ``benchmarks.png`` into ``--out`` (default ``benchmarks/results``). A full
 run of every case also writes ``docs/benchmarks.md`` and ``docs/benchmarks.png``.
+
+``--callgrind`` runs ``benchmarks/callgrind.py`` instead (with ``--smoke`` and ``--out``): the
+instructions per call of the local hits, counted by valgrind's callgrind, which do not drift
+with the machine's load; it writes ``callgrind.json`` and ``callgrind.md`` into ``--out``.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT)]
 
+import callgrind  # noqa: E402
 import cases_concurrency  # noqa: E402
 import cases_file  # noqa: E402
 import cases_growth  # noqa: E402
@@ -69,7 +75,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only", metavar="CASE[,CASE]", help=f"run only these cases: {', '.join(CASE_TITLES)}"
     )
+    parser.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="count instructions per call with callgrind instead (benchmarks/callgrind.py)",
+    )
     args = parser.parse_args(argv)
+    if args.callgrind and args.only:
+        parser.error("--only chooses timing cases; run benchmarks/callgrind.py --only instead")
     if args.only:
         only = [name.strip() for name in args.only.split(",") if name.strip()]
         unknown = [name for name in only if name not in CASE_TITLES]
@@ -128,6 +141,8 @@ def measure_all(
 def main(argv: list[str] | None = None) -> int:
     """Measure, then write the results (and, for a full run of every case, the docs)."""
     args = parse_args(argv)
+    if args.callgrind:
+        return callgrind.main([*(["--smoke"] if args.smoke else []), "--out", str(args.out)])
     selected = args.only or list(CASE_TITLES)
     if shutil.which("redis-server") is None:
         print(INSTALL_HINT, file=sys.stderr)
