@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -96,3 +97,34 @@ def test_stats_cost_smoke_run_compares_stats_on_and_off(tmp_path: Path) -> None:
         for stats in ("stats on", "CACHE_STATS off")
     }
     assert figures["cached_for (SimpleCache), CACHE_STATS off"]["ratio_to_anchor"] == 1.0
+
+
+@pytest.mark.subprocess
+def test_callgrind_mode_counts_instructions_per_call(tmp_path: Path) -> None:
+    if shutil.which("valgrind") is None:  # fail, never skip: the mode must keep working
+        pytest.fail("valgrind is not installed; `apt-get install valgrind` (3.19 or later)")
+    command = [sys.executable, str(ROOT / "benchmarks" / "callgrind.py"), "--only", "cachetools"]
+    result = subprocess.run(
+        [*command, "--calls", "200", "--repeats", "1", "--out", str(tmp_path)],
+        env=clean_env(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+    data = json.loads((tmp_path / "callgrind.json").read_text(encoding="utf-8"))
+    assert data["calls"] == 200
+    assert list(data["results"]) == ["cachetools.cached(TTLCache)"]
+    figures = data["results"]["cachetools.cached(TTLCache)"]
+    (with_calls,), (without,) = figures["ir_total_with_calls"], figures["ir_total_without_calls"]
+    assert with_calls > without > 0
+    assert figures["ir_per_call"] == [(with_calls - without) / 200]
+    assert figures["ir_per_call"][0] > 0
+    assert figures["ratio_to_cachetools"] == 1.0
+    assert figures["native_ns_per_call_median"] > 0
+    row = r"^\| cachetools\.cached\(TTLCache\) \| [\d,]+\.\d \| 0\.000% \| 1\.00x \| [\d,]+ \|$"
+    assert re.search(row, result.stdout, re.MULTILINE), result.stdout
+    assert (tmp_path / "callgrind.md").read_text(encoding="utf-8") in result.stdout
