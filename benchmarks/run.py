@@ -114,11 +114,12 @@ def machine() -> dict[str, Any]:
 
 def measure_all(
     smoke: bool, selected: list[str], workdir: Path
-) -> tuple[list[CaseResult], dict[str, Any]]:
+) -> tuple[list[CaseResult], dict[str, Any], dict[str, str]]:
     """Start a redis-server, run the families of the ``selected`` cases, stop it.
 
     Returns:
-        The cases, in the issue's order, and the environment.
+        The cases, in the issue's order, the environment, and why any selected case was
+        skipped (by case id).
     """
     server = RedisServer(workdir / "redis").start()
     try:
@@ -135,7 +136,9 @@ def measure_all(
             print(f"{family.__name__}: {time.perf_counter() - start:.1f} s", file=sys.stderr)
     finally:
         server.stop()
-    return [results[case] for case in CASE_TITLES if case in selected], env
+    skipped = {case: why for case, why in ctx.skipped.items() if case in selected}
+    measured = [results[case] for case in CASE_TITLES if case in selected and case in results]
+    return measured, env, skipped
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     with tempfile.TemporaryDirectory(prefix="stratacache-bench-") as directory:
-        cases, env = measure_all(args.smoke, selected, Path(directory))
+        cases, env, skipped = measure_all(args.smoke, selected, Path(directory))
     command = report.COMMAND + (" --smoke" if args.smoke else "")
     if args.only:
         command += f" --only {','.join(args.only)}"
@@ -161,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": time.perf_counter() - started,
         "git_commit": _git_commit(),
         "environment": env,
+        "skipped": skipped,
     }
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -173,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copyfile(out / report.CHART, DOCS / report.CHART)
         written += [DOCS / "benchmarks.md", DOCS / report.CHART]
     print(report.targets_table([c for case in cases for c in case.checks]))
+    for case, why in skipped.items():
+        print(f"\n{CASE_TITLES[case]}: {why}")
     print(f"\n{run['seconds']:.0f} s; wrote {', '.join(str(p) for p in written)}")
     return 0
 
