@@ -1,9 +1,14 @@
-"""Local hits: ``cached_for`` on SimpleCache, by reference, and in a two-layer steady state.
+"""Local hits: ``cached_for`` on SimpleCache, by reference, in two- and three-tier stacks.
 
 All contenders run side by side in one group: the local-hit contenders of ``local_hit.py``
 (functools, cachetools, stratacache), a dogpile.cache memory region and Flask-Caching's
 ``memoize`` on SimpleCache, plus a two-layer stack (RedisCache behind SimpleCache) after its
-first, shared hit. Each call is a hit on the entry for ``'EUR'``.
+first, shared hit, and a three-tier stack (SimpleCache, FileSystemCache, RedisCache, from
+``CACHE_LAYERS``; see ``three_tier.py``) after its first call. Each call is a hit on the
+entry for ``'EUR'``. A second group times the three-tier fill from Redis, for information.
+
+On a core without ``CACHE_LAYERS`` the three-tier case is skipped (a printed message, and
+``ctx.skipped``); the other cases are measured as before.
 """
 
 from __future__ import annotations
@@ -18,10 +23,12 @@ from flask_caching import Cache as FlaskCache
 from harness import measure
 from local_hit import ANCHOR, RATES, build_cases, rates
 from model import CaseResult, Context, check, make_table
+from three_tier import FILL, SHARED_HIT, THREE_TIER, TWO_LAYER_FILL, computed, fill_cases, skip
+from three_tier import steady_state as three_tier_steady_state
 
 from stratacache import NO_VALUE, CacheStack, cached_for
 
-CASES = ("local_hit", "no_serializer_local_hit", "two_layer")
+CASES = ("local_hit", "no_serializer_local_hit", "two_layer", "three_tier")
 
 LRU = "functools.lru_cache"
 DOGPILE = "dogpile.cache memory region"
@@ -52,8 +59,12 @@ def two_layer_case(url: str) -> Callable[[], Any]:
     return functools.partial(func, "EUR")
 
 
-def build(flask_cache: FlaskCache, url: str) -> dict[str, Callable[[], Any]]:
-    """Every contender, holding its entry for 'EUR' (call inside the Flask app's context)."""
+def build(flask_cache: FlaskCache, ctx: Context) -> dict[str, Callable[[], Any]]:
+    """Every contender, holding its entry for 'EUR' (call inside the Flask app's context).
+
+    The three-tier contender is left out, and ``three_tier`` put in ``ctx.skipped``, when
+    this core has no ``CACHE_LAYERS``.
+    """
     cases = build_cases()
     region = make_region().configure("dogpile.cache.memory", expiration_time=300)
     functions = {
@@ -63,8 +74,39 @@ def build(flask_cache: FlaskCache, url: str) -> dict[str, Callable[[], Any]]:
     for name, func in functions.items():
         assert func("EUR") == RATES
         cases[name] = functools.partial(func, "EUR")
-    cases[TWO_LAYER] = two_layer_case(url)
+    cases[TWO_LAYER] = two_layer_case(ctx.server.url)
+    three_tier = three_tier_steady_state(ctx.server, ctx.workdir / "three-tier")
+    if isinstance(three_tier, str):
+        ctx.skipped["three_tier"] = three_tier
+        skip(three_tier)
+    else:
+        cases[THREE_TIER] = three_tier
     return cases
+
+
+def three_tier_result(ctx: Context, samples: dict[str, list[float]]) -> CaseResult:
+    """The three-tier case: its steady state against the SimpleCache hit, then its fill."""
+    steady = make_table("three-tier steady state", samples, SIMPLE, names=[SIMPLE, THREE_TIER])
+    batches, calls = ctx.pick((40, 10), (3, 5))
+    fill = fill_cases(ctx.server, ctx.workdir / "three-tier", calls * (batches + 1))
+    before = computed()
+    fill_samples = measure(fill, batches, calls)
+    assert computed() == before, "a fill call computed the value instead of reading Redis"
+    fills = make_table(
+        "three-tier fill from tier 2 (upper tiers empty, the value in Redis; for information)",
+        fill_samples,
+        SHARED_HIT,
+        names=[SHARED_HIT, TWO_LAYER_FILL, FILL],
+    )
+    target = check(
+        "three_tier",
+        steady,
+        THREE_TIER,
+        "equal to the local hit (<= 1.1x)",
+        short="vs a local hit",
+        at_most=1.1,
+    )
+    return CaseResult("three_tier", [steady, fills], [target])
 
 
 def run(ctx: Context) -> list[CaseResult]:
@@ -73,13 +115,14 @@ def run(ctx: Context) -> list[CaseResult]:
     app = Flask(__name__)
     flask_cache = FlaskCache(app, config={"CACHE_TYPE": "SimpleCache"})
     with app.app_context():
-        samples = measure(build(flask_cache, ctx.server.url), batches, calls)
+        samples = measure(build(flask_cache, ctx), batches, calls)
     anchors = [LRU, ANCHOR, DOGPILE, FLASK]
     local = make_table("local hit", samples, ANCHOR, names=[*anchors, SIMPLE])
     by_reference = make_table(
         "no-serializer local hit", samples, ANCHOR, names=[*anchors, BY_REFERENCE]
     )
     steady = make_table("two-layer steady state", samples, SIMPLE, names=[SIMPLE, TWO_LAYER])
+    three_tier = [] if THREE_TIER not in samples else [three_tier_result(ctx, samples)]
     return [
         CaseResult(
             "local_hit",
@@ -132,4 +175,5 @@ def run(ctx: Context) -> list[CaseResult]:
                 )
             ],
         ),
+        *three_tier,
     ]

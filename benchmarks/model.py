@@ -25,6 +25,7 @@ CASE_TITLES: dict[str, str] = {
     "stats_cost": "statistics cost",
     "shared_hit": "shared hit",
     "two_layer": "two-layer steady state",
+    "three_tier": "three-tier steady state",
     "miss_write": "miss + write",
     "at_most_once": "at_most_once hit",
     "file_cache": "file cache",
@@ -48,11 +49,14 @@ class Context:
         server: A redis-server on a free loopback port, emptied by nobody: each family uses
             its own key prefixes or databases.
         workdir: A temporary directory, removed after the run.
+        skipped: Per case id, why a family did not measure it (the case is then missing
+            from its results); e.g. the three-tier case on a core without ``CACHE_LAYERS``.
     """
 
     smoke: bool
     server: RedisServer
     workdir: Path
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def pick(self, full: Any, smoke: Any) -> Any:
         """Return ``smoke`` in smoke mode, else ``full``."""

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from model import CaseResult, Check, Table
+from model import CASE_TITLES, CaseResult, Check, Table
 
 COMMAND = ".venv/bin/python benchmarks/run.py"
 CHART = "benchmarks.png"
@@ -84,6 +84,7 @@ def markdown(run: Mapping[str, Any], cases: Sequence[CaseResult]) -> str:
     """The whole report: how to reproduce it, the targets, the chart, every figure."""
     checks = [c for case in cases for c in case.checks]
     missed = sum(not c.met for c in checks)
+    skipped: Mapping[str, str] = run.get("skipped") or {}
     mode = (
         "smoke run (tiny counts: the figures only prove the code runs)"
         if run["smoke"]
@@ -120,6 +121,8 @@ def markdown(run: Mapping[str, Any], cases: Sequence[CaseResult]) -> str:
         "",
         targets_table(checks),
         "",
+        *[f"- Not measured: {CASE_TITLES[case]}: {why}" for case, why in skipped.items()],
+        *([""] if skipped else []),
         "<!-- --8<-- [end:targets] -->",
         "",
         f"![Ratio of each stratacache contender to its anchor, against its target]({CHART})",

@@ -3,10 +3,15 @@
     .venv/bin/python benchmarks/run.py                  # full run, a few minutes; updates docs/
     .venv/bin/python benchmarks/run.py --smoke          # tiny counts, seconds; what CI runs
     .venv/bin/python benchmarks/run.py --only local_hit,shared_hit --out /tmp/bench
+    .venv/bin/python benchmarks/run.py --callgrind      # instructions per call instead
 
 It starts its own redis-server on a free loopback port and writes ``results.json``,
 ``results.md`` and ``benchmarks.png`` into ``--out`` (default ``benchmarks/results``). A full
 run of every case also writes ``docs/benchmarks.md`` and ``docs/benchmarks.png``.
+
+``--callgrind`` runs ``benchmarks/callgrind.py`` instead (with ``--smoke`` and ``--out``): the
+instructions per call of the local hits, counted by valgrind's callgrind, which do not drift
+with the machine's load; it writes ``callgrind.json`` and ``callgrind.md`` into ``--out``.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT)]
 
+import callgrind  # noqa: E402
 import cases_concurrency  # noqa: E402
 import cases_file  # noqa: E402
 import cases_growth  # noqa: E402
@@ -69,7 +75,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only", metavar="CASE[,CASE]", help=f"run only these cases: {', '.join(CASE_TITLES)}"
     )
+    parser.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="count instructions per call with callgrind instead (benchmarks/callgrind.py)",
+    )
     args = parser.parse_args(argv)
+    if args.callgrind and args.only:
+        parser.error("--only chooses timing cases; run benchmarks/callgrind.py --only instead")
     if args.only:
         only = [name.strip() for name in args.only.split(",") if name.strip()]
         unknown = [name for name in only if name not in CASE_TITLES]
@@ -101,11 +114,12 @@ def machine() -> dict[str, Any]:
 
 def measure_all(
     smoke: bool, selected: list[str], workdir: Path
-) -> tuple[list[CaseResult], dict[str, Any]]:
+) -> tuple[list[CaseResult], dict[str, Any], dict[str, str]]:
     """Start a redis-server, run the families of the ``selected`` cases, stop it.
 
     Returns:
-        The cases, in the issue's order, and the environment.
+        The cases, in the issue's order, the environment, and why any selected case was
+        skipped (by case id).
     """
     server = RedisServer(workdir / "redis").start()
     try:
@@ -122,12 +136,16 @@ def measure_all(
             print(f"{family.__name__}: {time.perf_counter() - start:.1f} s", file=sys.stderr)
     finally:
         server.stop()
-    return [results[case] for case in CASE_TITLES if case in selected], env
+    skipped = {case: why for case, why in ctx.skipped.items() if case in selected}
+    measured = [results[case] for case in CASE_TITLES if case in selected and case in results]
+    return measured, env, skipped
 
 
 def main(argv: list[str] | None = None) -> int:
     """Measure, then write the results (and, for a full run of every case, the docs)."""
     args = parse_args(argv)
+    if args.callgrind:
+        return callgrind.main([*(["--smoke"] if args.smoke else []), "--out", str(args.out)])
     selected = args.only or list(CASE_TITLES)
     if shutil.which("redis-server") is None:
         print(INSTALL_HINT, file=sys.stderr)
@@ -135,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     with tempfile.TemporaryDirectory(prefix="stratacache-bench-") as directory:
-        cases, env = measure_all(args.smoke, selected, Path(directory))
+        cases, env, skipped = measure_all(args.smoke, selected, Path(directory))
     command = report.COMMAND + (" --smoke" if args.smoke else "")
     if args.only:
         command += f" --only {','.join(args.only)}"
@@ -146,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": time.perf_counter() - started,
         "git_commit": _git_commit(),
         "environment": env,
+        "skipped": skipped,
     }
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -158,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copyfile(out / report.CHART, DOCS / report.CHART)
         written += [DOCS / "benchmarks.md", DOCS / report.CHART]
     print(report.targets_table([c for case in cases for c in case.checks]))
+    for case, why in skipped.items():
+        print(f"\n{CASE_TITLES[case]}: {why}")
     print(f"\n{run['seconds']:.0f} s; wrote {', '.join(str(p) for p in written)}")
     return 0
 
