@@ -13,7 +13,9 @@ from typing import Any
 
 from pydantic.fields import FieldInfo
 
-from stratacache import CacheSettings, ConfigurationError
+from stratacache import CacheSettings, CacheStack, ConfigurationError
+from stratacache.options import validate_options
+from stratacache.reference import OptionKey, option_reference
 
 INTRO = """\
 # Configuration
@@ -68,6 +70,9 @@ EXAMPLES: dict[str, str] = {
     "LOCALCACHE_DEFAULT_TIMEOUT": "30",
     "LOCALCACHE_THRESHOLD": "5000",
     "LOCALCACHE_NO_SERIALIZER_TYPE": "stratacache_plugins.simple:SimpleCacheNoSerializer",
+    "CACHE_LAYERS": '[{"type": "SimpleCache", "timeout": 60}, {"type": "RedisCache", "url":'
+    ' "redis://cache:6379/0"}]',
+    "CACHE_PROMETHEUS": "true",
 }
 
 EXAMPLE = """\
@@ -137,6 +142,40 @@ def _example(field: FieldInfo) -> str:
     return f"{key}={shlex.quote(value)}"
 
 
+def _option_example(option: OptionKey) -> str:
+    """Return the example of a backend's key, checked against the backend's model."""
+    value = EXAMPLES.get(option.key)
+    if value is None:
+        raise SystemExit(f"{option.key} has no example: add it to EXAMPLES")
+    validate_options(option.model, {option.field: value}, {option.field: option.key})
+    return f"{option.key}={shlex.quote(value)}"
+
+
+BACKEND_KEYS = """## Keys owned by backends and plugins
+
+Each backend declares the keys it reads in its options model (see
+[writing a backend](writing-a-backend.md)); the table lists those of every installed
+backend and hook plugin. A key is validated by its owner when a tier uses that backend: set
+for a backend no tier uses, it is an error when given explicitly (`configure()` arguments, a
+mapping) and one warning at start-up when it comes from the environment or `.env`. Beside
+`CACHE_LAYERS`, give these options in the tier specs, by the name in the `option` column.
+
+| key (environment variable) | owners | option | default | example | meaning |
+|---|---|---|---|---|---|"""
+
+
+def _backend_rows() -> list[str]:
+    rows = []
+    for key, option in option_reference().items():
+        owners = ", ".join(option.owners)
+        rows.append(
+            f"| `{key}` | {_cell(owners)} | `{option.field}` | {_default(option.default)}"
+            f" | `{_cell(_option_example(option))}` | {_cell(option.description)}"
+            f" (accepts {_cell(option.accepts)}) |"
+        )
+    return rows
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
@@ -171,14 +210,16 @@ def render() -> str:
             f"- example: `{example}`",
         ]
     try:
-        CacheSettings.from_mapping(BAD_EXAMPLE)
+        CacheStack.validate(BAD_EXAMPLE)
     except ConfigurationError as exc:
         error = str(exc)
     else:  # pragma: no cover - the example is invalid by construction
         raise AssertionError("the bad example validated")
     secrets = ", ".join(f"`{k}`" for k in secret_keys)
     note = f"Secrets ({secrets}) are masked wherever settings are printed.\n"
-    return "\n".join([INTRO, *rows, "", note, EXAMPLE, error, OUTRO, "", *details]) + "\n"
+    backend = [BACKEND_KEYS, *_backend_rows()]
+    page = [INTRO, *rows, "", note, *backend, "", EXAMPLE, error, OUTRO, "", *details]
+    return "\n".join(page) + "\n"
 
 
 if __name__ == "__main__":

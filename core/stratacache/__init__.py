@@ -18,6 +18,7 @@ from typing import Any
 
 from stratacache.backend import NO_VALUE, Backend, Computation, NoValue, Timeout
 from stratacache.decorator import AtomicWrites, BoundCachedFunction, CachedFunction, cached_for
+from stratacache.default import cache
 from stratacache.errors import (
     BackendNotFound,
     CacheError,
@@ -28,7 +29,6 @@ from stratacache.errors import (
     SerializationError,
 )
 from stratacache.hookspecs import hookimpl, hookspec
-from stratacache.default import cache
 from stratacache.layers import Layer, LayerConfig
 from stratacache.options import BackendOptions, option
 from stratacache.pluginmanager import plugin_manager
@@ -45,8 +45,8 @@ __all__ = [
     "AtomicWrites",
     "Backend",
     "BackendInfo",
-    "BackendOptions",
     "BackendNotFound",
+    "BackendOptions",
     "BackendStats",
     "BoundCachedFunction",
     "CacheError",
@@ -84,6 +84,7 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
 
 def configure(settings: CacheSettings | Any | None = None, /, **overrides: Any) -> CacheSettings:
     """Configure :data:`cache` (see :meth:`CacheStack.configure`) and return its settings.

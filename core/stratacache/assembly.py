@@ -30,7 +30,7 @@ from stratacache.assembly_checks import (
 from stratacache.backend import Backend
 from stratacache.errors import BackendNotFound, ConfigurationError, InvalidBackend
 from stratacache.operations import HookedSerializer
-from stratacache.options import BackendOptions, OptionProblem, option_keys, validate_options
+from stratacache.options import BackendOptions, OptionsError, option_keys, validate_options
 from stratacache.pluginmanager import implemented_operation_hooks, serializers
 from stratacache.registry import load_backend
 from stratacache.serializers import PickleSerializer, Serializer
@@ -97,7 +97,9 @@ def assemble(settings: CacheSettings, manager: pluggy.PluginManager) -> Assembly
     """
     hooked = implemented_operation_hooks(manager)
     hook = manager.hook if hooked & _TIER_HOOKS else None
-    serializer_hook = manager.hook if hooked & {"stratacache_serialize", "stratacache_deserialize"} else None
+    serializer_hook = (
+        manager.hook if hooked & {"stratacache_serialize", "stratacache_deserialize"} else None
+    )
     problems: list[str] = []
     keys = settings.backend_keys
     consumed: set[str] = set()
@@ -235,7 +237,7 @@ def _build(
     if model is not None:
         try:
             arguments = validate_options(model, plan.values, plan.names).arguments()
-        except OptionProblem as exc:
+        except OptionsError as exc:
             raise BuildError(exc.problems) from None
     generic: dict[str, Any] = {"default_timeout": plan.default_timeout, "serializer": serializer}
     if plan.role in ("shared", "tier"):
@@ -290,13 +292,15 @@ def _plugin_options(
         consumed.update(key for key in names if key in keys)
         try:
             out[model] = validate_options(model, values, {v: k for k, v in names.items()})
-        except OptionProblem as exc:
+        except OptionsError as exc:
             problems += exc.problems
     return out
 
 
 def _implicit_by_reference(settings: CacheSettings, hook: pluggy.HookRelay | None) -> Tier:
     backend_cls = load_backend("SimpleCacheNoSerializer")
-    backend = backend_cls.from_options({"default_timeout": settings.cache_default_timeout}, explicit={})
+    backend = backend_cls.from_options(
+        {"default_timeout": settings.cache_default_timeout}, explicit={}
+    )
     config = TierConfig("SimpleCacheNoSerializer", backend_cls, {}, settings, 0)
     return Tier(BY_REFERENCE, backend, config, hook)

@@ -71,7 +71,11 @@ def rejected(
             f"{plan.explicit_key}={shown_options(explicit)!r}: {name} rejects these arguments"
             f" ({exc}); it accepts: {accepted}"
         )
-    detail = f"{exc}; give a path this process can create and write to" if isinstance(exc, OSError) else text
+    detail = (
+        f"{exc}; give a path this process can create and write to"
+        if isinstance(exc, OSError)
+        else text
+    )
     shown = shown_options(options, backend_cls.options_model)
     filename = getattr(exc, "filename", None)
     for option, where in plan.names.items():

@@ -24,10 +24,9 @@ import click
 
 from stratacache.backend import Backend
 from stratacache.errors import CacheError, ConfigurationError, PluginError
+from stratacache.registry import installed_backends
 from stratacache.stack import CacheStack
 from stratacache.tier import Tier
-from stratacache.registry import installed_backends
-from stratacache.settings import CacheSettings
 
 __all__ = ["EXIT_CONFIG", "EXIT_FAILED", "EXIT_OK", "main"]
 

@@ -12,12 +12,12 @@ import logging
 import math
 import numbers
 import time
-from collections.abc import Sequence
-from collections.abc import Callable
-from typing import Any, Generic, Literal, ParamSpec, Protocol, TypeVar, cast, get_args, overload
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, Literal, ParamSpec, TypeVar, cast, get_args
 
 from stratacache import engine
 from stratacache.backend import NO_VALUE
+from stratacache.cachedfunction import BoundCachedFunction, CachedFunction, CachedMethod
 from stratacache.engine import Route
 from stratacache.errors import CacheError, SerializationError
 from stratacache.keys import KeyBuilder
@@ -31,58 +31,9 @@ logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
-R_co = TypeVar("R_co", covariant=True)
 
 AtomicWrites = Literal["at_most_once", "at_least_once"]
 """The coordination modes of ``atomic_writes``."""
-
-
-class BoundCachedFunction(Protocol[R_co]):
-    """A cached method bound to an instance (``obj.method``)."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> R_co:
-        """Return the cached result of the call."""
-
-    def invalidate(self, *args: Any, **kwargs: Any) -> bool:
-        """Delete the entry of one call (pass ``self`` too) from every layer."""
-
-    def clear_cache(self) -> int:
-        """Delete every entry of the function from every layer."""
-
-
-class CachedFunction(Protocol[P, R]):
-    """What ``cached_for`` returns: the function, cached, with methods to manage its entries.
-
-    Attributes:
-        uncached: The original function, called directly (``__wrapped__`` too).
-    """
-
-    uncached: Callable[P, R]
-    __wrapped__: Callable[P, R]
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Return the cached result of ``func(*args, **kwargs)``, computing it on a miss."""
-
-    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
-        """Delete the entry of this call from every layer; True if some layer held it."""
-
-    def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str:
-        """Return the key this call is stored under (before a backend's own prefix)."""
-
-    def clear_cache(self) -> int:
-        """Delete every entry of the function from every layer; return how many went.
-
-        The entries are found through the key tracking each write records, not by scanning.
-        """
-
-    @overload
-    def __get__(self, instance: None, owner: type[Any] | None = None) -> CachedFunction[P, R]: ...
-    @overload
-    def __get__(
-        self, instance: object, owner: type[Any] | None = None
-    ) -> BoundCachedFunction[R]: ...
-    def __get__(self, instance: object | None, owner: type[Any] | None = None) -> Any:
-        """Bind like a function, so methods can be cached."""
 
 
 class _CachedCall(Generic[P, R]):
@@ -132,7 +83,9 @@ class _CachedCall(Generic[P, R]):
         settings = state.settings
         timeout = self.timeout if self.timeout is not None else settings.cache_default_timeout
         counts = self.stack._stats.function(self.group, tiers[0].name)
-        route = Route(state, tiers, timeout, self.group, counts, self._warn_unstorable)
+        route = Route(
+            state, tiers, timeout, self.group, counts, on_unstorable=self._warn_unstorable
+        )
         self.route = route
         return route
 
@@ -183,7 +136,9 @@ class _CachedCall(Generic[P, R]):
         def on_wait() -> None:
             counts.lock_waits += 1
 
-        return cast(R, self.flights.run(key, lead, lambda: route.first.lookup(key, self.group), on_wait))
+        return cast(
+            R, self.flights.run(key, lead, lambda: route.first.lookup(key, self.group), on_wait)
+        )
 
     def _warn_uncoordinated(self, route: Route) -> None:
         backend = route.tiers[-1].cache
@@ -372,7 +327,7 @@ def cached_for(
         call.stack._register(call)
         wrapper = _make_wrapper(call)
         if next(iter(inspect.signature(func).parameters), None) == "self":
-            wrapper = _CachedMethod(wrapper, call)
+            wrapper = CachedMethod(wrapper, call)
         functools.update_wrapper(wrapper, func)
         wrapper.uncached = func  # type: ignore[attr-defined]
         wrapper.invalidate = call.invalidate  # type: ignore[attr-defined]
@@ -381,48 +336,6 @@ def cached_for(
         return cast(CachedFunction[P, R], wrapper)
 
     return decorate
-
-
-class _BoundCachedMethod(functools.partial[Any]):
-    """A cached method bound to its instance.
-
-    Calls, ``invalidate`` and ``cache_key`` pass ``self``. It is a C-level partial, so a bound
-    call costs little more than a plain one.
-    """
-
-    _call: _CachedCall[..., Any]
-
-    def invalidate(self, *args: Any, **kwargs: Any) -> bool:
-        """Delete this call's entry (for this instance) from every layer."""
-        return self._call.invalidate(*self.args, *args, **kwargs)
-
-    def cache_key(self, *args: Any, **kwargs: Any) -> str:
-        """Return the key of this call (for this instance)."""
-        return self._call.cache_key(*self.args, *args, **kwargs)
-
-    def clear_cache(self) -> int:
-        """Delete every entry of the method, for every instance, from every layer."""
-        return self._call.clear_cache()
-
-
-class _CachedMethod:
-    """The cached form of a method (first parameter ``self``).
-
-    It binds like a function, and its bound form binds ``invalidate`` and ``cache_key`` to the
-    instance too, so ``obj.method.invalidate(x)`` deletes the entry of ``obj.method(x)``.
-    """
-
-    def __init__(self, wrapper: Callable[..., Any], call: _CachedCall[..., Any]) -> None:
-        self._wrapper = wrapper
-        self._bound = type("BoundCachedMethod", (_BoundCachedMethod,), {"_call": call})
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._wrapper(*args, **kwargs)
-
-    def __get__(self, instance: object, owner: type[Any] | None = None) -> Any:
-        if instance is None:
-            return self
-        return self._bound(self._wrapper, instance)
 
 
 def _make_wrapper(call: _CachedCall[P, R]) -> Callable[P, R]:

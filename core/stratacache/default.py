@@ -9,4 +9,4 @@ from stratacache.stack import CacheStack
 __all__ = ["cache"]
 
 cache = CacheStack()
-"""The process-wide layer stack: ``cache.tiers``, ``cache.local_cache``, ``cache.shared_cache``..."""
+"""The process-wide stack: ``cache.tiers``, ``cache.local_cache``, ``cache.shared_cache``..."""

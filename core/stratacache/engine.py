@@ -87,6 +87,7 @@ class Route:
         timeout: float,
         group: str | None,
         counts: FunctionStats,
+        *,
         on_unstorable: Callable[[SerializationError], None] | None = None,
     ) -> None:
         self.state = state

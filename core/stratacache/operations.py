@@ -28,7 +28,7 @@ def stratacache_get(backend: Backend, key: str, remaining: list[float | None] | 
 
 
 @hookimpl(trylast=True)
-def stratacache_set(
+def stratacache_set(  # noqa: PLR0917 (hooks are called with keyword arguments)
     backend: Backend,
     key: str,
     value: Any,

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from stratacache.masking import MASK, mask_url
 
-__all__ = ["BackendOptions", "OptionProblem", "option", "option_keys", "validate_options"]
+__all__ = ["BackendOptions", "OptionsError", "option", "option_keys", "validate_options"]
 
 
 class BackendOptions(BaseModel):
@@ -97,7 +97,7 @@ def is_secret(model: type[BackendOptions], name: str) -> bool:
     return "SecretStr" in annotation
 
 
-class OptionProblem(ValueError):
+class OptionsError(ValueError):
     """The options of one tier are invalid; :attr:`problems` names each by its path."""
 
     def __init__(self, problems: list[str]) -> None:
@@ -118,7 +118,7 @@ def validate_options(
             from the entry ``"*"``.
 
     Raises:
-        OptionProblem: Every invalid or unknown option, each with its value and the fix.
+        OptionsError: Every invalid or unknown option, each with its value and the fix.
     """
     fields = list(model.model_fields)
     problems: list[str] = []
@@ -149,5 +149,5 @@ def validate_options(
             problems.append(line)
         validated = None
     if problems or validated is None:
-        raise OptionProblem(problems)
+        raise OptionsError(problems)
     return validated

@@ -15,7 +15,7 @@ from stratacache.errors import BackendNotFound, ConfigurationError, InvalidBacke
 from stratacache.masking import MASK, mask_url
 from stratacache.options import (
     BackendOptions,
-    OptionProblem,
+    OptionsError,
     accepts,
     is_secret,
     option_keys,
@@ -105,8 +105,10 @@ def effective_settings(settings: CacheSettings) -> dict[str, tuple[Any, Source]]
             out[key] = (_shown(option.default, is_secret(option.model, option.field)), "default")
             continue
         try:
-            validated = validate_options(option.model, {option.field: given[key]}, {option.field: key})
-        except OptionProblem as exc:
+            validated = validate_options(
+                option.model, {option.field: given[key]}, {option.field: key}
+            )
+        except OptionsError as exc:
             problems += exc.problems
             continue
         value = getattr(validated, option.field)

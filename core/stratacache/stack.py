@@ -21,6 +21,7 @@ from stratacache.backend import NO_VALUE, Backend, Timeout
 from stratacache.errors import SerializationError
 from stratacache.options import BackendOptions
 from stratacache.settings import CacheSettings, MappingSettings
+from stratacache.state import StackState, settings_or_every_problem
 from stratacache.stats import BackendStats, StackStats, StatsSnapshot
 from stratacache.tier import Tier, TierConfig, TierSpecOf
 
@@ -30,55 +31,6 @@ if TYPE_CHECKING:
 __all__ = ["CacheStack", "StackState"]
 
 logger = logging.getLogger("stratacache.stack")
-
-
-class StackState:
-    """One configuration of a stack: its tiers and the routes through them.
-
-    A reconfiguration builds a new state and swaps it in at once: a call in progress
-    finishes on the state it started with.
-    """
-
-    def __init__(
-        self,
-        settings: CacheSettings,
-        tiers: tuple[Tier, ...],
-        every: tuple[Tier, ...],
-        plugin_options: Mapping[type[BackendOptions], BackendOptions] | None = None,
-    ) -> None:
-        self.settings = settings
-        self.tiers = tiers
-        self.every = every
-        self.by_name = {t.name: t for t in every}
-        self.counting = settings.cache_stats
-        self.plugin_options = dict(plugin_options or {})
-        serializing = tuple(t for t in tiers if t.cache.serializes)
-        self.chain = serializing or tiers
-        self.shared = self.chain[-1]
-        self.local = next((t for t in self.chain if t.cache.in_process), self.chain[0])
-        self.by_reference = next(t for t in every if not t.cache.serializes)
-        # local_ram_cache_only: the in-process tiers above the deepest (the seed's "local").
-        self.local_chain = tuple(t for t in self.chain[:-1] if t.cache.in_process) or (
-            self.local,
-        )
-        self.stack_route = engine.Route(
-            self, self.chain, settings.cache_default_timeout, None, engine.UNCOUNTED
-        )
-
-    def select(self, names: Sequence[str], what: str) -> tuple[Tier, ...]:
-        """Return the tiers named ``names``, in stack order.
-
-        Raises:
-            ValueError: A name is not a tier of this stack.
-        """
-        unknown = [n for n in names if n not in self.by_name]
-        if unknown:
-            raise ValueError(
-                f"{what}: tiers={list(names)!r} names {', '.join(map(repr, unknown))}, which"
-                f" the stack does not have; its tiers: {', '.join(self.by_name)}"
-            )
-        order = {t.name: i for i, t in enumerate(self.every)}
-        return tuple(sorted((self.by_name[n] for n in dict.fromkeys(names)), key=lambda t: order[t.name]))
 
 
 class CacheStack:
@@ -115,7 +67,7 @@ class CacheStack:
         if overrides and settings is not None:
             raise TypeError("give either settings or keyword overrides to configure(), not both")
         if settings is None or isinstance(settings, Mapping):
-            resolved = _settings_or_every_problem(settings, overrides)
+            resolved = settings_or_every_problem(settings, overrides)
         elif isinstance(settings, CacheSettings):
             resolved = settings
         else:
@@ -150,7 +102,7 @@ class CacheStack:
         from stratacache.assembly import assemble
         from stratacache.pluginmanager import load_plugins
 
-        settings = _settings_or_every_problem(mapping, {})
+        settings = settings_or_every_problem(mapping, {})
         assemble(settings, load_plugins())
         return settings
 
@@ -177,7 +129,7 @@ class CacheStack:
         specs = [t if isinstance(t, TierSpecOf) else TierSpecOf(t) for t in tiers]
         if not specs:
             raise ValueError("from_tiers() needs at least one tier, e.g. [SimpleCache()]")
-        settings = MappingSettings(CACHE_DEFAULT_TIMEOUT=default_timeout, CACHE_STATS=stats)
+        settings = MappingSettings(cache_default_timeout=default_timeout, cache_stats=stats)
         built: list[Tier] = []
         for spec in specs:
             name = spec.name or type(spec.backend).__name__
@@ -186,7 +138,9 @@ class CacheStack:
                     f"from_tiers(): two tiers are named {name!r}; give each a name of its own,"
                     f" TierSpecOf(backend, name=...)"
                 )
-            config = TierConfig(type(spec.backend).__name__, type(spec.backend), {}, settings, spec.timeout)
+            config = TierConfig(
+                type(spec.backend).__name__, type(spec.backend), {}, settings, spec.timeout
+            )
             built.append(Tier(name, spec.backend, config))
         every = tuple(built)
         if not any(not t.cache.serializes for t in built):
@@ -266,7 +220,7 @@ class CacheStack:
         seconds = state.settings.cache_default_timeout if timeout is None else timeout
         tiers = state.chain
         counts = self._stats.function(group, tiers[0].name) if group else engine.UNCOUNTED
-        return engine.Route(state, tiers, seconds, group, counts, on_unstorable)
+        return engine.Route(state, tiers, seconds, group, counts, on_unstorable=on_unstorable)
 
     # -- the monitoring attributes --------------------------------------------------------
 
@@ -290,7 +244,9 @@ class CacheStack:
         try:
             return state.by_name[name]
         except KeyError:
-            raise KeyError(f"no tier {name!r}; the stack's tiers: {', '.join(state.by_name)}") from None
+            raise KeyError(
+                f"no tier {name!r}; the stack's tiers: {', '.join(state.by_name)}"
+            ) from None
 
     @property
     def local_cache(self) -> Tier:
@@ -351,7 +307,7 @@ class CacheStack:
         Each backend clears what it owns: Redis only the keys under its prefix,
         FileSystemCache every entry of its directory (give each application its own).
         """
-        return all([tier.clear() for tier in self._layers().every])
+        return all([tier.clear() for tier in self._layers().every])  # noqa: C419 (clear each)
 
     def clear_group(self, group: str) -> int:
         """Delete every entry tracked in ``group`` from every tier; return how many went."""
@@ -365,7 +321,7 @@ class CacheStack:
         for tier in state.every:
             try:
                 tier.cache.close()
-            except Exception:  # noqa: BLE001 (closing one tier must not stop the others)
+            except Exception:
                 logger.warning("closing tier %r failed", tier.name, exc_info=True)
 
     # -- statistics -----------------------------------------------------------------------
@@ -399,43 +355,7 @@ class CacheStack:
         return f"<CacheStack {tiers}>"
 
 
-def _settings_or_every_problem(
-    mapping: Mapping[str, Any] | None, overrides: Mapping[str, Any]
-) -> CacheSettings:
-    """Build the settings; if they are invalid, list the assembly's problems too.
-
-    The core model fails first on its own keys; to report every problem at once, the
-    assembly then runs on the same configuration with the invalid core keys at their
-    defaults, and its problems join the model's.
-    """
-    from stratacache.errors import ConfigurationError
-
-    def build(drop: set[str]) -> CacheSettings:
-        if mapping is not None:
-            return CacheSettings.from_mapping({k: v for k, v in mapping.items() if k.upper() not in drop})
-        fields = CacheSettings.model_fields
-        defaults = {k: fields[n].get_default(call_default_factory=True) for k, n in CacheSettings.keys().items() if k in drop}
-        given = {k: v for k, v in overrides.items() if k.upper() not in drop}
-        return CacheSettings(**{**defaults, **given})
-
-    try:
-        return build(set())
-    except ConfigurationError as exc:
-        problems = list(exc.problems)
-        bad = {p.split("=", 1)[0].split(":", 1)[0].upper() for p in problems}
-        try:
-            retry = build(bad)
-            from stratacache.assembly import assemble
-            from stratacache.pluginmanager import load_plugins
-
-            assemble(retry, load_plugins())
-        except ConfigurationError as more:
-            problems += [p for p in more.problems if p not in problems]
-        raise ConfigurationError(problems) from None
-
-
 def _close_at_exit(ref: weakref.ref[CacheStack]) -> None:
     stack = ref()
     if stack is not None:
         stack.close()
-

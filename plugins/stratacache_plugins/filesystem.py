@@ -26,7 +26,6 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 import platformdirs
-
 from pydantic import field_validator
 
 from stratacache import (

@@ -9,4 +9,12 @@ from stratacache.settings.model import CacheSettings, MappingSettings
 from stratacache.settings.sources import KEY_PREFIXES, Source
 from stratacache.settings.tierspec import TierSpec
 
-__all__ = ["KEY_PREFIXES", "MASK", "CacheSettings", "MappingSettings", "Source", "TierSpec", "mask_url"]
+__all__ = [
+    "KEY_PREFIXES",
+    "MASK",
+    "CacheSettings",
+    "MappingSettings",
+    "Source",
+    "TierSpec",
+    "mask_url",
+]

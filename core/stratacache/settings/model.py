@@ -164,13 +164,17 @@ class CacheSettings(BaseSettings):
             for k, v in given.items()
             if k not in core and k not in core.values() and k.upper().startswith(KEY_PREFIXES)
         }
-        unknown = [k for k in given if k not in core and k not in core.values() and k.upper() not in owned]
+        unknown = [
+            k for k in given if k not in core and k not in core.values() and k.upper() not in owned
+        ]
         problems = unknown_key_problems(unknown, list(core))
         # The error is raised outside the except blocks, so it chains nothing: pydantic's
         # errors quote the input values, secrets included.
         try:
             super().__init__(**{k: v for k, v in given.items() if k in core or k in core.values()})
-            self._arguments = frozenset(core.get(k, k) for k in given if k in core or k in core.values())
+            self._arguments = frozenset(
+                core.get(k, k) for k in given if k in core or k in core.values()
+            )
             found = self._backend_keys_from_environment()
             found.update({k: (v, self._argument_source()) for k, v in owned.items()})
             self._backend_keys = found
@@ -347,6 +351,7 @@ class MappingSettings(CacheSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Read the given mapping only: neither the environment nor ``.env``."""
         return (init_settings,)
 
     def _argument_source(self) -> Source:

@@ -54,12 +54,13 @@ class TierSpec:
         out: dict[str, Any] = {"type": self.type, "name": self.name}
         if self.timeout:
             out["timeout"] = self.timeout
-        for key, value in self.options.items():
+        for key, given in self.options.items():
+            shown = given
             if not reveal_secrets and any(w in key.lower() for w in ("password", "secret")):
-                value = MASK
-            elif not reveal_secrets and isinstance(value, str):
-                value = mask_url(value)
-            out[key] = value
+                shown = MASK
+            elif not reveal_secrets and isinstance(given, str):
+                shown = mask_url(given)
+            out[key] = shown
         return out
 
 
@@ -69,7 +70,7 @@ def parse_layers(value: Any) -> tuple[TierSpec, ...] | None:
     Raises:
         ValueError: Naming the path of every problem (``CACHE_LAYERS[1].timeout=-1: ...``).
     """
-    if value is None or isinstance(value, tuple) and all(isinstance(v, TierSpec) for v in value):
+    if value is None or (isinstance(value, tuple) and all(isinstance(v, TierSpec) for v in value)):
         return value
     if isinstance(value, bytes):
         value = value.decode()
@@ -79,9 +80,13 @@ def parse_layers(value: Any) -> tuple[TierSpec, ...] | None:
         try:
             value = json.loads(value)
         except ValueError as exc:
-            raise ValueError(f"not valid JSON ({exc}); write a JSON list, e.g. {_EXAMPLE}") from None
+            raise ValueError(
+                f"not valid JSON ({exc}); write a JSON list, e.g. {_EXAMPLE}"
+            ) from None
     if not isinstance(value, list | tuple):
-        raise ValueError(f"must be a list of tier specs, got {type(value).__name__}; e.g. {_EXAMPLE}")
+        raise ValueError(
+            f"must be a list of tier specs, got {type(value).__name__}; e.g. {_EXAMPLE}"
+        )
     if not value:
         raise ValueError(
             "CACHE_LAYERS=[]: an empty list has no tier; give at least one, e.g."
@@ -95,7 +100,7 @@ def parse_layers(value: Any) -> tuple[TierSpec, ...] | None:
         if spec.name in seen:
             problems.append(
                 f"{spec.path}.name={spec.name!r}: the name of CACHE_LAYERS[{seen[spec.name]}] too;"
-                " give each tier a name of its own (\"name\" is required when a type repeats)"
+                ' give each tier a name of its own ("name" is required when a type repeats)'
             )
         seen.setdefault(spec.name, spec.index)
     if problems:
@@ -107,7 +112,7 @@ def _spec(index: int, item: Any, problems: list[str]) -> TierSpec | None:
     path = f"CACHE_LAYERS[{index}]"
     if not isinstance(item, Mapping):
         problems.append(
-            f"{path}={item!r}: a tier spec is a JSON object with a \"type\", e.g."
+            f'{path}={item!r}: a tier spec is a JSON object with a "type", e.g.'
             ' {"type": "SimpleCache", "timeout": 60}'
         )
         return None

@@ -13,8 +13,16 @@ from urllib.parse import parse_qsl, quote, urlencode
 
 from flask import Flask, has_request_context, request
 
-from stratacache import NO_VALUE, CachedFunction, CacheSettings, CacheStack, SerializationError, Timeout, cached_for
-from stratacache import engine
+from stratacache import (
+    NO_VALUE,
+    CachedFunction,
+    CacheSettings,
+    CacheStack,
+    SerializationError,
+    Timeout,
+    cached_for,
+    engine,
+)
 from stratacache.engine import Route
 from stratacache.keys import MAX_KEY_LENGTH
 from stratacache_plugins.flask.config import settings_from_config

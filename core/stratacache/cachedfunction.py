@@ -1,0 +1,112 @@
+"""What ``cached_for`` returns: the typed protocols, and the binding of cached methods."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, ParamSpec, Protocol, TypeVar, overload
+
+__all__ = ["BoundCachedFunction", "CachedFunction", "CachedMethod"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
+
+class BoundCachedFunction(Protocol[R_co]):
+    """A cached method bound to an instance (``obj.method``)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> R_co:
+        """Return the cached result of the call."""
+
+    def invalidate(self, *args: Any, **kwargs: Any) -> bool:
+        """Delete the entry of one call (pass ``self`` too) from every layer."""
+
+    def clear_cache(self) -> int:
+        """Delete every entry of the function from every layer."""
+
+
+class CachedFunction(Protocol[P, R]):
+    """What ``cached_for`` returns: the function, cached, with methods to manage its entries.
+
+    Attributes:
+        uncached: The original function, called directly (``__wrapped__`` too).
+    """
+
+    uncached: Callable[P, R]
+    __wrapped__: Callable[P, R]
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Return the cached result of ``func(*args, **kwargs)``, computing it on a miss."""
+
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
+        """Delete the entry of this call from every layer; True if some layer held it."""
+
+    def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """Return the key this call is stored under (before a backend's own prefix)."""
+
+    def clear_cache(self) -> int:
+        """Delete every entry of the function from every layer; return how many went.
+
+        The entries are found through the key tracking each write records, not by scanning.
+        """
+
+    @overload
+    def __get__(self, instance: None, owner: type[Any] | None = None) -> CachedFunction[P, R]: ...
+    @overload
+    def __get__(
+        self, instance: object, owner: type[Any] | None = None
+    ) -> BoundCachedFunction[R]: ...
+    def __get__(self, instance: object | None, owner: type[Any] | None = None) -> Any:
+        """Bind like a function, so methods can be cached."""
+
+
+class _Managed(Protocol):
+    """The management methods of one decorated function (its ``_CachedCall``)."""
+
+    def invalidate(self, *args: Any, **kwargs: Any) -> bool: ...
+    def cache_key(self, *args: Any, **kwargs: Any) -> str: ...
+    def clear_cache(self) -> int: ...
+
+
+class _BoundCachedMethod(functools.partial[Any]):
+    """A cached method bound to its instance.
+
+    Calls, ``invalidate`` and ``cache_key`` pass ``self``. It is a C-level partial, so a bound
+    call costs little more than a plain one.
+    """
+
+    _call: _Managed
+
+    def invalidate(self, *args: Any, **kwargs: Any) -> bool:
+        """Delete this call's entry (for this instance) from every layer."""
+        return self._call.invalidate(*self.args, *args, **kwargs)
+
+    def cache_key(self, *args: Any, **kwargs: Any) -> str:
+        """Return the key of this call (for this instance)."""
+        return self._call.cache_key(*self.args, *args, **kwargs)
+
+    def clear_cache(self) -> int:
+        """Delete every entry of the method, for every instance, from every layer."""
+        return self._call.clear_cache()
+
+
+class CachedMethod:
+    """The cached form of a method (first parameter ``self``).
+
+    It binds like a function, and its bound form binds ``invalidate`` and ``cache_key`` to the
+    instance too, so ``obj.method.invalidate(x)`` deletes the entry of ``obj.method(x)``.
+    """
+
+    def __init__(self, wrapper: Callable[..., Any], call: Any) -> None:
+        self._wrapper = wrapper
+        self._bound = type("BoundCachedMethod", (_BoundCachedMethod,), {"_call": call})
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the cached function (through the class: ``Class.method(obj, x)``)."""
+        return self._wrapper(*args, **kwargs)
+
+    def __get__(self, instance: object, owner: type[Any] | None = None) -> Any:
+        if instance is None:
+            return self
+        return self._bound(self._wrapper, instance)

@@ -1,0 +1,93 @@
+"""The markers and types the backend contract shares: :data:`NO_VALUE`, :class:`Computation`."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, ClassVar, Final, final
+
+if TYPE_CHECKING:
+    from stratacache.backend import Backend
+
+__all__ = ["NO_VALUE", "Computation", "NoValue", "Timeout"]
+
+Timeout = int | float | timedelta | None
+"""A timeout as the backends take it: seconds, a timedelta, ``None`` (default) or 0 (never)."""
+
+
+@final
+class NoValue:
+    """The type of :data:`NO_VALUE`, the marker of a miss. It is falsy and a singleton."""
+
+    _instance: ClassVar[NoValue | None] = None
+
+    def __new__(cls) -> NoValue:  # noqa: D102 (documented on the class)
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "NO_VALUE"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __reduce__(self) -> str:
+        return "NO_VALUE"
+
+
+NO_VALUE: Final = NoValue()
+"""Returned by :meth:`Backend.lookup` on a miss, so that ``None`` can be a cached value."""
+
+
+class Computation:
+    """One caller's computation of a missing key under ``atomic_writes``.
+
+    :meth:`Backend.start_computation` returns it. If :attr:`value` is :data:`NO_VALUE`, the
+    caller computes the value and calls :meth:`commit` with it (or :meth:`abort` if the
+    computation raised); otherwise :attr:`value` is the value another caller stored meanwhile
+    and the caller uses it as it is. This default coordinates nothing: it is what a backend
+    without cross-process coordination does.
+
+    Attributes:
+        value: The stored value, or :data:`NO_VALUE` when this caller must compute it.
+        waited: Whether the caller waited for another caller's lock before getting here
+            (counted in the function's ``lock_waits``).
+        stored: Set by :meth:`commit`: whether this caller's value was written (counted in
+            the ``sets`` statistics); False when another caller's value won or the outcome
+            is unknown (a lost reply, an outage).
+        result: What the commit returned, recorded when it went through the
+            ``stratacache_set`` hook.
+    """
+
+    waited: bool = False
+    stored: bool = False
+    result: Any = NO_VALUE
+
+    def __init__(
+        self,
+        backend: Backend,
+        key: str,
+        timeout: Timeout,
+        group: str | None,
+        value: Any = NO_VALUE,
+        *,
+        waited: bool = False,
+    ) -> None:
+        self.backend = backend
+        self.key = key
+        self.timeout = timeout
+        self.group = group
+        self.value: Any = value
+        self.waited = waited
+
+    def commit(self, value: Any) -> Any:
+        """Store the computed ``value``; return the value every caller should get.
+
+        A backend that lets several processes compute returns the value that won. A value that
+        cannot be serialized raises :class:`~stratacache.SerializationError`, storing nothing.
+        """
+        self.stored = bool(self.backend.set_tracked(self.key, value, self.timeout, self.group))
+        return value
+
+    def abort(self) -> None:
+        """The computation raised or its value could not be stored: release what it holds."""

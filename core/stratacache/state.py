@@ -1,0 +1,103 @@
+"""One configuration of a stack (:class:`StackState`), and how settings are validated."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from stratacache import engine
+from stratacache.options import BackendOptions
+from stratacache.settings import CacheSettings
+from stratacache.tier import Tier
+
+__all__ = ["StackState", "settings_or_every_problem"]
+
+
+class StackState:
+    """One configuration of a stack: its tiers and the routes through them.
+
+    A reconfiguration builds a new state and swaps it in at once: a call in progress
+    finishes on the state it started with.
+    """
+
+    def __init__(
+        self,
+        settings: CacheSettings,
+        tiers: tuple[Tier, ...],
+        every: tuple[Tier, ...],
+        plugin_options: Mapping[type[BackendOptions], BackendOptions] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.tiers = tiers
+        self.every = every
+        self.by_name = {t.name: t for t in every}
+        self.counting = settings.cache_stats
+        self.plugin_options = dict(plugin_options or {})
+        serializing = tuple(t for t in tiers if t.cache.serializes)
+        self.chain = serializing or tiers
+        self.shared = self.chain[-1]
+        self.local = next((t for t in self.chain if t.cache.in_process), self.chain[0])
+        self.by_reference = next(t for t in every if not t.cache.serializes)
+        # local_ram_cache_only: the in-process tiers above the deepest (the seed's "local").
+        self.local_chain = tuple(t for t in self.chain[:-1] if t.cache.in_process) or (self.local,)
+        self.stack_route = engine.Route(
+            self, self.chain, settings.cache_default_timeout, None, engine.UNCOUNTED
+        )
+
+    def select(self, names: Sequence[str], what: str) -> tuple[Tier, ...]:
+        """Return the tiers named ``names``, in stack order.
+
+        Raises:
+            ValueError: A name is not a tier of this stack.
+        """
+        unknown = [n for n in names if n not in self.by_name]
+        if unknown:
+            raise ValueError(
+                f"{what}: tiers={list(names)!r} names {', '.join(map(repr, unknown))}, which"
+                f" the stack does not have; its tiers: {', '.join(self.by_name)}"
+            )
+        order = {t.name: i for i, t in enumerate(self.every)}
+        return tuple(
+            sorted((self.by_name[n] for n in dict.fromkeys(names)), key=lambda t: order[t.name])
+        )
+
+
+def settings_or_every_problem(
+    mapping: Mapping[str, Any] | None, overrides: Mapping[str, Any]
+) -> CacheSettings:
+    """Build the settings; if they are invalid, list the assembly's problems too.
+
+    The core model fails first on its own keys; to report every problem at once, the
+    assembly then runs on the same configuration with the invalid core keys at their
+    defaults, and its problems join the model's.
+    """
+    from stratacache.errors import ConfigurationError
+
+    def build(drop: set[str]) -> CacheSettings:
+        if mapping is not None:
+            return CacheSettings.from_mapping(
+                {k: v for k, v in mapping.items() if k.upper() not in drop}
+            )
+        fields = CacheSettings.model_fields
+        defaults = {
+            k: fields[n].get_default(call_default_factory=True)
+            for k, n in CacheSettings.keys().items()
+            if k in drop
+        }
+        given = {k: v for k, v in overrides.items() if k.upper() not in drop}
+        return CacheSettings(**{**defaults, **given})
+
+    try:
+        return build(set())
+    except ConfigurationError as exc:
+        problems = list(exc.problems)
+        bad = {p.split("=", 1)[0].split(":", 1)[0].upper() for p in problems}
+        try:
+            retry = build(bad)
+            from stratacache.assembly import assemble
+            from stratacache.pluginmanager import load_plugins
+
+            assemble(retry, load_plugins())
+        except ConfigurationError as more:
+            problems += [p for p in more.problems if p not in problems]
+        raise ConfigurationError(problems) from None
