@@ -47,6 +47,16 @@ def stack() -> CacheStack:
     return stack
 
 
+def root_pythonpath(*first: str | Path) -> str:
+    """``PYTHONPATH`` for a subprocess that imports these tests: ``first``, then the root.
+
+    The inherited ``PYTHONPATH`` follows, so that a worktree's own core (on it) still comes
+    before the copy installed in the virtual environment.
+    """
+    inherited = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return os.pathsep.join([*map(str, first), str(ROOT), *inherited])
+
+
 def clean_env(**extra: str) -> dict[str, str]:
     """The environment for a fresh subprocess: no CACHE_* variables, plus ``extra``."""
     env = {

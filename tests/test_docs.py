@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import pytest
 
-from .conftest import ROOT, clean_env, run_python
+from .conftest import ROOT, clean_env, root_pythonpath, run_python
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 BLOCK = re.compile(
@@ -68,7 +68,7 @@ def test_python_examples_run(
     assert example.mark in MARKS, f"{example.where}: unknown docs-test mark {example.mark!r}"
     if example.mark == "skip":
         pytest.skip("marked <!-- docs-test: skip -->")
-    extra = {"PYTHONPATH": str(ROOT)}
+    extra = {"PYTHONPATH": root_pythonpath()}
     if example.mark == "redis":
         extra["CACHE_REDIS_URL"] = request.getfixturevalue("redis_url")
     run_python(example.code, env=clean_env(**extra), cwd=tmp_path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import struct
 import subprocess
@@ -222,6 +223,19 @@ def test_a_corrupted_entry_is_a_logged_miss(
     assert "'victim'" in record.getMessage()
 
 
+@pytest.mark.parametrize("kind", ["bad-magic", "nan-expiry", "truncated-payload"])
+def test_lookup_entry_of_a_corrupted_entry_is_a_miss(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    cache = FileSystemCache(tmp_path)
+    cache.set("victim", list(range(1000)))
+    path = only_entry(tmp_path)
+    _corrupt(kind, path, monkeypatch)
+    assert cache.lookup_entry("victim") == (NO_VALUE, None)
+    assert not path.exists()
+    assert cache.stats.deserialization_failures == 1
+
+
 def test_has_reads_the_header_only(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     cache = FileSystemCache(tmp_path)
     cache.set("truncated", list(range(1000)))
@@ -334,6 +348,22 @@ def test_the_default_directory_is_the_user_cache_dir(
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     FileSystemCache().set("k", 1)
     assert len(entries(tmp_path / "xdg" / "stratacache")) == 1
+
+
+def test_lookup_entry_remaining_is_the_header_expiry_on_the_cache_clock(tmp_path: Path) -> None:
+    now = [1_000_000.0]
+    cache = FileSystemCache(tmp_path, default_timeout=10, clock=lambda: now[0])
+    cache.set("a", "v")
+    cache.set("forever", "f", timeout=0)
+    now[0] += 2.5
+    assert cache.lookup_entry("a") == ("v", 7.5)
+    assert cache.lookup_entry("forever") == ("f", math.inf)
+    reader = FileSystemCache(tmp_path, clock=lambda: now[0] + 5)  # another process's clock
+    assert reader.lookup_entry("a") == ("v", 2.5)
+    now[0] += 7.5
+    assert cache.lookup_entry("a") == (NO_VALUE, None)
+    assert cache.lookup_entry("absent") == (NO_VALUE, None)
+    assert len(entries(tmp_path)) == 1, "the expired entry was removed when read"
 
 
 def test_add_replaces_only_an_expired_entry(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from stratacache.keys import MAX_KEY_LENGTH, KeyBuilder, encode_value
 
-from .conftest import ROOT, clean_env, run_python
+from .conftest import clean_env, root_pythonpath, run_python
 
 
 class Color(enum.Enum):
@@ -179,7 +179,7 @@ def test_keys_are_equal_in_another_process() -> None:
         "import json; "
         "from tests.test_keys import cross_process_samples as s; print(json.dumps(s()))"
     )
-    env = clean_env(PYTHONHASHSEED="12345", PYTHONPATH=str(ROOT))
+    env = clean_env(PYTHONHASHSEED="12345", PYTHONPATH=root_pythonpath())
     there = json.loads(run_python(code, env=env).stdout)
     assert there == cross_process_samples()
 

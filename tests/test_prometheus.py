@@ -16,7 +16,7 @@ from stratacache import CacheStack, cached_for, plugin_manager
 from stratacache_plugins import prometheus
 from stratacache_plugins.prometheus import StratacacheCollector
 
-from .conftest import ROOT, clean_env, run_python
+from .conftest import ROOT, clean_env, root_pythonpath, run_python
 
 
 def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -165,7 +165,7 @@ def test_discovered_through_its_entry_point(tmp_path: Path) -> None:
         print("exported")
         """
     )
-    result = run_python(code, env=clean_env(PYTHONPATH=f"{site}:{ROOT}"))
+    result = run_python(code, env=clean_env(PYTHONPATH=root_pythonpath(site)))
     assert result.stdout.strip() == "exported"
 
 
@@ -191,7 +191,7 @@ def test_prometheus_client_is_imported_only_when_enabled() -> None:
         print("ok")
         """
     )
-    assert run_python(code, env=clean_env(PYTHONPATH=str(ROOT))).stdout.strip() == "ok"
+    assert run_python(code, env=clean_env(PYTHONPATH=root_pythonpath())).stdout.strip() == "ok"
 
 
 @pytest.mark.subprocess
@@ -218,6 +218,6 @@ def test_without_prometheus_client_it_warns_and_does_nothing() -> None:
         print("ok")
         """
     )
-    result = run_python(code, env=clean_env(PYTHONPATH=str(ROOT)))
+    result = run_python(code, env=clean_env(PYTHONPATH=root_pythonpath()))
     assert result.stdout.strip() == "ok"
     assert result.stderr.count("pip install 'stratacache[prometheus]'") == 1, result.stderr

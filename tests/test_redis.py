@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import pickle
 import time
@@ -26,6 +27,7 @@ from stratacache import (
     NO_VALUE,
     CacheError,
     CacheStack,
+    DeserializationError,
     cached_for,
 )
 from stratacache.keys import function_name
@@ -342,6 +344,83 @@ def test_local_hit_sends_nothing(
     assert data_commands(redis_server) == {}
 
 
+# -- lookup_entry: the value and the server's TTL -----------------------------------------
+
+
+@pytest.mark.parametrize("cls", [RedisCache, RedisCacheNoExceptions])
+def test_lookup_entry_ttl_comes_from_the_server(
+    raw: redis.Redis, redis_url: str, cls: type[RedisCache]
+) -> None:
+    cache = cls(url=redis_url, key_prefix=PREFIX)
+    cache.set("k", {"v": 1}, timeout=3600)
+    raw.pexpire(PREFIX + "k", 2500)  # the server's TTL, whatever the writer asked for
+    value, remaining = cache.lookup_entry("k")
+    assert value == {"v": 1}
+    assert 2.4 < remaining <= 2.5
+    raw.persist(PREFIX + "k")
+    assert cache.lookup_entry("k") == ({"v": 1}, math.inf)
+    raw.set(PREFIX + "n", b"42", px=60_000)  # an integer stored as digits, as lookup reads it
+    value, remaining = cache.lookup_entry("n")
+    assert (value, type(value)) == (42, int)
+    assert 59 < remaining <= 60
+    assert cache.lookup_entry("absent") == (NO_VALUE, None)
+
+
+@pytest.mark.parametrize("cache_type", CACHE_TYPES)
+def test_lookup_entry_is_one_round_trip(
+    redis_server: RedisServer,
+    redis_url: str,
+    cache_type: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cache = getattr(rediscache, cache_type)(url=redis_url, key_prefix=PREFIX)
+    cache.set("k", "v", timeout=60)
+    cache.ping()  # the pool has a connection now
+    sends = Counter[str]()
+    send = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(self: Any, command: Any, check_health: bool = True) -> None:
+        sends["send"] += 1
+        send(self, command, check_health)
+
+    redis_server.reset_stats()
+    with monkeypatch.context() as patch:
+        patch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+        assert cache.lookup_entry("k")[0] == "v"
+    assert sends["send"] == 1, "GET and PTTL go in one write"
+    assert data_commands(redis_server) == {"get": 1, "pttl": 1}
+
+
+def test_lookup_entry_of_an_unreadable_entry(raw: redis.Redis, redis_url: str) -> None:
+    raw.set(PREFIX + "bad", b"\x80\x05garbage", px=60_000)
+    strict = RedisCache(url=redis_url, key_prefix=PREFIX)
+    with pytest.raises(DeserializationError):
+        strict.lookup_entry("bad")
+    assert strict.stats.deserialization_failures == 1
+    lenient = RedisCacheNoExceptions(url=redis_url, key_prefix=PREFIX)
+    assert lenient.lookup_entry("bad") == (NO_VALUE, None)
+    assert lenient.stats.deserialization_failures == 1
+    assert raw.exists(PREFIX + "bad") == 0, "deleted, as lookup deletes it"
+
+
+def test_lookup_entry_verifies_signatures(raw: redis.Redis, redis_url: str) -> None:
+    secret = "lookup-entry-secret-0123456789"
+    cache = RedisCacheNoExceptions(url=redis_url, key_prefix=PREFIX, secret_key=secret)
+    cache.set("n", 7, timeout=60)
+    assert cache.lookup_entry("n")[0] == 7
+    raw.set(PREFIX + "n", b"7", keepttl=True)  # digits, unsigned: not an entry of ours
+    assert cache.lookup_entry("n") == (NO_VALUE, None)
+    assert cache.stats.deserialization_failures == 1
+
+
+def test_lookup_entry_counts_an_outage_as_an_error(dead_url: str) -> None:
+    cache = RedisCacheNoExceptions(
+        url=dead_url, key_prefix=PREFIX, connect_timeout=0.2, read_timeout=0.5
+    )
+    assert cache.lookup_entry("k") == (NO_VALUE, None)
+    assert cache.stats.errors == 1
+
+
 # -- key tracking -------------------------------------------------------------------------
 
 
@@ -482,6 +561,7 @@ def test_info_reports_used_memory(redis_url: str, cls: type[RedisCache]) -> None
 OPERATIONS: dict[str, tuple[Callable[[RedisCache], Any], Any]] = {
     "get": (lambda c: c.get("k"), None),
     "lookup": (lambda c: c.lookup("k"), NO_VALUE),
+    "lookup_entry": (lambda c: c.lookup_entry("k"), (NO_VALUE, None)),
     "has": (lambda c: c.has("k"), False),
     "get_many": (lambda c: c.get_many("k", "l"), [None, None]),
     "set": (lambda c: c.set("k", 1), False),

@@ -34,7 +34,7 @@ from stratacache import NO_VALUE, CacheError, CacheStack, cached_for
 from stratacache.keys import function_name
 from stratacache_plugins.rediscache import AtomicWaitTimeout, RedisCacheAtomic
 
-from .conftest import ROOT, clean_env
+from .conftest import clean_env, root_pythonpath
 from .redis_server import RedisServer
 
 PREFIX = "atomic_"
@@ -138,7 +138,7 @@ def _stack(url: str, **extra: object) -> CacheStack:
 
 def _child_env(url: str, **extra: str) -> dict[str, str]:
     return clean_env(
-        **{k: str(v) for k, v in _settings(url).items()}, PYTHONPATH=str(ROOT), **extra
+        **{k: str(v) for k, v in _settings(url).items()}, PYTHONPATH=root_pythonpath(), **extra
     )
 
 

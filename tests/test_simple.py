@@ -7,6 +7,7 @@ The stateful model test of SimpleCache is scenario 11 of the reliability suite
 from __future__ import annotations
 
 import logging
+import math
 import threading
 
 import pytest
@@ -137,3 +138,48 @@ def test_eviction_untracks(clock: Clock) -> None:
     clock.now += 5
     cache.set_tracked("k9", 9, None, "g")
     assert cache._groups["g"] == set(cache._cache)
+
+
+# -- lookup_entry: the value and what is left of its life ---------------------------------
+
+
+def test_lookup_entry_remaining_follows_the_clock(clock: Clock) -> None:
+    cache = SimpleCache(default_timeout=10, clock=clock)
+    cache.set("a", 1)
+    cache.set("forever", 2, timeout=0)
+    clock.now += 2.5
+    assert cache.lookup_entry("a") == (1, 7.5)
+    assert cache.lookup_entry("forever") == (2, math.inf)
+    clock.now += 7.5
+    assert cache.lookup_entry("a") == (NO_VALUE, None)
+    assert "a" not in cache._cache, "an expired entry is dropped when read"
+
+
+def test_lookup_entry_refreshes_recency(clock: Clock) -> None:
+    cache = SimpleCache(threshold=2, clock=clock)
+    cache.set("a", 1)
+    cache.set("b", 2)
+    cache.lookup_entry("a")  # now b is the least recently used
+    cache.set("c", 3)
+    assert list(cache._cache) == ["a", "c"]
+
+
+def test_lookup_entry_of_an_unreadable_entry_is_a_miss_and_deletes_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cache = SimpleCache()
+    cache.set("a", 1)
+    cache._cache["a"] = (cache._cache["a"][0], b"\x80\x05garbage", None)
+    with caplog.at_level(logging.WARNING):
+        assert cache.lookup_entry("a") == (NO_VALUE, None)
+    assert "a" not in cache._cache
+    assert cache.stats.deserialization_failures == 1
+
+
+def test_lookup_entry_without_serializer_returns_the_object(clock: Clock) -> None:
+    cache = SimpleCacheNoSerializer(clock=clock)
+    value = {"lock": threading.Lock()}
+    cache.set("a", value, timeout=5)
+    found, remaining = cache.lookup_entry("a")
+    assert found is value
+    assert remaining == 5

@@ -186,21 +186,31 @@ class FileSystemCache(Backend):
 
     def lookup(self, key: str) -> Any:
         """Return the value of ``key`` or ``NO_VALUE``, in one read of its file."""
+        return self.lookup_entry(key)[0]
+
+    def lookup_entry(self, key: str) -> tuple[Any, float | None]:
+        """Return ``(value, remaining)`` from one read of the file.
+
+        ``remaining`` is the header's expiry minus this cache's clock (``math.inf`` for an
+        entry that never expires).
+        """
         path = self._path(key)
         try:
             file = open(path, "rb")  # noqa: SIM115 (closed below, after a possible discard)
         except FileNotFoundError:
-            return NO_VALUE
+            return NO_VALUE, None
         with file:
             data = file.read()
             try:
-                if _expired(_expiry(data), self._clock()):
+                expires, now = _expiry(data), self._clock()
+                if _expired(expires, now):
                     self._discard(path, file.fileno())
-                    return NO_VALUE
-                return self.load_value(self._key_prefix + key, data[_HEADER.size :])
+                    return NO_VALUE, None
+                value = self.load_value(self._key_prefix + key, data[_HEADER.size :])
             except DeserializationError as exc:
                 self._discard_unreadable(key, path, file.fileno(), exc)
-                return NO_VALUE
+                return NO_VALUE, None
+        return value, math.inf if expires == 0.0 else expires - now
 
     def has(self, key: str) -> bool:
         """Return whether ``key`` holds an unexpired entry, reading only its header."""

@@ -22,6 +22,10 @@ class NullCache(Backend):
         """Always a miss."""
         return NO_VALUE
 
+    def lookup_entry(self, key: str) -> tuple[Any, float | None]:
+        """Always a miss: ``(NO_VALUE, None)``."""
+        return NO_VALUE, None
+
     def has(self, key: str) -> bool:
         """Never holds anything."""
         return False

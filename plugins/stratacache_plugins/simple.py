@@ -121,9 +121,7 @@ class SimpleCache(Backend):
         if entry is None:
             return NO_VALUE
         if entry[0] <= self._clock():
-            with self._lock:
-                if self._find(key) is entry:
-                    self._discard(key, entry)
+            self._drop_expired(key, entry)
             return NO_VALUE
         try:  # noqa: SIM105 (contextlib.suppress costs more than the lookup on this hot path)
             self._touch(key)
@@ -134,10 +132,44 @@ class SimpleCache(Backend):
         try:
             return self._loads(entry[1])
         except DeserializationError as exc:
-            self.stats.deserialization_failures += 1
-            logger.warning("SimpleCache: deleting unreadable entry %r: %s", key, exc)
-            self.delete(key)
+            self._drop_unreadable(key, exc)
             return NO_VALUE
+
+    def lookup_entry(self, key: str) -> tuple[Any, float | None]:
+        """Return ``(value, remaining)``: :meth:`lookup` and the seconds left on the clock.
+
+        ``remaining`` is ``math.inf`` for an entry that never expires. Same semantics as
+        :meth:`lookup`, which stays a separate method because it is the hot path.
+        """
+        entry = self._find(key)
+        if entry is None:
+            return NO_VALUE, None
+        remaining = entry[0] - self._clock()  # inf - now is inf: never expires
+        if remaining <= 0:
+            self._drop_expired(key, entry)
+            return NO_VALUE, None
+        try:  # noqa: SIM105 (as in lookup)
+            self._touch(key)
+        except KeyError:  # gone since the get: it was a hit all the same
+            pass
+        if self._loads is None:
+            return entry[1], remaining
+        try:
+            return self._loads(entry[1]), remaining
+        except DeserializationError as exc:
+            self._drop_unreadable(key, exc)
+            return NO_VALUE, None
+
+    def _drop_expired(self, key: str, entry: tuple[float, Any, str | None]) -> None:
+        """Remove the expired ``entry`` a read found, unless ``key`` was rewritten since."""
+        with self._lock:
+            if self._find(key) is entry:
+                self._discard(key, entry)
+
+    def _drop_unreadable(self, key: str, exc: DeserializationError) -> None:
+        self.stats.deserialization_failures += 1
+        logger.warning("SimpleCache: deleting unreadable entry %r: %s", key, exc)
+        self.delete(key)
 
     def has(self, key: str) -> bool:
         """Return whether ``key`` holds an unexpired entry (recency is not changed)."""

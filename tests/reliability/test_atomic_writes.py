@@ -42,7 +42,7 @@ import stratacache
 from stratacache import CacheStack, cached_for
 from stratacache.keys import KeyBuilder
 from stratacache_plugins.rediscache import RedisCacheAtomic
-from tests.conftest import ROOT, clean_env
+from tests.conftest import clean_env, root_pythonpath
 from tests.redis_server import RedisServer
 
 from .figures import percentile, record
@@ -417,7 +417,7 @@ def workers(tmp_path: Path) -> Iterator[Callable[..., _Worker]]:
     def start(entry: str, url: str, **extra: Any) -> _Worker:
         env = clean_env(
             **{k: str(v) for k, v in _settings(url).items()},
-            PYTHONPATH=str(ROOT),
+            PYTHONPATH=root_pythonpath(),
             **{k: str(v) for k, v in extra.items()},
         )
         worker = _Worker(entry, env, tmp_path / f"worker{len(started)}.log")

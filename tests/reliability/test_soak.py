@@ -28,7 +28,7 @@ import pytest
 import stratacache
 from stratacache import cached_for
 from stratacache_plugins.rediscache import RedisCacheAtomic
-from tests.conftest import ROOT, clean_env
+from tests.conftest import clean_env, root_pythonpath
 from tests.redis_server import RedisServer
 
 from .figures import record
@@ -200,7 +200,7 @@ def test_soak(make_redis_server: Callable[[], RedisServer], tmp_path: Path) -> N
         # A loaded shared machine must not pass for an outage (which would be logged).
         CACHE_REDIS_READ_TIMEOUT="5",
         LOCALCACHE_THRESHOLD=str(LOCAL_THRESHOLD),
-        PYTHONPATH=str(ROOT),
+        PYTHONPATH=root_pythonpath(),
     )
     workers = [
         _Worker("soak_main", env, tmp_path / f"soak{i}.log", module=__name__)

@@ -14,14 +14,18 @@ that returns a factory of fresh, empty backend instances::
 
 The factory receives the options a test needs (``default_timeout``); everything else is up
 to the fixture. Set ``stores_values = False`` for a backend that stores nothing (NullCache):
-the same tests then check that every read misses. The monitoring tests check the operator's
-methods (``ping``, ``describe``, ``store_stats``) and that healthy operations count no
-error. This module needs pytest (``pip install 'stratacache[testing]'``).
+the same tests then check that every read misses. A backend that overrides
+:meth:`~stratacache.Backend.lookup_entry` must report each hit's remaining lifetime; one that
+keeps the default, or sets ``knows_remaining = False``, must report ``None``. The
+monitoring tests check the operator's methods (``ping``, ``describe``, ``store_stats``) and
+that healthy operations count no error. This module needs pytest
+(``pip install 'stratacache[testing]'``).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -59,6 +63,12 @@ class BackendConformance:
 
     stores_values: ClassVar[bool] = True
     """False for a backend that stores nothing: reads must then always miss."""
+
+    knows_remaining: ClassVar[bool] = True
+    """False for a backend whose ``lookup_entry`` cannot tell the remaining lifetime.
+
+    A backend that keeps the default ``lookup_entry`` cannot, whatever this says.
+    """
 
     @pytest.fixture
     def make_backend(self) -> BackendFactory:
@@ -169,6 +179,55 @@ class BackendConformance:
         assert backend.get("int") == self.hit(1)
         time.sleep(1.3)
         assert backend.get_many("int", "delta", "long") == [None, None, self.hit(3)]
+        assert backend.lookup_entry("int")[0] is NO_VALUE
+
+    # -- remaining lifetime (lookup_entry) ------------------------------------------------
+
+    def remaining_of(self, backend: Backend, key: str, expected: Any) -> float | None:
+        """Read ``key`` with ``lookup_entry``; check the value against ``lookup``'s."""
+        value, remaining = backend.lookup_entry(key)
+        if not self.stores_values:
+            assert value is NO_VALUE
+            return None
+        assert value == expected
+        assert value == backend.lookup(key), "lookup_entry reads what lookup reads"
+        if not self.tells_remaining(backend):
+            assert remaining is None
+        return remaining
+
+    def tells_remaining(self, backend: Backend) -> bool:
+        """Whether ``backend``'s hits must report their remaining lifetime."""
+        overridden = type(backend).lookup_entry is not Backend.lookup_entry
+        return self.stores_values and self.knows_remaining and overridden
+
+    def test_lookup_entry_miss(self, backend: Backend) -> None:
+        assert backend.lookup_entry("absent")[0] is NO_VALUE
+
+    def test_lookup_entry_remaining(self, backend: Backend) -> None:
+        backend.set("ten", {"v": 1}, timeout=10)
+        remaining = self.remaining_of(backend, "ten", self.hit({"v": 1}))
+        if self.tells_remaining(backend):
+            assert remaining is not None
+            assert 0 < remaining <= 10
+
+    def test_lookup_entry_default_timeout(self, make_backend: BackendFactory) -> None:
+        backend = make_backend(default_timeout=60)
+        backend.set("default", "v")
+        remaining = self.remaining_of(backend, "default", self.hit("v"))
+        if self.tells_remaining(backend):
+            assert remaining is not None
+            assert 50 < remaining <= 60
+
+    def test_lookup_entry_never_expires(self, backend: Backend) -> None:
+        backend.set("forever", "v", timeout=0)
+        remaining = self.remaining_of(backend, "forever", self.hit("v"))
+        if self.tells_remaining(backend):
+            assert remaining == math.inf
+
+    def test_lookup_entry_none_is_a_value(self, backend: Backend) -> None:
+        backend.set("none", None)
+        value, _remaining = backend.lookup_entry("none")
+        assert value is (None if self.stores_values else NO_VALUE)
 
     # -- key tracking ---------------------------------------------------------------------
 

@@ -1,4 +1,21 @@
-"""RedisCache: the shared layer on Redis; Redis failures raise :class:`RedisCacheError`."""
+"""RedisCache: the shared layer on Redis; Redis failures raise :class:`RedisCacheError`.
+
+:meth:`RedisCache.lookup_entry` reads the value and its TTL in one round trip: ``GET`` and
+``PTTL`` in a non-transactional pipeline. Measured against a redis-server 7.0.15 started on
+a free loopback port (redis-py 8.1.0, a 100-byte entry, 20,000 calls a run, the median of 7
+interleaved runs, the range over three such measurements; the 2-core machine was busy, so
+wall times are noisy), per call:
+
+* plain ``GET``, the floor: 70-77 µs wall, 35-38 µs client CPU, 0.3-0.4 µs server time;
+* pipeline ``GET`` + ``PTTL``: 84-93 µs wall, 46-50 µs client CPU, 0.5-0.6 µs server;
+* ``EVALSHA`` of ``return {GET, PTTL}`` (redis-py's ``Script``): 106-112 µs wall,
+  52-57 µs client CPU, 4.7-5.2 µs server (a bare ``evalsha`` call: 84-92 µs wall).
+
+The pipeline is the faster in wall time and costs the single-threaded server a tenth of
+the script's time, so it is the one used. It is not atomic, which is harmless: a key
+deleted between the two commands answers ``PTTL`` -2 and is a miss, and a write in between
+pairs the value read with the newer entry's TTL, no worse than any read racing a write.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +47,7 @@ _INTEGER = re.compile(rb"-?[0-9]+")
 _BALANCED_BRACES = re.compile(r"[^{}]*(?:\{[^{}]*\}[^{}]*)*")
 _SIGNED_INC_ATTEMPTS = 100
 _DIGIT_STARTS = frozenset(b"-0123456789"[i : i + 1] for i in range(11))
+_PTTL_PERSISTENT, _PTTL_GONE = -1, -2  # PTTL's replies for a key without expiry, no key
 
 
 class RedisCacheError(CacheError):
@@ -203,6 +221,28 @@ class RedisCache(Backend):
         if data is None:
             return NO_VALUE
         return self._loads(key, data)
+
+    def lookup_entry(self, key: str) -> tuple[Any, float | None]:
+        """``GET`` and ``PTTL`` in one pipelined round trip: the value and the server's TTL.
+
+        ``remaining`` is the key's TTL on the server's clock (``math.inf`` without expiry).
+        The entry is decoded as :meth:`lookup` decodes it.
+        """
+        full = self._key(key)
+
+        def read(r: redis.Redis) -> list[Any]:
+            pipe = r.pipeline(transaction=False)
+            pipe.get(full)
+            pipe.pttl(full)
+            return list(pipe.execute())
+
+        data, ms = self._run("GET+PTTL", read, (None, _PTTL_GONE))
+        if data is None or ms == _PTTL_GONE:  # gone, or deleted between the two commands
+            return NO_VALUE, None
+        value = self._loads(key, data)
+        if value is NO_VALUE:
+            return NO_VALUE, None
+        return value, math.inf if ms == _PTTL_PERSISTENT else int(ms) / 1000
 
     def _loads(self, key: str, data: Any) -> Any:
         try:
