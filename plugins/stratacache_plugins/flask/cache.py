@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import inspect
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any, Final, ParamSpec, Protocol, TypeVar, cast
-from urllib.parse import parse_qsl, quote, urlencode
 
 from flask import Flask, has_request_context, request
 
@@ -24,8 +22,8 @@ from stratacache import (
     engine,
 )
 from stratacache.engine import Route
-from stratacache.keys import MAX_KEY_LENGTH
 from stratacache_plugins.flask.config import settings_from_config
+from stratacache_plugins.flask.viewkeys import QueryArgs, view_key
 
 __all__ = ["EXTENSION_NAME", "Cache", "CachedView", "QueryArgs", "init_app"]
 
@@ -33,9 +31,6 @@ logger = logging.getLogger("stratacache.flask")
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-QueryArgs = str | Mapping[str, Any] | Iterable[tuple[str, Any]]
-"""A query string, a mapping, or ``(name, value)`` pairs (as Flask-Caching takes them)."""
 
 EXTENSION_NAME: Final = "stratacache"
 """The key of the :class:`Cache` in ``app.extensions``."""
@@ -217,7 +212,7 @@ class Cache:
             routes: list[Route] = [_UNROUTED]
 
             def make_cache_key(path: str | None = None, query_args: QueryArgs | None = None) -> str:
-                return _view_key(key_prefix, with_query, path, query_args)
+                return view_key(key_prefix, with_query, path, query_args)
 
             @functools.wraps(view)
             def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -367,47 +362,3 @@ def _takes_arguments(func: Callable[..., Any]) -> bool:
         return bool(inspect.signature(func).parameters)
     except (TypeError, ValueError):  # a builtin without a signature
         return False
-
-
-def _query_pairs(query_args: QueryArgs | None) -> list[tuple[str, str]]:
-    if query_args is None:
-        if not has_request_context():
-            return []
-        pairs: Iterable[tuple[str, Any]] = request.args.items(multi=True)
-    elif isinstance(query_args, str):
-        pairs = parse_qsl(query_args.removeprefix("?"), keep_blank_values=True)
-    elif isinstance(query_args, Mapping):
-        pairs = query_args.items()
-    else:
-        pairs = query_args
-    return sorted((str(name), str(value)) for name, value in pairs)
-
-
-def _view_key(
-    key_prefix: str | Callable[[], str],
-    with_query: bool,
-    path: str | None,
-    query_args: QueryArgs | None,
-) -> str:
-    if callable(key_prefix):
-        key = key_prefix()
-    elif "%s" in key_prefix:
-        if path is None:
-            if not has_request_context():
-                raise RuntimeError(
-                    f"the cache key {key_prefix!r} names the request path: call the view in a"
-                    " request, or pass path= to make_cache_key() or delete_cached()"
-                )
-            path = request.path
-        # Quoted, so a "?" decoded from the path (/x%3Fq=1) cannot pass for the query.
-        key = key_prefix % quote(path, safe="/")
-    else:
-        key = key_prefix
-    if with_query:
-        pairs = _query_pairs(query_args)
-        if pairs:
-            key = f"{key}?{urlencode(pairs)}"
-    if len(key) > MAX_KEY_LENGTH:
-        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
-        key = f"{key[:120]}...#{digest}"
-    return key

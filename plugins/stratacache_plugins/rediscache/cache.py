@@ -26,13 +26,20 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 
 import redis
 from redis.exceptions import RedisError
 
 from stratacache import NO_VALUE, Backend, CacheError, DeserializationError, Serializer, Timeout
+from stratacache_plugins.rediscache import bulk, monitoring
 from stratacache_plugins.rediscache.connection import pool, server_url
+from stratacache_plugins.rediscache.naming import (
+    LOCK_PREFIX,
+    TRACKING_SUFFIX,
+    check_prefix,
+    escape_glob,
+)
 from stratacache_plugins.rediscache.options import RedisOptions
 from stratacache_plugins.rediscache.scripts import TRACK
 
@@ -40,12 +47,7 @@ __all__ = ["RedisCache", "RedisCacheError"]
 
 logger = logging.getLogger(__package__)  # one logger for the Redis backends
 
-_TRACKING_SUFFIX = ":__tracked__"
-_LOCK_PREFIX = "__lock__:"
-_CLEAR_BATCH = 500
 _INTEGER = re.compile(rb"-?[0-9]+")
-_BALANCED_BRACES = re.compile(r"[^{}]*(?:\{[^{}]*\}[^{}]*)*")
-_SIGNED_INC_ATTEMPTS = 100
 _DIGIT_STARTS = frozenset(b"-0123456789"[i : i + 1] for i in range(11))
 _PTTL_PERSISTENT, _PTTL_GONE = -1, -2  # PTTL's replies for a key without expiry, no key
 
@@ -109,7 +111,7 @@ class RedisCache(Backend):
         )
         self._prefix: str | Callable[[], str] = key_prefix or ""
         if isinstance(self._prefix, str):
-            _check_prefix(self._prefix)
+            check_prefix(self._prefix)
         self._given_client = host if isinstance(host, redis.Redis) else None
         self._url = "" if self._given_client else server_url(str(host), port, db, url)
         # cachelib's (and redis-py's) names for the timeouts win over ours.
@@ -179,17 +181,17 @@ class RedisCache(Backend):
         if isinstance(prefix, str):
             return prefix
         value = prefix()
-        _check_prefix(value)
+        check_prefix(value)
         return value
 
     def _key(self, key: str) -> str:
         return self.key_prefix + key
 
     def _tracking_key(self, group: str) -> str:
-        return f"{self.key_prefix}{{{group}}}{_TRACKING_SUFFIX}"
+        return f"{self.key_prefix}{{{group}}}{TRACKING_SUFFIX}"
 
     def _lock_key(self, key: str) -> str:
-        return self.key_prefix + _LOCK_PREFIX + key
+        return self.key_prefix + LOCK_PREFIX + key
 
     def _milliseconds(self, timeout: Timeout) -> int:
         """Timeout in whole milliseconds (rounded up); 0 = no expiry, < 0 = already expired."""
@@ -383,35 +385,11 @@ class RedisCache(Backend):
 
         def increment(r: redis.Redis) -> int:
             if signed:
-                return self._signed_inc(r, key, delta)
+                return bulk.signed_increment(self, r, key, delta)
             return int(r.incrby(self._key(key), delta))
 
         result: int | None = self._run("INCRBY", increment, None)
         return result
-
-    def _signed_inc(self, r: redis.Redis, key: str, delta: int) -> int:
-        full = self._key(key)
-        with r.pipeline(transaction=True) as pipe:
-            for attempt in range(_SIGNED_INC_ATTEMPTS):
-                try:
-                    pipe.watch(full)  # type: ignore[no-untyped-call]
-                    data = pipe.get(full)
-                    current = NO_VALUE if data is None else self._loads(key, data)
-                    if current is NO_VALUE:  # missing, or unreadable and deleted
-                        current = 0
-                    if type(current) is not int:
-                        raise TypeError(
-                            f"cannot increment {key!r}: it holds a {type(current).__name__},"
-                            " not an integer"
-                        )
-                    pipe.multi()
-                    pipe.set(full, self.dump_value(full, current + delta), keepttl=True)
-                    pipe.execute()
-                    return current + delta
-                except redis.WatchError:
-                    if attempt == _SIGNED_INC_ATTEMPTS - 1:
-                        raise  # as a Redis failure: RedisCacheError, or None without exceptions
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def dec(self, key: str, delta: int = 1) -> int | None:
         """Atomically subtract ``delta``."""
@@ -425,13 +403,7 @@ class RedisCache(Backend):
         """
 
         def clear(r: redis.Redis) -> bool:
-            batch: list[bytes] = []
-            for name in r.scan_iter(match=_escape_glob(self.key_prefix) + "*", count=_CLEAR_BATCH):
-                batch.append(name)
-                if len(batch) >= _CLEAR_BATCH:
-                    _unlink_each(r, batch)
-                    batch = []
-            _unlink_each(r, batch)
+            bulk.unlink_matching(r, escape_glob(self.key_prefix) + "*")
             return True
 
         return bool(self._run("SCAN/UNLINK", clear, False))
@@ -443,18 +415,7 @@ class RedisCache(Backend):
         tracking = self._tracking_key(group)
 
         def clear(r: redis.Redis) -> int:
-            removed = 0
-            while True:
-                members = r.zrange(tracking, 0, _CLEAR_BATCH - 1)
-                if not members:
-                    break
-                pipe = r.pipeline(transaction=True)
-                for member in members:
-                    pipe.delete(cast(bytes, member))
-                pipe.zrem(tracking, *members)
-                results = pipe.execute()
-                removed += sum(int(n) for n in results[:-1])
-            return removed  # the emptied set is gone: Redis deletes empty sorted sets
+            return bulk.delete_tracked(r, tracking)
 
         return int(self._run("clear_tracked", clear, 0))
 
@@ -474,83 +435,14 @@ class RedisCache(Backend):
         Counts the keys with one ``SCAN`` of the prefix (never ``KEYS``): with an empty prefix,
         ``entries`` counts every key of the database but the tracking sets and locks.
         """
-        info = self._direct("INFO", lambda r: r.info())
-        keys = self._scan_prefix()
-        prefix = self.key_prefix
-        clears = (
-            f"every key under the prefix {prefix!r} in {self._where()}"
-            if prefix
-            else f"EVERY key of {self._where()} (the key prefix is empty)"
-        )
-        return {
-            "backend": type(self).__name__,
-            "url": self._where(),
-            "key_prefix": prefix,
-            "default_timeout": self.default_timeout,
-            "clears": clears,
-            "redis_version": info.get("redis_version"),
-            "used_memory": info.get("used_memory"),
-            "used_memory_human": info.get("used_memory_human"),
-            "maxmemory": info.get("maxmemory"),
-            "maxmemory_policy": info.get("maxmemory_policy"),
-            "database_keys": self._direct("DBSIZE", lambda r: r.dbsize()),
-            "entries": keys.entries,
-            "tracked_functions": len(keys.groups),
-            "locks": keys.locks,
-        }
+        return monitoring.describe(self)
 
     def store_stats(self) -> dict[str, Any]:
         """The server's own counters and the live entries of each tracked function.
 
-        ``keyspace_hits``, ``keyspace_misses``, ``evicted_keys`` and ``expired_keys`` are the
-        server's (every client and database, since its start or ``CONFIG RESETSTAT``).
-        ``entries`` counts the keys under ``key_prefix`` (one ``SCAN``); ``functions`` gives,
-        per decorated function (``module.qualname``), the unexpired members of its tracking
-        set: an entry deleted on its own (``invalidate``) is counted until it would have
-        expired.
+        See :func:`stratacache_plugins.rediscache.monitoring.store_stats`.
         """
-        info = self._direct("INFO stats", lambda r: r.info("stats"))
-        keys = self._scan_prefix()
-        groups = sorted(keys.groups)
-        now_ms = int(time.time() * 1000)
-
-        def count(r: redis.Redis) -> list[Any]:
-            pipe = r.pipeline(transaction=False)
-            for group in groups:
-                pipe.zcount(self._tracking_key(group), f"({now_ms}", "+inf")
-            return list(pipe.execute())
-
-        counts = self._direct("ZCOUNT", count) if groups else []
-        hits, misses = int(info.get("keyspace_hits", 0)), int(info.get("keyspace_misses", 0))
-        return {
-            "keyspace_hits": hits,
-            "keyspace_misses": misses,
-            "hit_ratio": round(hits / (hits + misses), 4) if hits + misses else None,
-            "evicted_keys": int(info.get("evicted_keys", 0)),
-            "expired_keys": int(info.get("expired_keys", 0)),
-            "entries": keys.entries,
-            "functions": {group: int(n) for group, n in zip(groups, counts, strict=True)},
-        }
-
-    def _scan_prefix(self) -> _PrefixKeys:
-        """Count the keys under ``key_prefix`` by kind, with ``SCAN`` (in batches)."""
-        prefix = self.key_prefix.encode()
-        lock = prefix + _LOCK_PREFIX.encode()
-        head, tail = prefix + b"{", b"}" + _TRACKING_SUFFIX.encode()
-        found = _PrefixKeys()
-
-        def scan(r: redis.Redis) -> None:
-            pattern = _escape_glob(self.key_prefix) + "*"
-            for name in r.scan_iter(match=pattern, count=_CLEAR_BATCH):
-                if name.startswith(head) and name.endswith(tail):
-                    found.groups.append(name[len(head) : -len(tail)].decode(errors="replace"))
-                elif name.startswith(lock):
-                    found.locks += 1
-                else:
-                    found.entries += 1
-
-        self._direct("SCAN", scan)
-        return found
+        return monitoring.store_stats(self)
 
     def close(self) -> None:
         """Nothing to do: pools are shared per process and server, and live with it."""
@@ -560,32 +452,3 @@ class RedisCache(Backend):
             f"{type(self).__name__}({self._where()}, key_prefix={self.key_prefix!r},"
             f" default_timeout={self.default_timeout})"
         )
-
-
-class _PrefixKeys:
-    """The keys under a prefix, by kind: entries, tracking sets (their groups), locks."""
-
-    def __init__(self) -> None:
-        self.entries = 0
-        self.locks = 0
-        self.groups: list[str] = []
-
-
-def _check_prefix(prefix: str) -> None:
-    if not _BALANCED_BRACES.fullmatch(prefix):
-        raise ValueError(
-            f"key_prefix {prefix!r} has an unmatched brace; braces in a Redis key mark its"
-            " cluster hash tag, so use none, or a whole tag such as '{myapp}_'"
-        )
-
-
-def _escape_glob(text: str) -> str:
-    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
-
-
-def _unlink_each(r: redis.Redis, names: list[bytes]) -> None:
-    if names:
-        pipe = r.pipeline(transaction=False)
-        for name in names:  # one key per command: keys of a batch may live in other slots
-            pipe.unlink(name)
-        pipe.execute()
