@@ -164,15 +164,26 @@ mapping) and one warning at start-up when it comes from the environment or `.env
 |---|---|---|---|---|---|"""
 
 
-def _backend_rows() -> list[str]:
+def _backend_rows(details: list[str]) -> list[str]:
     rows = []
     for key, option in option_reference().items():
         owners = ", ".join(option.owners)
+        example = _option_example(option)
         rows.append(
-            f"| `{key}` | {_cell(owners)} | `{option.field}` | {_default(option.default)}"
-            f" | `{_cell(_option_example(option))}` | {_cell(option.description)}"
-            f" (accepts {_cell(option.accepts)}) |"
+            f"| [`{key}`](#{key.lower()}) | {_cell(owners)} | `{option.field}`"
+            f" | {_default(option.default)} | `{_cell(example)}` | {_cell(option.description)} |"
         )
+        details += [
+            "",
+            f"### `{key}` {{#{key.lower()}}}",
+            "",
+            f"{option.description}",
+            "",
+            f"- owners: {owners} (option `{option.field}` in a `CACHE_LAYERS` tier spec)",
+            f"- default: {_default(option.default)}",
+            f"- accepts: {option.accepts}",
+            f"- example: `{example}`",
+        ]
     return rows
 
 
@@ -217,7 +228,7 @@ def render() -> str:
         raise AssertionError("the bad example validated")
     secrets = ", ".join(f"`{k}`" for k in secret_keys)
     note = f"Secrets ({secrets}) are masked wherever settings are printed.\n"
-    backend = [BACKEND_KEYS, *_backend_rows()]
+    backend = [BACKEND_KEYS, *_backend_rows(details)]
     page = [INTRO, *rows, "", note, *backend, "", EXAMPLE, error, OUTRO, "", *details]
     return "\n".join(page) + "\n"
 

@@ -43,7 +43,7 @@ REDIS_SPEC = {"type": "RedisCache", "url": "redis://127.0.0.1:1/0"}
 
 
 class TestBadCacheLayers:
-    """Each bad CACHE_LAYERS is a ConfigurationError whose problem names CACHE_LAYERS and the path."""
+    """Each bad CACHE_LAYERS is a ConfigurationError; its problem names CACHE_LAYERS, the path."""
 
     def test_not_json_in_the_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("CACHE_LAYERS", "[{type: SimpleCache}]")
@@ -128,7 +128,11 @@ class TestBadCacheLayers:
             }
         )
         paths = sorted(p.split(":", 1)[0].split("=", 1)[0] for p in problems)
-        assert paths == ["CACHE_LAYERS[0].threshold", "CACHE_LAYERS[1].port", "CACHE_LAYERS[1].urll"]
+        assert paths == [
+            "CACHE_LAYERS[0].threshold",
+            "CACHE_LAYERS[1].port",
+            "CACHE_LAYERS[1].urll",
+        ]
 
     def test_a_secret_in_a_bad_spec_is_masked(self) -> None:
         problem = only_problem(
@@ -357,7 +361,9 @@ class TestKeysOfBackendsNotInUse:
         with caplog.at_level(logging.WARNING, logger="stratacache"):
             CacheStack().configure()
         (warning,) = assembly_warnings(caplog)
-        assert "CACHE_REDIS_PROT: unknown configuration key; did you mean CACHE_REDIS_PORT?" in warning
+        assert (
+            "CACHE_REDIS_PROT: unknown configuration key; did you mean CACHE_REDIS_PORT?" in warning
+        )
 
 
 IMPORTS_NOTHING = """

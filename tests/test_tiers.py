@@ -152,7 +152,7 @@ class TestThreeTierStack:
     def test_an_unknown_tier_name_is_a_key_error_listing_the_tiers(
         self, three_tiers: CacheStack
     ) -> None:
-        with pytest.raises(KeyError, match="'ram'.*memory, disk, redis"):
+        with pytest.raises(KeyError, match=r"'ram'.*memory, disk, redis"):
             three_tiers.tier("ram")
 
     def test_set_writes_every_tier_and_get_reads_it(self, three_tiers: CacheStack) -> None:
