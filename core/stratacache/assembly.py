@@ -16,6 +16,7 @@ Two shapes of configuration build a stack:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -180,7 +181,8 @@ def _layer_plans(settings: CacheSettings) -> list[TierPlan]:
                 f"{spec.path}.type",
                 "tier",
                 cap=spec.timeout,
-                default_timeout=spec.timeout or settings.cache_default_timeout,
+                # A whole number of seconds: cachelib refuses float default timeouts.
+                default_timeout=math.ceil(spec.timeout) or settings.cache_default_timeout,
                 values=dict(spec.options),
                 names={"*": spec.path},
                 explicit_key=spec.path,

@@ -140,4 +140,4 @@ def _spec(index: int, item: Any, problems: list[str]) -> TierSpec | None:
     if len(problems) > bad:
         return None
     options = {k: v for k, v in item.items() if k not in RESERVED}
-    return TierSpec(str(type_), str(name), float(timeout), options, index)
+    return TierSpec(str(type_), str(name), timeout, options, index)

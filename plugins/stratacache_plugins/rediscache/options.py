@@ -150,3 +150,10 @@ class RedisAtomicOptions(RedisOptions):
         description="Attempts of an at_least_once write whose watched key changed.",
         ge=1,
     )
+
+    @field_validator("lock_timeout", "lock_wait", "atomic_retries", mode="before")
+    @classmethod
+    def _no_boolean_atomic_numbers(cls, value: object) -> object:
+        if isinstance(value, bool):
+            raise ValueError("a boolean is not a number")
+        return value
