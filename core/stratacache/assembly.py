@@ -246,7 +246,8 @@ def _build(
         generic["key_prefix"] = settings.cache_key_prefix
         secrets = [k.get_secret_value() for k in settings.cache_secret_key]
         generic["secret_key"] = secrets or None
-    shadowed = [k for k in plan.explicit if k in generic or k in arguments]
+    keyless = {n for n in model.model_fields if n not in plan.names} if model else set()
+    shadowed = [k for k in plan.explicit if k in generic or (k in arguments and k not in keyless)]
     if shadowed:  # one source of truth: the validated setting
         raise BuildError(
             [
@@ -255,6 +256,9 @@ def _build(
                 for k in shadowed
             ]
         )
+    # An option with no flat key of its own (FileSystemCache's mode) may come from
+    # CACHE_OPTIONS, which the constructor then validates.
+    arguments = {k: v for k, v in arguments.items() if k not in plan.explicit}
     options = {**generic, **arguments}
     try:
         backend = backend_cls.from_options(options, explicit=plan.explicit)

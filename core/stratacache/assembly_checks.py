@@ -78,7 +78,15 @@ def rejected(
     )
     shown = shown_options(options, backend_cls.options_model)
     filename = getattr(exc, "filename", None)
-    for option, where in plan.names.items():
+    generic = {
+        "key_prefix": "CACHE_KEY_PREFIX",
+        "secret_key": "CACHE_SECRET_KEY",
+        "serializer": "CACHE_SERIALIZER",
+        "default_timeout": "LOCALCACHE_DEFAULT_TIMEOUT"
+        if plan.prefix == "LOCALCACHE_"
+        else "CACHE_DEFAULT_TIMEOUT",
+    }
+    for option, where in {**plan.names, **generic}.items():
         if option in options and (mentioned(option) or (filename and filename == options[option])):
             return f"{where}={shown[option]!r}: {name} refuses it: {detail}"
     return f"{plan.type_key}={plan.type!r}: {name} cannot be built from the settings: {detail}"

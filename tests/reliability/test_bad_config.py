@@ -118,6 +118,10 @@ def _configure_with_a_string() -> Any:
 
 
 FS = {"CACHE_TYPE": "FileSystemCache", "CACHE_DIR": "{workdir}/cache"}
+# A backend's keys are validated by its own options model, so each case selects the
+# backend that owns the key (a key for a backend no tier uses is a case of its own).
+REDIS = {"CACHE_TYPE": "RedisCache"}
+ATOMIC = {"CACHE_TYPE": "RedisCacheAtomic"}
 SECRET = "hunter2"  # too short to be a secret key
 
 CASES = [
@@ -143,7 +147,7 @@ CASES = [
     Case(
         "threshold-a-boolean",
         "configure",
-        {"CACHE_THRESHOLD": True},
+        {**FS, "CACHE_THRESHOLD": True},
         ConfigurationError,
         "CACHE_THRESHOLD",
         "True",
@@ -198,7 +202,7 @@ CASES = [
     Case(
         "threshold-negative",
         "configure",
-        {"CACHE_THRESHOLD": -10},
+        {**FS, "CACHE_THRESHOLD": -10},
         ConfigurationError,
         "CACHE_THRESHOLD",
         "-10",
@@ -207,7 +211,7 @@ CASES = [
     Case(
         "port-zero",
         "configure",
-        {"CACHE_REDIS_PORT": 0},
+        {**REDIS, "CACHE_REDIS_PORT": 0},
         ConfigurationError,
         "CACHE_REDIS_PORT",
         "0",
@@ -216,7 +220,7 @@ CASES = [
     Case(
         "connect-timeout-zero",
         "configure",
-        {"CACHE_REDIS_CONNECT_TIMEOUT": 0},
+        {**REDIS, "CACHE_REDIS_CONNECT_TIMEOUT": 0},
         ConfigurationError,
         "CACHE_REDIS_CONNECT_TIMEOUT",
         "0",
@@ -225,7 +229,7 @@ CASES = [
     Case(
         "atomic-retries-zero",
         "configure",
-        {"CACHE_ATOMIC_RETRIES": 0},
+        {**ATOMIC, "CACHE_ATOMIC_RETRIES": 0},
         ConfigurationError,
         "CACHE_ATOMIC_RETRIES",
         "0",
@@ -318,7 +322,7 @@ CASES = [
     Case(
         "url-http",
         "configure",
-        {"CACHE_REDIS_URL": "http://cache.internal:6379"},
+        {**REDIS, "CACHE_REDIS_URL": "http://cache.internal:6379"},
         ConfigurationError,
         "CACHE_REDIS_URL",
         "'http://cache.internal:6379'",
@@ -327,7 +331,7 @@ CASES = [
     Case(
         "url-bad-port",
         "configure",
-        {"CACHE_REDIS_URL": "redis://:bad:port"},
+        {**REDIS, "CACHE_REDIS_URL": "redis://:bad:port"},
         ConfigurationError,
         "CACHE_REDIS_URL",
         "'redis://:bad:port'",
@@ -336,7 +340,7 @@ CASES = [
     Case(
         "url-without-scheme",
         "configure",
-        {"CACHE_REDIS_URL": "localhost:6379"},
+        {**REDIS, "CACHE_REDIS_URL": "localhost:6379"},
         ConfigurationError,
         "CACHE_REDIS_URL",
         "'localhost:6379'",
@@ -345,7 +349,7 @@ CASES = [
     Case(
         "url-database-not-a-number",
         "configure",
-        {"CACHE_REDIS_URL": "redis://localhost:6379/cache"},
+        {**REDIS, "CACHE_REDIS_URL": "redis://localhost:6379/cache"},
         ConfigurationError,
         "CACHE_REDIS_URL",
         "'redis://localhost:6379/cache'",
@@ -354,7 +358,7 @@ CASES = [
     Case(
         "url-unix-without-path",
         "configure",
-        {"CACHE_REDIS_URL": "unix://"},
+        {**REDIS, "CACHE_REDIS_URL": "unix://"},
         ConfigurationError,
         "CACHE_REDIS_URL",
         "'unix://'",
@@ -363,7 +367,7 @@ CASES = [
     Case(
         "host-with-port",
         "configure",
-        {"CACHE_REDIS_HOST": "localhost:6379"},
+        {**REDIS, "CACHE_REDIS_HOST": "localhost:6379"},
         ConfigurationError,
         "CACHE_REDIS_HOST",
         "'localhost:6379'",
@@ -484,7 +488,7 @@ CASES = [
     Case(
         "env-port-with-database",
         "environment",
-        {"CACHE_REDIS_PORT": "6379/0"},
+        {"CACHE_TYPE": "RedisCache", "CACHE_REDIS_PORT": "6379/0"},
         ConfigurationError,
         "CACHE_REDIS_PORT",
         "'6379/0'",
