@@ -26,13 +26,16 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 import platformdirs
+from pydantic import field_validator
 
 from stratacache import NO_VALUE, Backend, DeserializationError, Serializer, Timeout
+from stratacache.options import option
+from stratacache_plugins._options import PluginOptions
 
 if sys.platform != "win32":
     import fcntl
 
-__all__ = ["FileSystemCache"]
+__all__ = ["FileSystemCache", "FileSystemCacheOptions"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +51,56 @@ _STALE_TEMP_SECONDS = 60.0  # a temp file this old was left by a killed writer
 
 class _Digest(Protocol):
     def hexdigest(self) -> str: ...
+
+
+class FileSystemCacheOptions(PluginOptions):
+    """The options of FileSystemCache."""
+
+    cache_dir: str | None = option(
+        None,
+        key="DIR",
+        accepts="a directory path",
+        description="Directory of FileSystemCache (default: the user cache directory).",
+    )
+    threshold: int = option(
+        500,
+        key="THRESHOLD",
+        accepts="a whole number >= 0 (0 = no limit)",
+        description="Maximum entry count of a bounded shared backend (FileSystemCache).",
+        ge=0,
+    )
+    mode: int | None = option(
+        None,
+        key=None,
+        accepts="file permissions as a whole number, e.g. 384 or '0o600'",
+        description="Permissions of the entry files (default 0o600).",
+        ge=0,
+        le=0o7777,
+    )
+
+    @field_validator("cache_dir", mode="before")
+    @classmethod
+    def _path_as_text(cls, value: Any) -> Any:
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _octal_text(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip().lower().startswith("0o"):
+            try:
+                return int(value.strip(), 8)
+            except ValueError:
+                raise ValueError("not an octal number; write e.g. 0o600 or 384") from None
+        return value
+
+    @field_validator("cache_dir")
+    @classmethod
+    def _check_dir(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("empty; give a directory path, or unset it for the default")
+        if value is not None and os.path.exists(value) and not os.path.isdir(value):
+            raise ValueError("not a directory; give a directory path (created if missing)")
+        return value
 
 
 class FileSystemCache(Backend):
@@ -83,6 +136,7 @@ class FileSystemCache(Backend):
     """
 
     in_process = False
+    options_model = FileSystemCacheOptions
 
     _index_min_size = 64 * 1024
     """An index file is compacted when it grows past this size (or twice its compacted size)."""

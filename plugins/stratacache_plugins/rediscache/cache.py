@@ -33,6 +33,7 @@ from redis.exceptions import RedisError
 
 from stratacache import NO_VALUE, Backend, CacheError, DeserializationError, Serializer, Timeout
 from stratacache_plugins.rediscache.connection import pool, server_url
+from stratacache_plugins.rediscache.options import RedisCacheOptions
 from stratacache_plugins.rediscache.scripts import TRACK
 
 __all__ = ["RedisCache", "RedisCacheError"]
@@ -80,6 +81,8 @@ class RedisCache(Backend):
         read_timeout: Seconds to wait for a reply.
         **kwargs: Further arguments of redis-py's connection pool (``ssl_cert_reqs``...).
     """
+
+    options_model = RedisCacheOptions
 
     def __init__(  # noqa: PLR0917 (cachelib's RedisCache takes these positionally)
         self,
