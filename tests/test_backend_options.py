@@ -214,7 +214,9 @@ def test_models_are_frozen() -> None:
 PLUGINS = Path(__file__).resolve().parent.parent / "plugins" / "stratacache_plugins"
 
 
-@pytest.mark.parametrize("module", ["_options.py", "rediscache/options.py"])
+@pytest.mark.parametrize(
+    "module", ["_options.py", "filesystem/options.py", "rediscache/options.py"]
+)
 def test_options_modules_import_neither_drivers_nor_backends(module: str) -> None:
     tree = ast.parse((PLUGINS / module).read_text())
     imported = {
