@@ -16,8 +16,11 @@ on every write, so ``f.clear_cache()`` deletes exactly those keys without a scan
 tracking data cannot outgrow the live entries.
 
 Modules: ``options`` (the options models and the URL grammar), ``connection`` (pools per
-process and server), ``scripts`` (the Lua scripts), ``cache`` (RedisCache), ``noexceptions``
-and ``atomic``. Everything public is exported here:
+process and server), ``client`` (a backend's client and how its calls fail), ``naming`` (key
+names under the prefix), ``codec`` (values to bytes and back), ``tracking`` (the tracking
+sets), ``scripts`` (the Lua scripts), ``monitoring`` (what ``stratacache info`` and ``stats``
+read), ``cache`` (RedisCache), ``noexceptions`` and ``atomic``. Everything public is
+exported here:
 ``stratacache_plugins.rediscache.RedisCacheNoExceptions`` is the dotted path to give.
 """
 
