@@ -26,14 +26,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = (ROOT / "core" / "stratacache", ROOT / "plugins" / "stratacache_plugins")
 MAX_LINES = 400
 
-NOT_YET_SPLIT = {
-    "plugins/stratacache_plugins/filesystem.py": 600,
-    "plugins/stratacache_plugins/rediscache/cache.py": 470,
-}
-"""The two backend modules still over the limit (issue 10 left them for the next change),
-each with the length it must not grow past. The test fails when one of them is split (then
-remove it here) or grows, so the list cannot go stale."""
-
 
 @dataclass(frozen=True)
 class Module:
@@ -204,12 +196,8 @@ def test_no_module_exceeds_the_line_limit() -> None:
         for module in modules().values()
     }
     offenders = [
-        f"{path} ({lines} lines)"
-        for path, lines in sorted(lengths.items())
-        if lines > NOT_YET_SPLIT.get(path, MAX_LINES)
+        f"{path} ({lines} lines)" for path, lines in sorted(lengths.items()) if lines > MAX_LINES
     ]
-    split = [path for path in NOT_YET_SPLIT if lengths.get(path, 0) <= MAX_LINES]
-    assert not split, f"split since: remove {split} from NOT_YET_SPLIT"
     assert not offenders, (
         f"{len(offenders)} modules exceed {MAX_LINES} lines; split each into modules of one"
         f" concern: {', '.join(offenders)}"

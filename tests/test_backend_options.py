@@ -11,9 +11,9 @@ import pytest
 
 from stratacache import BackendOptions, CacheStack, ConfigurationError, Tier, cached_for
 from stratacache.options import OptionsError, accepts, option_keys, validate_options
-from stratacache_plugins.filesystem import FileSystemCache, FileSystemOptions
-from stratacache_plugins.rediscache.options import RedisAtomicOptions, RedisOptions
-from stratacache_plugins.simple import SimpleCache, SimpleOptions
+from stratacache_plugins.filesystem import FileSystemCache, FileSystemCacheOptions
+from stratacache_plugins.rediscache.options import RedisCacheAtomicOptions, RedisCacheOptions
+from stratacache_plugins.simple import SimpleCache, SimpleCacheOptions
 
 from .thirdparty_backend import DICT_SIZE_ACCEPTS, DictBackend, DictOptions
 
@@ -169,16 +169,16 @@ class TestBooleansAreNotNumbers:
     @pytest.mark.parametrize(
         ("model", "field"),
         [
-            (SimpleOptions, "threshold"),
-            (FileSystemOptions, "threshold"),
-            (FileSystemOptions, "mode"),
-            (RedisOptions, "port"),
-            (RedisOptions, "db"),
-            (RedisOptions, "connect_timeout"),
-            (RedisOptions, "read_timeout"),
-            (RedisAtomicOptions, "lock_timeout"),
-            (RedisAtomicOptions, "lock_wait"),
-            (RedisAtomicOptions, "atomic_retries"),
+            (SimpleCacheOptions, "threshold"),
+            (FileSystemCacheOptions, "threshold"),
+            (FileSystemCacheOptions, "mode"),
+            (RedisCacheOptions, "port"),
+            (RedisCacheOptions, "db"),
+            (RedisCacheOptions, "connect_timeout"),
+            (RedisCacheOptions, "read_timeout"),
+            (RedisCacheAtomicOptions, "lock_timeout"),
+            (RedisCacheAtomicOptions, "lock_wait"),
+            (RedisCacheAtomicOptions, "atomic_retries"),
         ],
     )
     def test_every_numeric_field_of_the_first_party_models(
@@ -192,14 +192,18 @@ class TestBooleansAreNotNumbers:
 
 
 class TestSimpleOptions:
-    def test_localcache_threshold_0_is_refused_once(self) -> None:
-        problem = only_problem({"LOCALCACHE_THRESHOLD": 0})
-        assert problem.startswith("LOCALCACHE_THRESHOLD=0: ")
-        assert "(expected a whole number >= 1)" in problem
+    def test_a_negative_localcache_threshold_is_refused_once(self) -> None:
+        # Read by both local tiers, reported once.
+        problem = only_problem({"LOCALCACHE_THRESHOLD": -1})
+        assert problem.startswith("LOCALCACHE_THRESHOLD=-1: ")
+        assert "0 = no limit" in problem
 
-    def test_cache_threshold_0_is_refused_for_simple_cache(self) -> None:
-        problem = only_problem({"CACHE_TYPE": "SimpleCache", "CACHE_THRESHOLD": 0})
-        assert problem.startswith("CACHE_THRESHOLD=0: ")
+    def test_threshold_0_means_no_limit_for_simple_cache(self) -> None:
+        stack = configured({"CACHE_TYPE": "SimpleCache", "CACHE_THRESHOLD": 0})
+        backend = stack.shared_cache.cache
+        for i in range(600):  # past cachelib's 500, which 0 used to mean
+            backend.set(f"k{i}", i)
+        assert len(backend) == 600
 
     def test_localcache_threshold_bounds_both_local_tiers(self) -> None:
         stack = configured({"CACHE_TYPE": "SimpleCache", "LOCALCACHE_THRESHOLD": 3})
@@ -372,9 +376,9 @@ class TestRedisAtomicOptions:
         ]
 
     def test_it_owns_the_connection_keys_and_the_atomic_keys(self) -> None:
-        keys = set(option_keys(RedisAtomicOptions, "CACHE_"))
-        assert set(option_keys(RedisOptions, "CACHE_")) < keys
-        assert keys - set(option_keys(RedisOptions, "CACHE_")) == {
+        keys = set(option_keys(RedisCacheAtomicOptions, "CACHE_"))
+        assert set(option_keys(RedisCacheOptions, "CACHE_")) < keys
+        assert keys - set(option_keys(RedisCacheOptions, "CACHE_")) == {
             "CACHE_ATOMIC_LOCK_TIMEOUT",
             "CACHE_ATOMIC_WAIT",
             "CACHE_ATOMIC_RETRIES",

@@ -122,7 +122,7 @@ class TestBadCacheLayers:
         problems = problems_of(
             {
                 "CACHE_LAYERS": [
-                    {"type": "SimpleCache", "threshold": 0},
+                    {"type": "SimpleCache", "threshold": -1},
                     {"type": "RedisCache", "port": 70000, "urll": "redis://x/0"},
                 ]
             }

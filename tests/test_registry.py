@@ -177,9 +177,10 @@ print(json.dumps({
     assert out["before"] == []
     # The hook plugins of the stratacache.plugins group load at configure (the Prometheus
     # exporter, which imports its client only when CACHE_PROMETHEUS is on); of the backends,
-    # only the one selected.
+    # only the one selected (and the base of the backends' options models, no backend).
     assert out["after"] == [
         "stratacache_plugins",
+        "stratacache_plugins._options",
         "stratacache_plugins.prometheus",
         "stratacache_plugins.simple",
     ]

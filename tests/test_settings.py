@@ -84,7 +84,7 @@ def test_settings_are_immutable() -> None:
         ("CACHE_DEFAULT_TIMEOUT", "soon", "valid integer"),
         ("LOCALCACHE_DEFAULT_TIMEOUT", -1, "seconds >= 0"),
         ("LOCALCACHE_THRESHOLD", "many", "valid integer"),
-        ("LOCALCACHE_THRESHOLD", 0, ">= 1"),
+        ("LOCALCACHE_THRESHOLD", -1, "0 = no limit"),
         ("CACHE_THRESHOLD", -1, "0 = no limit"),
         ("CACHE_TYPE", "RedisCash", "Installed backends:"),
         ("CACHE_TYPE", "no_such_module.Cache", "cannot import module 'no_such_module'"),

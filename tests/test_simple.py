@@ -95,13 +95,33 @@ def test_negative_timeout_is_already_expired(clock: Clock) -> None:
 
 
 def test_invalid_arguments() -> None:
-    with pytest.raises(ValueError, match="threshold must be >= 1"):
+    with pytest.raises(ValueError, match=r"threshold must be >= 0 \(0 = no limit\), got -1"):
         SimpleCache(threshold=-1)
     with pytest.raises(ValueError, match="default_timeout must be >= 0"):
         SimpleCache(default_timeout=-5)
     with pytest.raises(TypeError, match="timeout must be a number"):
         SimpleCache().set("a", 1, timeout="soon")  # type: ignore[arg-type]
-    assert SimpleCache(threshold=0)._threshold == 500, "0 means cachelib's default"
+
+
+def test_threshold_zero_means_no_limit(clock: Clock) -> None:
+    cache = SimpleCache(threshold=0, clock=clock)
+    for i in range(1000):
+        cache.set(f"k{i}", i)
+    assert len(cache) == 1000, "0 is no limit, as for FileSystemCache (not cachelib's 500)"
+    assert cache.get("k0") == 0
+
+
+def test_without_a_limit_writes_drop_expired_entries(clock: Clock) -> None:
+    cache = SimpleCache(threshold=0, default_timeout=10, clock=clock)
+    for i in range(100):
+        cache.set(f"old{i}", i)
+    cache.set("forever", "f", timeout=0)
+    clock.now += 11
+    for i in range(30):
+        cache.set(f"new{i}", i)
+    assert len(cache) == 31, "each write dropped up to 4 expired entries: all 100 are gone"
+    assert all(cache.get(f"new{i}") == i for i in range(30))
+    assert cache.get("forever") == "f"
 
 
 def test_unreadable_entry_is_a_miss_and_is_deleted(caplog: pytest.LogCaptureFixture) -> None:

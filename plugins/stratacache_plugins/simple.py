@@ -12,64 +12,51 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from pydantic import field_validator
+from stratacache import NO_VALUE, Backend, DeserializationError, Serializer, Timeout
+from stratacache.options import option
+from stratacache_plugins._options import PluginOptions
 
-from stratacache import (
-    NO_VALUE,
-    Backend,
-    BackendOptions,
-    DeserializationError,
-    Serializer,
-    Timeout,
-    option,
-)
-
-__all__ = ["SimpleCache", "SimpleCacheNoSerializer", "SimpleOptions"]
+__all__ = ["SimpleCache", "SimpleCacheNoSerializer", "SimpleCacheOptions"]
 
 logger = logging.getLogger(__name__)
 
 _NEVER = math.inf
+_EXPIRED_DROPS_PER_WRITE = 4  # without a threshold, each write drops this many expired
 
 
-class SimpleOptions(BackendOptions):
-    """The options SimpleCache owns (``CACHE_THRESHOLD``, ``LOCALCACHE_THRESHOLD``)."""
+class SimpleCacheOptions(PluginOptions):
+    """The options of SimpleCache and SimpleCacheNoSerializer."""
 
     threshold: int = option(
         500,
         key="THRESHOLD",
-        accepts="a whole number >= 1",
-        description="Maximum entry count (least recently used go first).",
-        ge=1,
+        accepts="a whole number >= 0 (0 = no limit)",
+        description="Maximum entry count of each local layer (least recently used go first).",
+        ge=0,
     )
-
-    @field_validator("threshold", mode="before")
-    @classmethod
-    def _no_boolean_numbers(cls, value: object) -> object:
-        if isinstance(value, bool):
-            raise ValueError("a boolean is not a number")
-        return value
 
 
 class SimpleCache(Backend):
     """In-memory LRU cache of serialized values, safe to share between threads.
 
     Every read refreshes an entry's recency; past ``threshold`` entries, expired entries go
-    first, then the least recently used. Values are stored serialized (pickle), so a caller
-    mutating a returned object never changes the cached one. Expiry uses a monotonic clock,
-    immune to changes of the wall clock.
+    first, then the least recently used. Without a threshold, each write also removes a few
+    of the entries that expired first, so unread expired entries do not pile up. Values are
+    stored serialized (pickle), so a caller mutating a returned object never changes the
+    cached one. Expiry uses a monotonic clock, immune to changes of the wall clock.
 
     ``len(cache)`` and ``len(cache._cache)`` give the entry count (expired entries included
     until they are evicted or read).
 
     Args:
-        threshold: Maximum entry count (``0`` means cachelib's default of 500).
+        threshold: Maximum entry count; ``0`` means no limit (not cachelib's 500).
         default_timeout: Seconds an entry lives when ``set`` gets no timeout; 0 = forever.
         serializer: How values are copied (default pickle).
         clock: Returns the current time in seconds (tests pass a controllable one).
     """
 
     in_process = True
-    options_model = SimpleOptions
+    options_model = SimpleCacheOptions
 
     def __init__(
         self,
@@ -86,8 +73,8 @@ class SimpleCache(Backend):
             ignore_delete_many_errors=ignore_delete_many_errors,
         )
         if threshold < 0:
-            raise ValueError(f"threshold must be >= 1 (0 means 500), got {threshold!r}")
-        self._threshold = threshold or 500
+            raise ValueError(f"threshold must be >= 0 (0 = no limit), got {threshold!r}")
+        self._threshold = threshold
         self._clock = clock
         self._lock = threading.Lock()
         # key -> (expires at, stored data, tracking group); order = recency, oldest first.
@@ -275,21 +262,31 @@ class SimpleCache(Backend):
             heapq.heappush(self._expiry, (expires, key))
             if len(self._expiry) > 2 * len(self._cache) + 64:
                 self._rebuild_expiry()
-        if len(self._cache) > self._threshold:
+        if not self._threshold:
+            expiry = self._expiry
+            if expiry and expiry[0][0] <= self._clock():
+                self._drop_expired_first(_EXPIRED_DROPS_PER_WRITE)
+        elif len(self._cache) > self._threshold:
             self._evict()
 
     def _evict(self) -> None:
-        now = self._clock()
-        cache, expiry = self._cache, self._expiry
-        while len(cache) > self._threshold and expiry and expiry[0][0] <= now:
-            expires, key = heapq.heappop(expiry)
-            entry = cache.get(key)
-            if entry is not None and entry[0] == expires:
-                self._discard(key, entry)
+        self._drop_expired_first(len(self._cache) - self._threshold)
+        cache = self._cache
         while len(cache) > self._threshold:
             key, entry = cache.popitem(last=False)
             if entry[2] is not None:
                 self._untrack(key, entry[2])
+
+    def _drop_expired_first(self, count: int) -> None:
+        """Remove up to ``count`` expired entries, those that expired first."""
+        now = self._clock()
+        cache, expiry = self._cache, self._expiry
+        target = len(cache) - count
+        while len(cache) > target and expiry and expiry[0][0] <= now:
+            expires, key = heapq.heappop(expiry)
+            entry = cache.get(key)
+            if entry is not None and entry[0] == expires:
+                self._discard(key, entry)
 
     def _discard(self, key: str, entry: tuple[float, Any, str | None]) -> None:
         del self._cache[key]

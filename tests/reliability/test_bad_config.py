@@ -371,7 +371,7 @@ CASES = [
         ConfigurationError,
         "CACHE_REDIS_HOST",
         "'localhost:6379'",
-        "give the port in CACHE_REDIS_PORT",
+        "give the port apart (CACHE_REDIS_PORT",
     ),
     # -- unknown keys -------------------------------------------------------------------
     Case(

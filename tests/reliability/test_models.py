@@ -243,7 +243,7 @@ class SimpleCacheModel(_Counting):
 
 HEADER = struct.Struct("<4sB3xd")  # magic, version, padding, expiry (0.0 = never)
 FS_THRESHOLD = 6
-FS_TARGET = max(1, FS_THRESHOLD * 9 // 10)  # what a prune leaves (see FileSystemCache._prune)
+FS_TARGET = max(1, FS_THRESHOLD * 9 // 10)  # what a prune leaves (see filesystem.pruning)
 
 
 class FileSystemCacheModel(_Counting):

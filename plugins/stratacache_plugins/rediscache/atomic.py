@@ -13,7 +13,7 @@ from redis.exceptions import RedisError, WatchError
 
 from stratacache import NO_VALUE, CacheError, Computation, Timeout
 from stratacache_plugins.rediscache.noexceptions import RedisCacheNoExceptions
-from stratacache_plugins.rediscache.options import RedisAtomicOptions
+from stratacache_plugins.rediscache.options import RedisCacheAtomicOptions
 from stratacache_plugins.rediscache.scripts import COMMIT_IF_OWNER, RELEASE
 
 __all__ = ["AtomicWaitTimeout", "RedisCacheAtomic"]
@@ -89,7 +89,7 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
     """
 
     coordinates_processes = True
-    options_model = RedisAtomicOptions
+    options_model = RedisCacheAtomicOptions
     _poll_interval: ClassVar[float] = 0.01
     _max_poll_interval: ClassVar[float] = 0.1
 

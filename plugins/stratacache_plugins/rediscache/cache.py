@@ -21,42 +21,30 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import re
-import time
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
 import redis
-from redis.exceptions import RedisError
 
-from stratacache import NO_VALUE, Backend, CacheError, DeserializationError, Serializer, Timeout
-from stratacache_plugins.rediscache import bulk, monitoring
-from stratacache_plugins.rediscache.connection import pool, server_url
-from stratacache_plugins.rediscache.naming import (
-    LOCK_PREFIX,
-    TRACKING_SUFFIX,
-    check_prefix,
-    escape_glob,
-)
-from stratacache_plugins.rediscache.options import RedisOptions
-from stratacache_plugins.rediscache.scripts import TRACK
+from stratacache import NO_VALUE, Serializer, Timeout
+from stratacache_plugins.rediscache.client import RedisCacheError, RedisClient
+from stratacache_plugins.rediscache.codec import RedisCodec
+from stratacache_plugins.rediscache.monitoring import server_and_keys, store_counters
+from stratacache_plugins.rediscache.naming import check_prefix, keys_under
+from stratacache_plugins.rediscache.options import RedisCacheOptions
+from stratacache_plugins.rediscache.tracking import delete_tracked, queue_tracking
 
 __all__ = ["RedisCache", "RedisCacheError"]
 
 logger = logging.getLogger(__package__)  # one logger for the Redis backends
 
-_INTEGER = re.compile(rb"-?[0-9]+")
-_DIGIT_STARTS = frozenset(b"-0123456789"[i : i + 1] for i in range(11))
+_CLEAR_BATCH = 500  # keys deleted per round trip
+_SIGNED_INC_ATTEMPTS = 100
 _PTTL_PERSISTENT, _PTTL_GONE = -1, -2  # PTTL's replies for a key without expiry, no key
 
 
-class RedisCacheError(CacheError):
-    """Redis failed (unreachable, timed out, or answered an error); chains redis-py's error."""
-
-
-class RedisCache(Backend):
+class RedisCache(RedisClient, RedisCodec):
     """The shared layer on Redis: every instance of the service sees the same entries.
 
     Accepts cachelib's ``RedisCache`` arguments, so it drops in where that one is used.
@@ -84,7 +72,7 @@ class RedisCache(Backend):
         **kwargs: Further arguments of redis-py's connection pool (``ssl_cert_reqs``...).
     """
 
-    options_model = RedisOptions
+    options_model = RedisCacheOptions
 
     def __init__(  # noqa: PLR0917 (cachelib's RedisCache takes these positionally)
         self,
@@ -112,108 +100,23 @@ class RedisCache(Backend):
         self._prefix: str | Callable[[], str] = key_prefix or ""
         if isinstance(self._prefix, str):
             check_prefix(self._prefix)
-        self._given_client = host if isinstance(host, redis.Redis) else None
-        self._url = "" if self._given_client else server_url(str(host), port, db, url)
-        # cachelib's (and redis-py's) names for the timeouts win over ours.
-        self._connect_timeout = kwargs.pop("socket_connect_timeout", connect_timeout)
-        self._read_timeout = kwargs.pop("socket_timeout", read_timeout)
-        check_connection = bool(kwargs.pop("check_connection", False))
-        self._pool_options = kwargs
-        # A URL's own database and password win; these fill in what it leaves out. The
-        # password never goes into the URL, where its reserved characters would break it.
-        self._pool_options.setdefault("db", db)
-        if password:
-            self._pool_options.setdefault("password", password)
-        self._client: tuple[redis.Redis | None, int] = (None, 0)
-        if check_connection:
-            self._run("PING", lambda r: r.ping(), False)
+        self._connect(
+            host,
+            port=port,
+            password=password,
+            db=db,
+            url=url,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            options=kwargs,
+        )
 
-    # -- the connection -------------------------------------------------------------------
-
-    @property
-    def client(self) -> redis.Redis:
-        """The redis-py client, on this process's pool for the server (created lazily).
-
-        A forked child gets a client on a pool of its own, never its parent's sockets.
-        """
-        if self._given_client is not None:
-            return self._given_client
-        client, pid = self._client
-        if client is None or pid != os.getpid():
-            shared = pool(self._url, self._connect_timeout, self._read_timeout, self._pool_options)
-            client = redis.Redis(connection_pool=shared)
-            self._client = (client, os.getpid())
-        return client
-
-    def _run(self, operation: str, action: Callable[[redis.Redis], Any], fallback: Any) -> Any:
-        """Run ``action`` on the client; turn a Redis failure into :class:`RedisCacheError`.
-
-        ``fallback`` is what :class:`RedisCacheNoExceptions` returns instead of raising.
-        """
-        try:
-            return action(self.client)
-        except RedisError as exc:
-            self.stats.errors += 1
-            raise RedisCacheError(f"Redis {operation} failed on {self._where()}: {exc}") from exc
-
-    def _direct(self, operation: str, action: Callable[[redis.Redis], Any]) -> Any:
-        """Run ``action`` on the client, raising :class:`RedisCacheError` on a failure.
-
-        For the operator's commands (ping, describe, store_stats): unlike :meth:`_run`, it
-        raises in every backend and skips no call during a back-off.
-        """
-        try:
-            return action(self.client)
-        except RedisError as exc:
-            raise RedisCacheError(f"Redis {operation} failed on {self._where()}: {exc}") from exc
-
-    def _where(self) -> str:
-        from stratacache.settings import mask_url
-
-        return mask_url(self._url) if self._url else repr(self._given_client)
-
-    # -- keys -----------------------------------------------------------------------------
-
-    @property
-    def key_prefix(self) -> str:
-        """The prefix of every key (a callable prefix, as cachelib allows, is called)."""
-        prefix = self._prefix
-        if isinstance(prefix, str):
-            return prefix
-        value = prefix()
-        check_prefix(value)
-        return value
-
-    def _key(self, key: str) -> str:
-        return self.key_prefix + key
-
-    def _tracking_key(self, group: str) -> str:
-        return f"{self.key_prefix}{{{group}}}{TRACKING_SUFFIX}"
-
-    def _lock_key(self, key: str) -> str:
-        return self.key_prefix + LOCK_PREFIX + key
+    # -- timeouts -----------------------------------------------------------------------
 
     def _milliseconds(self, timeout: Timeout) -> int:
         """Timeout in whole milliseconds (rounded up); 0 = no expiry, < 0 = already expired."""
         seconds = self.timeout_seconds(timeout)
         return math.ceil(seconds * 1000) if seconds > 0 else (0 if seconds == 0 else -1)
-
-    def _dumps(self, key: str, value: Any) -> bytes:
-        """Serialize ``value``; integers are stored as plain digits, as cachelib does.
-
-        Digits let ``INCRBY`` work on counters; every other value goes to the serializer.
-        With a secret key every value, integers included, is serialized and signed.
-        """
-        if self.signer is None:
-            return str(value).encode() if type(value) is int else self.dump_value(key, value)
-        return self.dump_value(self._key(key), value)  # signed under its full name
-
-    def _decode(self, key: str, data: bytes) -> Any:
-        if self.signer is not None:
-            return self.load_value(self._key(key), data)
-        if data[:1] in _DIGIT_STARTS and _INTEGER.fullmatch(data):
-            return int(data)
-        return self.load_value(key, data)  # unsigned: the name is not needed
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -246,13 +149,6 @@ class RedisCache(Backend):
             return NO_VALUE, None
         return value, math.inf if ms == _PTTL_PERSISTENT else int(ms) / 1000
 
-    def _loads(self, key: str, data: Any) -> Any:
-        try:
-            return self._decode(key, data)
-        except DeserializationError:
-            self.stats.deserialization_failures += 1
-            raise
-
     def get_many(self, *keys: str) -> list[Any]:
         """One ``MGET`` for all ``keys``; ``None`` for each miss."""
         if not keys:
@@ -283,9 +179,7 @@ class RedisCache(Backend):
             self._queue_tracking(pipe, full, group, ms)
 
     def _queue_tracking(self, pipe: Any, full: str, group: str, ms: int) -> None:
-        now_ms = int(time.time() * 1000)
-        score = now_ms + ms if ms else "+inf"
-        pipe.eval(TRACK, 1, self._tracking_key(group), full, score, now_ms)
+        queue_tracking(pipe, self._tracking_key(group), full, ms)
 
     def set(self, key: str, value: Any, timeout: Timeout = None) -> bool:
         """``SET ... PX``; a serialization error raises and nothing is written."""
@@ -385,11 +279,35 @@ class RedisCache(Backend):
 
         def increment(r: redis.Redis) -> int:
             if signed:
-                return bulk.signed_increment(self, r, key, delta)
+                return self._signed_inc(r, key, delta)
             return int(r.incrby(self._key(key), delta))
 
         result: int | None = self._run("INCRBY", increment, None)
         return result
+
+    def _signed_inc(self, r: redis.Redis, key: str, delta: int) -> int:
+        full = self._key(key)
+        with r.pipeline(transaction=True) as pipe:
+            for attempt in range(_SIGNED_INC_ATTEMPTS):
+                try:
+                    pipe.watch(full)  # type: ignore[no-untyped-call]
+                    data = pipe.get(full)
+                    current = NO_VALUE if data is None else self._loads(key, data)
+                    if current is NO_VALUE:  # missing, or unreadable and deleted
+                        current = 0
+                    if type(current) is not int:
+                        raise TypeError(
+                            f"cannot increment {key!r}: it holds a {type(current).__name__},"
+                            " not an integer"
+                        )
+                    pipe.multi()
+                    pipe.set(full, self.dump_value(full, current + delta), keepttl=True)
+                    pipe.execute()
+                    return current + delta
+                except redis.WatchError:
+                    if attempt == _SIGNED_INC_ATTEMPTS - 1:
+                        raise  # as a Redis failure: RedisCacheError, or None without exceptions
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def dec(self, key: str, delta: int = 1) -> int | None:
         """Atomically subtract ``delta``."""
@@ -403,7 +321,13 @@ class RedisCache(Backend):
         """
 
         def clear(r: redis.Redis) -> bool:
-            bulk.unlink_matching(r, escape_glob(self.key_prefix) + "*")
+            batch: list[bytes] = []
+            for name in keys_under(r, self.key_prefix):
+                batch.append(name)
+                if len(batch) >= _CLEAR_BATCH:
+                    _unlink_each(r, batch)
+                    batch = []
+            _unlink_each(r, batch)
             return True
 
         return bool(self._run("SCAN/UNLINK", clear, False))
@@ -413,21 +337,9 @@ class RedisCache(Backend):
     def clear_tracked(self, group: str) -> int:
         """Delete the keys tracked for ``group`` in batches, then its tracking set."""
         tracking = self._tracking_key(group)
-
-        def clear(r: redis.Redis) -> int:
-            return bulk.delete_tracked(r, tracking)
-
-        return int(self._run("clear_tracked", clear, 0))
+        return int(self._run("clear_tracked", lambda r: delete_tracked(r, tracking), 0))
 
     # -- monitoring -----------------------------------------------------------------------
-
-    def info(self) -> dict[str, Any]:
-        """The server's ``INFO`` as a dict (used memory, hits, misses...)."""
-        return dict(self._run("INFO", lambda r: r.info(), {}))
-
-    def ping(self) -> None:
-        """One ``PING``; raises :class:`RedisCacheError` in every Redis backend."""
-        self._direct("PING", lambda r: r.ping())
 
     def describe(self) -> dict[str, Any]:
         """The server (version, memory, eviction policy) and the keys under ``key_prefix``.
@@ -435,20 +347,43 @@ class RedisCache(Backend):
         Counts the keys with one ``SCAN`` of the prefix (never ``KEYS``): with an empty prefix,
         ``entries`` counts every key of the database but the tracking sets and locks.
         """
-        return monitoring.describe(self)
+        prefix, where = self.key_prefix, self._where()
+        clears = (
+            f"every key under the prefix {prefix!r} in {where}"
+            if prefix
+            else f"EVERY key of {where} (the key prefix is empty)"
+        )
+        return {
+            "backend": type(self).__name__,
+            "url": where,
+            "key_prefix": prefix,
+            "default_timeout": self.default_timeout,
+            "clears": clears,
+            **server_and_keys(self._direct, prefix),
+        }
 
     def store_stats(self) -> dict[str, Any]:
         """The server's own counters and the live entries of each tracked function.
 
-        See :func:`stratacache_plugins.rediscache.monitoring.store_stats`.
+        ``keyspace_hits``, ``keyspace_misses``, ``evicted_keys`` and ``expired_keys`` are the
+        server's (every client and database, since its start or ``CONFIG RESETSTAT``).
+        ``entries`` counts the keys under ``key_prefix`` (one ``SCAN``); ``functions`` gives,
+        per decorated function (``module.qualname``), the unexpired members of its tracking
+        set: an entry deleted on its own (``invalidate``) is counted until it would have
+        expired.
         """
-        return monitoring.store_stats(self)
-
-    def close(self) -> None:
-        """Nothing to do: pools are shared per process and server, and live with it."""
+        return store_counters(self._direct, self.key_prefix, self._tracking_key)
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}({self._where()}, key_prefix={self.key_prefix!r},"
             f" default_timeout={self.default_timeout})"
         )
+
+
+def _unlink_each(r: redis.Redis, names: list[bytes]) -> None:
+    if names:
+        pipe = r.pipeline(transaction=False)
+        for name in names:  # one key per command: keys of a batch may live in other slots
+            pipe.unlink(name)
+        pipe.execute()

@@ -1,25 +1,88 @@
-"""How the Redis backends name what they store: entries, tracking sets and locks."""
+"""The names of a Redis backend's keys: entries, tracking sets and locks, under one prefix.
+
+An entry is stored under ``<prefix><key>``, the tracking set of a function under
+``<prefix>{<function>}:__tracked__`` (the braces make the function's name its Redis
+Cluster hash tag) and an ``at_most_once`` lock under ``<prefix>__lock__:<key>``. Keys
+under the prefix are found with ``SCAN``, never ``KEYS``.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 
-__all__ = ["CLEAR_BATCH", "LOCK_PREFIX", "TRACKING_SUFFIX", "check_prefix", "escape_glob"]
+import redis
 
-TRACKING_SUFFIX = ":__tracked__"
-"""Ends the name of a function's tracking set: ``<prefix>{module.qualname}:__tracked__``."""
+from stratacache import Backend
 
-LOCK_PREFIX = "__lock__:"
-"""Starts (after the key prefix) the name of an ``at_most_once`` lock."""
+__all__ = ["PrefixKeys", "RedisKeys", "check_prefix", "keys_under"]
 
-CLEAR_BATCH = 500
-"""Keys deleted per round trip by ``clear`` and ``clear_tracked``, and SCAN's count."""
-
+_TRACKING_SUFFIX = ":__tracked__"
+_LOCK_PREFIX = "__lock__:"
 _BALANCED_BRACES = re.compile(r"[^{}]*(?:\{[^{}]*\}[^{}]*)*")
+_SCAN_COUNT = 500  # keys asked of each SCAN reply
+
+
+class RedisKeys(Backend):
+    """Base of the Redis backends: the full names of their keys, from ``key_prefix``.
+
+    The subclass sets ``_prefix`` (a string, or a callable returning one, as cachelib
+    allows) and checks a string prefix with :func:`check_prefix`.
+    """
+
+    _prefix: str | Callable[[], str] = ""
+
+    @property
+    def key_prefix(self) -> str:
+        """The prefix of every key (a callable prefix, as cachelib allows, is called)."""
+        prefix = self._prefix
+        if isinstance(prefix, str):
+            return prefix
+        value = prefix()
+        check_prefix(value)
+        return value
+
+    def _key(self, key: str) -> str:
+        return self.key_prefix + key
+
+    def _tracking_key(self, group: str) -> str:
+        return f"{self.key_prefix}{{{group}}}{_TRACKING_SUFFIX}"
+
+    def _lock_key(self, key: str) -> str:
+        return self.key_prefix + _LOCK_PREFIX + key
+
+
+class PrefixKeys:
+    """The keys under a prefix, by kind: entries, tracking sets (their groups), locks.
+
+    Args:
+        prefix: The key prefix; :meth:`add` each name found under it.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self.entries = 0
+        self.locks = 0
+        self.groups: list[str] = []
+        encoded = prefix.encode()
+        self._lock = encoded + _LOCK_PREFIX.encode()
+        self._head, self._tail = encoded + b"{", b"}" + _TRACKING_SUFFIX.encode()
+
+    def add(self, name: bytes) -> None:
+        """Count the key ``name``: as a tracking set, a lock or an entry."""
+        if name.startswith(self._head) and name.endswith(self._tail):
+            self.groups.append(name[len(self._head) : -len(self._tail)].decode(errors="replace"))
+        elif name.startswith(self._lock):
+            self.locks += 1
+        else:
+            self.entries += 1
 
 
 def check_prefix(prefix: str) -> None:
-    """Raise :class:`ValueError` if ``prefix`` has an unmatched brace (a broken hash tag)."""
+    """Check that braces in ``prefix`` are balanced (they mark a Cluster hash tag).
+
+    Raises:
+        ValueError: A brace is unmatched; the message says how to write a tag.
+    """
     if not _BALANCED_BRACES.fullmatch(prefix):
         raise ValueError(
             f"key_prefix {prefix!r} has an unmatched brace; braces in a Redis key mark its"
@@ -27,6 +90,11 @@ def check_prefix(prefix: str) -> None:
         )
 
 
-def escape_glob(text: str) -> str:
-    """Return ``text`` with the glob characters of a ``SCAN MATCH`` pattern escaped."""
+def keys_under(r: redis.Redis, prefix: str) -> Iterator[bytes]:
+    """Yield the name of every key under ``prefix`` (``SCAN`` in batches, never ``KEYS``)."""
+    pattern = _escape_glob(prefix) + "*"
+    yield from r.scan_iter(match=pattern, count=_SCAN_COUNT)
+
+
+def _escape_glob(text: str) -> str:
     return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)

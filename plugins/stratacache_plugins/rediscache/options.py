@@ -1,9 +1,7 @@
-"""The options the Redis backends own: the connection keys and the ``atomic_writes`` keys.
+"""The options models of the Redis backends, and the grammar of the addresses they accept.
 
-The seed's keys (``CACHE_REDIS_HOST``, ``CACHE_REDIS_URL``...) for the shared tier, or the
-field names in a ``CACHE_LAYERS`` tier spec (``{"type": "RedisCache", "url": ...}``). The
-URL grammar lives here: a bad URL is refused at start-up, naming the key. This module imports
-neither redis nor the backends.
+Plain pydantic on :mod:`stratacache.options`: this module imports neither redis nor the
+backends, which point their ``options_model`` at these classes.
 """
 
 from __future__ import annotations
@@ -12,18 +10,23 @@ from urllib.parse import urlsplit
 
 from pydantic import SecretStr, field_validator
 
-from stratacache import BackendOptions, option
+from stratacache.options import option
+from stratacache_plugins._options import PluginOptions
 
-__all__ = ["REDIS_SCHEMES", "RedisAtomicOptions", "RedisOptions", "check_redis_url"]
+__all__ = ["REDIS_SCHEMES", "RedisCacheAtomicOptions", "RedisCacheOptions", "check_redis_url"]
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
-"""The URL schemes redis-py connects with."""
+"""The URL schemes redis-py connects with: TCP, TLS and a Unix socket."""
 
 _SECONDS = "a number of seconds > 0"
 
 
 def check_redis_url(value: str) -> None:
-    """Raise :class:`ValueError` saying what is wrong with the Redis URL ``value``."""
+    """Check that ``value`` is a Redis URL redis-py can connect to.
+
+    Raises:
+        ValueError: What is wrong with the URL, and an example of a right one.
+    """
     if "://" not in value:
         raise ValueError(
             "not a URL (no scheme); write redis://host:port/db, e.g. redis://localhost:6379/0"
@@ -51,8 +54,8 @@ def check_redis_url(value: str) -> None:
         )
 
 
-class RedisOptions(BackendOptions):
-    """The connection options of RedisCache and RedisCacheNoExceptions."""
+class RedisCacheOptions(PluginOptions):
+    """The options of RedisCache and RedisCacheNoExceptions: where the server is."""
 
     host: str = option(
         "localhost",
@@ -68,7 +71,6 @@ class RedisOptions(BackendOptions):
         description="Redis port (with a bare host name).",
         ge=1,
         le=65535,
-        strict=False,
     )
     db: int = option(
         0, key="REDIS_DB", accepts="a database number >= 0", description="Redis database.", ge=0
@@ -97,13 +99,6 @@ class RedisOptions(BackendOptions):
         gt=0,
     )
 
-    @field_validator("port", "db", "connect_timeout", "read_timeout", mode="before")
-    @classmethod
-    def _no_boolean_numbers(cls, value: object) -> object:
-        if isinstance(value, bool):
-            raise ValueError("a boolean is not a number")
-        return value
-
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
@@ -120,14 +115,15 @@ class RedisOptions(BackendOptions):
             raise ValueError("not a host name; give a bare host name or a redis:// URL")
         elif ":" in value:
             raise ValueError(
-                "not a host name; give the port in CACHE_REDIS_PORT, or the whole address as a"
-                " URL (redis://host:6379/0, an IPv6 address in brackets: redis://[::1]:6379/0)"
+                "not a host name; give the port apart (CACHE_REDIS_PORT, or port in a tier"
+                " spec), or the whole address as a URL (redis://host:6379/0, an IPv6 address"
+                " in brackets: redis://[::1]:6379/0)"
             )
         return value
 
 
-class RedisAtomicOptions(RedisOptions):
-    """RedisCacheAtomic's options: the connection's, and how ``atomic_writes`` waits."""
+class RedisCacheAtomicOptions(RedisCacheOptions):
+    """The options of RedisCacheAtomic: the server's, and how callers coordinate."""
 
     lock_timeout: float = option(
         30.0,
@@ -150,10 +146,3 @@ class RedisAtomicOptions(RedisOptions):
         description="Attempts of an at_least_once write whose watched key changed.",
         ge=1,
     )
-
-    @field_validator("lock_timeout", "lock_wait", "atomic_retries", mode="before")
-    @classmethod
-    def _no_boolean_atomic_numbers(cls, value: object) -> object:
-        if isinstance(value, bool):
-            raise ValueError("a boolean is not a number")
-        return value

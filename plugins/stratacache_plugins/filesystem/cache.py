@@ -1,11 +1,4 @@
-"""FileSystemCache: entries as files in a directory, shared by every process of the machine.
-
-Each key is one file named after the hash of the (prefixed) key, so no key can reach outside
-the directory. A file holds a 16-byte header (magic bytes, format version, expiry as a
-float64 UNIX time, 0.0 = never) followed by the serializer's bytes. Files are written to a
-temporary file first and moved into place, so a reader sees the old entry or the new one,
-never a mix.
-"""
+"""FileSystemCache: the cache of a directory (its files are described in ``entry``)."""
 
 from __future__ import annotations
 
@@ -15,8 +8,6 @@ import json
 import logging
 import math
 import os
-import re
-import struct
 import sys
 import tempfile
 import threading
@@ -26,77 +17,37 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 import platformdirs
-from pydantic import field_validator
 
-from stratacache import (
-    NO_VALUE,
-    Backend,
-    BackendOptions,
-    DeserializationError,
-    Serializer,
-    Timeout,
-    option,
+from stratacache import NO_VALUE, Backend, DeserializationError, Serializer, Timeout
+from stratacache_plugins.filesystem.entry import (
+    ENTRY,
+    HEADER,
+    INDEX,
+    LOCK_FILE,
+    STALE_TEMP_SECONDS,
+    TEMP,
+    TEMP_PREFIX,
+    FileKinds,
+    discard,
+    expired,
+    expiry,
+    pack_header,
+    read_index,
+    unlink,
 )
+from stratacache_plugins.filesystem.options import FileSystemCacheOptions
+from stratacache_plugins.filesystem.pruning import EntryCount
 
 if sys.platform != "win32":
     import fcntl
 
-__all__ = ["FileSystemCache", "FileSystemOptions"]
+__all__ = ["FileSystemCache"]
 
-logger = logging.getLogger(__name__)
-
-_HEADER = struct.Struct("<4sB3xd")  # magic, format version, padding, expiry (0.0 = never)
-_MAGIC = b"STRC"
-_VERSION = 1
-_ENTRY, _INDEX, _TEMP = ".entry", ".group", ".tmp"
-_TEMP_PREFIX = "stratacache-"
-_LOCK_FILE = "stratacache.lock"
-_COUNT_FILE = "stratacache.count"  # its size is the entry count, shared by every process
-_STALE_TEMP_SECONDS = 60.0  # a temp file this old was left by a killed writer
+logger = logging.getLogger(__package__)  # stratacache_plugins.filesystem, as before the split
 
 
 class _Digest(Protocol):
     def hexdigest(self) -> str: ...
-
-
-class FileSystemOptions(BackendOptions):
-    """The options FileSystemCache owns (``CACHE_DIR``, ``CACHE_THRESHOLD``)."""
-
-    cache_dir: str | None = option(
-        None,
-        key="DIR",
-        accepts="a directory path",
-        description="Directory of FileSystemCache (default: the user cache directory).",
-    )
-    threshold: int = option(
-        500,
-        key="THRESHOLD",
-        accepts="a whole number >= 0 (0 = no limit)",
-        description="Maximum entry count, shared by every process of the directory.",
-        ge=0,
-    )
-    mode: int | None = option(
-        None,
-        key=None,
-        accepts="file permissions as an int, e.g. 384 (0o600)",
-        description="Permissions of the entry files.",
-    )
-
-    @field_validator("threshold", "mode", mode="before")
-    @classmethod
-    def _no_boolean_numbers(cls, value: object) -> object:
-        if isinstance(value, bool):
-            raise ValueError("a boolean is not a number")
-        return value
-
-    @field_validator("cache_dir")
-    @classmethod
-    def _check_dir(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            raise ValueError("empty; give a directory path, or unset it for the default")
-        if value is not None and os.path.exists(value) and not os.path.isdir(value):
-            raise ValueError("not a directory; give a directory path (created if missing)")
-        return value
 
 
 class FileSystemCache(Backend):
@@ -132,7 +83,7 @@ class FileSystemCache(Backend):
     """
 
     in_process = False
-    options_model = FileSystemOptions
+    options_model = FileSystemCacheOptions
 
     _index_min_size = 64 * 1024
     """An index file is compacted when it grows past this size (or twice its compacted size)."""
@@ -173,14 +124,11 @@ class FileSystemCache(Backend):
         self._lock = threading.Lock()  # one prune at a time in this process
         self._inc_lock = threading.Lock()
         self._index_bounds: dict[str, int] = {}
-        self._lock_path = os.path.join(self._dir, _LOCK_FILE)
-        self._count_path = os.path.join(self._dir, _COUNT_FILE)
-        digits = len(hash_method(b"").hexdigest())
-        self._own_file = re.compile(
-            rf"[0-9a-f]{{{digits}}}\.(?:entry|group)|{_TEMP_PREFIX}\w+\.tmp"
-        )
+        self._lock_path = os.path.join(self._dir, LOCK_FILE)
+        self._kind = FileKinds(len(hash_method(b"").hexdigest()))
+        self._count = EntryCount(self._dir, threshold, self._mode, clock, self._kind, self._lock)
         if threshold:
-            self._count_existing_entries()
+            self._count.count_existing_entries()
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -202,11 +150,11 @@ class FileSystemCache(Backend):
         with file:
             data = file.read()
             try:
-                expires, now = _expiry(data), self._clock()
-                if _expired(expires, now):
-                    self._discard(path, file.fileno())
+                expires, now = expiry(data), self._clock()
+                if expired(expires, now):
+                    discard(path, file.fileno())
                     return NO_VALUE, None
-                value = self.load_value(self._key_prefix + key, data[_HEADER.size :])
+                value = self.load_value(self._key_prefix + key, data[HEADER.size :])
             except DeserializationError as exc:
                 self._discard_unreadable(key, path, file.fileno(), exc)
                 return NO_VALUE, None
@@ -221,9 +169,9 @@ class FileSystemCache(Backend):
             return False
         with file:
             try:
-                if not _expired(_expiry(file.read(_HEADER.size)), self._clock()):
+                if not expired(expiry(file.read(HEADER.size)), self._clock()):
                     return True
-                self._discard(path, file.fileno())
+                discard(path, file.fileno())
             except DeserializationError as exc:
                 self._discard_unreadable(key, path, file.fileno(), exc)
         return False
@@ -238,10 +186,10 @@ class FileSystemCache(Backend):
             created = not os.path.lexists(path)
             os.replace(tmp, path)
         except BaseException:
-            _unlink(tmp)
+            unlink(tmp)
             raise
         if created:
-            self._note_created(path)
+            self._count.note_created(path)
         return True
 
     def add(self, key: str, value: Any, timeout: Timeout = None) -> bool:
@@ -256,12 +204,12 @@ class FileSystemCache(Backend):
                     if self.has(key):  # else has() removed the expired or unreadable entry
                         return False
                 else:
-                    self._note_created(path)
+                    self._count.note_created(path)
                     return True
             os.replace(tmp, path)  # expired entries keep appearing: overwrite, best effort
             return True
         finally:
-            _unlink(tmp)
+            unlink(tmp)
 
     def delete(self, key: str) -> bool:
         """Remove ``key``; return whether its file was there."""
@@ -273,17 +221,15 @@ class FileSystemCache(Backend):
 
     def clear(self) -> bool:
         """Remove every entry and group index of the directory (see the class docstring)."""
-        stale = time.time() - _STALE_TEMP_SECONDS
+        stale = time.time() - STALE_TEMP_SECONDS
         with self._lock, os.scandir(self._dir) as listing:
             for entry in listing:
                 kind = self._kind(entry.name)
                 with contextlib.suppress(FileNotFoundError):
-                    if kind in (_ENTRY, _INDEX) or (
-                        kind == _TEMP and entry.stat().st_mtime < stale
-                    ):
+                    if kind in (ENTRY, INDEX) or (kind == TEMP and entry.stat().st_mtime < stale):
                         os.unlink(entry.path)
             with contextlib.suppress(FileNotFoundError):
-                os.truncate(self._count_path, 0)
+                os.truncate(self._count.path, 0)
         return True
 
     def inc(self, key: str, delta: int = 1) -> int | None:
@@ -305,7 +251,7 @@ class FileSystemCache(Backend):
         """Store ``value``, then append ``key`` to the index file of ``group``."""
         stored = self.set(key, value, timeout)
         if group is not None:
-            path = self._path(group, _INDEX)
+            path = self._path(group, INDEX)
             line = (json.dumps(key) + "\n").encode()
             with self._flocked(path, create=True, shared=True) as fd:
                 assert fd is not None
@@ -317,11 +263,11 @@ class FileSystemCache(Backend):
 
     def clear_tracked(self, group: str) -> int:
         """Delete the entries listed in ``group``'s index, then the index; return how many."""
-        path = self._path(group, _INDEX)
+        path = self._path(group, INDEX)
         with self._flocked(path, create=False) as fd:
             if fd is None:
                 return 0
-            keys = _read_index(fd)
+            keys = read_index(fd)
             os.unlink(path)
         return sum(self.delete(key) for key in keys)
 
@@ -330,13 +276,13 @@ class FileSystemCache(Backend):
         with self._flocked(path, create=False) as fd:
             if fd is None:
                 return
-            keys = [k for k in _read_index(fd) if os.path.exists(self._path(k))]
+            keys = [k for k in read_index(fd) if os.path.exists(self._path(k))]
             data = "".join(json.dumps(k) + "\n" for k in keys).encode()
             tmp = self._write_temp(data)
             try:
                 os.replace(tmp, path)
             finally:
-                _unlink(tmp)
+                unlink(tmp)
         self._index_bounds[path] = max(self._index_min_size, 2 * len(data))
 
     @contextlib.contextmanager
@@ -367,18 +313,14 @@ class FileSystemCache(Backend):
 
     # -- internals ------------------------------------------------------------------------
 
-    def _kind(self, name: str) -> str | None:
-        """Return the suffix of a file this cache makes, or None for any other file."""
-        return os.path.splitext(name)[1] if self._own_file.fullmatch(name) else None
-
-    def _path(self, key: str, suffix: str = _ENTRY) -> str:
+    def _path(self, key: str, suffix: str = ENTRY) -> str:
         name = self._key_prefix + key
         digest = self._hash_method(name.encode("utf-8", "surrogatepass")).hexdigest()
         return os.path.join(self._dir, digest + suffix)
 
     def _header(self, timeout: Timeout) -> bytes:
         seconds = self.timeout_seconds(timeout)
-        return _HEADER.pack(_MAGIC, _VERSION, 0.0 if seconds == 0 else self._clock() + seconds)
+        return pack_header(0.0 if seconds == 0 else self._clock() + seconds)
 
     def _write_entry(self, key: str, value: Any, timeout: Timeout) -> str:
         """Write ``key``'s entry to a temporary file; return its path.
@@ -391,109 +333,21 @@ class FileSystemCache(Backend):
 
     def _write_temp(self, *chunks: bytes) -> str:
         """Write ``chunks`` to a new temporary file of the directory; return its path."""
-        fd, tmp = tempfile.mkstemp(suffix=_TEMP, prefix=_TEMP_PREFIX, dir=self._dir)
+        fd, tmp = tempfile.mkstemp(suffix=TEMP, prefix=TEMP_PREFIX, dir=self._dir)
         try:
             with open(fd, "wb") as file:
                 for chunk in chunks:
                     file.write(chunk)
             os.chmod(tmp, self._mode)
         except BaseException:
-            _unlink(tmp)
+            unlink(tmp)
             raise
         return tmp
-
-    def _discard(self, path: str, fd: int) -> None:
-        """Remove the entry at ``path`` if it is still the file open as ``fd``, not a newer one."""
-        with contextlib.suppress(FileNotFoundError):
-            if os.stat(path).st_ino == os.fstat(fd).st_ino:
-                os.unlink(path)
 
     def _discard_unreadable(self, key: str, path: str, fd: int, exc: Exception) -> None:
         self.stats.deserialization_failures += 1
         logger.warning("FileSystemCache: deleting unreadable entry %r (%s): %s", key, path, exc)
-        self._discard(path, fd)
-
-    def _count_existing_entries(self) -> None:
-        """Make the shared count at least the entries there are (written before it was kept)."""
-        with os.scandir(self._dir) as listing:
-            entries = sum(1 for e in listing if self._kind(e.name) == _ENTRY)
-        if entries:
-            fd = os.open(self._count_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, self._mode)
-            try:
-                missing = entries - os.fstat(fd).st_size
-                if missing > 0:
-                    os.write(fd, b"\0" * missing)
-            finally:
-                os.close(fd)
-
-    def _note_created(self, path: str) -> None:
-        """Count the entry just created at ``path``; past the threshold, prune.
-
-        Every process of the directory counts in the same file: one byte appended per entry
-        created (an ``O_APPEND`` write is atomic), truncated by a prune to the entries left.
-        Deletions are not counted, so the count errs high: a prune comes early, never late.
-        """
-        if not self._threshold:
-            return
-        fd = os.open(self._count_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, self._mode)
-        try:
-            os.write(fd, b"\0")
-            if os.fstat(fd).st_size > self._threshold:
-                with self._lock:
-                    self._prune(path, fd)
-        finally:
-            os.close(fd)
-
-    def _prune(self, keep: str, count_fd: int) -> None:
-        """Prune, one process at a time (``flock`` on the count file).
-
-        A writer past the threshold waits for a prune in progress, so writers cannot outrun
-        it: the count exceeds the threshold by at most one entry per concurrent writer.
-        """
-        if sys.platform == "win32":
-            self._remove_expired_then_oldest(keep, count_fd)
-            return
-        fcntl.flock(count_fd, fcntl.LOCK_EX)
-        try:
-            self._remove_expired_then_oldest(keep, count_fd)
-        finally:
-            fcntl.flock(count_fd, fcntl.LOCK_UN)
-
-    def _remove_expired_then_oldest(self, keep: str, count_fd: int) -> None:
-        """List the directory once: drop stale temp files, expired entries, then the oldest.
-
-        The entry just written (``keep``) is never among the oldest, even when coarse file
-        time stamps tie it with older ones.
-        """
-        counted = os.fstat(count_fd).st_size
-        if counted <= self._threshold:
-            return  # pruned while this writer waited
-        now, stale = self._clock(), time.time() - _STALE_TEMP_SECONDS
-        live: list[tuple[int, str]] = []
-        with os.scandir(self._dir) as listing:
-            for entry in listing:
-                kind = self._kind(entry.name)
-                with contextlib.suppress(FileNotFoundError):
-                    if kind == _TEMP and entry.stat().st_mtime < stale:
-                        os.unlink(entry.path)
-                    elif kind == _ENTRY:
-                        with open(entry.path, "rb") as file:
-                            try:
-                                fresh = not _expired(_expiry(file.read(_HEADER.size)), now)
-                            except DeserializationError:
-                                fresh = False
-                            if fresh:
-                                live.append((os.fstat(file.fileno()).st_mtime_ns, entry.path))
-                            else:
-                                self._discard(entry.path, file.fileno())
-        target = max(1, self._threshold * 9 // 10)
-        live.sort()
-        oldest = [path for _mtime, path in live if path != keep]
-        for path in oldest[: max(0, len(live) - target)]:
-            _unlink(path)
-        # Entries other processes created meanwhile stay counted (some twice: errs high).
-        meanwhile = max(0, os.fstat(count_fd).st_size - counted)
-        os.ftruncate(count_fd, min(len(live), target) + meanwhile)
+        discard(path, fd)
 
     # -- monitoring -----------------------------------------------------------------------
 
@@ -520,10 +374,10 @@ class FileSystemCache(Backend):
             for entry in listing:
                 kind = self._kind(entry.name)
                 with contextlib.suppress(FileNotFoundError):
-                    if kind == _ENTRY:
+                    if kind == ENTRY:
                         entries += 1
                         size += entry.stat().st_size
-                    elif kind == _INDEX:
+                    elif kind == INDEX:
                         groups += 1
         return {"entries": entries, "bytes": size, "tracked_groups": groups}
 
@@ -532,39 +386,3 @@ class FileSystemCache(Backend):
             f"{type(self).__name__}(cache_dir={self._dir!r}, threshold={self._threshold},"
             f" default_timeout={self.default_timeout})"
         )
-
-
-def _expiry(header: bytes) -> float:
-    """Return the expiry time held in an entry's header, which must start ``header``."""
-    if len(header) < _HEADER.size:
-        raise DeserializationError(f"truncated header ({len(header)} bytes)")
-    magic, version, expires = _HEADER.unpack_from(header)
-    if magic != _MAGIC:
-        raise DeserializationError(f"not a stratacache entry (magic bytes {magic!r})")
-    if version != _VERSION:
-        raise DeserializationError(f"unsupported entry format version {version}")
-    if not math.isfinite(expires) or expires < 0:
-        raise DeserializationError(f"invalid expiry time {expires!r}")
-    return float(expires)
-
-
-def _expired(expires: float, now: float) -> bool:
-    return expires != 0.0 and expires <= now
-
-
-def _read_index(fd: int) -> list[str]:
-    """Return the keys of an index file, once each, in order; unreadable lines are skipped."""
-    with open(fd, "rb", closefd=False) as file:
-        lines = file.read().splitlines()
-    keys: dict[str, None] = {}
-    for line in lines:
-        with contextlib.suppress(ValueError):
-            key = json.loads(line)
-            if isinstance(key, str):
-                keys[key] = None
-    return list(keys)
-
-
-def _unlink(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)

@@ -1,0 +1,42 @@
+"""The tracking sets: each function's keys in a sorted set scored by their expiry.
+
+A write queues :data:`~stratacache_plugins.rediscache.scripts.TRACK`, which also drops the
+members that expired and keeps the set alive as long as its longest-lived member, so
+``f.clear_cache()`` deletes exactly the function's keys without a scan.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, cast
+
+import redis
+
+from stratacache_plugins.rediscache.scripts import TRACK
+
+__all__ = ["delete_tracked", "queue_tracking"]
+
+_BATCH = 500  # members deleted per round trip
+
+
+def queue_tracking(pipe: Any, tracking: str, full: str, ms: int) -> None:
+    """Queue on ``pipe`` the tracking of the key ``full``, living ``ms`` (0 = forever)."""
+    now_ms = int(time.time() * 1000)
+    score = now_ms + ms if ms else "+inf"
+    pipe.eval(TRACK, 1, tracking, full, score, now_ms)
+
+
+def delete_tracked(r: redis.Redis, tracking: str) -> int:
+    """Delete the keys of the set ``tracking`` in batches, then the set; return how many."""
+    removed = 0
+    while True:
+        members = r.zrange(tracking, 0, _BATCH - 1)
+        if not members:
+            break
+        pipe = r.pipeline(transaction=True)
+        for member in members:
+            pipe.delete(cast(bytes, member))
+        pipe.zrem(tracking, *members)
+        results = pipe.execute()
+        removed += sum(int(n) for n in results[:-1])
+    return removed  # the emptied set is gone: Redis deletes empty sorted sets
