@@ -36,7 +36,9 @@ import pytest
 
 from stratacache import NO_VALUE, Backend, BackendStats
 
-__all__ = ["BackendConformance", "BackendFactory"]
+from stratacache.testing.stack import StackConformance, StackFactory
+
+__all__ = ["BackendConformance", "BackendFactory", "StackConformance", "StackFactory"]
 
 BackendFactory = Callable[..., Backend]
 """Builds a fresh, empty backend; keyword arguments are constructor options."""

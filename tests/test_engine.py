@@ -1,0 +1,65 @@
+"""The engine's write rules are one policy: the decorator's paths agree with each other."""
+
+from __future__ import annotations
+
+import pytest
+
+from stratacache import NO_VALUE, CacheStack, cached_for
+
+
+@pytest.mark.parametrize("atomic", [None, "at_most_once", "at_least_once"])
+def test_a_value_the_shared_tier_cannot_encode_is_computed_once_in_three_calls(
+    redis_url: str, atomic: str | None
+) -> None:
+    # Before the engine, the atomic path skipped the local tier when the shared commit
+    # could not serialize the value: 3 runs in 3 calls, against 1 without atomic_writes.
+    stack = CacheStack()
+    stack.configure(
+        {
+            "CACHE_TYPE": "RedisCacheAtomic",
+            "CACHE_REDIS_URL": redis_url,
+            "CACHE_SERIALIZER": "json",
+        }
+    )
+    runs = 0
+
+    @cached_for(minutes=1, stack=stack, atomic_writes=atomic)  # type: ignore[arg-type]
+    def tags() -> set[str]:
+        nonlocal runs
+        runs += 1
+        return {"a", "b"}  # JSON has no sets
+
+    assert [tags(), tags(), tags()] == [{"a", "b"}] * 3
+    assert runs == 1
+    assert stack.shared_cache.cache.lookup(tags.cache_key()) is NO_VALUE  # not encodable
+    assert stack.local_cache.cache.lookup(tags.cache_key()) == {"a", "b"}
+    assert stack.stats()["functions"][f"{__name__}.{tags.__qualname__}"]["errors"] == 1
+
+
+def test_writes_go_deepest_first(tmp_path: object, redis_url: str) -> None:
+    order: list[str] = []
+    stack = CacheStack()
+    stack.configure(
+        {
+            "CACHE_LAYERS": [
+                {"type": "SimpleCache", "name": "memory"},
+                {"type": "RedisCache", "name": "redis", "url": redis_url},
+            ]
+        }
+    )
+    for tier in stack.tiers:
+        backend = tier.cache
+        original = backend.set_tracked
+
+        def recording(*args: object, _name: str = tier.name, _set: object = original) -> bool:
+            order.append(_name)
+            return _set(*args)  # type: ignore[operator, no-any-return]
+
+        backend.set_tracked = recording  # type: ignore[method-assign]
+
+    @cached_for(minutes=1, stack=stack)
+    def one() -> int:
+        return 1
+
+    one()
+    assert order == ["redis", "memory"]
