@@ -35,7 +35,6 @@ from typing import Any, ClassVar
 import pytest
 
 from stratacache import NO_VALUE, Backend, BackendStats
-
 from stratacache.testing.stack import StackConformance, StackFactory
 
 __all__ = ["BackendConformance", "BackendFactory", "StackConformance", "StackFactory"]
