@@ -305,6 +305,23 @@ def test_shared_hit_costs_one_round_trip(
 
 
 @pytest.mark.parametrize("cache_type", CACHE_TYPES)
+def test_a_shared_hit_with_no_tier_to_fill_is_one_get(
+    redis_server: RedisServer, redis_url: str, cache_type: str
+) -> None:
+    # LOCALCACHE_TYPE=NullCache keeps nothing: no copy to bound, so no PTTL is asked for.
+    stack = redis_stack(redis_url, cache_type, LOCALCACHE_TYPE="NullCache")
+
+    @cached_for(minutes=5, stack=stack)
+    def triple(x: int) -> int:
+        return 3 * x
+
+    assert triple(1) == 3
+    redis_server.reset_stats()
+    assert triple(1) == 3
+    assert data_commands(redis_server) == {"get": 1}
+
+
+@pytest.mark.parametrize("cache_type", CACHE_TYPES)
 def test_miss_writes_value_and_tracking_in_one_transaction(
     redis_server: RedisServer, redis_url: str, cache_type: str
 ) -> None:

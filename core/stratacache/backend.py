@@ -81,6 +81,10 @@ class Backend(BaseCache):
     """False when values are stored by reference (no copy); only such a backend may be the
     ``local_cache_no_serializer`` layer."""
 
+    stores: ClassVar[bool] = True
+    """False for a backend that keeps nothing (NullCache): the engine then does not read the
+    remaining lifetime of an entry found below it, since it will not copy it there."""
+
     options_model: ClassVar[type[BackendOptions] | None] = None
     """The options this backend owns (see :mod:`stratacache.options`), or ``None``.
 

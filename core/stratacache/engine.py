@@ -63,6 +63,8 @@ class Route:
         counts: The function's counters (:data:`UNCOUNTED` when the stack does not count).
         counting: Whether the stack counts (``CACHE_STATS``).
         first: The first tier.
+        fills: For each tier, whether a tier above it keeps copies (so a hit there reads
+            the entry's remaining lifetime to fill them).
         lookup: The first tier's read, as the hot path calls it: the backend's own bound
             ``lookup`` when no plugin hooks reads.
         on_unstorable: Called with the error when a tier cannot serialize a value.
@@ -71,6 +73,7 @@ class Route:
     __slots__ = (
         "counting",
         "counts",
+        "fills",
         "first",
         "group",
         "lookup",
@@ -96,6 +99,9 @@ class Route:
         self.timeouts = tuple(
             timeout if i == last else bounded(timeout, tier.cap) for i, tier in enumerate(tiers)
         )
+        # Whether a hit in tier i has a tier above it that keeps copies: only then does the
+        # read ask for the entry's remaining lifetime (Redis: PTTL beside the GET).
+        self.fills = tuple(any(t.cache.stores for t in tiers[:i]) for i in range(len(tiers)))
         self.group = group
         self.counting = state is not None and state.counting
         self.counts = counts if self.counting else UNCOUNTED
@@ -133,10 +139,13 @@ def read_below(route: Route, key: str) -> Any:
 
     Returns the value, or :data:`~stratacache.NO_VALUE` when no tier below has it.
     """
-    tiers, group = route.tiers, route.group
+    tiers, group, fills = route.tiers, route.group, route.fills
     for index in range(1, len(tiers)):
         tier = tiers[index]
-        value, remaining = tier.lookup_entry(key, group)
+        if fills[index]:
+            value, remaining = tier.lookup_entry(key, group)
+        else:
+            value, remaining = tier.lookup(key, group), None
         if value is not NO_VALUE:
             tier.stats.hits += 1
             route.counts.shared_hits += 1
@@ -194,7 +203,11 @@ def peek(route: Route, key: str) -> Any:
     if value is not NO_VALUE:
         return value
     for index in range(1, len(tiers)):
-        value, remaining = tiers[index].lookup_entry(key, group)
+        tier = tiers[index]
+        if route.fills[index]:
+            value, remaining = tier.lookup_entry(key, group)
+        else:
+            value, remaining = tier.lookup(key, group), None
         if value is not NO_VALUE:
             fill(route, index, key, value, remaining)
             return value

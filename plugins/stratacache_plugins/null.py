@@ -17,6 +17,7 @@ class NullCache(Backend):
     """
 
     in_process = True
+    stores = False
 
     def lookup(self, key: str) -> Any:
         """Always a miss."""
