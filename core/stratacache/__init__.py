@@ -28,6 +28,7 @@ from stratacache.errors import (
     PluginError,
     SerializationError,
 )
+from stratacache.forksafe import renew_in_child
 from stratacache.hookspecs import hookimpl, hookspec
 from stratacache.layers import Layer, LayerConfig
 from stratacache.options import BackendOptions, option
@@ -81,6 +82,7 @@ __all__ = [
     "load_backend",
     "option",
     "plugin_manager",
+    "renew_in_child",
 ]
 
 __version__ = "0.1.0"

@@ -39,6 +39,7 @@ from typing import Any, ClassVar, Self
 from cachelib import BaseCache
 
 from stratacache.computation import NO_VALUE, Computation, NoValue, Timeout
+from stratacache.forksafe import renew_in_child
 from stratacache.options import BackendOptions
 from stratacache.serializers import PickleSerializer, Serializer
 from stratacache.signing import Signer
@@ -119,6 +120,7 @@ class Backend(BaseCache):
         self.signer: Signer | None = Signer(secret_key) if secret_key else None
         """Signs and verifies stored payloads; ``None`` when no secret key is set."""
         self._tracking_lock = threading.Lock()
+        renew_in_child(self, "_tracking_lock")
 
     # -- payloads -------------------------------------------------------------------------
 

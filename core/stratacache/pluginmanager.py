@@ -10,12 +10,14 @@ and the hook.
 from __future__ import annotations
 
 import difflib
+import sys
 import threading
 
 import pluggy
 
 from stratacache import hookspecs
 from stratacache.errors import PluginError
+from stratacache.forksafe import renew_in_child
 from stratacache.hookspecs import PROJECT_NAME
 from stratacache.serializers import Serializer
 
@@ -159,3 +161,6 @@ def reset() -> None:
         _manager = None
         _loaded = False
         _serializers = None
+
+
+renew_in_child(sys.modules[__name__], "_lock")  # a child never inherits a held lock

@@ -19,6 +19,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import re
+import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from typing import Final
 
 from stratacache.backend import Backend
 from stratacache.errors import BackendNotFound, InvalidBackend
+from stratacache.forksafe import renew_in_child
 
 __all__ = [
     "ALIAS_PREFIXES",
@@ -260,3 +262,6 @@ def _check_backend(name: str, obj: object) -> type[Backend]:
         " A backend is a class deriving from stratacache.Backend (for instance"
         " 'class MyCache(stratacache.Backend): ...')."
     )
+
+
+renew_in_child(sys.modules[__name__], "_lock")  # a child never inherits a held lock

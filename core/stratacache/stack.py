@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from stratacache import engine
 from stratacache.backend import NO_VALUE, Backend, Timeout
 from stratacache.errors import SerializationError
+from stratacache.forksafe import renew_in_child
 from stratacache.options import BackendOptions
 from stratacache.settings import CacheSettings, MappingSettings
 from stratacache.state import StackState, settings_or_every_problem
@@ -44,6 +45,7 @@ class CacheStack:
     def __init__(self) -> None:
         self._state: StackState | None = None
         self._lock = threading.RLock()
+        renew_in_child(self, "_lock")
         self._stats = StackStats()
         self._closed_at_exit = False
         self._calls: weakref.WeakSet[Any] = weakref.WeakSet()

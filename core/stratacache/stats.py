@@ -33,6 +33,8 @@ from __future__ import annotations
 import threading
 from typing import TypedDict
 
+from stratacache.forksafe import renew_in_child
+
 __all__ = [
     "LAYER_NAMES",
     "BackendStats",
@@ -278,7 +280,7 @@ class StackStats:
             layer.
     """
 
-    __slots__ = ("_lock", "enabled", "functions", "layers")
+    __slots__ = ("__weakref__", "_lock", "enabled", "functions", "layers")
 
     def __init__(self) -> None:
         self.enabled = True
@@ -286,6 +288,7 @@ class StackStats:
         """Counters by tier name: the seed's three, then each tier name a stack has used."""
         self.functions: dict[tuple[str, str], FunctionStats] = {}
         self._lock = threading.Lock()
+        renew_in_child(self, "_lock")
 
     def tier(self, name: str) -> LayerStats:
         """Return the counters of the tier ``name``, made on first use."""

@@ -34,12 +34,21 @@ own, and ``prometheus_client``'s multiprocess mode does not gather custom collec
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 
-from stratacache import BackendOptions, CacheSettings, CacheStack, StatsSnapshot, hookimpl, option
+from stratacache import (
+    BackendOptions,
+    CacheSettings,
+    CacheStack,
+    StatsSnapshot,
+    hookimpl,
+    option,
+    renew_in_child,
+)
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -87,6 +96,7 @@ class StratacacheCollector:
     def __init__(self, *stacks: CacheStack) -> None:
         self._stacks: weakref.WeakSet[CacheStack] = weakref.WeakSet(stacks)
         self._lock = threading.Lock()
+        renew_in_child(self, "_lock")
 
     def add(self, stack: CacheStack) -> None:
         """Report ``stack`` too (adding it again changes nothing)."""
@@ -205,3 +215,6 @@ def stratacache_configured(stack: CacheStack, settings: CacheSettings) -> None:
         logger.warning(
             "CACHE_PROMETHEUS is true but CACHE_STATS is false: the exported counters stay 0"
         )
+
+
+renew_in_child(sys.modules[__name__], "_lock")  # a child never inherits a held lock

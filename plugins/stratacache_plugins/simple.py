@@ -12,7 +12,14 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from stratacache import NO_VALUE, Backend, DeserializationError, Serializer, Timeout
+from stratacache import (
+    NO_VALUE,
+    Backend,
+    DeserializationError,
+    Serializer,
+    Timeout,
+    renew_in_child,
+)
 from stratacache.options import option
 from stratacache_plugins._options import PluginOptions
 
@@ -77,6 +84,7 @@ class SimpleCache(Backend):
         self._threshold = threshold
         self._clock = clock
         self._lock = threading.Lock()
+        renew_in_child(self, "_lock")
         # key -> (expires at, stored data, tracking group); order = recency, oldest first.
         self._cache: OrderedDict[str, tuple[float, Any, str | None]] = OrderedDict()
         self._groups: dict[str, set[str]] = {}

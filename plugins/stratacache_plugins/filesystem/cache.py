@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import platformdirs
 
-from stratacache import NO_VALUE, Backend, DeserializationError, Serializer, Timeout
+from stratacache import NO_VALUE, Backend, DeserializationError, Serializer, Timeout, renew_in_child
 from stratacache_plugins.filesystem.entry import (
     ENTRY,
     HEADER,
@@ -123,6 +123,7 @@ class FileSystemCache(Backend):
         self._key_prefix = key_prefix
         self._lock = threading.Lock()  # one prune at a time in this process
         self._inc_lock = threading.Lock()
+        renew_in_child(self, "_lock", "_inc_lock")
         self._index_bounds: dict[str, int] = {}
         self._lock_path = os.path.join(self._dir, LOCK_FILE)
         self._kind = FileKinds(len(hash_method(b"").hexdigest()))

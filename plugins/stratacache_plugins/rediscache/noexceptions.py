@@ -18,7 +18,7 @@ from redis.exceptions import (
     ResponseError,
 )
 
-from stratacache import NO_VALUE, DeserializationError
+from stratacache import NO_VALUE, DeserializationError, renew_in_child
 from stratacache_plugins.rediscache.cache import RedisCache
 
 __all__ = ["RedisCacheNoExceptions"]
@@ -61,6 +61,7 @@ class RedisCacheNoExceptions(RedisCache):
         self._failures = 0
         self._last_log = -math.inf
         self._state_lock = threading.Lock()
+        renew_in_child(self, "_state_lock")
         super().__init__(*args, **kwargs)
 
     def _run(self, operation: str, action: Callable[[redis.Redis], Any], fallback: Any) -> Any:
