@@ -636,4 +636,4 @@ def test_atomic_writes_on_a_backend_that_cannot_coordinate_warns_once(
         f(2)
     warnings = [r.message for r in caplog.records if "RedisCacheAtomic" in r.message]
     assert len(warnings) == 1
-    assert "FileSystemCache does not coordinate processes" in warnings[0]
+    assert "(FileSystemCache) does not coordinate processes" in warnings[0]

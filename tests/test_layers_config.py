@@ -105,7 +105,9 @@ class TestBadCacheLayers:
         assert problem.startswith("CACHE_LAYERS=[]: an empty list has no tier")
         assert "unset CACHE_LAYERS for the default stack" in problem
 
-    @pytest.mark.parametrize("timeout", [-1, -0.5, "60", True], ids=repr)
+    @pytest.mark.parametrize(
+        "timeout", [-1, -0.5, "60", True, float("inf"), float("nan"), 1e30], ids=repr
+    )
     def test_a_timeout_that_is_not_seconds_at_least_0(self, timeout: object) -> None:
         problem = only_problem({"CACHE_LAYERS": [{"type": "SimpleCache", "timeout": timeout}]})
         assert problem.startswith(f"CACHE_LAYERS[0].timeout={timeout!r}: ")

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
     from stratacache.settings import CacheSettings
 
-__all__ = ["Assembly", "TierPlan", "assemble"]
+__all__ = ["BY_REFERENCE", "Assembly", "TierPlan", "assemble", "tier_hooks"]
 
 _TIER_HOOKS = frozenset(
     {
@@ -96,10 +96,10 @@ def assemble(settings: CacheSettings, manager: pluggy.PluginManager) -> Assembly
     Raises:
         ConfigurationError: Every problem of the configuration, at once.
     """
-    hooked = implemented_operation_hooks(manager)
-    hook = manager.hook if hooked & _TIER_HOOKS else None
+    hook, hooked = tier_hooks(manager)
+    hooked_ops = implemented_operation_hooks(manager)
     serializer_hook = (
-        manager.hook if hooked & {"stratacache_serialize", "stratacache_deserialize"} else None
+        manager.hook if hooked_ops & {"stratacache_serialize", "stratacache_deserialize"} else None
     )
     problems: list[str] = []
     keys = settings.backend_keys
@@ -123,8 +123,15 @@ def assemble(settings: CacheSettings, manager: pluggy.PluginManager) -> Assembly
         except BuildError as exc:
             problems += exc.problems
             continue
+        if plan.role == "tier" and plan.name == BY_REFERENCE and backend_cls.serializes:
+            problems.append(
+                f"{plan.names.get('*', plan.type_key)}.name={plan.name!r}: the name of the"
+                " by-reference tier (no_serialization=True); give this tier another name, or"
+                " a backend that keeps references (SimpleCacheNoSerializer)"
+            )
+            continue
         config = TierConfig(plan.type, backend_cls, shown, settings, plan.cap)
-        tiers.append(Tier(plan.name, backend, config, hook))
+        tiers.append(Tier(plan.name, backend, config, hook, hooked))
     problems += leftover_problems(settings, keys, consumed, tiers)
     if problems:  # a key two tiers read (LOCALCACHE_THRESHOLD) is reported once
         raise ConfigurationError(list(dict.fromkeys(problems)))
@@ -132,7 +139,7 @@ def assemble(settings: CacheSettings, manager: pluggy.PluginManager) -> Assembly
         check_signing(tier, settings)
     every = tuple(tiers)
     if not any(not t.cache.serializes for t in tiers):
-        every += (_implicit_by_reference(settings, hook),)
+        every = (_implicit_by_reference(settings, hook, hooked), *every)
     return Assembly(tuple(tiers), every, plugin_options)
 
 
@@ -303,10 +310,18 @@ def _plugin_options(
     return out
 
 
-def _implicit_by_reference(settings: CacheSettings, hook: pluggy.HookRelay | None) -> Tier:
+def tier_hooks(manager: pluggy.PluginManager) -> tuple[pluggy.HookRelay | None, frozenset[str]]:
+    """Return the hook relay and the tier operation hooks some plugin implements."""
+    hooked = implemented_operation_hooks(manager) & _TIER_HOOKS
+    return (manager.hook if hooked else None), hooked
+
+
+def _implicit_by_reference(
+    settings: CacheSettings, hook: pluggy.HookRelay | None, hooked: frozenset[str]
+) -> Tier:
     backend_cls = load_backend("SimpleCacheNoSerializer")
     backend = backend_cls.from_options(
         {"default_timeout": settings.cache_default_timeout}, explicit={}
     )
     config = TierConfig("SimpleCacheNoSerializer", backend_cls, {}, settings, 0)
-    return Tier(BY_REFERENCE, backend, config, hook)
+    return Tier(BY_REFERENCE, backend, config, hook, hooked)

@@ -20,6 +20,7 @@ from stratacache.backend import NO_VALUE
 from stratacache.cachedfunction import BoundCachedFunction, CachedFunction, CachedMethod
 from stratacache.engine import Route
 from stratacache.errors import CacheError, SerializationError
+from stratacache.guard import WriteGuard
 from stratacache.keys import KeyBuilder
 from stratacache.singleflight import Flights
 from stratacache.stack import CacheStack
@@ -66,6 +67,7 @@ class _CachedCall(Generic[P, R]):
         self.group = self.keys.name
         self.route: Route = _UNROUTED
         self.flights = Flights()
+        self.guard = WriteGuard()
         self._warned = False
         self._warned_atomic = False
 
@@ -77,7 +79,7 @@ class _CachedCall(Generic[P, R]):
         elif self.by_reference:
             tiers = (state.by_reference,)
         elif self.local_only:
-            tiers = state.local_chain
+            tiers = state.in_process_tiers(f"cached_for({self.group})")
         else:
             tiers = state.chain
         settings = state.settings
@@ -98,7 +100,8 @@ class _CachedCall(Generic[P, R]):
             if value is not NO_VALUE:
                 return cast(R, value)
             if self.atomic is None:
-                return cast(R, engine.compute(route, key, lambda: self._run(counts, args, kwargs)))
+                run = functools.partial(self._run, counts, args, kwargs)
+                return cast(R, engine.compute(route, key, run, guard=self.guard))
             return self._single_flight(route, key, args, kwargs)
         except CacheError:
             counts.errors += 1
@@ -128,10 +131,8 @@ class _CachedCall(Generic[P, R]):
             value = engine.peek(route, key)  # a flight may have finished since our miss
             if value is not NO_VALUE:
                 return value
-            if len(route.tiers) == 1 and route.first.cache.in_process:
-                return engine.compute(route, key, run)
             self._warn_uncoordinated(route)
-            return engine.compute_coordinated(route, key, run, cast(str, self.atomic))
+            return engine.compute(route, key, run, self.atomic, self.guard)
 
         def on_wait() -> None:
             counts.lock_waits += 1
@@ -141,16 +142,24 @@ class _CachedCall(Generic[P, R]):
         )
 
     def _warn_uncoordinated(self, route: Route) -> None:
-        backend = route.tiers[-1].cache
+        deepest = route.tiers[-1]
+        backend = deepest.cache
         if backend.coordinates_processes or backend.in_process or self._warned_atomic:
             return
         self._warned_atomic = True
+        fix = (
+            'give it a backend that coordinates, e.g. {"type": "RedisCacheAtomic"} in CACHE_LAYERS'
+            if route.state is not None and route.state.settings.cache_layers
+            else "use CACHE_TYPE=RedisCacheAtomic"
+        )
         logger.warning(
-            "%s: atomic_writes=%r holds within this process only: the shared backend %s"
-            " does not coordinate processes; use CACHE_TYPE=RedisCacheAtomic",
+            "%s: atomic_writes=%r holds within this process only: its deepest tier %r (%s)"
+            " does not coordinate processes; %s",
             self.group,
             self.atomic,
+            deepest.name,
             type(backend).__name__,
+            fix,
         )
 
     def _warn_unstorable(self, exc: SerializationError) -> None:
@@ -170,7 +179,9 @@ class _CachedCall(Generic[P, R]):
 
     def invalidate(self, *args: Any, **kwargs: Any) -> bool:
         route = self._current()
-        removed = self.stack._remove_everywhere(self.keys(args, kwargs), self.group)
+        key = self.keys(args, kwargs)
+        self.guard.invalidate(key)  # a computation running now must not write it back
+        removed = self.stack._remove_everywhere(key, self.group)
         route.counts.deletes += removed
         return removed > 0
 
@@ -179,6 +190,7 @@ class _CachedCall(Generic[P, R]):
 
     def clear_cache(self) -> int:
         route = self._current()
+        self.guard.invalidate_all()
         removed = self.stack.clear_group(self.group)
         route.counts.deletes += removed
         return removed

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from stratacache.backend import NO_VALUE
 from stratacache.errors import SerializationError
+from stratacache.guard import WriteGuard
 from stratacache.stats import FunctionStats
 from stratacache.tier import Tier, bounded
 
@@ -122,13 +123,17 @@ def read(route: Route, key: str) -> Any:
     """Return the value of ``key`` from the first tier of ``route`` that has it.
 
     A hit below the first tier fills the tiers above it. Returns
-    :data:`~stratacache.NO_VALUE` when no tier has it. Counts one lookup per tier read.
+    :data:`~stratacache.NO_VALUE` when no tier has it. Counts one lookup per tier read (a
+    function's first-tier hits are counted as its ``local_hits``, from which its first
+    tier's hits are derived).
     """
-    first = route.first
+    first, counts = route.first, route.counts
     value = first.lookup(key, route.group)
     if value is not NO_VALUE:
-        first.stats.hits += 1
-        route.counts.local_hits += 1
+        if counts is UNCOUNTED:
+            first.stats.hits += 1
+        else:
+            counts.local_hits += 1
         return value
     first.stats.misses += 1
     return read_below(route, key)
@@ -139,6 +144,19 @@ def read_below(route: Route, key: str) -> Any:
 
     Returns the value, or :data:`~stratacache.NO_VALUE` when no tier below has it.
     """
+    return _below(route, key, counted=True)
+
+
+def peek(route: Route, key: str) -> Any:
+    """Read every tier of ``route`` like :func:`read`, without counting the lookups.
+
+    Single flight's leader uses it to re-check after its miss, which was counted once.
+    """
+    value = route.first.lookup(key, route.group)
+    return value if value is not NO_VALUE else _below(route, key, counted=False)
+
+
+def _below(route: Route, key: str, *, counted: bool) -> Any:
     tiers, group, fills = route.tiers, route.group, route.fills
     for index in range(1, len(tiers)):
         tier = tiers[index]
@@ -147,12 +165,15 @@ def read_below(route: Route, key: str) -> Any:
         else:
             value, remaining = tier.lookup(key, group), None
         if value is not NO_VALUE:
-            tier.stats.hits += 1
-            route.counts.shared_hits += 1
+            if counted:
+                tier.stats.hits += 1
+                route.counts.shared_hits += 1
             fill(route, index, key, value, remaining)
             return value
-        tier.stats.misses += 1
-    route.counts.misses += 1
+        if counted:
+            tier.stats.misses += 1
+    if counted:
+        route.counts.misses += 1
     return NO_VALUE
 
 
@@ -172,7 +193,9 @@ def fill(route: Route, index: int, key: str, value: Any, remaining: float | None
             route.on_unstorable(exc)
 
 
-def write(route: Route, key: str, value: Any, *, below: int | None = None) -> None:
+def write(
+    route: Route, key: str, value: Any, *, below: int | None = None, strict: bool = False
+) -> bool:
     """Write a computed ``value`` into the route's tiers, deepest first.
 
     Args:
@@ -181,53 +204,77 @@ def write(route: Route, key: str, value: Any, *, below: int | None = None) -> No
         value: The value (``None`` included).
         below: Write only the tiers above this index (the deepest tier's write was an
             ``atomic_writes`` commit); ``None`` writes every tier.
+        strict: Raise the deepest tier's :class:`~stratacache.SerializationError` (what
+            ``cache.set`` does) instead of skipping that tier with a warning.
+
+    Returns:
+        Whether the deepest tier written stored the value.
     """
     tiers, timeouts, group, counts = route.tiers, route.timeouts, route.group, route.counts
     start = len(tiers) - 1 if below is None else below - 1
+    deepest_stored = False
     for index in range(start, -1, -1):
         try:
-            if tiers[index].store(key, value, timeouts[index], group):
-                counts.sets += 1
+            stored = tiers[index].store(key, value, timeouts[index], group)
         except SerializationError as exc:  # the tiers above may still take it (pickle)
+            if strict and index == start:
+                raise
             counts.errors += 1
             route.on_unstorable(exc)
+            stored = False
+        if stored:
+            counts.sets += 1
+        if index == start:
+            deepest_stored = stored
+    return deepest_stored
 
 
-def peek(route: Route, key: str) -> Any:
-    """Read every tier of ``route`` like :func:`read`, without counting the lookups.
+def compute(
+    route: Route,
+    key: str,
+    run: Callable[[], Any],
+    mode: str | None = None,
+    guard: WriteGuard | None = None,
+) -> Any:
+    """Run the function for a missing ``key``, store its value, return it.
 
-    Single flight's leader uses it to re-check after its miss, which was counted once.
+    Args:
+        route: The function's route.
+        key: The key.
+        run: Calls the function.
+        mode: ``atomic_writes`` (``"at_most_once"``, ``"at_least_once"``) or ``None``. With
+            a mode, the deepest tier coordinates the computation (see
+            :func:`compute_coordinated`), unless the route is one in-process tier, where
+            single flight already runs the function once.
+        guard: The function's :class:`~stratacache.guard.WriteGuard`: a value whose key was
+            invalidated while it was computed is returned, not written.
     """
-    tiers, group = route.tiers, route.group
-    value = route.first.lookup(key, group)
-    if value is not NO_VALUE:
+    if mode is not None and not (len(route.tiers) == 1 and route.first.cache.in_process):
+        return compute_coordinated(route, key, run, mode, guard)
+    if guard is None:
+        value = run()
+        write(route, key, value)
         return value
-    for index in range(1, len(tiers)):
-        tier = tiers[index]
-        if route.fills[index]:
-            value, remaining = tier.lookup_entry(key, group)
-        else:
-            value, remaining = tier.lookup(key, group), None
-        if value is not NO_VALUE:
-            fill(route, index, key, value, remaining)
-            return value
-    return NO_VALUE
-
-
-def compute(route: Route, key: str, run: Callable[[], Any]) -> Any:
-    """Run the function, write its value into every tier, deepest first; return it."""
-    value = run()
-    write(route, key, value)
+    stamp = guard.begin(key)
+    try:
+        value = run()
+    finally:
+        fresh = guard.end(key, stamp)
+    if fresh:
+        write(route, key, value)
     return value
 
 
-def compute_coordinated(route: Route, key: str, run: Callable[[], Any], mode: str) -> Any:
+def compute_coordinated(
+    route: Route, key: str, run: Callable[[], Any], mode: str, guard: WriteGuard | None = None
+) -> Any:
     """Compute under the deepest tier's ``atomic_writes`` coordination, then fill the rest.
 
     The deepest backend may wait for another process's result (then the function does not
-    run) or take a lock; its commit returns the value that won, which the tiers above get.
-    A value the deepest tier cannot serialize is not stored there (its lock is released),
-    and the tiers above still take it.
+    run) or take a lock; its commit returns the value that won. A value that came from
+    another caller fills the tiers above with its remaining lifetime, read from the deepest
+    tier, like any hit. A value the deepest tier cannot serialize is not stored there (its
+    lock is released), and the tiers above still take it.
     """
     tiers, counts = route.tiers, route.counts
     deepest = tiers[-1]
@@ -235,14 +282,21 @@ def compute_coordinated(route: Route, key: str, run: Callable[[], Any], mode: st
     if computation.waited:
         counts.lock_waits += 1
     value = computation.value
-    if value is NO_VALUE:
+    theirs = value is not NO_VALUE
+    if not theirs:
+        stamp = guard.begin(key) if guard is not None else (0, 0)
         try:
             value = run()
         except BaseException:
             computation.abort()
             raise
+        finally:
+            fresh = guard.end(key, stamp) if guard is not None else True
+        if not fresh:  # invalidated while computing: the caller gets it, no tier does
+            computation.abort()
+            return value
         try:
-            value = deepest.commit(computation, value)
+            committed = deepest.commit(computation, value)
         except SerializationError as exc:
             computation.abort()
             counts.errors += 1
@@ -250,6 +304,13 @@ def compute_coordinated(route: Route, key: str, run: Callable[[], Any], mode: st
         else:
             if computation.stored:
                 counts.sets += 1
+            theirs = committed is not value  # another caller's value won
+            value = committed
+    if theirs:
+        found, remaining = deepest.lookup_entry(key, route.group)
+        if found is not NO_VALUE:
+            fill(route, len(tiers) - 1, key, found, remaining)
+        return value
     write(route, key, value, below=len(tiers) - 1)
     return value
 

@@ -128,6 +128,11 @@ class CacheStack:
         Raises:
             ValueError: No tier, or two tiers with one name.
         """
+        from stratacache.assembly import BY_REFERENCE, tier_hooks
+        from stratacache.pluginmanager import load_plugins
+
+        manager = load_plugins()
+        hook, hooked = tier_hooks(manager)  # plugins see these tiers' operations too
         specs = [t if isinstance(t, TierSpecOf) else TierSpecOf(t) for t in tiers]
         if not specs:
             raise ValueError("from_tiers() needs at least one tier, e.g. [SimpleCache()]")
@@ -143,17 +148,17 @@ class CacheStack:
             config = TierConfig(
                 type(spec.backend).__name__, type(spec.backend), {}, settings, spec.timeout
             )
-            built.append(Tier(name, spec.backend, config))
+            built.append(Tier(name, spec.backend, config, hook, hooked))
         every = tuple(built)
         if not any(not t.cache.serializes for t in built):
-            from stratacache.assembly import BY_REFERENCE
             from stratacache.registry import load_backend
 
             by_reference = load_backend("SimpleCacheNoSerializer")(default_timeout=default_timeout)
             config = TierConfig("SimpleCacheNoSerializer", type(by_reference), {}, settings, 0)
-            every += (Tier(BY_REFERENCE, by_reference, config),)
+            every = (Tier(BY_REFERENCE, by_reference, config, hook, hooked), *every)
         stack = cls()
         stack._install(StackState(settings, tuple(built), every))
+        manager.hook.stratacache_configured(stack=stack, settings=settings)
         return stack
 
     def _register(self, call: Any) -> None:
@@ -163,10 +168,12 @@ class CacheStack:
     def _check_selections(self, state: StackState) -> None:
         problems = []
         for call in list(self._calls):
-            if call.tier_names is None:
-                continue
+            what = f"cached_for({call.group})"
             try:
-                state.select(call.tier_names, f"cached_for({call.group})")
+                if call.tier_names is not None:
+                    state.select(call.tier_names, what)
+                elif call.local_only and not call.by_reference:
+                    state.in_process_tiers(what)
             except ValueError as exc:
                 problems.append(str(exc))
         if problems:
@@ -291,13 +298,15 @@ class CacheStack:
         state = self._layers()
         seconds = state.shared.cache.timeout_seconds(timeout)
         route = engine.Route(state, state.chain, seconds, None, engine.UNCOUNTED)
-        deepest = route.tiers[-1]
-        stored = deepest.store(key, value, route.timeouts[-1], None)
-        engine.write(route, key, value, below=len(route.tiers) - 1)
-        return stored
+        return engine.write(route, key, value, strict=True)
 
     def delete(self, key: str) -> bool:
-        """Delete ``key`` from every tier; return whether any tier held it."""
+        """Delete ``key`` from every tier; return whether any tier held it.
+
+        A decorated function computing ``key`` right now will not write it back.
+        """
+        for call in list(self._calls):
+            call.guard.invalidate(key)
         return self._remove_everywhere(key) > 0
 
     def _remove_everywhere(self, key: str, group: str | None = None) -> int:
@@ -309,6 +318,8 @@ class CacheStack:
         Each backend clears what it owns: Redis only the keys under its prefix,
         FileSystemCache every entry of its directory (give each application its own).
         """
+        for call in list(self._calls):
+            call.guard.invalidate_all()
         return all([tier.clear() for tier in self._layers().every])  # noqa: C419 (clear each)
 
     def clear_group(self, group: str) -> int:

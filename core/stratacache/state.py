@@ -38,11 +38,37 @@ class StackState:
         self.shared = self.chain[-1]
         self.local = next((t for t in self.chain if t.cache.in_process), self.chain[0])
         self.by_reference = next(t for t in every if not t.cache.serializes)
-        # local_ram_cache_only: the in-process tiers above the deepest (the seed's "local").
-        self.local_chain = tuple(t for t in self.chain[:-1] if t.cache.in_process) or (self.local,)
+        # local_ram_cache_only: the in-process tiers above the deepest (the seed's "local"),
+        # or a stack's only tier when it is in-process; never a tier outside the process.
+        above = tuple(t for t in self.chain[:-1] if t.cache.in_process)
+        self.local_chain: tuple[Tier, ...] | None = above or (
+            self.chain[-1:] if self.chain[-1].cache.in_process else None
+        )
         self.stack_route = engine.Route(
             self, self.chain, settings.cache_default_timeout, None, engine.UNCOUNTED
         )
+
+    def names(self) -> str:
+        """The tiers' names, the configured first, as messages list them."""
+        implicit = [t.name for t in self.every if t not in self.tiers]
+        shown = ", ".join(t.name for t in self.tiers)
+        return f"{shown} (and the by-reference {', '.join(implicit)})" if implicit else shown
+
+    def in_process_tiers(self, what: str) -> tuple[Tier, ...]:
+        """Return the tiers of ``local_ram_cache_only`` functions.
+
+        Raises:
+            ValueError: The stack has no in-process tier that serializes (e.g. a
+                ``CACHE_LAYERS`` list of FileSystemCache and Redis only).
+        """
+        if self.local_chain is None:
+            raise ValueError(
+                f"{what}: local_ram_cache_only=True needs an in-process tier that serializes,"
+                f" and the stack has none ({', '.join(t.name for t in self.tiers)}); add"
+                ' {"type": "SimpleCache"} at the top of CACHE_LAYERS, or drop'
+                " local_ram_cache_only"
+            )
+        return self.local_chain
 
     def select(self, names: Sequence[str], what: str) -> tuple[Tier, ...]:
         """Return the tiers named ``names``, in stack order.
@@ -54,9 +80,11 @@ class StackState:
         if unknown:
             raise ValueError(
                 f"{what}: tiers={list(names)!r} names {', '.join(map(repr, unknown))}, which"
-                f" the stack does not have; its tiers: {', '.join(self.by_name)}"
+                f" the stack does not have; its tiers: {self.names()}"
             )
-        order = {t.name: i for i, t in enumerate(self.every)}
+        # Stack order, by-reference tiers first: they are in this process, and the implicit
+        # one is not in the configured list.
+        order = {t.name: (t.cache.serializes, i) for i, t in enumerate(self.every)}
         return tuple(
             sorted((self.by_name[n] for n in dict.fromkeys(names)), key=lambda t: order[t.name])
         )

@@ -80,64 +80,89 @@ class Tier:
         cap: Its timeout cap in seconds (0 = none).
         stats: Its :class:`~stratacache.stats.LayerStats` (the stack's, or a throwaway one
             when ``CACHE_STATS`` is off).
-        fast_lookup: ``cache.lookup`` when no plugin hooks reads, else ``None``: the
-            decorator's hot path calls it directly.
+        fast_lookup: ``cache.lookup`` when no plugin implements ``stratacache_get``, else
+            ``None``: the decorator's hot path calls it directly.
     """
 
-    __slots__ = ("_hook", "cache", "cap", "config", "fast_lookup", "name", "stats")
+    __slots__ = (
+        "_clear",
+        "_clear_group",
+        "_delete",
+        "_get",
+        "_set",
+        "cache",
+        "cap",
+        "config",
+        "fast_lookup",
+        "name",
+        "stats",
+    )
 
     def __init__(
-        self, name: str, cache: Backend, config: TierConfig, hook: pluggy.HookRelay | None = None
+        self,
+        name: str,
+        cache: Backend,
+        config: TierConfig,
+        hook: pluggy.HookRelay | None = None,
+        hooked: frozenset[str] = frozenset(),
     ) -> None:
         self.name = name
         self.cache = cache
         self.config = config
         self.cap = config.timeout
         self.stats = LayerStats()
-        self._hook = hook
-        self.fast_lookup: Callable[[str], Any] | None = cache.lookup if hook is None else None
+
+        def relay(name: str) -> Any:
+            return getattr(hook, name) if hook is not None and name in hooked else None
+
+        # Each operation goes through its hook only when a plugin implements that hook: a
+        # plugin observing writes leaves reads on the backend's own bound method.
+        self._get = relay("stratacache_get")
+        self._set = relay("stratacache_set")
+        self._delete = relay("stratacache_delete")
+        self._clear_group = relay("stratacache_clear_group")
+        self._clear = relay("stratacache_clear")
+        self.fast_lookup: Callable[[str], Any] | None = cache.lookup if self._get is None else None
 
     @property
     def hooked(self) -> bool:
-        """Whether the operations of this tier go through plugin hooks."""
-        return self._hook is not None
+        """Whether some operation of this tier goes through a plugin hook."""
+        return any(
+            h is not None
+            for h in (self._get, self._set, self._delete, self._clear_group, self._clear)
+        )
 
     # -- reads ----------------------------------------------------------------------------
 
     def lookup(self, key: str, group: str | None = None) -> Any:
         """Return the value of ``key`` or :data:`~stratacache.NO_VALUE`."""
-        hook = self._hook
-        if hook is None:
+        get = self._get
+        if get is None:
             return self.cache.lookup(key)
-        return hook.stratacache_get(
-            layer=self.name, backend=self.cache, key=key, group=group, remaining=None
-        )
+        return get(layer=self.name, backend=self.cache, key=key, group=group, remaining=None)
 
     def lookup_entry(self, key: str, group: str | None = None) -> tuple[Any, float | None]:
         """Return the value of ``key`` and its remaining lifetime (see ``Backend.lookup_entry``).
 
         Through the read hook, a plugin's answer has no known lifetime (``None``).
         """
-        hook = self._hook
-        if hook is None:
+        get = self._get
+        if get is None:
             return self.cache.lookup_entry(key)
         found: list[float | None] = [None]
-
-        value = hook.stratacache_get(
-            layer=self.name, backend=self.cache, key=key, group=group, remaining=found
-        )
+        value = get(layer=self.name, backend=self.cache, key=key, group=group, remaining=found)
         return value, found[0]
 
     # -- writes ---------------------------------------------------------------------------
 
     def store(self, key: str, value: Any, timeout: Timeout, group: str | None) -> bool:
         """Write ``value`` under ``key`` for ``timeout`` seconds, tracked in ``group``."""
-        hook = self._hook
-        if hook is None:
+        set_ = self._set
+        if set_ is None:
             stored = self.cache.set_tracked(key, value, timeout, group)
         else:
             stored = bool(
-                hook.stratacache_set(
+                set_(
                     layer=self.name,
                     backend=self.cache,
                     key=key,
@@ -162,11 +187,11 @@ class Tier:
 
         A plugin sees the commit as a write (``stratacache_set`` with ``computation``).
         """
-        hook = self._hook
-        if hook is None:
+        set_ = self._set
+        if set_ is None:
             result = computation.commit(value)
         else:
-            hook.stratacache_set(
+            set_(
                 layer=self.name,
                 backend=self.cache,
                 key=computation.key,
@@ -186,35 +211,31 @@ class Tier:
 
     def remove(self, key: str, group: str | None = None) -> bool:
         """Delete ``key``; return whether an entry went."""
-        hook = self._hook
-        if hook is None:
+        delete = self._delete
+        if delete is None:
             removed = bool(self.cache.delete(key))
         else:
-            removed = bool(
-                hook.stratacache_delete(layer=self.name, backend=self.cache, key=key, group=group)
-            )
+            removed = bool(delete(layer=self.name, backend=self.cache, key=key, group=group))
         if removed:
             self.stats.deletes += 1
         return removed
 
     def clear_group(self, group: str) -> int:
         """Delete every entry tracked in ``group``; return how many went."""
-        hook = self._hook
-        if hook is None:
+        clear_group = self._clear_group
+        if clear_group is None:
             removed = self.cache.clear_tracked(group)
         else:
-            removed = int(
-                hook.stratacache_clear_group(layer=self.name, backend=self.cache, group=group) or 0
-            )
+            removed = int(clear_group(layer=self.name, backend=self.cache, group=group) or 0)
         self.stats.deletes += removed
         return removed
 
     def clear(self) -> bool:
         """Delete every entry the backend owns; return whether it did."""
-        hook = self._hook
-        if hook is None:
+        clear = self._clear
+        if clear is None:
             return bool(self.cache.clear())
-        return bool(hook.stratacache_clear(layer=self.name, backend=self.cache))
+        return bool(clear(layer=self.name, backend=self.cache))
 
     # -- timeouts -------------------------------------------------------------------------
 

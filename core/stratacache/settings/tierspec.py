@@ -22,6 +22,9 @@ __all__ = ["RESERVED", "TierSpec", "parse_layers"]
 RESERVED = ("type", "name", "timeout")
 """The keys of a tier spec that are not backend options."""
 
+MAX_CAP = 10 * 365 * 86400
+"""The largest tier cap: ten years, in seconds (finite, as every timeout)."""
+
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 _EXAMPLE = '[{"type": "SimpleCache", "timeout": 60}, {"type": "RedisCache", "url": "redis://..."}]'
 
@@ -132,10 +135,15 @@ def _spec(index: int, item: Any, problems: list[str]) -> TierSpec | None:
             ' e.g. "memory" or "redis"'
         )
     timeout = item.get("timeout", 0)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout >= 0:
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not 0 <= timeout <= MAX_CAP
+    ):
         problems.append(
-            f"{path}.timeout={timeout!r}: the tier's cap must be a number of seconds >= 0"
-            " (0 = no cap: entries live as long as in the tier below)"
+            f"{path}.timeout={timeout!r}: the tier's cap must be a number of seconds >= 0,"
+            f" at most {MAX_CAP} (ten years); 0 = no cap: entries live as long as in the"
+            " tier below"
         )
     if len(problems) > bad:
         return None
