@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from stratacache import CacheStack, cached_for
+from tests.conftest import clean_env
 
-from ..conftest import clean_env
 from .figures import record
 
 MODES = [None, "at_most_once", "at_least_once"]
