@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from stratacache import NO_VALUE, CacheStack, cached_for
+from stratacache import NO_VALUE, CacheStack, cached_for, engine
 
 
 @pytest.mark.parametrize("atomic", [None, "at_most_once", "at_least_once"])
@@ -36,7 +38,7 @@ def test_a_value_the_shared_tier_cannot_encode_is_computed_once_in_three_calls(
     assert stack.stats()["functions"][f"{__name__}.{tags.__qualname__}"]["errors"] == 1
 
 
-def test_writes_go_deepest_first(tmp_path: object, redis_url: str) -> None:
+def test_writes_go_deepest_first(redis_url: str) -> None:
     order: list[str] = []
     stack = CacheStack()
     stack.configure(
@@ -63,3 +65,28 @@ def test_writes_go_deepest_first(tmp_path: object, redis_url: str) -> None:
 
     one()
     assert order == ["redis", "memory"]
+
+
+def test_a_cache_layers_stack_reports_its_own_tiers_only(tmp_path: Path) -> None:
+    stack = CacheStack()
+    stack.configure(
+        {
+            "CACHE_LAYERS": [
+                {"type": "SimpleCache", "name": "memory"},
+                {"type": "FileSystemCache", "name": "disk", "cache_dir": str(tmp_path)},
+            ]
+        }
+    )
+    assert set(stack.stats()["layers"]) == {"memory", "disk", "local_no_serializer"}
+
+
+def test_a_counted_route_counts_a_first_tier_hit_once() -> None:
+    stack = CacheStack()
+    stack.configure({"CACHE_TYPE": "SimpleCache"})
+    route = stack.route(60, group="views.home")
+    engine.write(route, "k", "v")
+    for _ in range(3):
+        assert engine.read(route, "k") == "v"
+    stats = stack.stats()
+    assert stats["functions"]["views.home"]["local_hits"] == 3
+    assert stats["layers"]["local"]["hits"] == 3

@@ -192,9 +192,11 @@ def check_signing(tier: Tier, settings: CacheSettings) -> None:
     if _warned_unsigned or backend.signer is not None or settings.cache_serializer != "pickle":
         return
     _warned_unsigned = True
+    which = "the shared layer" if tier.name == "shared" else f"the tier {tier.name!r}"
     logger.warning(
-        "the shared layer (%s) stores pickles without a signature: whoever can write to it"
-        " can run code in this process. Set CACHE_SECRET_KEY to sign every payload (see"
+        "%s (%s) stores pickles without a signature: whoever can write to it can run code"
+        " in this process. Set CACHE_SECRET_KEY to sign every payload (see"
         " docs/security.md).",
+        which,
         type(backend).__name__,
     )

@@ -1,7 +1,10 @@
-"""``cached_for``: cache a function's results in the layer stack.
+"""``cached_for``: cache a function's results in the stack's tiers.
 
-The read path is: the local layer, then the shared layer, then the function. A shared hit
-fills the local layer; a computed value is written to the shared layer, then the local one.
+A call reads its tiers first to deepest (by default every tier that serializes: the seed's
+local layer, then the shared one), then runs the function. The rules of reading, filling
+and writing are the engine's (:mod:`stratacache.engine`); this module picks a function's
+tiers, builds its keys and compiles its hot path: a first-tier hit is one key build and one
+backend read, with no pluggy call.
 """
 
 from __future__ import annotations

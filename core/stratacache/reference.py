@@ -95,14 +95,20 @@ def effective_settings(settings: CacheSettings) -> dict[str, tuple[Any, Source]]
         ConfigurationError: A backend key's value is invalid for its model.
     """
     sources = settings.sources()
+    layers = settings.cache_layers is not None
     out: dict[str, tuple[Any, Source]] = {
-        key: (value, sources[key]) for key, value in settings.as_mapping().items()
+        key: (value, sources[key])
+        for key, value in settings.as_mapping().items()
+        # Beside CACHE_LAYERS the seed's per-layer keys do not apply: list them only if set.
+        if not (layers and key in settings.PER_LAYER_KEYS and sources[key] == "default")
     }
     given = settings.backend_keys
     problems: list[str] = []
     for key, option in option_reference().items():
         if key not in given:
-            out[key] = (_shown(option.default, is_secret(option.model, option.field)), "default")
+            if not layers:
+                secret = is_secret(option.model, option.field)
+                out[key] = (_shown(option.default, secret), "default")
             continue
         try:
             validated = validate_options(

@@ -185,6 +185,7 @@ class CacheStack:
         """Give the new tiers the stack's counters, then swap the state in."""
         stats = self._stats
         stats.enabled = state.counting
+        stats.keep_only(tuple(t.name for t in state.every))
         for tier in state.every:
             if state.counting:
                 tier.stats = stats.tier(tier.name)

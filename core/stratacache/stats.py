@@ -285,7 +285,8 @@ class StackStats:
     def __init__(self) -> None:
         self.enabled = True
         self.layers: dict[str, LayerStats] = {name: LayerStats() for name in LAYER_NAMES}
-        """Counters by tier name: the seed's three, then each tier name a stack has used."""
+        """Counters by tier name: the seed's three until a configuration names its own,
+        then each tier a configuration has had (see :meth:`keep_only`)."""
         self.functions: dict[tuple[str, str], FunctionStats] = {}
         self._lock = threading.Lock()
         renew_in_child(self, "_lock")
@@ -297,6 +298,18 @@ class StackStats:
             if stats is None:
                 stats = self.layers[name] = LayerStats()
             return stats
+
+    def keep_only(self, names: tuple[str, ...]) -> None:
+        """Forget the tiers not in ``names`` that never counted anything.
+
+        A stack configured with ``CACHE_LAYERS`` then lists its own tiers, not the seed's
+        three at zero; a tier that counted something stays, its history kept.
+        """
+        with self._lock:
+            for name in [n for n in self.layers if n not in names]:
+                counts = self.layers[name].counts()
+                if not any(counts.values()):
+                    del self.layers[name]
 
     def function(self, name: str, local_layer: str) -> FunctionStats:
         """Return the counters of the function ``name`` using ``local_layer``, made on first use.

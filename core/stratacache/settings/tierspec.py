@@ -83,13 +83,9 @@ def parse_layers(value: Any) -> tuple[TierSpec, ...] | None:
         try:
             value = json.loads(value)
         except ValueError as exc:
-            raise ValueError(
-                f"not valid JSON ({exc}); write a JSON list, e.g. {_EXAMPLE}"
-            ) from None
+            raise ValueError(f"not valid JSON ({exc}); write a JSON list of tier specs") from None
     if not isinstance(value, list | tuple):
-        raise ValueError(
-            f"must be a list of tier specs, got {type(value).__name__}; e.g. {_EXAMPLE}"
-        )
+        raise ValueError(f"must be a list of tier specs, got {type(value).__name__}")
     if not value:
         raise ValueError(
             "CACHE_LAYERS=[]: an empty list has no tier; give at least one, e.g."
