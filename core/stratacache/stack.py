@@ -22,9 +22,10 @@ from stratacache.errors import SerializationError
 from stratacache.forksafe import renew_in_child
 from stratacache.options import BackendOptions
 from stratacache.settings import CacheSettings, MappingSettings
-from stratacache.state import StackState, settings_or_every_problem
+from stratacache.state import StackState
 from stratacache.stats import BackendStats, StackStats, StatsSnapshot
 from stratacache.tier import Tier, TierConfig, TierSpecOf
+from stratacache.validation import settings_or_every_problem
 
 if TYPE_CHECKING:
     from stratacache.engine import Route
