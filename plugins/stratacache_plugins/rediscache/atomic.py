@@ -38,14 +38,17 @@ class _LockedComputation(Computation):
         super().__init__(backend, key, timeout, group, waited=waited)
         self.atomic = backend
         self.token = token
+        self.released = False
 
     def commit(self, value: Any) -> Any:
         """Write ``value`` only if this caller still owns the lock, then release it."""
         return self.atomic._commit_locked(self, value)
 
     def abort(self) -> None:
-        """Release the lock (only if this caller still owns it)."""
-        self.atomic._release(self.key, self.token)
+        """Release the lock (only if this caller still owns it), once."""
+        if not self.released:
+            self.released = True
+            self.atomic._release(self.key, self.token)
 
 
 class _WatchedComputation(Computation):
@@ -130,7 +133,11 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
             if acquired is None:  # Redis is unreachable: degrade to computing here
                 return Computation(self, key, timeout, group, waited=waited)
             if acquired:
-                stored = self.lookup(key)  # written between our miss and our lock?
+                try:
+                    stored = self.lookup(key)  # written between our miss and our lock?
+                except BaseException:
+                    self._release(key, token)
+                    raise
                 if stored is not NO_VALUE:
                     self._release(key, token)
                     return Computation(self, key, timeout, group, stored, waited=waited)
@@ -160,7 +167,11 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
 
     def _commit_locked(self, computation: _LockedComputation, value: Any) -> Any:
         key, group = computation.key, computation.group
-        data = self._dumps(key, value)
+        try:
+            data = self._dumps(key, value)
+        except BaseException:  # not storable: the next caller computes at once
+            computation.abort()
+            raise
         ms = max(0, self._milliseconds(computation.timeout))
         full = self._key(key)
         # Without a group the script touches no tracking set: the value key stands in, so

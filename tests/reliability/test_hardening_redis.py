@@ -1,0 +1,172 @@
+"""Issue 11, the Redis items: huge integers (2), skewed clocks (8), the prefix boundary (13),
+dead tracking members (14) and one oversized value (16).
+
+Every test runs real redis-server processes: the session's server, or dedicated ones where a
+test changes the server's configuration (``CONFIG SET proto-max-bulk-len``, ``maxmemory``).
+Each records its figures as scenario ``100 + item`` (``figures.record``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from stratacache import CacheStack, DeserializationError, cached_for
+from stratacache_plugins.rediscache import RedisCache, RedisCacheAtomic
+from tests.redis_server import RedisServer
+
+from .figures import record
+
+PREFIX = "hard_"
+STRICT, LENIENT, ATOMIC = "RedisCache", "RedisCacheNoExceptions", "RedisCacheAtomic"
+BACKENDS = (STRICT, LENIENT, ATOMIC)
+
+
+def redis_stack(url: str, cache_type: str, **settings: Any) -> CacheStack:
+    """A stack on ``url`` with the ``hard_`` prefix; ``settings`` adds or overrides keys."""
+    stack = CacheStack()
+    stack.configure(
+        {"CACHE_TYPE": cache_type, "CACHE_REDIS_URL": url, "CACHE_KEY_PREFIX": PREFIX, **settings}
+    )
+    return stack
+
+
+def shared(stack: CacheStack) -> RedisCache:
+    """The stack's Redis backend."""
+    backend = stack.shared_cache.cache
+    assert isinstance(backend, RedisCache)
+    return backend
+
+
+@pytest.fixture
+def raw(redis_server: RedisServer, redis_url: str) -> Iterator[redis.Redis]:
+    """A plain client on the session's server, emptied before the test."""
+    with redis_server.client() as client:
+        yield client
+
+
+# -- 11.2: integers over 4,300 digits ------------------------------------------------------
+
+HUGE = 10**5000  # str() refuses it: more than sys.get_int_max_str_digits() (4300)
+
+
+class Broken:
+    """A serializer that breaks the contract: it raises RuntimeError, not (De)SerializationError."""
+
+    def dumps(self, value: Any) -> bytes:
+        raise RuntimeError("dumps broke")
+
+    def loads(self, data: bytes) -> Any:
+        raise RuntimeError("loads broke")
+
+
+def huge_on(stack: CacheStack, calls: list[int]) -> Callable[[int], int]:
+    """A function on ``stack`` returning ``HUGE + n``; ``calls`` records its computations."""
+
+    @cached_for(minutes=5, stack=stack)
+    def huge(n: int) -> int:
+        calls.append(n)
+        return HUGE + n
+
+    return huge
+
+
+def test_2_huge_integers_are_cached_and_unreadable_digits_are_corrupt(
+    raw: redis.Redis, redis_url: str
+) -> None:
+    table: list[dict[str, Any]] = []
+    for cache_type in BACKENDS:
+        raw.flushdb()
+        stack = redis_stack(redis_url, cache_type)
+        backend = shared(stack)
+        calls: list[int] = []
+        huge = huge_on(stack, calls)
+        assert huge(1) == HUGE + 1
+        stack.local_cache.cache.clear()
+        assert huge(1) == HUGE + 1, "read back from Redis"
+        assert calls == [1], "the second call is a shared hit"
+
+        # A counter is still digits, so INCRBY counts with it.
+        assert backend.set("n", 41) is True
+        assert raw.get(PREFIX + "n") == b"41"
+        assert backend.inc("n") == 42
+
+        # Digits that int() refuses (another client wrote them): a corrupt entry.
+        raw.set(PREFIX + "planted", b"9" * 5000, px=60_000)
+        if cache_type == STRICT:
+            with pytest.raises(DeserializationError, match="5000-digit integer"):
+                backend.get("planted")
+            outcome = "DeserializationError"
+        else:
+            assert backend.get("planted") is None
+            assert raw.exists(PREFIX + "planted") == 0, "the unreadable entry is deleted"
+            outcome = "miss, deleted"
+        assert backend.stats.deserialization_failures == 1
+        table.append(
+            {
+                "backend": cache_type,
+                "10**5000 + 1": "cached, read back",
+                "computations": len(calls),
+                "5000 planted digits": outcome,
+            }
+        )
+
+    # at_most_once: the lock is released whatever happens to the value.
+    raw.flushdb()
+    stacks = [
+        redis_stack(redis_url, ATOMIC, CACHE_ATOMIC_LOCK_TIMEOUT=30, CACHE_ATOMIC_WAIT=5)
+        for _ in range(2)
+    ]
+    computed: list[int] = []
+
+    def once_on(stack: CacheStack) -> Callable[[int], int]:
+        @cached_for(minutes=5, stack=stack, atomic_writes="at_most_once")
+        def once(n: int) -> int:
+            computed.append(n)
+            return HUGE + n
+
+        return once
+
+    first, second = (once_on(stack) for stack in stacks)
+    raw.set(PREFIX + first.cache_key(2), b"9" * 5000, px=60_000)  # undecodable, then computed
+    assert first(1) == HUGE + 1
+    assert first(2) == HUGE + 2
+    locks = raw.keys(PREFIX + "__lock__:*")
+    started = time.monotonic()
+    assert second(1) == HUGE + 1
+    assert second(2) == HUGE + 2
+    waited = time.monotonic() - started
+    assert locks == [], "no at_most_once lock is left behind"
+    assert computed == [1, 2], "the other process read both values"
+    assert waited < 1.0
+
+    # A serializer that breaks its contract (raises something other than the documented
+    # errors) while encoding, or while decoding under the lock: the lock goes all the same.
+    atomic = RedisCacheAtomic(url=redis_url, key_prefix=PREFIX, serializer=Broken())
+    encoding = atomic.start_computation("enc", 60, None, "at_most_once")
+    with pytest.raises(RuntimeError, match="dumps"):
+        encoding.commit(object())
+    raw.set(PREFIX + "dec", b"\x80 planted", px=60_000)
+    with pytest.raises(RuntimeError, match="loads"):
+        atomic.start_computation("dec", 60, None, "at_most_once")
+    locks += raw.keys(PREFIX + "__lock__:*")
+    assert locks == [], "a failed encoding or decoding releases the lock"
+    record(
+        102,
+        "Hardening 11.2: integers over 4,300 digits",
+        requirement=(
+            "10**5000 is cached and read back by all three backends; stored digits int()"
+            " refuses are a corrupt entry (RedisCache raises DeserializationError, the others"
+            " delete it and miss); no at_most_once lock is left behind"
+        ),
+        figures={
+            "backends": len(BACKENDS),
+            "locks left": len(locks),
+            "second process wait (ms)": round(waited * 1000, 1),
+        },
+        table=table,
+    )
