@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from stratacache import CacheStack, DeserializationError, cached_for
-from stratacache_plugins.rediscache import RedisCache, RedisCacheAtomic
+from stratacache_plugins.rediscache import RedisCache, RedisCacheAtomic, RedisCacheError
 from tests.redis_server import RedisServer
 
 from .figures import record
@@ -170,3 +170,108 @@ def test_2_huge_integers_are_cached_and_unreadable_digits_are_corrupt(
         },
         table=table,
     )
+
+
+# -- 11.16: one oversized value is not an outage -------------------------------------------
+
+BULK_LIMIT = 1024 * 1024  # the smallest proto-max-bulk-len Redis accepts
+OVERSIZED = b"x" * (2 * BULK_LIMIT)
+READ_WINDOW = 0.4  # the issue's window after the failed write
+
+
+def healthy_reads(backend: RedisCache) -> tuple[int, int]:
+    """Read the healthy key ``witness`` for READ_WINDOW seconds: (reads, hits)."""
+    hits = reads = 0
+    deadline = time.monotonic() + READ_WINDOW
+    while time.monotonic() < deadline:
+        reads += 1
+        hits += backend.get("witness") == 1
+    return reads, hits
+
+
+def big_on(stack: CacheStack) -> Callable[[int], bytes]:
+    """An ``at_most_once`` function on ``stack`` returning a value over the size limit."""
+
+    @cached_for(minutes=5, stack=stack, atomic_writes="at_most_once")
+    def big(n: int) -> bytes:
+        return OVERSIZED + str(n).encode()
+
+    return big
+
+
+def test_16_one_oversized_value_or_oom_write_is_not_an_outage(
+    make_redis_server: Callable[[], RedisServer],
+) -> None:
+    server = make_redis_server()
+    long_back_off = '{"retry_interval": 5}'  # a back-off would show as misses
+    table: list[dict[str, Any]] = []
+
+    def row(cache_type: str, write: str, backend: RedisCache, call: Callable[[], Any]) -> None:
+        errors = backend.stats.errors
+        result = call()
+        reads, hits = healthy_reads(backend)
+        table.append(
+            {
+                "backend": cache_type,
+                "write": write,
+                "result": result,
+                "errors counted": backend.stats.errors - errors,
+                "healthy reads": reads,
+                "hits": hits,
+            }
+        )
+
+    with server.client() as admin:
+        admin.config_set("proto-max-bulk-len", BULK_LIMIT)
+        admin.set(PREFIX + "witness", b"1")
+        with pytest.raises(RedisCacheError):
+            shared(redis_stack(server.url, STRICT)).set("big", OVERSIZED)
+        for cache_type in (LENIENT, ATOMIC):
+            stack = redis_stack(server.url, cache_type, CACHE_OPTIONS=long_back_off)
+            backend, big = shared(stack), big_on(stack)
+            row(cache_type, "set", backend, lambda b=backend: b.set("big", OVERSIZED))
+            row(
+                cache_type,
+                "set_tracked",
+                backend,
+                lambda b=backend: b.set_tracked("big", OVERSIZED, 60, "g"),
+            )
+            row(cache_type, "set_many", backend, lambda b=backend: b.set_many({"a": OVERSIZED}))
+            row(cache_type, "cached_for call", backend, lambda f=big: f(1) == OVERSIZED + b"1")
+            # OOM (maxmemory reached, noeviction): writes are refused, reads are served.
+            admin.config_set("maxmemory-policy", "noeviction")
+            admin.config_set("maxmemory", 1)
+            try:
+                row(cache_type, "set under OOM", backend, lambda b=backend: b.set("small", 1))
+            finally:
+                admin.config_set("maxmemory", 0)
+            assert backend.set("small", 2) is True, "writes work again at once"
+        locks = admin.keys(PREFIX + "__lock__:*")
+        started = time.monotonic()
+        other = big_on(redis_stack(server.url, ATOMIC, CACHE_ATOMIC_WAIT=5))
+        assert other(1) == OVERSIZED + b"1"
+        waited = time.monotonic() - started
+
+    record(
+        116,
+        "Hardening 11.16: one oversized value or OOM write is not an outage",
+        requirement=(
+            "after a value over proto-max-bulk-len (1 MiB) or a write refused by OOM, every"
+            f" read of a healthy key in the next {READ_WINDOW} s hits; the failed write counts"
+            " one error and returns False (a decorated call: its value); RedisCache raises;"
+            " an at_most_once commit refused for its size releases its lock"
+        ),
+        figures={
+            "writes": len(table),
+            "healthy reads": sum(r["healthy reads"] for r in table),
+            "missed": sum(r["healthy reads"] - r["hits"] for r in table),
+            "locks left": len(locks),
+            "next at_most_once caller wait (ms)": round(waited * 1000, 1),
+        },
+        table=table,
+    )
+    assert [r for r in table if r["hits"] != r["healthy reads"]] == [], "no read missed"
+    assert [r for r in table if r["errors counted"] != 1] == [], "each failure counts once"
+    assert [r["result"] for r in table] == [False, False, [], True, False] * 2
+    assert locks == []
+    assert waited < 1.0, "nobody waits for a lock held by a refused commit"

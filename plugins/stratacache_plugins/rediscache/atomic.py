@@ -194,7 +194,10 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
                     return value
                 break  # the lock is no longer ours: trust what is stored
             except RedisError as exc:
-                self._note_failure("commit (lock owner)", exc)
+                if not self._note_error("commit (lock owner)", exc, len(data)):
+                    # Refused (too large, OOM), not lost: release the lock for the next caller.
+                    computation.abort()
+                    return value
         return self._stored_or(key, value)
 
     def _commit_first_wins(self, computation: _WatchedComputation, value: Any) -> Any:
@@ -220,7 +223,7 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
                         continue
             return None  # every attempt lost a race
 
-        stored = self._run("WATCH/MULTI/EXEC", write, NO_VALUE)
+        stored = self._run("WATCH/MULTI/EXEC", write, NO_VALUE, payload=len(data))
         if stored is NO_VALUE or stored is None:  # lost reply, Redis down, or retries used up
             return self._stored_or(key, value)
         if stored is data:

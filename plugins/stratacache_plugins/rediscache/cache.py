@@ -213,7 +213,11 @@ class RedisCache(RedisClient, RedisCodec):
         ms = self._milliseconds(timeout)
         if group is None and ms >= 0:  # a plain write: one SET, no transaction needed
             full = self._key(key)
-            return bool(self._run("SET", lambda r: r.set(full, data, px=ms or None), False))
+            return bool(
+                self._run(
+                    "SET", lambda r: r.set(full, data, px=ms or None), False, payload=len(data)
+                )
+            )
 
         def write(r: redis.Redis) -> bool:
             pipe = r.pipeline(transaction=True)
@@ -221,7 +225,7 @@ class RedisCache(RedisClient, RedisCodec):
             pipe.execute()
             return True
 
-        return bool(self._run("SET", write, False))
+        return bool(self._run("SET", write, False, payload=len(data)))
 
     def add(self, key: str, value: Any, timeout: Timeout = None) -> bool:
         """``SET ... NX``: store only if ``key`` is absent."""
@@ -231,7 +235,10 @@ class RedisCache(RedisClient, RedisCodec):
             return not self.has(key)
         return bool(
             self._run(
-                "SET NX", lambda r: r.set(self._key(key), data, px=ms or None, nx=True), False
+                "SET NX",
+                lambda r: r.set(self._key(key), data, px=ms or None, nx=True),
+                False,
+                payload=len(data),
             )
         )
 
@@ -247,7 +254,7 @@ class RedisCache(RedisClient, RedisCodec):
             pipe.execute()
             return list(datas)
 
-        return list(self._run("SET", write, []))
+        return list(self._run("SET", write, [], payload=sum(map(len, datas.values()))))
 
     def delete(self, key: str) -> bool:
         """``DEL``; True if the key existed."""
