@@ -31,7 +31,7 @@ from stratacache import NO_VALUE, Serializer, Timeout
 from stratacache_plugins.rediscache.client import RedisCacheError, RedisClient
 from stratacache_plugins.rediscache.codec import RedisCodec
 from stratacache_plugins.rediscache.monitoring import server_and_keys, store_counters
-from stratacache_plugins.rediscache.naming import check_prefix, keys_under
+from stratacache_plugins.rediscache.naming import check_prefix, unlink_under
 from stratacache_plugins.rediscache.options import RedisCacheOptions
 from stratacache_plugins.rediscache.tracking import delete_tracked, queue_tracking
 
@@ -39,7 +39,6 @@ __all__ = ["RedisCache", "RedisCacheError"]
 
 logger = logging.getLogger(__package__)  # one logger for the Redis backends
 
-_CLEAR_BATCH = 500  # keys deleted per round trip
 _SIGNED_INC_ATTEMPTS = 100
 _PTTL_PERSISTENT, _PTTL_GONE = -1, -2  # PTTL's replies for a key without expiry, no key
 
@@ -326,15 +325,10 @@ class RedisCache(RedisClient, RedisCodec):
         Never ``KEYS``, never ``FLUSHDB``. With an empty prefix, that is every key of the
         database.
         """
+        prefix = self.key_prefix
 
         def clear(r: redis.Redis) -> bool:
-            batch: list[bytes] = []
-            for name in keys_under(r, self.key_prefix):
-                batch.append(name)
-                if len(batch) >= _CLEAR_BATCH:
-                    _unlink_each(r, batch)
-                    batch = []
-            _unlink_each(r, batch)
+            unlink_under(r, prefix)
             return True
 
         return bool(self._run("SCAN/UNLINK", clear, False))
@@ -386,11 +380,3 @@ class RedisCache(RedisClient, RedisCodec):
             f"{type(self).__name__}({self._where()}, key_prefix={self.key_prefix!r},"
             f" default_timeout={self.default_timeout})"
         )
-
-
-def _unlink_each(r: redis.Redis, names: list[bytes]) -> None:
-    if names:
-        pipe = r.pipeline(transaction=False)
-        for name in names:  # one key per command: keys of a batch may live in other slots
-            pipe.unlink(name)
-        pipe.execute()

@@ -15,12 +15,13 @@ import redis
 
 from stratacache import Backend
 
-__all__ = ["PrefixKeys", "RedisKeys", "check_prefix", "keys_under"]
+__all__ = ["PrefixKeys", "RedisKeys", "check_prefix", "keys_under", "unlink_under"]
 
 _TRACKING_SUFFIX = ":__tracked__"
 _LOCK_PREFIX = "__lock__:"
 _BALANCED_BRACES = re.compile(r"[^{}]*(?:\{[^{}]*\}[^{}]*)*")
 _SCAN_COUNT = 500  # keys asked of each SCAN reply
+_UNLINK_BATCH = 500  # keys deleted per round trip
 
 
 class RedisKeys(Backend):
@@ -94,6 +95,25 @@ def keys_under(r: redis.Redis, prefix: str) -> Iterator[bytes]:
     """Yield the name of every key under ``prefix`` (``SCAN`` in batches, never ``KEYS``)."""
     pattern = _escape_glob(prefix) + "*"
     yield from r.scan_iter(match=pattern, count=_SCAN_COUNT)
+
+
+def unlink_under(r: redis.Redis, prefix: str) -> None:
+    """Delete every key under ``prefix``, found with ``SCAN``, ``UNLINK`` in batches."""
+    batch: list[bytes] = []
+    for name in keys_under(r, prefix):
+        batch.append(name)
+        if len(batch) >= _UNLINK_BATCH:
+            _unlink_each(r, batch)
+            batch = []
+    _unlink_each(r, batch)
+
+
+def _unlink_each(r: redis.Redis, names: list[bytes]) -> None:
+    if names:
+        pipe = r.pipeline(transaction=False)
+        for name in names:  # one key per command: keys of a batch may live in other slots
+            pipe.unlink(name)
+        pipe.execute()
 
 
 def _escape_glob(text: str) -> str:
