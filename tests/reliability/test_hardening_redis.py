@@ -9,13 +9,19 @@ Each records its figures as scenario ``100 + item`` (``figures.record``).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import pytest
 import redis
 
-from stratacache import CacheStack, DeserializationError, cached_for
+from stratacache import (
+    CacheStack,
+    DeserializationError,
+    cached_for,
+    hookimpl,
+    plugin_manager,
+)
 from stratacache_plugins.rediscache import RedisCache, RedisCacheAtomic, RedisCacheError
 from tests.redis_server import RedisServer
 
@@ -275,3 +281,85 @@ def test_16_one_oversized_value_or_oom_write_is_not_an_outage(
     assert [r["result"] for r in table] == [False, False, [], True, False] * 2
     assert locks == []
     assert waited < 1.0, "nobody waits for a lock held by a refused commit"
+
+
+# -- 11.14: invalidate removes its tracking member ------------------------------------------
+
+CYCLES = 1_000
+
+
+class DeleteCounter:
+    """A plugin observing every delete, so the tiers go through the operation hooks."""
+
+    def __init__(self) -> None:
+        self.deletes = 0
+
+    @hookimpl(wrapper=True)
+    def stratacache_delete(self, layer: str, key: str) -> Generator[None, Any, Any]:
+        result = yield
+        self.deletes += 1
+        return result
+
+
+def test_14_invalidate_leaves_no_dead_tracking_member(
+    raw: redis.Redis, redis_url: str, fresh_plugins: None
+) -> None:
+    table: list[dict[str, Any]] = []
+    for path in ("direct", "through a stratacache_delete hook"):
+        raw.flushdb()
+        counter = DeleteCounter()
+        if path != "direct":
+            plugin_manager().register(counter, name="delete-counter")
+        try:
+            stack = redis_stack(redis_url, LENIENT, CACHE_DEFAULT_TIMEOUT=0)  # never expire
+
+            @cached_for(stack=stack)
+            def forever(n: int) -> int:
+                return n
+
+            started = time.perf_counter()
+            for n in range(CYCLES):
+                forever(n)
+                assert forever.invalidate(n) is True
+            cycles = time.perf_counter() - started
+            forever(-1)  # one live entry
+            [tracking] = raw.scan_iter(match=PREFIX + "{*}:__tracked__")
+            members, memory = raw.zcard(tracking), raw.memory_usage(tracking)
+            started = time.perf_counter()
+            cleared = forever.clear_cache()
+            clearing = time.perf_counter() - started
+        finally:
+            if path != "direct":
+                plugin_manager().unregister(name="delete-counter")
+        table.append(
+            {
+                "path": path,
+                "write+invalidate cycles": CYCLES,
+                "cycle (µs)": round(cycles / CYCLES * 1e6, 1),
+                "tracking members left": members,
+                "tracking set bytes": memory,
+                "clear_cache() (ms)": round(clearing * 1000, 2),
+                "cleared": cleared,
+                "keys left": raw.dbsize(),
+            }
+        )
+        if path != "direct":  # every tier's delete went through the hook
+            assert counter.deletes >= 2 * CYCLES
+    record(
+        114,
+        "Hardening 11.14: invalidate leaves no dead tracking member",
+        requirement=(
+            f"after {CYCLES:,} write+invalidate cycles of entries that never expire, the"
+            " function's tracking set holds only its live entry, directly and through the"
+            " delete hook; clear_cache() then deletes it and leaves no key"
+        ),
+        figures={
+            "cycles": CYCLES,
+            "dead members": sum(r["tracking members left"] - 1 for r in table),
+            "keys left": sum(r["keys left"] for r in table),
+        },
+        table=table,
+    )
+    assert [r["tracking members left"] for r in table] == [1, 1], "only the live entry"
+    assert [r["cleared"] for r in table] == [2, 2], "the local copy and the shared entry"
+    assert [r["keys left"] for r in table] == [0, 0]

@@ -31,9 +31,13 @@ from stratacache import NO_VALUE, Serializer, Timeout
 from stratacache_plugins.rediscache.client import RedisCacheError, RedisClient
 from stratacache_plugins.rediscache.codec import RedisCodec
 from stratacache_plugins.rediscache.monitoring import server_and_keys, store_counters
-from stratacache_plugins.rediscache.naming import check_prefix, unlink_under
+from stratacache_plugins.rediscache.naming import check_prefix, unlink_under, what_clear_deletes
 from stratacache_plugins.rediscache.options import RedisCacheOptions
-from stratacache_plugins.rediscache.tracking import delete_tracked, queue_tracking
+from stratacache_plugins.rediscache.tracking import (
+    delete_tracked,
+    delete_untracking,
+    queue_tracking,
+)
 
 __all__ = ["RedisCache", "RedisCacheError"]
 
@@ -335,6 +339,19 @@ class RedisCache(RedisClient, RedisCodec):
 
     # -- tracking -------------------------------------------------------------------------
 
+    def delete_tracked(self, key: str, group: str) -> bool:
+        """``DEL`` the key and ``ZREM`` its member of ``group``'s set, in one ``MULTI``/``EXEC``.
+
+        A subclass that overrides :meth:`delete` still sees the delete: the member then goes
+        in a second round trip.
+        """
+        full, tracking = self._key(key), self._tracking_key(group)
+        if type(self).delete is not RedisCache.delete:
+            removed = bool(self.delete(key))
+            self._run("ZREM", lambda r: r.zrem(tracking, full), 0)
+            return removed
+        return bool(self._run("DEL+ZREM", lambda r: delete_untracking(r, full, tracking), False))
+
     def clear_tracked(self, group: str) -> int:
         """Delete the keys tracked for ``group`` in batches, then its tracking set."""
         tracking = self._tracking_key(group)
@@ -349,17 +366,12 @@ class RedisCache(RedisClient, RedisCodec):
         ``entries`` counts every key of the database but the tracking sets and locks.
         """
         prefix, where = self.key_prefix, self._where()
-        clears = (
-            f"every key under the prefix {prefix!r} in {where}"
-            if prefix
-            else f"EVERY key of {where} (the key prefix is empty)"
-        )
         return {
             "backend": type(self).__name__,
             "url": where,
             "key_prefix": prefix,
             "default_timeout": self.default_timeout,
-            "clears": clears,
+            "clears": what_clear_deletes(prefix, where),
             **server_and_keys(self._direct, prefix),
         }
 
@@ -370,8 +382,8 @@ class RedisCache(RedisClient, RedisCodec):
         server's (every client and database, since its start or ``CONFIG RESETSTAT``).
         ``entries`` counts the keys under ``key_prefix`` (one ``SCAN``); ``functions`` gives,
         per decorated function (``module.qualname``), the unexpired members of its tracking
-        set: an entry deleted on its own (``invalidate``) is counted until it would have
-        expired.
+        set: ``invalidate`` removes its member, but an entry deleted otherwise (``delete``,
+        an eviction) is counted until it would have expired.
         """
         return store_counters(self._direct, self.key_prefix, self._tracking_key)
 

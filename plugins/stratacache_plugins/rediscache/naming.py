@@ -15,7 +15,14 @@ import redis
 
 from stratacache import Backend
 
-__all__ = ["PrefixKeys", "RedisKeys", "check_prefix", "keys_under", "unlink_under"]
+__all__ = [
+    "PrefixKeys",
+    "RedisKeys",
+    "check_prefix",
+    "keys_under",
+    "unlink_under",
+    "what_clear_deletes",
+]
 
 _TRACKING_SUFFIX = ":__tracked__"
 _LOCK_PREFIX = "__lock__:"
@@ -95,6 +102,13 @@ def keys_under(r: redis.Redis, prefix: str) -> Iterator[bytes]:
     """Yield the name of every key under ``prefix`` (``SCAN`` in batches, never ``KEYS``)."""
     pattern = _escape_glob(prefix) + "*"
     yield from r.scan_iter(match=pattern, count=_SCAN_COUNT)
+
+
+def what_clear_deletes(prefix: str, where: str) -> str:
+    """What ``clear()`` deletes with ``prefix`` on the server ``where``, in words."""
+    if prefix:
+        return f"every key under the prefix {prefix!r} in {where}"
+    return f"EVERY key of {where} (the key prefix is empty)"
 
 
 def unlink_under(r: redis.Redis, prefix: str) -> None:

@@ -14,7 +14,7 @@ import redis
 
 from stratacache_plugins.rediscache.scripts import TRACK
 
-__all__ = ["delete_tracked", "queue_tracking"]
+__all__ = ["delete_tracked", "delete_untracking", "queue_tracking"]
 
 _BATCH = 500  # members deleted per round trip
 
@@ -24,6 +24,14 @@ def queue_tracking(pipe: Any, tracking: str, full: str, ms: int) -> None:
     now_ms = int(time.time() * 1000)
     score = now_ms + ms if ms else "+inf"
     pipe.eval(TRACK, 1, tracking, full, score, now_ms)
+
+
+def delete_untracking(r: redis.Redis, full: str, tracking: str) -> bool:
+    """Delete the key ``full`` and its member of the set ``tracking``, in one transaction."""
+    pipe = r.pipeline(transaction=True)
+    pipe.delete(full)
+    pipe.zrem(tracking, full)
+    return bool(pipe.execute()[0])
 
 
 def delete_tracked(r: redis.Redis, tracking: str) -> int:
