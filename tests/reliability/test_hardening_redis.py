@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -363,3 +364,72 @@ def test_14_invalidate_leaves_no_dead_tracking_member(
     assert [r["tracking members left"] for r in table] == [1, 1], "only the live entry"
     assert [r["cleared"] for r in table] == [2, 2], "the local copy and the shared entry"
     assert [r["keys left"] for r in table] == [0, 0]
+
+
+# -- 11.8: clear_cache() whatever the clocks of the hosts -----------------------------------
+
+SKEW = 3600.0  # one host's clock is an hour off
+ENTRIES = 100
+
+
+@contextmanager
+def clock_off_by(monkeypatch: pytest.MonkeyPatch, seconds: float) -> Iterator[None]:
+    """This host's wall clock (``time.time``, which the backends read) is ``seconds`` off."""
+    real = time.time
+    with monkeypatch.context() as patch:
+        patch.setattr(time, "time", lambda: real() + seconds)
+        yield
+
+
+def test_8_clear_cache_finds_every_entry_whatever_the_hosts_clocks(
+    raw: redis.Redis, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table: list[dict[str, Any]] = []
+    for skew in (SKEW, -SKEW):
+        for writer in ("set_tracked", "at_most_once commit"):
+            raw.flushdb()
+            on_time = RedisCacheAtomic(url=redis_url, key_prefix=PREFIX)
+            skewed = RedisCacheAtomic(url=redis_url, key_prefix=PREFIX)
+
+            def write(backend: RedisCacheAtomic, key: str, how: str = writer) -> None:
+                if how == "set_tracked":
+                    assert backend.set_tracked(key, 1, 300, "module.f") is True
+                else:
+                    computation = backend.start_computation(key, 300, "module.f", "at_most_once")
+                    computation.commit(1)
+                    assert computation.stored
+
+            for n in range(ENTRIES // 2):
+                write(on_time, f"before{n}")
+            with clock_off_by(monkeypatch, skew):
+                write(skewed, "skewed")
+            for n in range(ENTRIES // 2):
+                write(on_time, f"after{n}")
+            cleared = on_time.clear_tracked("module.f")
+            left = len(list(raw.scan_iter(match=PREFIX + "*")))
+            table.append(
+                {
+                    "skewed host": f"{skew:+.0f} s",
+                    "writes": writer,
+                    "entries": ENTRIES + 1,
+                    "cleared": cleared,
+                    "keys left": left,
+                }
+            )
+    record(
+        108,
+        "Hardening 11.8: clear_cache() with a host's clock off by an hour",
+        requirement=(
+            f"{ENTRIES} entries written by hosts on time and one by a host an hour ahead or"
+            " behind, through set_tracked and an at_most_once commit: clear_cache() deletes"
+            " all of them (tracking is scored on the server's clock)"
+        ),
+        figures={
+            "cases": len(table),
+            "entries": sum(r["entries"] for r in table),
+            "left behind": sum(r["entries"] - r["cleared"] for r in table),
+        },
+        table=table,
+    )
+    assert [r["cleared"] for r in table] == [ENTRIES + 1] * len(table)
+    assert [r["keys left"] for r in table] == [0] * len(table)

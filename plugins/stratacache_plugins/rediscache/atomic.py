@@ -178,13 +178,7 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
         # every key of the call stays in one cluster slot.
         tracking = self._tracking_key(group) if group is not None else full
         keys = [self._lock_key(key), full, tracking]
-        args: list[Any] = [
-            computation.token,
-            data,
-            ms,
-            int(time.time() * 1000),
-            int(group is not None),
-        ]
+        args: list[Any] = [computation.token, data, ms, int(group is not None)]
         # Running the script twice is safe: once it has run, the lock is gone and a second
         # run writes nothing. So a lost reply is answered by running it again.
         for _ in range(2):
