@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import redis
+from click.testing import CliRunner
 
 from stratacache import (
     CacheStack,
@@ -23,6 +24,7 @@ from stratacache import (
     hookimpl,
     plugin_manager,
 )
+from stratacache.cli import EXIT_OK, main
 from stratacache_plugins.rediscache import RedisCache, RedisCacheAtomic, RedisCacheError
 from tests.redis_server import RedisServer
 
@@ -433,3 +435,79 @@ def test_8_clear_cache_finds_every_entry_whatever_the_hosts_clocks(
     )
     assert [r["cleared"] for r in table] == [ENTRIES + 1] * len(table)
     assert [r["keys left"] for r in table] == [0] * len(table)
+
+
+# -- 11.13: clear --all deletes this application's keys, no other's -------------------------
+
+# Keys of other applications sharing the database (their prefixes: myapp_admin:, myapp2:...).
+FOREIGN = {b"myapp_admin:1", b"myapp2:1", b"myapplication", b"myapp", b"other:1"}
+# Each configured prefix, and the prefix its keys get: a letter or digit at the end gets ":".
+PREFIXES = {"myapp": "myapp:", "myapp_": "myapp_", "myapp:": "myapp:", "": ""}
+
+
+def test_13_clear_all_matches_the_prefix_up_to_its_boundary(
+    raw: redis.Redis, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table: list[dict[str, Any]] = []
+    runner = CliRunner()
+    for configured, effective in PREFIXES.items():
+        raw.flushdb()
+        for name in FOREIGN:
+            raw.set(name, b"theirs")
+        settings = {
+            "CACHE_TYPE": LENIENT,
+            "CACHE_REDIS_URL": redis_url,
+            "CACHE_KEY_PREFIX": configured,
+        }
+        stack = CacheStack()
+        stack.configure(settings)
+
+        @cached_for(minutes=5, stack=stack)
+        def rate(currency: str) -> float:
+            return 1.08
+
+        rate("EUR")
+        rate("USD")
+        stack.set("plain", 1)
+        ours = {name for name in raw.scan_iter() if name not in FOREIGN}
+        for key, value in settings.items():
+            monkeypatch.setenv(key, value)
+        result = runner.invoke(main, ["clear", "--all"], input="y\n")
+        assert result.exit_code == EXIT_OK, result.output
+        survivors = set(raw.scan_iter())
+        under = {name for name in FOREIGN if name.startswith(effective.encode())}
+        table.append(
+            {
+                "CACHE_KEY_PREFIX": repr(configured),
+                "keys named": f"{effective}..." if effective else "as given",
+                "ours": len(ours),
+                "others'": len(FOREIGN),
+                "others' under the prefix": len(under),
+                "others' deleted": len(FOREIGN - survivors),
+                "ours left": len(ours & survivors),
+                "prompt": result.output.splitlines()[0].replace(redis_url, "<url>"),
+            }
+        )
+        assert survivors == FOREIGN - under, configured
+        assert all(name.startswith(effective.encode()) for name in ours)
+        entries = len(ours) - 1 + len(under)  # but the tracking set
+        assert f"({entries} entries)" in result.output, result.output
+    callable_prefix = RedisCache(url=redis_url, key_prefix=lambda: "tenant42")
+    assert callable_prefix.key_prefix == "tenant42:"
+    record(
+        113,
+        "Hardening 11.13: clear --all and the prefix boundary",
+        requirement=(
+            "a prefix ends at a separator (':' is added after a final letter or digit), and"
+            " clear --all deletes exactly the keys under it: with 'myapp', none of myapp_admin:,"
+            " myapp2:, myapplication, myapp; 'myapp_' and 'myapp:' keep their keys' names;"
+            " an empty prefix is the whole database, as the prompt says"
+        ),
+        figures={
+            "prefixes": len(table),
+            "others' keys deleted with 'myapp'": table[0]["others' deleted"],
+            "ours left": sum(r["ours left"] for r in table),
+        },
+        table=table,
+    )
+    assert table[0]["others' deleted"] == 0

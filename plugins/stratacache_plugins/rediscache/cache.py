@@ -31,7 +31,7 @@ from stratacache import NO_VALUE, Serializer, Timeout
 from stratacache_plugins.rediscache.client import RedisCacheError, RedisClient
 from stratacache_plugins.rediscache.codec import RedisCodec
 from stratacache_plugins.rediscache.monitoring import server_and_keys, store_counters
-from stratacache_plugins.rediscache.naming import check_prefix, unlink_under, what_clear_deletes
+from stratacache_plugins.rediscache.naming import namespace, unlink_under, what_clear_deletes
 from stratacache_plugins.rediscache.options import RedisCacheOptions
 from stratacache_plugins.rediscache.tracking import (
     delete_tracked,
@@ -63,7 +63,9 @@ class RedisCache(RedisClient, RedisCodec):
         password: Password, with a host name.
         db: Database number, with a host name.
         default_timeout: Seconds an entry lives when ``set`` gets no timeout; 0 = forever.
-        key_prefix: Prepended to every key; ``clear()`` deletes only keys under it.
+        key_prefix: Prepended to every key, ``:`` added after a final letter or digit (see
+            :mod:`~stratacache_plugins.rediscache.naming`); ``clear()`` deletes only the
+            keys under it.
         url: A Redis URL; takes precedence over host, port, password and db.
         serializer: How values become bytes (default pickle).
         secret_key: Secret(s) to sign every payload with (``CACHE_SECRET_KEY``; see
@@ -100,9 +102,10 @@ class RedisCache(RedisClient, RedisCodec):
             secret_key=secret_key,
             ignore_delete_many_errors=ignore_delete_many_errors,
         )
-        self._prefix: str | Callable[[], str] = key_prefix or ""
-        if isinstance(self._prefix, str):
-            check_prefix(self._prefix)
+        prefix = key_prefix or ""
+        self._prefix: str | Callable[[], str] = (
+            namespace(prefix) if isinstance(prefix, str) else prefix
+        )
         self._connect(
             host,
             port=port,

@@ -4,6 +4,13 @@ An entry is stored under ``<prefix><key>``, the tracking set of a function under
 ``<prefix>{<function>}:__tracked__`` (the braces make the function's name its Redis
 Cluster hash tag) and an ``at_most_once`` lock under ``<prefix>__lock__:<key>``. Keys
 under the prefix are found with ``SCAN``, never ``KEYS``.
+
+The prefix ends at a boundary, so that the keys under it are this application's and no
+other's (:func:`namespace`): a prefix that ends with a separator (any character but a
+letter or a digit: ``myapp_``, ``myapp:``, ``{myapp}``) is used as written; one that ends
+with a letter or a digit gets ``:`` (``myapp`` names its keys ``myapp:...``, so that
+``clear()`` leaves ``myapp2:...`` and ``myapplication`` alone). An empty prefix is no
+namespace: every key of the database is the application's.
 """
 
 from __future__ import annotations
@@ -20,10 +27,12 @@ __all__ = [
     "RedisKeys",
     "check_prefix",
     "keys_under",
+    "namespace",
     "unlink_under",
     "what_clear_deletes",
 ]
 
+_SEPARATOR = ":"  # the boundary given to a prefix that has none
 _TRACKING_SUFFIX = ":__tracked__"
 _LOCK_PREFIX = "__lock__:"
 _BALANCED_BRACES = re.compile(r"[^{}]*(?:\{[^{}]*\}[^{}]*)*")
@@ -34,21 +43,19 @@ _UNLINK_BATCH = 500  # keys deleted per round trip
 class RedisKeys(Backend):
     """Base of the Redis backends: the full names of their keys, from ``key_prefix``.
 
-    The subclass sets ``_prefix`` (a string, or a callable returning one, as cachelib
-    allows) and checks a string prefix with :func:`check_prefix`.
+    The subclass sets ``_prefix``: a string it passed through :func:`namespace`, or a
+    callable returning one, as cachelib allows.
     """
 
     _prefix: str | Callable[[], str] = ""
 
     @property
     def key_prefix(self) -> str:
-        """The prefix of every key (a callable prefix, as cachelib allows, is called)."""
+        """The prefix of every key, ending at a boundary (a callable prefix is called)."""
         prefix = self._prefix
         if isinstance(prefix, str):
             return prefix
-        value = prefix()
-        check_prefix(value)
-        return value
+        return namespace(prefix())
 
     def _key(self, key: str) -> str:
         return self.key_prefix + key
@@ -96,6 +103,19 @@ def check_prefix(prefix: str) -> None:
             f"key_prefix {prefix!r} has an unmatched brace; braces in a Redis key mark its"
             " cluster hash tag, so use none, or a whole tag such as '{myapp}_'"
         )
+
+
+def namespace(prefix: str) -> str:
+    """Return ``prefix`` as the keys use it: checked, and ending at a boundary.
+
+    ``""`` and a prefix ending with a separator (not a letter or a digit) are returned as
+    they are; any other gets ``:``.
+
+    Raises:
+        ValueError: A brace is unmatched (see :func:`check_prefix`).
+    """
+    check_prefix(prefix)
+    return prefix + _SEPARATOR if prefix[-1:].isalnum() else prefix
 
 
 def keys_under(r: redis.Redis, prefix: str) -> Iterator[bytes]:
