@@ -9,8 +9,10 @@ lacks:
   in one operation, and :meth:`Backend.lookup_entry`, the same read with the entry's
   remaining lifetime, which the engine needs to fill the tiers above without stretching
   the entry's life;
-* :meth:`Backend.set_tracked` and :meth:`Backend.clear_tracked`, per-function key tracking so
-  ``f.clear_cache()`` deletes exactly one function's entries without scanning the store;
+* :meth:`Backend.set_tracked`, :meth:`Backend.delete_tracked` and
+  :meth:`Backend.clear_tracked`, per-function key tracking so ``f.clear_cache()`` deletes
+  exactly one function's entries without scanning the store, and ``f.invalidate()`` removes
+  an entry with its record;
 * :attr:`Backend.options_model`, the pydantic model of the options the backend owns (its
   configuration keys, types, bounds and secrets; see :mod:`stratacache.options`), and
   :meth:`Backend.from_options`, how the assembly step builds the backend from them;
@@ -267,6 +269,17 @@ class Backend(BaseCache):
         if stored and group is not None:
             self._track(group, key)
         return stored
+
+    def delete_tracked(self, key: str, group: str) -> bool:
+        """Delete ``key`` like :meth:`delete` and drop it from ``group``'s record.
+
+        ``f.invalidate()`` deletes this way, with the function as the group, so that
+        invalidated entries leave nothing behind in the tracking data. This default calls
+        :meth:`delete` and leaves the record as it is: the default record prunes keys that
+        are gone as it grows. A backend whose record would otherwise keep dead members (a
+        Redis sorted set of entries that never expire) overrides it.
+        """
+        return bool(self.delete(key))
 
     def clear_tracked(self, group: str) -> int:
         """Delete every entry recorded in ``group`` and the record; return how many went."""

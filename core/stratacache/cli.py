@@ -303,8 +303,10 @@ def clear(function: str | None, clear_all: bool, yes: bool, as_json: bool) -> No
 
     --function deletes exactly the entries the function's key tracking recorded, without
     scanning the store. --all deletes what the backend owns: for Redis, only the keys under
-    CACHE_KEY_PREFIX (found with SCAN, never FLUSHDB; an empty prefix means the whole
-    database, and the prompt says so); for FileSystemCache, the entries of CACHE_DIR.
+    CACHE_KEY_PREFIX, up to its separator (':' is added to a prefix ending with a letter or
+    a digit, so 'myapp' leaves 'myapp2:...' alone), found with SCAN, never FLUSHDB; an empty
+    prefix means the whole database, and the prompt says so; for FileSystemCache, the
+    entries of CACHE_DIR.
 
     Asks for confirmation unless --yes. Copies in the local layers of running processes
     expire within LOCALCACHE_DEFAULT_TIMEOUT.

@@ -157,7 +157,8 @@ def stratacache_delete(layer: str, backend: Backend, key: str, group: str | None
         Whether a stored entry was removed; ``None`` means "no opinion".
 
     Stops at the first result that is not ``None``; stratacache's own implementation, called
-    last, deletes from the backend.
+    last, deletes from the backend (``Backend.delete_tracked`` with a group, which also drops
+    the key from the group's tracking).
     """
 
 

@@ -44,9 +44,9 @@ def stratacache_set(  # noqa: PLR0917 (hooks are called with keyword arguments)
 
 
 @hookimpl(trylast=True)
-def stratacache_delete(backend: Backend, key: str) -> bool:
-    """Delete from the backend."""
-    return bool(backend.delete(key))
+def stratacache_delete(backend: Backend, key: str, group: str | None) -> bool:
+    """Delete from the backend, and from the group's tracking."""
+    return bool(backend.delete(key) if group is None else backend.delete_tracked(key, group))
 
 
 @hookimpl(trylast=True)

@@ -210,10 +210,11 @@ class Tier:
     # -- deletes --------------------------------------------------------------------------
 
     def remove(self, key: str, group: str | None = None) -> bool:
-        """Delete ``key``; return whether an entry went."""
+        """Delete ``key``, and its member of ``group``'s tracking; return whether an entry went."""
         delete = self._delete
         if delete is None:
-            removed = bool(self.cache.delete(key))
+            cache = self.cache
+            removed = bool(cache.delete(key) if group is None else cache.delete_tracked(key, group))
         else:
             removed = bool(delete(layer=self.name, backend=self.cache, key=key, group=group))
         if removed:

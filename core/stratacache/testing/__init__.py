@@ -249,6 +249,15 @@ class BackendConformance:
         backend.delete("a")
         assert backend.clear_tracked("grp") == (1 if self.stores_values else 0)
 
+    def test_delete_tracked_deletes_the_key_and_its_record(self, backend: Backend) -> None:
+        backend.set_tracked("a", 1, None, "grp")
+        backend.set_tracked("b", 2, None, "grp")
+        assert backend.delete_tracked("a", "grp") is self.stores_values
+        assert backend.get("a") is None
+        assert backend.delete_tracked("a", "grp") is False
+        assert backend.clear_tracked("grp") == (1 if self.stores_values else 0)
+        assert backend.get("b") is None
+
     # -- concurrency ----------------------------------------------------------------------
 
     def test_threads_hammering(self, backend: Backend) -> None:

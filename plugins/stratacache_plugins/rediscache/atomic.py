@@ -38,14 +38,17 @@ class _LockedComputation(Computation):
         super().__init__(backend, key, timeout, group, waited=waited)
         self.atomic = backend
         self.token = token
+        self.released = False
 
     def commit(self, value: Any) -> Any:
         """Write ``value`` only if this caller still owns the lock, then release it."""
         return self.atomic._commit_locked(self, value)
 
     def abort(self) -> None:
-        """Release the lock (only if this caller still owns it)."""
-        self.atomic._release(self.key, self.token)
+        """Release the lock (only if this caller still owns it), once."""
+        if not self.released:
+            self.released = True
+            self.atomic._release(self.key, self.token)
 
 
 class _WatchedComputation(Computation):
@@ -130,7 +133,11 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
             if acquired is None:  # Redis is unreachable: degrade to computing here
                 return Computation(self, key, timeout, group, waited=waited)
             if acquired:
-                stored = self.lookup(key)  # written between our miss and our lock?
+                try:
+                    stored = self.lookup(key)  # written between our miss and our lock?
+                except BaseException:
+                    self._release(key, token)
+                    raise
                 if stored is not NO_VALUE:
                     self._release(key, token)
                     return Computation(self, key, timeout, group, stored, waited=waited)
@@ -160,20 +167,18 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
 
     def _commit_locked(self, computation: _LockedComputation, value: Any) -> Any:
         key, group = computation.key, computation.group
-        data = self._dumps(key, value)
+        try:
+            data = self._dumps(key, value)
+        except BaseException:  # not storable: the next caller computes at once
+            computation.abort()
+            raise
         ms = max(0, self._milliseconds(computation.timeout))
         full = self._key(key)
         # Without a group the script touches no tracking set: the value key stands in, so
         # every key of the call stays in one cluster slot.
         tracking = self._tracking_key(group) if group is not None else full
         keys = [self._lock_key(key), full, tracking]
-        args: list[Any] = [
-            computation.token,
-            data,
-            ms,
-            int(time.time() * 1000),
-            int(group is not None),
-        ]
+        args: list[Any] = [computation.token, data, ms, int(group is not None)]
         # Running the script twice is safe: once it has run, the lock is gone and a second
         # run writes nothing. So a lost reply is answered by running it again.
         for _ in range(2):
@@ -183,7 +188,10 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
                     return value
                 break  # the lock is no longer ours: trust what is stored
             except RedisError as exc:
-                self._note_failure("commit (lock owner)", exc)
+                if not self._note_error("commit (lock owner)", exc, len(data)):
+                    # Refused (too large, OOM), not lost: release the lock for the next caller.
+                    computation.abort()
+                    return value
         return self._stored_or(key, value)
 
     def _commit_first_wins(self, computation: _WatchedComputation, value: Any) -> Any:
@@ -209,7 +217,7 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
                         continue
             return None  # every attempt lost a race
 
-        stored = self._run("WATCH/MULTI/EXEC", write, NO_VALUE)
+        stored = self._run("WATCH/MULTI/EXEC", write, NO_VALUE, payload=len(data))
         if stored is NO_VALUE or stored is None:  # lost reply, Redis down, or retries used up
             return self._stored_or(key, value)
         if stored is data:

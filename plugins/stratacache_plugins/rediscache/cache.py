@@ -31,15 +31,18 @@ from stratacache import NO_VALUE, Serializer, Timeout
 from stratacache_plugins.rediscache.client import RedisCacheError, RedisClient
 from stratacache_plugins.rediscache.codec import RedisCodec
 from stratacache_plugins.rediscache.monitoring import server_and_keys, store_counters
-from stratacache_plugins.rediscache.naming import check_prefix, keys_under
+from stratacache_plugins.rediscache.naming import namespace, unlink_under, what_clear_deletes
 from stratacache_plugins.rediscache.options import RedisCacheOptions
-from stratacache_plugins.rediscache.tracking import delete_tracked, queue_tracking
+from stratacache_plugins.rediscache.tracking import (
+    delete_tracked,
+    delete_untracking,
+    queue_tracking,
+)
 
 __all__ = ["RedisCache", "RedisCacheError"]
 
 logger = logging.getLogger(__package__)  # one logger for the Redis backends
 
-_CLEAR_BATCH = 500  # keys deleted per round trip
 _SIGNED_INC_ATTEMPTS = 100
 _PTTL_PERSISTENT, _PTTL_GONE = -1, -2  # PTTL's replies for a key without expiry, no key
 
@@ -60,7 +63,9 @@ class RedisCache(RedisClient, RedisCodec):
         password: Password, with a host name.
         db: Database number, with a host name.
         default_timeout: Seconds an entry lives when ``set`` gets no timeout; 0 = forever.
-        key_prefix: Prepended to every key; ``clear()`` deletes only keys under it.
+        key_prefix: Prepended to every key, ``:`` added after a final letter or digit (see
+            :mod:`~stratacache_plugins.rediscache.naming`); ``clear()`` deletes only the
+            keys under it.
         url: A Redis URL; takes precedence over host, port, password and db.
         serializer: How values become bytes (default pickle).
         secret_key: Secret(s) to sign every payload with (``CACHE_SECRET_KEY``; see
@@ -97,9 +102,10 @@ class RedisCache(RedisClient, RedisCodec):
             secret_key=secret_key,
             ignore_delete_many_errors=ignore_delete_many_errors,
         )
-        self._prefix: str | Callable[[], str] = key_prefix or ""
-        if isinstance(self._prefix, str):
-            check_prefix(self._prefix)
+        prefix = key_prefix or ""
+        self._prefix: str | Callable[[], str] = (
+            namespace(prefix) if isinstance(prefix, str) else prefix
+        )
         self._connect(
             host,
             port=port,
@@ -213,7 +219,11 @@ class RedisCache(RedisClient, RedisCodec):
         ms = self._milliseconds(timeout)
         if group is None and ms >= 0:  # a plain write: one SET, no transaction needed
             full = self._key(key)
-            return bool(self._run("SET", lambda r: r.set(full, data, px=ms or None), False))
+            return bool(
+                self._run(
+                    "SET", lambda r: r.set(full, data, px=ms or None), False, payload=len(data)
+                )
+            )
 
         def write(r: redis.Redis) -> bool:
             pipe = r.pipeline(transaction=True)
@@ -221,7 +231,7 @@ class RedisCache(RedisClient, RedisCodec):
             pipe.execute()
             return True
 
-        return bool(self._run("SET", write, False))
+        return bool(self._run("SET", write, False, payload=len(data)))
 
     def add(self, key: str, value: Any, timeout: Timeout = None) -> bool:
         """``SET ... NX``: store only if ``key`` is absent."""
@@ -231,7 +241,10 @@ class RedisCache(RedisClient, RedisCodec):
             return not self.has(key)
         return bool(
             self._run(
-                "SET NX", lambda r: r.set(self._key(key), data, px=ms or None, nx=True), False
+                "SET NX",
+                lambda r: r.set(self._key(key), data, px=ms or None, nx=True),
+                False,
+                payload=len(data),
             )
         )
 
@@ -247,7 +260,7 @@ class RedisCache(RedisClient, RedisCodec):
             pipe.execute()
             return list(datas)
 
-        return list(self._run("SET", write, []))
+        return list(self._run("SET", write, [], payload=sum(map(len, datas.values()))))
 
     def delete(self, key: str) -> bool:
         """``DEL``; True if the key existed."""
@@ -319,20 +332,28 @@ class RedisCache(RedisClient, RedisCodec):
         Never ``KEYS``, never ``FLUSHDB``. With an empty prefix, that is every key of the
         database.
         """
+        prefix = self.key_prefix
 
         def clear(r: redis.Redis) -> bool:
-            batch: list[bytes] = []
-            for name in keys_under(r, self.key_prefix):
-                batch.append(name)
-                if len(batch) >= _CLEAR_BATCH:
-                    _unlink_each(r, batch)
-                    batch = []
-            _unlink_each(r, batch)
+            unlink_under(r, prefix)
             return True
 
         return bool(self._run("SCAN/UNLINK", clear, False))
 
     # -- tracking -------------------------------------------------------------------------
+
+    def delete_tracked(self, key: str, group: str) -> bool:
+        """``DEL`` the key and ``ZREM`` its member of ``group``'s set, in one ``MULTI``/``EXEC``.
+
+        A subclass that overrides :meth:`delete` still sees the delete: the member then goes
+        in a second round trip.
+        """
+        full, tracking = self._key(key), self._tracking_key(group)
+        if type(self).delete is not RedisCache.delete:
+            removed = bool(self.delete(key))
+            self._run("ZREM", lambda r: r.zrem(tracking, full), 0)
+            return removed
+        return bool(self._run("DEL+ZREM", lambda r: delete_untracking(r, full, tracking), False))
 
     def clear_tracked(self, group: str) -> int:
         """Delete the keys tracked for ``group`` in batches, then its tracking set."""
@@ -348,17 +369,12 @@ class RedisCache(RedisClient, RedisCodec):
         ``entries`` counts every key of the database but the tracking sets and locks.
         """
         prefix, where = self.key_prefix, self._where()
-        clears = (
-            f"every key under the prefix {prefix!r} in {where}"
-            if prefix
-            else f"EVERY key of {where} (the key prefix is empty)"
-        )
         return {
             "backend": type(self).__name__,
             "url": where,
             "key_prefix": prefix,
             "default_timeout": self.default_timeout,
-            "clears": clears,
+            "clears": what_clear_deletes(prefix, where),
             **server_and_keys(self._direct, prefix),
         }
 
@@ -369,8 +385,8 @@ class RedisCache(RedisClient, RedisCodec):
         server's (every client and database, since its start or ``CONFIG RESETSTAT``).
         ``entries`` counts the keys under ``key_prefix`` (one ``SCAN``); ``functions`` gives,
         per decorated function (``module.qualname``), the unexpired members of its tracking
-        set: an entry deleted on its own (``invalidate``) is counted until it would have
-        expired.
+        set: ``invalidate`` removes its member, but an entry deleted otherwise (``delete``,
+        an eviction) is counted until it would have expired.
         """
         return store_counters(self._direct, self.key_prefix, self._tracking_key)
 
@@ -379,11 +395,3 @@ class RedisCache(RedisClient, RedisCodec):
             f"{type(self).__name__}({self._where()}, key_prefix={self.key_prefix!r},"
             f" default_timeout={self.default_timeout})"
         )
-
-
-def _unlink_each(r: redis.Redis, names: list[bytes]) -> None:
-    if names:
-        pipe = r.pipeline(transaction=False)
-        for name in names:  # one key per command: keys of a batch may live in other slots
-            pipe.unlink(name)
-        pipe.execute()

@@ -69,10 +69,19 @@ class RedisClient(Backend):
             self._client = (client, os.getpid())
         return client
 
-    def _run(self, operation: str, action: Callable[[redis.Redis], Any], fallback: Any) -> Any:
+    def _run(
+        self,
+        operation: str,
+        action: Callable[[redis.Redis], Any],
+        fallback: Any,
+        *,
+        payload: int = 0,
+    ) -> Any:
         """Run ``action`` on the client; turn a Redis failure into :class:`RedisCacheError`.
 
-        ``fallback`` is what :class:`RedisCacheNoExceptions` returns instead of raising.
+        ``fallback`` is what :class:`RedisCacheNoExceptions` returns instead of raising, and
+        ``payload`` the bytes a write sends: it tells that backend whether a lost connection
+        may be Redis refusing a value over its size limit.
         """
         try:
             return action(self.client)

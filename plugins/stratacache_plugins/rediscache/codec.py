@@ -1,9 +1,15 @@
 """How the Redis backends store values: integers as plain digits, the rest serialized.
 
 Digits let ``INCRBY`` work on counters, as in cachelib; every other value goes to the
-serializer. With a secret key every value, integers included, is serialized and signed
-under its key's full name, so that a signed entry copied under another prefix does not
-verify.
+serializer. Only the integers ``INCRBY`` can count with, signed 64-bit ones, are stored as
+digits: at most 20 characters, which every Python reads back whatever its limit on
+integer conversion (``sys.set_int_max_str_digits``, 640 digits at the least). A larger
+integer is serialized like any other value, so ``10**5000`` is cached and read back, not
+refused by ``str()``. Stored digits that ``int()`` refuses (written by another client) are
+an unreadable entry, like bytes the serializer cannot read.
+
+With a secret key every value, integers included, is serialized and signed under its key's
+full name, so that a signed entry copied under another prefix does not verify.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ __all__ = ["RedisCodec"]
 
 _INTEGER = re.compile(rb"-?[0-9]+")
 _DIGIT_STARTS = frozenset(b"-0123456789"[i : i + 1] for i in range(11))
+_COUNTER_MIN, _COUNTER_MAX = -(2**63), 2**63 - 1  # the integers INCRBY counts with
 
 
 class RedisCodec(RedisKeys):
@@ -26,18 +33,25 @@ class RedisCodec(RedisKeys):
     def _dumps(self, key: str, value: Any) -> bytes:
         """Serialize ``value``; integers are stored as plain digits, as cachelib does.
 
-        Digits let ``INCRBY`` work on counters; every other value goes to the serializer.
-        With a secret key every value, integers included, is serialized and signed.
+        Digits let ``INCRBY`` work on counters; every other value, a larger integer included,
+        goes to the serializer. With a secret key every value is serialized and signed.
         """
         if self.signer is None:
-            return str(value).encode() if type(value) is int else self.dump_value(key, value)
+            if type(value) is int and _COUNTER_MIN <= value <= _COUNTER_MAX:
+                return b"%d" % value
+            return self.dump_value(key, value)
         return self.dump_value(self._key(key), value)  # signed under its full name
 
     def _decode(self, key: str, data: bytes) -> Any:
         if self.signer is not None:
             return self.load_value(self._key(key), data)
         if data[:1] in _DIGIT_STARTS and _INTEGER.fullmatch(data):
-            return int(data)
+            try:
+                return int(data)
+            except ValueError as exc:  # more digits than this interpreter converts
+                raise DeserializationError(
+                    f"cannot read the {len(data)}-digit integer stored under {key!r}: {exc}"
+                ) from exc
         return self.load_value(key, data)  # unsigned: the name is not needed
 
     def _loads(self, key: str, data: Any) -> Any:

@@ -7,7 +7,6 @@ backend (``RedisCache._direct``).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -61,7 +60,8 @@ def store_counters(
     info = direct("INFO stats", lambda r: r.info("stats"))
     keys = count_keys(direct, prefix)
     groups = sorted(keys.groups)
-    now_ms = int(time.time() * 1000)
+    seconds, microseconds = direct("TIME", lambda r: r.time())  # the scores' clock
+    now_ms = int(seconds) * 1000 + int(microseconds) // 1000
 
     def count(r: redis.Redis) -> list[Any]:
         pipe = r.pipeline(transaction=False)

@@ -4,6 +4,13 @@ An entry is stored under ``<prefix><key>``, the tracking set of a function under
 ``<prefix>{<function>}:__tracked__`` (the braces make the function's name its Redis
 Cluster hash tag) and an ``at_most_once`` lock under ``<prefix>__lock__:<key>``. Keys
 under the prefix are found with ``SCAN``, never ``KEYS``.
+
+The prefix ends at a boundary, so that the keys under it are this application's and no
+other's (:func:`namespace`): a prefix that ends with a separator (any character but a
+letter or a digit: ``myapp_``, ``myapp:``, ``{myapp}``) is used as written; one that ends
+with a letter or a digit gets ``:`` (``myapp`` names its keys ``myapp:...``, so that
+``clear()`` leaves ``myapp2:...`` and ``myapplication`` alone). An empty prefix is no
+namespace: every key of the database is the application's.
 """
 
 from __future__ import annotations
@@ -15,32 +22,40 @@ import redis
 
 from stratacache import Backend
 
-__all__ = ["PrefixKeys", "RedisKeys", "check_prefix", "keys_under"]
+__all__ = [
+    "PrefixKeys",
+    "RedisKeys",
+    "check_prefix",
+    "keys_under",
+    "namespace",
+    "unlink_under",
+    "what_clear_deletes",
+]
 
+_SEPARATOR = ":"  # the boundary given to a prefix that has none
 _TRACKING_SUFFIX = ":__tracked__"
 _LOCK_PREFIX = "__lock__:"
 _BALANCED_BRACES = re.compile(r"[^{}]*(?:\{[^{}]*\}[^{}]*)*")
 _SCAN_COUNT = 500  # keys asked of each SCAN reply
+_UNLINK_BATCH = 500  # keys deleted per round trip
 
 
 class RedisKeys(Backend):
     """Base of the Redis backends: the full names of their keys, from ``key_prefix``.
 
-    The subclass sets ``_prefix`` (a string, or a callable returning one, as cachelib
-    allows) and checks a string prefix with :func:`check_prefix`.
+    The subclass sets ``_prefix``: a string it passed through :func:`namespace`, or a
+    callable returning one, as cachelib allows.
     """
 
     _prefix: str | Callable[[], str] = ""
 
     @property
     def key_prefix(self) -> str:
-        """The prefix of every key (a callable prefix, as cachelib allows, is called)."""
+        """The prefix of every key, ending at a boundary (a callable prefix is called)."""
         prefix = self._prefix
         if isinstance(prefix, str):
             return prefix
-        value = prefix()
-        check_prefix(value)
-        return value
+        return namespace(prefix())
 
     def _key(self, key: str) -> str:
         return self.key_prefix + key
@@ -90,10 +105,49 @@ def check_prefix(prefix: str) -> None:
         )
 
 
+def namespace(prefix: str) -> str:
+    """Return ``prefix`` as the keys use it: checked, and ending at a boundary.
+
+    ``""`` and a prefix ending with a separator (not a letter or a digit) are returned as
+    they are; any other gets ``:``.
+
+    Raises:
+        ValueError: A brace is unmatched (see :func:`check_prefix`).
+    """
+    check_prefix(prefix)
+    return prefix + _SEPARATOR if prefix[-1:].isalnum() else prefix
+
+
 def keys_under(r: redis.Redis, prefix: str) -> Iterator[bytes]:
     """Yield the name of every key under ``prefix`` (``SCAN`` in batches, never ``KEYS``)."""
     pattern = _escape_glob(prefix) + "*"
     yield from r.scan_iter(match=pattern, count=_SCAN_COUNT)
+
+
+def what_clear_deletes(prefix: str, where: str) -> str:
+    """What ``clear()`` deletes with ``prefix`` on the server ``where``, in words."""
+    if prefix:
+        return f"every key under the prefix {prefix!r} in {where}"
+    return f"EVERY key of {where} (the key prefix is empty)"
+
+
+def unlink_under(r: redis.Redis, prefix: str) -> None:
+    """Delete every key under ``prefix``, found with ``SCAN``, ``UNLINK`` in batches."""
+    batch: list[bytes] = []
+    for name in keys_under(r, prefix):
+        batch.append(name)
+        if len(batch) >= _UNLINK_BATCH:
+            _unlink_each(r, batch)
+            batch = []
+    _unlink_each(r, batch)
+
+
+def _unlink_each(r: redis.Redis, names: list[bytes]) -> None:
+    if names:
+        pipe = r.pipeline(transaction=False)
+        for name in names:  # one key per command: keys of a batch may live in other slots
+            pipe.unlink(name)
+        pipe.execute()
 
 
 def _escape_glob(text: str) -> str:

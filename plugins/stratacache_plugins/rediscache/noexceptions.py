@@ -10,13 +10,8 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
-from redis.exceptions import (
-    BusyLoadingError,
-    OutOfMemoryError,
-    ReadOnlyError,
-    RedisError,
-    ResponseError,
-)
+from redis.exceptions import BusyLoadingError, ReadOnlyError, RedisError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from stratacache import NO_VALUE, DeserializationError, renew_in_child
 from stratacache_plugins.rediscache.cache import RedisCache
@@ -26,8 +21,14 @@ __all__ = ["RedisCacheNoExceptions"]
 logger = logging.getLogger(__package__)  # one logger for the Redis backends
 
 # Error replies that say the server cannot serve now (so it is skipped for a back-off), as
-# opposed to replies about one key or command.
-_SERVER_STATE_ERRORS = (BusyLoadingError, OutOfMemoryError, ReadOnlyError)
+# opposed to replies about one key, value or command. OOM is of the second kind: under
+# maxmemory with noeviction, Redis refuses the writes that need memory and serves the rest.
+_SERVER_STATE_ERRORS = (BusyLoadingError, ReadOnlyError)
+
+# Redis answers a bulk string longer than its proto-max-bulk-len (1 MiB at the least) by
+# closing the connection. A write at least this big that loses its connection may have been
+# refused for its size: if Redis answers a PING at once, that is what happened.
+_SMALLEST_BULK_LIMIT = 1024 * 1024
 
 
 class RedisCacheNoExceptions(RedisCache):
@@ -36,10 +37,12 @@ class RedisCacheNoExceptions(RedisCache):
     An entry that cannot be deserialized is deleted, logged once at WARNING with its key and
     the reason, and is a miss. When Redis fails, reads miss, writes and deletes return False,
     and for ``retry_interval`` seconds Redis is not called at all, so callers do not each wait
-    for a timeout; the next call after it probes Redis again. Outages are logged when they
-    start, at most every ``log_interval`` seconds while they last, and when they end. Each
-    failed or skipped operation counts in ``stats.errors``, each unreadable entry in
-    ``stats.deserialization_failures``.
+    for a timeout; the next call after it probes Redis again. An error about one call (an
+    error reply about its key or value, ``OOM``, a value over the server's size limit) is
+    not an outage: that call fails, and Redis stays in use. Outages are logged when they
+    start, at most every ``log_interval`` seconds while they last, and when they end; errors
+    about one call at most every ``log_interval`` seconds. Each failed or skipped operation
+    counts in ``stats.errors``, each unreadable entry in ``stats.deserialization_failures``.
 
     Args:
         retry_interval: Seconds to skip Redis after a failure (default 0.5).
@@ -60,29 +63,72 @@ class RedisCacheNoExceptions(RedisCache):
         self._down_until = 0.0
         self._failures = 0
         self._last_log = -math.inf
+        self._call_errors = 0
+        self._last_call_log = -math.inf
         self._state_lock = threading.Lock()
         renew_in_child(self, "_state_lock")
         super().__init__(*args, **kwargs)
 
-    def _run(self, operation: str, action: Callable[[redis.Redis], Any], fallback: Any) -> Any:
+    def _run(
+        self,
+        operation: str,
+        action: Callable[[redis.Redis], Any],
+        fallback: Any,
+        *,
+        payload: int = 0,
+    ) -> Any:
         if self._down_until and time.monotonic() < self._down_until:
             self.stats.errors += 1  # skipped during the back-off
             return fallback
         try:
             result = action(self.client)
-        except ResponseError as exc:
-            if isinstance(exc, _SERVER_STATE_ERRORS):
-                self._note_failure(operation, exc)
-            else:  # about this key only ("not an integer", WRONGTYPE): Redis itself is fine
-                self.stats.errors += 1
-                logger.warning("Redis %s failed: %s", operation, exc)
-            return fallback
         except RedisError as exc:
-            self._note_failure(operation, exc)
+            self._note_error(operation, exc, payload)
             return fallback
         if self._down_until:
             self._note_recovery()
         return result
+
+    def _note_error(self, operation: str, exc: RedisError, payload: int = 0) -> bool:
+        """Count a failed call that sent ``payload`` bytes; return whether it was an outage.
+
+        An outage starts the back-off; an error about the call itself does not.
+        """
+        if self._about_the_call(exc, payload):
+            self._note_call_error(operation, exc)
+            return False
+        self._note_failure(operation, exc)
+        return True
+
+    def _about_the_call(self, exc: RedisError, payload: int) -> bool:
+        """Whether ``exc`` is about one call (its key or value), not about Redis."""
+        if isinstance(exc, ResponseError):  # "not an integer", WRONGTYPE, OOM, too large...
+            return not isinstance(exc, _SERVER_STATE_ERRORS)
+        if isinstance(exc, RedisConnectionError) and payload >= _SMALLEST_BULK_LIMIT:
+            try:  # the server may have hung up on this value only
+                return bool(self.client.ping())
+            except RedisError:
+                return False
+        return False
+
+    def _note_call_error(self, operation: str, exc: RedisError) -> None:
+        self.stats.errors += 1
+        now = time.monotonic()
+        with self._state_lock:
+            self._call_errors += 1
+            if now - self._last_call_log < self._log_interval:
+                return
+            self._last_call_log = now
+            count, self._call_errors = self._call_errors, 0
+        logger.warning(
+            "Redis %s failed on %s (%s: %s); Redis itself answers, so it stays in use"
+            " (%d such errors since the last report)",
+            operation,
+            self._where(),
+            type(exc).__name__,
+            exc,
+            count,
+        )
 
     def _note_failure(self, operation: str, exc: RedisError) -> None:
         self.stats.errors += 1

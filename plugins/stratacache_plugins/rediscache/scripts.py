@@ -1,7 +1,9 @@
 """The Lua scripts of the Redis backends.
 
 Each runs atomically on the server; every key one script touches shares the caller's hash
-tag, so the scripts also run on Redis Cluster.
+tag, so the scripts also run on Redis Cluster. The tracking scores come from the server's
+``TIME``, which a script may read before it writes (effects replication: the default since
+Redis 5; stratacache needs 6.0 for ``SET KEEPTTL``).
 """
 
 from __future__ import annotations
@@ -9,15 +11,28 @@ from __future__ import annotations
 __all__ = ["COMMIT_IF_OWNER", "RELEASE", "TRACK"]
 
 
-def _track_lua(tracking: str, member: str, score: str, now: str) -> str:
-    """Lua that tracks ``member`` in the sorted set ``tracking``.
+# The server's clock in milliseconds: TIME answers seconds and microseconds. Scoring with it
+# (never a client's clock, which may be off) keeps the scores comparable across hosts.
+_NOW_MS = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+"""
 
-    The score is when the entry expires. Members whose entry expired are dropped, and the set
-    lives exactly as long as its longest-lived member (forever if one never expires).
+
+def _track_lua(tracking: str, member: str, ms: str) -> str:
+    """Lua that tracks ``member``, living ``ms`` milliseconds (0: forever), in ``tracking``.
+
+    The score is when the entry expires, on the server's clock. Members whose entry expired
+    are dropped, and the set lives exactly as long as its longest-lived member (forever if
+    one never expires).
     """
-    return f"""
-redis.call('ZADD', {tracking}, {score}, {member})
-redis.call('ZREMRANGEBYSCORE', {tracking}, '-inf', {now})
+    return (
+        _NOW_MS
+        + f"""
+local score = '+inf'
+if {ms} > 0 then score = now + {ms} end
+redis.call('ZADD', {tracking}, score, {member})
+redis.call('ZREMRANGEBYSCORE', {tracking}, '-inf', now)
 local top = redis.call('ZRANGE', {tracking}, -1, -1, 'WITHSCORES')
 if top[2] == 'inf' or top[2] == '+inf' then
   redis.call('PERSIST', {tracking})
@@ -25,10 +40,11 @@ else
   redis.call('PEXPIREAT', {tracking}, top[2])
 end
 """
+    )
 
 
-# KEYS[1]: the tracking set. ARGV: member, score ('+inf' = never), now in ms.
-TRACK = _track_lua("KEYS[1]", "ARGV[1]", "ARGV[2]", "ARGV[3]")
+# KEYS[1]: the tracking set. ARGV: member, ms (0 = no expiry).
+TRACK = _track_lua("KEYS[1]", "ARGV[1]", "tonumber(ARGV[2])")
 
 
 # Deletes the lock only if it still holds the caller's token.
@@ -38,7 +54,7 @@ return 0
 """
 
 # Writes the value (and tracks it) only if the caller still owns the lock, then releases it.
-# KEYS: lock, value, tracking set. ARGV: token, data, ms (0 = no expiry), now ms, group flag.
+# KEYS: lock, value, tracking set. ARGV: token, data, ms (0 = no expiry), group flag.
 COMMIT_IF_OWNER = (
     """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
@@ -48,12 +64,9 @@ if ms > 0 then
 else
   redis.call('SET', KEYS[2], ARGV[2])
 end
-if ARGV[5] == '1' then
-  local now = tonumber(ARGV[4])
-  local score = '+inf'
-  if ms > 0 then score = now + ms end
+if ARGV[4] == '1' then
 """
-    + _track_lua("KEYS[3]", "KEYS[2]", "score", "now")
+    + _track_lua("KEYS[3]", "KEYS[2]", "ms")
     + """
 end
 redis.call('DEL', KEYS[1])

@@ -1,29 +1,38 @@
 """The tracking sets: each function's keys in a sorted set scored by their expiry.
 
-A write queues :data:`~stratacache_plugins.rediscache.scripts.TRACK`, which also drops the
+A write queues :data:`~stratacache_plugins.rediscache.scripts.TRACK`, which scores the key
+with the server's clock (so hosts whose clocks disagree agree on the scores), drops the
 members that expired and keeps the set alive as long as its longest-lived member, so
 ``f.clear_cache()`` deletes exactly the function's keys without a scan.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any, cast
 
 import redis
 
 from stratacache_plugins.rediscache.scripts import TRACK
 
-__all__ = ["delete_tracked", "queue_tracking"]
+__all__ = ["delete_tracked", "delete_untracking", "queue_tracking"]
 
 _BATCH = 500  # members deleted per round trip
 
 
 def queue_tracking(pipe: Any, tracking: str, full: str, ms: int) -> None:
-    """Queue on ``pipe`` the tracking of the key ``full``, living ``ms`` (0 = forever)."""
-    now_ms = int(time.time() * 1000)
-    score = now_ms + ms if ms else "+inf"
-    pipe.eval(TRACK, 1, tracking, full, score, now_ms)
+    """Queue on ``pipe`` the tracking of the key ``full``, living ``ms`` (0 = forever).
+
+    The script scores it on the server's clock, whatever this host's clock says.
+    """
+    pipe.eval(TRACK, 1, tracking, full, ms)
+
+
+def delete_untracking(r: redis.Redis, full: str, tracking: str) -> bool:
+    """Delete the key ``full`` and its member of the set ``tracking``, in one transaction."""
+    pipe = r.pipeline(transaction=True)
+    pipe.delete(full)
+    pipe.zrem(tracking, full)
+    return bool(pipe.execute()[0])
 
 
 def delete_tracked(r: redis.Redis, tracking: str) -> int:
