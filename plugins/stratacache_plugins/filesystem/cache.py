@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import math
 import os
-import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -26,20 +23,24 @@ from stratacache_plugins.filesystem.entry import (
     LOCK_FILE,
     STALE_TEMP_SECONDS,
     TEMP,
-    TEMP_PREFIX,
     FileKinds,
     discard,
     expired,
     expiry,
     pack_header,
-    read_index,
     unlink,
+)
+from stratacache_plugins.filesystem.failures import DirectoryHealth, degrades
+from stratacache_plugins.filesystem.files import (
+    PlantedFileError,
+    make_directory,
+    open_file,
+    read_file,
+    write_temp,
 )
 from stratacache_plugins.filesystem.options import FileSystemCacheOptions
 from stratacache_plugins.filesystem.pruning import EntryCount
-
-if sys.platform != "win32":
-    import fcntl
+from stratacache_plugins.filesystem.tracking import GroupIndexes
 
 __all__ = ["FileSystemCache"]
 
@@ -57,19 +58,30 @@ class FileSystemCache(Backend):
     and the group index files), so they are atomic across threads and processes on Linux and
     other POSIX systems; on Windows, only across threads. ``clear()`` removes every entry of
     the directory, whatever its ``key_prefix``, but never a file it did not create (nor the
-    temporary file of a write still in progress). I/O errors other than a missing file raise
-    :class:`OSError`.
+    temporary file of a write still in progress).
+
+    A directory that cannot be used (full, read-only, not permitted, failing: see
+    :mod:`~stratacache_plugins.filesystem.failures`) never raises: reads of what is there go
+    on, a read that fails misses, a write or delete that fails returns ``False`` (``inc``
+    ``None``), each failure counts in ``stats.errors``, and a WARNING says so at most every
+    30 seconds. Other ``OSError`` exceptions are bugs and raise. Files are opened without following
+    links or blocking on FIFOs (see :mod:`~stratacache_plugins.filesystem.files`): anything
+    planted at a path of the cache is removed, never followed. :meth:`ping` writes a probe
+    file, so it raises when writes fail.
 
     Args:
         cache_dir: The directory, created if missing (default: the user cache directory,
-            ``platformdirs.user_cache_dir("stratacache")``).
+            ``platformdirs.user_cache_dir("stratacache")``); if it cannot be created, the
+            constructor raises ``OSError`` (start-up fails: a setting to fix).
         threshold: Maximum entry count, shared by every process of the directory: each
             entry created appends one byte to ``stratacache.count``, and past the threshold
             one process lists the directory to remove expired entries, then the oldest, down
             to 90% of it. Writes racing with a prune may exceed it by a few entries.
             ``0`` means no limit.
         default_timeout: Seconds an entry lives when ``set`` gets no timeout; 0 = forever.
-        mode: Permissions of the files (default ``0o600``).
+        mode: Permissions of the files (default ``0o600``). A directory the cache creates
+            is ``0o700``, plus read and search for whoever ``mode`` lets read the files; an
+            existing one that its group or others can write to is warned about.
         hash_method: Hashes keys into file names (default ``hashlib.sha256``).
         key_prefix: Prepended to every key (and group) before hashing.
         serializer: How values become bytes (default pickle).
@@ -113,7 +125,6 @@ class FileSystemCache(Backend):
         if cache_dir is None:
             cache_dir = platformdirs.user_cache_dir("stratacache")
         self._dir = os.fspath(cache_dir)
-        os.makedirs(self._dir, exist_ok=True)
         self._threshold = threshold
         if mode is not None and (isinstance(mode, bool) or not isinstance(mode, int)):
             raise TypeError(f"mode must be file permissions as an int, e.g. 0o600, got {mode!r}")
@@ -127,9 +138,18 @@ class FileSystemCache(Backend):
         self._index_bounds: dict[str, int] = {}
         self._lock_path = os.path.join(self._dir, LOCK_FILE)
         self._kind = FileKinds(len(hash_method(b"").hexdigest()))
-        self._count = EntryCount(self._dir, threshold, self._mode, clock, self._kind, self._lock)
+        self._health = DirectoryHealth(self._dir, self._mode, logger, lambda: self.stats)
+        self._indexes = GroupIndexes(self._health.open_in_place, self._write_temp)
+        self._count = EntryCount(self._dir, threshold, clock, self._kind, self._lock, self._health)
+        warning = make_directory(self._dir, self._mode)  # cannot: raises (a setting to fix)
+        if warning is not None:
+            logger.warning("%s", warning)
         if threshold:
-            self._count.count_existing_entries()
+            self._count_existing_entries()
+
+    @degrades(None)
+    def _count_existing_entries(self) -> None:
+        self._count.count_existing_entries()
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -137,6 +157,7 @@ class FileSystemCache(Backend):
         """Return the value of ``key`` or ``NO_VALUE``, in one read of its file."""
         return self.lookup_entry(key)[0]
 
+    @degrades((NO_VALUE, None))
     def lookup_entry(self, key: str) -> tuple[Any, float | None]:
         """Return ``(value, remaining)`` from one read of the file.
 
@@ -145,54 +166,64 @@ class FileSystemCache(Backend):
         """
         path = self._path(key)
         try:
-            file = open(path, "rb")  # noqa: SIM115 (closed below, after a possible discard)
+            fd, found = open_file(path, os.O_RDONLY)
         except FileNotFoundError:
             return NO_VALUE, None
-        with file:
-            data = file.read()
-            try:
-                expires, now = expiry(data), self._clock()
-                if expired(expires, now):
-                    discard(path, file.fileno())
-                    return NO_VALUE, None
-                value = self.load_value(self._key_prefix + key, data[HEADER.size :])
-            except DeserializationError as exc:
-                self._discard_unreadable(key, path, file.fileno(), exc)
+        except PlantedFileError as planted:
+            self._health.planted(planted, f"the entry of {key!r}")
+            return NO_VALUE, None
+        try:
+            data = read_file(fd, found.st_size)
+            expires, now = expiry(data), self._clock()
+            if expired(expires, now):
+                discard(path, fd)
                 return NO_VALUE, None
+            value = self.load_value(self._key_prefix + key, data[HEADER.size :])
+        except DeserializationError as exc:
+            self._discard_unreadable(key, path, fd, exc)
+            return NO_VALUE, None
+        finally:
+            os.close(fd)
         return value, math.inf if expires == 0.0 else expires - now
 
+    @degrades(False)
     def has(self, key: str) -> bool:
         """Return whether ``key`` holds an unexpired entry, reading only its header."""
         path = self._path(key)
         try:
-            file = open(path, "rb")  # noqa: SIM115 (closed below, after a possible discard)
+            fd, _found = open_file(path, os.O_RDONLY)
         except FileNotFoundError:
             return False
-        with file:
-            try:
-                if not expired(expiry(file.read(HEADER.size)), self._clock()):
-                    return True
-                discard(path, file.fileno())
-            except DeserializationError as exc:
-                self._discard_unreadable(key, path, file.fileno(), exc)
+        except PlantedFileError as planted:
+            self._health.planted(planted, f"the entry of {key!r}")
+            return False
+        try:
+            if not expired(expiry(read_file(fd, HEADER.size)), self._clock()):
+                return True
+            discard(path, fd)
+        except DeserializationError as exc:
+            self._discard_unreadable(key, path, fd, exc)
+        finally:
+            os.close(fd)
         return False
 
     # -- writes ---------------------------------------------------------------------------
 
+    @degrades(False)
     def set(self, key: str, value: Any, timeout: Timeout = None) -> bool:
         """Store ``value`` under ``key``; a serialization error raises and writes nothing."""
         path = self._path(key)
         tmp = self._write_entry(key, value, timeout)
         try:
             created = not os.path.lexists(path)
-            os.replace(tmp, path)
+            os.replace(tmp, path)  # replaces whatever is there, a link too: never follows it
         except BaseException:
             unlink(tmp)
             raise
-        if created:
-            self._count.note_created(path)
+        self._stored(path if created else None)
         return True
 
+    @degrades(False)
     def add(self, key: str, value: Any, timeout: Timeout = None) -> bool:
         """Store ``value`` unless ``key`` holds an unexpired entry; return whether it did."""
         path = self._path(key)
@@ -205,13 +236,15 @@ class FileSystemCache(Backend):
                     if self.has(key):  # else has() removed the expired or unreadable entry
                         return False
                 else:
-                    self._count.note_created(path)
+                    self._stored(path)
                     return True
             os.replace(tmp, path)  # expired entries keep appearing: overwrite, best effort
+            self._stored(None)
             return True
         finally:
             unlink(tmp)
 
+    @degrades(False)
     def delete(self, key: str) -> bool:
         """Remove ``key``; return whether its file was there."""
         try:
@@ -220,24 +253,28 @@ class FileSystemCache(Backend):
             return False
         return True
 
+    @degrades(False)
     def clear(self) -> bool:
         """Remove every entry and group index of the directory (see the class docstring)."""
         stale = time.time() - STALE_TEMP_SECONDS
         with self._lock, os.scandir(self._dir) as listing:
             for entry in listing:
                 kind = self._kind(entry.name)
+                if kind is None or entry.is_dir(follow_symlinks=False):
+                    continue
                 with contextlib.suppress(FileNotFoundError):
-                    if kind in (ENTRY, INDEX) or (kind == TEMP and entry.stat().st_mtime < stale):
+                    if kind != TEMP or entry.stat(follow_symlinks=False).st_mtime < stale:
                         os.unlink(entry.path)
-            with contextlib.suppress(FileNotFoundError):
-                os.truncate(self._count.path, 0)
+            self._count.reset()
         return True
 
+    @degrades(None)
     def inc(self, key: str, delta: int = 1) -> int | None:
         """Add ``delta`` to the number under ``key`` (missing counts as 0), atomically."""
-        with self._inc_lock, self._flocked(self._lock_path, create=True):
+        with self._inc_lock, self._indexes.flocked(self._lock_path, create=True):
             new: int = (self.get(key) or 0) + delta
-            self.set(key, new)
+            if not self.set(key, new):
+                return None
         return new
 
     def dec(self, key: str, delta: int = 1) -> int | None:
@@ -246,71 +283,40 @@ class FileSystemCache(Backend):
 
     # -- key tracking ---------------------------------------------------------------------
 
+    @degrades(False)
     def set_tracked(
         self, key: str, value: Any, timeout: Timeout = None, group: str | None = None
     ) -> bool:
-        """Store ``value``, then append ``key`` to the index file of ``group``."""
-        stored = self.set(key, value, timeout)
-        if group is not None:
-            path = self._path(group, INDEX)
-            line = (json.dumps(key) + "\n").encode()
-            with self._flocked(path, create=True, shared=True) as fd:
-                assert fd is not None
-                size = os.fstat(fd).st_size
-                os.write(fd, line)  # one O_APPEND write: lines of processes never interleave
-            if size + len(line) > self._index_bounds.get(path, self._index_min_size):
-                self._compact(path)
-        return stored
+        """Store ``value``, then append ``key`` to the index file of ``group``.
 
+        If the index cannot take the key, the entry goes too: ``clear_tracked`` would miss it.
+        """
+        if not self.set(key, value, timeout):
+            return False
+        if group is None:
+            return True
+        path = self._path(group, INDEX)
+        try:
+            size = self._indexes.append(path, key)
+        except BaseException:
+            self.delete(key)
+            raise
+        if size > self._index_bounds.get(path, self._index_min_size):
+            self._compact(path)
+        return True
+
+    @degrades(0)
     def clear_tracked(self, group: str) -> int:
         """Delete the entries listed in ``group``'s index, then the index; return how many."""
-        path = self._path(group, INDEX)
-        with self._flocked(path, create=False) as fd:
-            if fd is None:
-                return 0
-            keys = read_index(fd)
-            os.unlink(path)
+        keys = self._indexes.take(self._path(group, INDEX))
         return sum(self.delete(key) for key in keys)
 
+    @degrades(None)
     def _compact(self, path: str) -> None:
         """Rewrite an index with its keys that still have an entry, once each."""
-        with self._flocked(path, create=False) as fd:
-            if fd is None:
-                return
-            keys = [k for k in read_index(fd) if os.path.exists(self._path(k))]
-            data = "".join(json.dumps(k) + "\n" for k in keys).encode()
-            tmp = self._write_temp(data)
-            try:
-                os.replace(tmp, path)
-            finally:
-                unlink(tmp)
-        self._index_bounds[path] = max(self._index_min_size, 2 * len(data))
-
-    @contextlib.contextmanager
-    def _flocked(self, path: str, *, create: bool, shared: bool = False) -> Iterator[int | None]:
-        """Yield a descriptor of the file at ``path`` under ``flock`` (None if it is absent).
-
-        With ``create`` the file is opened to append, created if missing. Compaction and
-        ``clear_tracked`` replace or unlink an index only under the exclusive lock, so a
-        lock obtained on a file that is gone meanwhile is retried on the new one.
-        """
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT if create else os.O_RDONLY
-        while True:
-            try:
-                fd = os.open(path, flags, self._mode)
-            except FileNotFoundError:
-                if create:
-                    raise
-                yield None
-                return
-            try:
-                if sys.platform != "win32":
-                    fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-                if os.fstat(fd).st_nlink > 0:
-                    yield fd
-                    return
-            finally:
-                os.close(fd)
+        size = self._indexes.compact(path, lambda key: os.path.lexists(self._path(key)))
+        if size is not None:
+            self._index_bounds[path] = max(self._index_min_size, 2 * size)
 
     # -- internals ------------------------------------------------------------------------
 
@@ -334,21 +340,32 @@ class FileSystemCache(Backend):
 
     def _write_temp(self, *chunks: bytes) -> str:
         """Write ``chunks`` to a new temporary file of the directory; return its path."""
-        fd, tmp = tempfile.mkstemp(suffix=TEMP, prefix=TEMP_PREFIX, dir=self._dir)
-        try:
-            with open(fd, "wb") as file:
-                for chunk in chunks:
-                    file.write(chunk)
-            os.chmod(tmp, self._mode)
-        except BaseException:
-            unlink(tmp)
-            raise
-        return tmp
+        return write_temp(self._dir, self._mode, *chunks)
 
     def _discard_unreadable(self, key: str, path: str, fd: int, exc: Exception) -> None:
         self.stats.deserialization_failures += 1
         logger.warning("FileSystemCache: deleting unreadable entry %r (%s): %s", key, path, exc)
         discard(path, fd)
+
+    # -- an unusable directory, planted files ---------------------------------------------
+
+    def note_unusable(self, operation: str, exc: OSError) -> None:
+        """Report (rate-limited) an operation that failed because the directory is unusable."""
+        self._health.unusable(operation, exc)
+
+    def _stored(self, created: str | None) -> None:
+        """An entry was written (and created at ``created``): count it; writes work again."""
+        self._health.written()
+        if created is not None and self._threshold:
+            self._count_created(created)
+
+    @degrades(None)
+    def _count_created(self, path: str) -> None:
+        self._count.note_created(path)
+
+    def ping(self) -> None:
+        """Write a probe file to the directory and remove it: raise if writes fail."""
+        unlink(self._write_temp(pack_header(0.0)))
 
     # -- monitoring -----------------------------------------------------------------------
 
@@ -370,17 +387,7 @@ class FileSystemCache(Backend):
         Expired entries count until a read or a prune removes them; the names of the
         functions are not recoverable from the hashed file names.
         """
-        entries = groups = size = 0
-        with os.scandir(self._dir) as listing:
-            for entry in listing:
-                kind = self._kind(entry.name)
-                with contextlib.suppress(FileNotFoundError):
-                    if kind == ENTRY:
-                        entries += 1
-                        size += entry.stat().st_size
-                    elif kind == INDEX:
-                        groups += 1
-        return {"entries": entries, "bytes": size, "tracked_groups": groups}
+        return self._count.census()
 
     def __repr__(self) -> str:
         return (

@@ -89,7 +89,8 @@ def expired(expires: float, now: float) -> bool:
 def discard(path: str, fd: int) -> None:
     """Remove the entry at ``path`` if it is still the file open as ``fd``, not a newer one."""
     with contextlib.suppress(FileNotFoundError):
-        if os.stat(path).st_ino == os.fstat(fd).st_ino:
+        there, opened = os.lstat(path), os.fstat(fd)
+        if (there.st_dev, there.st_ino) == (opened.st_dev, opened.st_ino):
             os.unlink(path)
 
 

@@ -15,12 +15,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from stratacache import DeserializationError
 from stratacache_plugins.filesystem.entry import (
     COUNT_FILE,
     ENTRY,
     HEADER,
+    INDEX,
     STALE_TEMP_SECONDS,
     TEMP,
     discard,
@@ -28,6 +30,10 @@ from stratacache_plugins.filesystem.entry import (
     expiry,
     unlink,
 )
+from stratacache_plugins.filesystem.files import PlantedFileError, open_file, read_file
+
+if TYPE_CHECKING:
+    from stratacache_plugins.filesystem.failures import DirectoryHealth
 
 if sys.platform != "win32":
     import fcntl
@@ -41,24 +47,24 @@ class EntryCount:
     Args:
         directory: The cache directory.
         threshold: Maximum entry count; 0 = no limit (nothing is counted).
-        mode: Permissions of the count file.
         clock: The cache's clock, which expiry follows.
         kind: Returns the suffix of a file the cache makes, or None for any other file.
         lock: Held while pruning: one prune at a time in this process.
+        health: Opens the count file (never a planted one) and handles planted entries.
     """
 
     def __init__(  # noqa: PLR0917 (an internal constructor)
         self,
         directory: str,
         threshold: int,
-        mode: int,
         clock: Callable[[], float],
         kind: Callable[[str], str | None],
         lock: threading.Lock,
+        health: DirectoryHealth,
     ) -> None:
         self._dir = directory
         self._threshold = threshold
-        self._mode = mode
+        self._health = health
         self._clock = clock
         self._kind = kind
         self._lock = lock
@@ -70,7 +76,7 @@ class EntryCount:
         with os.scandir(self._dir) as listing:
             entries = sum(1 for e in listing if self._kind(e.name) == ENTRY)
         if entries:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, self._mode)
+            fd = self._health.open_in_place(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
             try:
                 missing = entries - os.fstat(fd).st_size
                 if missing > 0:
@@ -78,11 +84,40 @@ class EntryCount:
             finally:
                 os.close(fd)
 
+    def reset(self) -> None:
+        """Count no entry (``clear``)."""
+        try:
+            fd = self._health.open_in_place(self.path, os.O_WRONLY)
+        except FileNotFoundError:
+            return
+        try:
+            os.ftruncate(fd, 0)
+        finally:
+            os.close(fd)
+
+    def census(self) -> dict[str, Any]:
+        """Entries, their bytes and the group indexes in the directory, from one listing.
+
+        Expired entries count until a read or a prune removes them; the names of the
+        functions are not recoverable from the hashed file names.
+        """
+        entries = groups = size = 0
+        with os.scandir(self._dir) as listing:
+            for entry in listing:
+                kind = self._kind(entry.name)
+                with contextlib.suppress(FileNotFoundError):
+                    if kind == ENTRY:
+                        entries += 1
+                        size += entry.stat(follow_symlinks=False).st_size
+                    elif kind == INDEX:
+                        groups += 1
+        return {"entries": entries, "bytes": size, "tracked_groups": groups}
+
     def note_created(self, path: str) -> None:
         """Count the entry just created at ``path``; past the threshold, prune."""
         if not self._threshold:
             return
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, self._mode)
+        fd = self._health.open_in_place(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         try:
             os.write(fd, b"\0")
             if os.fstat(fd).st_size > self._threshold:
@@ -121,18 +156,25 @@ class EntryCount:
             for entry in listing:
                 kind = self._kind(entry.name)
                 with contextlib.suppress(FileNotFoundError):
-                    if kind == TEMP and entry.stat().st_mtime < stale:
+                    if kind == TEMP and entry.stat(follow_symlinks=False).st_mtime < stale:
                         os.unlink(entry.path)
                     elif kind == ENTRY:
-                        with open(entry.path, "rb") as file:
+                        try:
+                            fd, found = open_file(entry.path, os.O_RDONLY)
+                        except PlantedFileError as planted:
+                            self._health.planted(planted, "the entry of a key")
+                            continue
+                        try:
                             try:
-                                fresh = not expired(expiry(file.read(HEADER.size)), now)
+                                fresh = not expired(expiry(read_file(fd, HEADER.size)), now)
                             except DeserializationError:
                                 fresh = False
                             if fresh:
-                                live.append((os.fstat(file.fileno()).st_mtime_ns, entry.path))
+                                live.append((found.st_mtime_ns, entry.path))
                             else:
-                                discard(entry.path, file.fileno())
+                                discard(entry.path, fd)
+                        finally:
+                            os.close(fd)
         target = max(1, self._threshold * 9 // 10)
         live.sort()
         oldest = [path for _mtime, path in live if path != keep]
