@@ -55,6 +55,21 @@ def _table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+HARDENING = 100
+"""Scenarios from here on are the hardening items of issue 11 (100 + the item's number)."""
+
+
+def _summary(entries: list[dict[str, Any]]) -> list[str]:
+    lines = ["| # | scenario | requirement | figures |", "|---|---|---|---|"]
+    for entry in entries:
+        figures = "; ".join(f"{k}: {_cell(v)}" for k, v in entry["figures"].items())
+        lines.append(
+            f"| {entry['scenario']} | {_cell(entry['title'])} | {_cell(entry['requirement'])}"
+            f" | {figures} |"
+        )
+    return lines
+
+
 def render(entries: list[dict[str, Any]], when: str) -> str:
     """Return the page for the recorded ``entries``."""
     entries = sorted(entries, key=lambda e: (e["scenario"], e["title"]))
@@ -64,15 +79,17 @@ def render(entries: list[dict[str, Any]], when: str) -> str:
         f" {platform.machine()} ({sys.platform}), on a shared 2-core machine: timings vary"
         " from run to run; the requirements hold on every run (the tests assert them).\n"
     )
+    faults = [e for e in entries if e["scenario"] < HARDENING]
+    hardening = [e for e in entries if e["scenario"] >= HARDENING]
     lines.append("## Summary\n")
-    lines.append("| # | scenario | requirement | figures |")
-    lines.append("|---|---|---|---|")
-    for entry in entries:
-        figures = "; ".join(f"{k}: {_cell(v)}" for k, v in entry["figures"].items())
+    lines += _summary(faults)
+    if hardening:
+        lines.append("\n## Hardening\n")
         lines.append(
-            f"| {entry['scenario']} | {_cell(entry['title'])} | {_cell(entry['requirement'])}"
-            f" | {figures} |"
+            "Regressions found by hostile testing (issue 11): scenario 100 + the item's"
+            " number. Each test failed before its fix.\n"
         )
+        lines += _summary(hardening)
     detailed = [e for e in entries if e["table"]]
     if detailed:
         lines.append("\n## Details\n")
