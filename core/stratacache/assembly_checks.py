@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from stratacache.errors import ConfigurationError
-from stratacache.masking import MASK, mask_url
+from stratacache.masking import MASK, mask_options
 from stratacache.options import BackendOptions, is_secret
 from stratacache.settings.problems import closest_key
 
@@ -44,14 +44,11 @@ class BuildError(Exception):
 def shown_options(
     options: Mapping[str, Any], model: type[BackendOptions] | None = None
 ) -> dict[str, Any]:
-    """Return ``options`` as they may be shown: secrets masked, URL passwords hidden."""
-    shown = dict(options)
-    for name, value in shown.items():
-        secret = model is not None and name in model.model_fields and is_secret(model, name)
-        if value and (secret or name in ("password", "secret_key")):
+    """Return ``options`` as they may be shown: secrets (by name or by model) masked, URLs'."""
+    shown = mask_options(options)
+    for name, value in options.items():
+        if value and model is not None and name in model.model_fields and is_secret(model, name):
             shown[name] = MASK
-        elif isinstance(value, str) and name in ("url", "host"):
-            shown[name] = mask_url(value)
     return shown
 
 

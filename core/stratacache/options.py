@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from stratacache.masking import MASK, mask_url
+from stratacache.masking import MASK, is_secret_name, mask_url
 
 __all__ = ["BackendOptions", "OptionsError", "option", "option_keys", "validate_options"]
 
@@ -135,7 +135,7 @@ def validate_options(
             name = str(error["loc"][0]) if error["loc"] else ""
             where = names.get(name) or f"{names.get('*', '')}.{name}"
             value = error.get("input")
-            if name in model.model_fields and is_secret(model, name):
+            if is_secret_name(name) or (name in model.model_fields and is_secret(model, name)):
                 shown = repr(MASK)
             elif isinstance(value, str) and "://" in value:
                 shown = repr(mask_url(value))

@@ -24,7 +24,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from stratacache.masking import MASK, mask_url
+from stratacache.masking import MASK, is_secret_name, mask_options, mask_url
 from stratacache.settings.problems import problems_of, unknown_key_problems
 from stratacache.settings.sources import (
     KEY_PREFIXES,
@@ -194,7 +194,8 @@ class CacheSettings(BaseSettings):
         return backend_keys_from_files(set(self.keys()), self.model_config.get("env_file"))
 
     def __repr_args__(self) -> Any:
-        yield from super().__repr_args__()
+        for name, value in super().__repr_args__():
+            yield name, mask_options(value) if name == "cache_options" else value
         if self._backend_keys:
             yield "backend_keys", self.backend_keys_masked()
 
@@ -227,7 +228,7 @@ class CacheSettings(BaseSettings):
         """:attr:`backend_keys` with what looks secret masked (the models say for sure)."""
         out: dict[str, Any] = {}
         for key, value in self.backend_keys.items():
-            if any(word in key for word in ("PASSWORD", "SECRET", "TOKEN")):
+            if is_secret_name(key):
                 out[key] = MASK
             elif isinstance(value, str):
                 out[key] = mask_url(value)
@@ -251,6 +252,8 @@ class CacheSettings(BaseSettings):
                 value = [v.get_secret_value() if reveal_secrets else MASK for v in value]
             elif name == "cache_layers" and value is not None:
                 value = [spec.as_dict(reveal_secrets=reveal_secrets) for spec in value]
+            elif name == "cache_options" and not reveal_secrets:
+                value = mask_options(value)
             out[key] = value
         out.update(self.backend_keys if reveal_secrets else self.backend_keys_masked())
         return out

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from stratacache.masking import MASK, mask_url
+from stratacache.masking import mask_options
 
 __all__ = ["RESERVED", "TierSpec", "parse_layers"]
 
@@ -54,13 +54,7 @@ class TierSpec:
         out: dict[str, Any] = {"type": self.type, "name": self.name}
         if self.timeout:
             out["timeout"] = self.timeout
-        for key, given in self.options.items():
-            shown = given
-            if not reveal_secrets and any(w in key.lower() for w in ("password", "secret")):
-                shown = MASK
-            elif not reveal_secrets and isinstance(given, str):
-                shown = mask_url(given)
-            out[key] = shown
+        out.update(self.options if reveal_secrets else mask_options(self.options))
         return out
 
 
