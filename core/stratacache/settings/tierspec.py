@@ -17,10 +17,19 @@ from typing import Any
 
 from stratacache.masking import mask_options
 
-__all__ = ["RESERVED", "TierSpec", "parse_layers"]
+__all__ = ["MAX_TIMEOUT", "MAX_TIMEOUT_TEXT", "RESERVED", "TierSpec", "parse_layers"]
 
 RESERVED = ("type", "name", "timeout")
 """The keys of a tier spec that are not backend options."""
+
+MAX_TIMEOUT = 10 * 365 * 24 * 3600
+"""The longest timeout a setting may give, in seconds: 10 years (0 means never expire).
+
+Longer is a mistake, not a wish (never expiring is 0), and far longer breaks the backends:
+Redis refuses an expiry past 2**63 milliseconds, and ``time.time() + timeout`` overflows
+a float.
+"""
+MAX_TIMEOUT_TEXT = f"{MAX_TIMEOUT} (10 years)"
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 _EXAMPLE = '[{"type": "SimpleCache", "timeout": 60}, {"type": "RedisCache", "url": "redis://..."}]'
@@ -126,10 +135,11 @@ def _spec(index: int, item: Any, problems: list[str]) -> TierSpec | None:
             ' e.g. "memory" or "redis"'
         )
     timeout = item.get("timeout", 0)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout >= 0:
+    number = isinstance(timeout, int | float) and not isinstance(timeout, bool)
+    if not number or not 0 <= timeout <= MAX_TIMEOUT:
         problems.append(
-            f"{path}.timeout={timeout!r}: the tier's cap must be a number of seconds >= 0"
-            " (0 = no cap: entries live as long as in the tier below)"
+            f"{path}.timeout={timeout!r}: the tier's cap must be a number of seconds >= 0, at"
+            f" most {MAX_TIMEOUT_TEXT} (0 = no cap: entries live as long as in the tier below)"
         )
     if len(problems) > bad:
         return None
