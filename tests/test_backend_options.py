@@ -313,8 +313,8 @@ class TestRedisOptions:
             ("CACHE_REDIS_PORT", 0, "a port number from 1 to 65535"),
             ("CACHE_REDIS_PORT", 65536, "a port number from 1 to 65535"),
             ("CACHE_REDIS_DB", -1, "a database number >= 0"),
-            ("CACHE_REDIS_CONNECT_TIMEOUT", 0, "a number of seconds > 0"),
-            ("CACHE_REDIS_READ_TIMEOUT", -1, "a number of seconds > 0"),
+            ("CACHE_REDIS_CONNECT_TIMEOUT", 0, "a number of seconds > 0, at most 3600 (1 hour)"),
+            ("CACHE_REDIS_READ_TIMEOUT", -1, "a number of seconds > 0, at most 3600 (1 hour)"),
             ("CACHE_REDIS_HOST", "", "a host name, or a redis://, rediss:// or unix:// URL"),
         ],
     )
@@ -349,10 +349,10 @@ class TestRedisAtomicOptions:
     @pytest.mark.parametrize(
         ("key", "value", "expected"),
         [
-            ("CACHE_ATOMIC_LOCK_TIMEOUT", 0, "a number of seconds > 0"),
-            ("CACHE_ATOMIC_WAIT", -1, "a number of seconds > 0"),
-            ("CACHE_ATOMIC_RETRIES", 0, "a whole number >= 1"),
-            ("CACHE_ATOMIC_RETRIES", 1.5, "a whole number >= 1"),
+            ("CACHE_ATOMIC_LOCK_TIMEOUT", 0, "a number of seconds > 0, at most 86400 (1 day)"),
+            ("CACHE_ATOMIC_WAIT", -1, "a number of seconds > 0, at most 86400 (1 day)"),
+            ("CACHE_ATOMIC_RETRIES", 0, "a whole number >= 1, at most 1000"),
+            ("CACHE_ATOMIC_RETRIES", 1.5, "a whole number >= 1, at most 1000"),
         ],
     )
     def test_bounds(self, key: str, value: object, expected: str) -> None:

@@ -15,7 +15,11 @@ from stratacache.options import BackendOptions, OptionsError, option_keys, valid
 from stratacache_plugins.filesystem import FileSystemCache, FileSystemCacheOptions
 from stratacache_plugins.null import NullCache
 from stratacache_plugins.rediscache import RedisCache, RedisCacheAtomic, RedisCacheNoExceptions
-from stratacache_plugins.rediscache.options import RedisCacheAtomicOptions, RedisCacheOptions
+from stratacache_plugins.rediscache.options import (
+    RedisCacheAtomicOptions,
+    RedisCacheNoExceptionsOptions,
+    RedisCacheOptions,
+)
 from stratacache_plugins.simple import SimpleCache, SimpleCacheNoSerializer, SimpleCacheOptions
 
 MODELS: dict[type[Backend], type[BackendOptions] | None] = {
@@ -24,7 +28,7 @@ MODELS: dict[type[Backend], type[BackendOptions] | None] = {
     NullCache: None,
     FileSystemCache: FileSystemCacheOptions,
     RedisCache: RedisCacheOptions,
-    RedisCacheNoExceptions: RedisCacheOptions,
+    RedisCacheNoExceptions: RedisCacheNoExceptionsOptions,
     RedisCacheAtomic: RedisCacheAtomicOptions,
 }
 BACKENDS = [backend for backend, model in MODELS.items() if model is not None]

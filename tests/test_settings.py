@@ -160,6 +160,32 @@ def test_secrets_are_masked_everywhere() -> None:
     assert "hunter2" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://h:6379/0", "redis://h:6379/0"),
+        ("redis://u:pw@h/0", "redis://u:**********@h/0"),
+        ("redis://h/0?password=p@ss&db=1", "redis://h/0?password=**********&db=1"),
+        ("redis://:p@ss@h/0?ssl_password=x", "redis://:**********@h/0?ssl_password=**********"),
+        ("unix:///r.sock?db=0&Auth_Token=t#f", "unix:///r.sock?db=0&Auth_Token=**********#f"),
+        ("not a url", "not a url"),
+    ],
+)
+def test_mask_url_hides_credentials_and_query_secrets(url: str, shown: str) -> None:
+    from stratacache.masking import mask_url
+
+    assert mask_url(url) == shown
+
+
+def test_options_named_as_secrets_are_masked() -> None:
+    options = {"ssl_password": "pa55-word", "auth_token": "t0ken", "url": "redis://:pw@h/0"}
+    settings = CacheSettings.from_mapping({"CACHE_OPTIONS": options})
+    for shown in (repr(settings), json.dumps(settings.as_mapping())):
+        for secret in ("pa55-word", "t0ken", ":pw@"):
+            assert secret not in shown
+    assert settings.as_mapping(reveal_secrets=True)["CACHE_OPTIONS"] == options
+
+
 def test_keys_cover_every_field() -> None:
     keys = CacheSettings.keys()
     assert set(keys.values()) == set(CacheSettings.model_fields)

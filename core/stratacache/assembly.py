@@ -25,6 +25,7 @@ from stratacache.assembly_checks import (
     BuildError,
     check_signing,
     leftover_problems,
+    named_problem,
     rejected,
     shown_options,
 )
@@ -270,6 +271,8 @@ def _build(
     try:
         backend = backend_cls.from_options(options, explicit=plan.explicit)
     except (TypeError, ValueError, OSError) as exc:
+        if isinstance(exc, OptionsError) and exc.rejected:  # each names its argument
+            raise BuildError([named_problem(plan, p, model) for p in exc.rejected]) from exc
         raise BuildError([rejected(plan, backend_cls, exc, options)]) from exc
     passed = {**backend_cls.accepted_options(options), **plan.explicit}
     return backend, shown_options(passed, model)

@@ -9,8 +9,8 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from stratacache.errors import ConfigurationError
-from stratacache.masking import MASK, mask_url
-from stratacache.options import BackendOptions, is_secret
+from stratacache.masking import MASK, mask_options
+from stratacache.options import BackendOptions, OptionProblem, is_secret
 from stratacache.settings.problems import closest_key
 
 if TYPE_CHECKING:
@@ -24,6 +24,7 @@ __all__ = [
     "check_signing",
     "installed_option_keys",
     "leftover_problems",
+    "named_problem",
     "rejected",
     "shown_options",
 ]
@@ -44,15 +45,32 @@ class BuildError(Exception):
 def shown_options(
     options: Mapping[str, Any], model: type[BackendOptions] | None = None
 ) -> dict[str, Any]:
-    """Return ``options`` as they may be shown: secrets masked, URL passwords hidden."""
-    shown = dict(options)
-    for name, value in shown.items():
-        secret = model is not None and name in model.model_fields and is_secret(model, name)
-        if value and (secret or name in ("password", "secret_key")):
+    """Return ``options`` as they may be shown: secrets (by name or by model) masked, URLs'."""
+    shown = mask_options(options)
+    for name, value in options.items():
+        if value and model is not None and name in model.model_fields and is_secret(model, name):
             shown[name] = MASK
-        elif isinstance(value, str) and name in ("url", "host"):
-            shown[name] = mask_url(value)
     return shown
+
+
+def named_problem(
+    plan: TierPlan, problem: OptionProblem, model: type[BackendOptions] | None
+) -> str:
+    """Name a backend's refusal of one argument by the setting that gave it.
+
+    ``CACHE_OPTIONS.ssl_password`` when it came from there, its key (``CACHE_REDIS_URL``)
+    or its tier spec path (``CACHE_LAYERS[1].url``) otherwise.
+    """
+    option, shown = problem.option, problem.shown(model)
+    if option in plan.explicit:
+        where = f"{plan.explicit_key}.{option}"
+    elif option in plan.names:
+        where = plan.names[option]
+    elif "*" in plan.names:
+        where = f"{plan.names['*']}.{option}"
+    else:  # an argument the stack derived (default_timeout...): name the backend
+        return f"{plan.type_key}={plan.type!r}: {option}={shown}: {problem.text}"
+    return f"{where}={shown}: {problem.text}"
 
 
 def rejected(

@@ -169,6 +169,12 @@ class Backend(BaseCache):
                 as they are, so a misspelt one fails loudly.
 
         Override it when the settings need translating (a URL built from host and port, say).
+
+        Raises:
+            OptionsError: Built with :meth:`OptionsError.refusing
+                <stratacache.options.OptionsError.refusing>` by a backend that refuses some
+                arguments (here or in its constructor): each problem names its argument,
+                and the assembly step names the setting that gave it.
         """
         return cls(**cls.accepted_options(options), **explicit)
 

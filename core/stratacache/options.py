@@ -17,13 +17,21 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from stratacache.masking import MASK, mask_url
+from stratacache.masking import MASK, is_secret_name, mask_url
 
-__all__ = ["BackendOptions", "OptionsError", "option", "option_keys", "validate_options"]
+__all__ = [
+    "BackendOptions",
+    "OptionProblem",
+    "OptionsError",
+    "option",
+    "option_keys",
+    "validate_options",
+]
 
 
 class BackendOptions(BaseModel):
@@ -97,12 +105,54 @@ def is_secret(model: type[BackendOptions], name: str) -> bool:
     return "SecretStr" in annotation
 
 
-class OptionsError(ValueError):
-    """The options of one tier are invalid; :attr:`problems` names each by its path."""
+@dataclass(frozen=True)
+class OptionProblem:
+    """What a backend finds wrong with one of its constructor arguments.
 
-    def __init__(self, problems: list[str]) -> None:
+    Attributes:
+        option: The argument's name (``url``, ``ssl_password``...).
+        value: Its value (shown masked when the name or the model says it is a secret).
+        text: What is wrong and the fix, without the name or the value.
+    """
+
+    option: str
+    value: Any
+    text: str
+
+    def shown(self, model: type[BackendOptions] | None = None) -> str:
+        """The value as a problem may show it: ``repr``, secrets masked, URLs' passwords too."""
+        secret = is_secret_name(self.option) or (
+            model is not None
+            and self.option in model.model_fields
+            and is_secret(model, self.option)
+        )
+        if self.value and secret:
+            return repr(MASK)
+        if isinstance(self.value, str):
+            return repr(mask_url(self.value))
+        return repr(self.value)
+
+
+class OptionsError(ValueError):
+    """The options of one tier are invalid; :attr:`problems` names each by its path.
+
+    Raised by :func:`validate_options`, and by a backend that refuses some of its arguments
+    at construction (its constructor or :meth:`Backend.from_options
+    <stratacache.Backend.from_options>`), built with :meth:`refusing`: then
+    :attr:`rejected` holds each argument's problem, and the assembly step names each by the
+    setting it came from: its key (``CACHE_REDIS_URL``), its tier spec path
+    (``CACHE_LAYERS[1].url``) or ``CACHE_OPTIONS.<name>``.
+    """
+
+    def __init__(self, problems: list[str], rejected: list[OptionProblem] | None = None) -> None:
         super().__init__("; ".join(problems))
         self.problems = problems
+        self.rejected = rejected or []
+
+    @classmethod
+    def refusing(cls, rejected: list[OptionProblem]) -> OptionsError:
+        """The error of a backend that refuses the arguments of ``rejected``."""
+        return cls([f"{p.option}={p.shown()}: {p.text}" for p in rejected], rejected)
 
 
 def validate_options(
@@ -135,7 +185,7 @@ def validate_options(
             name = str(error["loc"][0]) if error["loc"] else ""
             where = names.get(name) or f"{names.get('*', '')}.{name}"
             value = error.get("input")
-            if name in model.model_fields and is_secret(model, name):
+            if is_secret_name(name) or (name in model.model_fields and is_secret(model, name)):
                 shown = repr(MASK)
             elif isinstance(value, str) and "://" in value:
                 shown = repr(mask_url(value))

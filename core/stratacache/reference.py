@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import SecretStr
 
 from stratacache.errors import BackendNotFound, ConfigurationError, InvalidBackend
-from stratacache.masking import MASK, mask_url
+from stratacache.masking import MASK, is_secret_name, mask_url
 from stratacache.options import (
     BackendOptions,
     OptionsError,
@@ -80,8 +80,8 @@ def option_reference() -> dict[str, OptionKey]:
     return dict(sorted(found.items()))
 
 
-def _shown(value: Any, secret: bool) -> Any:
-    if isinstance(value, SecretStr) or (secret and value):
+def _shown(value: Any, secret: bool, key: str) -> Any:
+    if isinstance(value, SecretStr) or ((secret or is_secret_name(key)) and value):
         return MASK
     return mask_url(value) if isinstance(value, str) else value
 
@@ -108,7 +108,7 @@ def effective_settings(settings: CacheSettings) -> dict[str, tuple[Any, Source]]
         if key not in given:
             if not layers:
                 secret = is_secret(option.model, option.field)
-                out[key] = (_shown(option.default, secret), "default")
+                out[key] = (_shown(option.default, secret, key), "default")
             continue
         try:
             validated = validate_options(
@@ -118,7 +118,7 @@ def effective_settings(settings: CacheSettings) -> dict[str, tuple[Any, Source]]
             problems += exc.problems
             continue
         value = getattr(validated, option.field)
-        out[key] = (_shown(value, is_secret(option.model, option.field)), sources[key])
+        out[key] = (_shown(value, is_secret(option.model, option.field), key), sources[key])
     if problems:
         raise ConfigurationError(problems)
     return out

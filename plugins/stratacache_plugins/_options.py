@@ -9,9 +9,9 @@ from __future__ import annotations
 import types
 from typing import Any, Union, get_args, get_origin
 
-from pydantic import ValidationInfo, field_validator
+from pydantic import ValidationError, ValidationInfo, field_validator
 
-from stratacache.options import BackendOptions
+from stratacache.options import BackendOptions, OptionProblem, accepts
 
 __all__ = ["PluginOptions"]
 
@@ -30,6 +30,32 @@ class PluginOptions(BackendOptions):
 
     Python takes ``True`` for 1, but ``CACHE_THRESHOLD=True`` is a mistake, not a threshold.
     """
+
+    @classmethod
+    def argument_problems(cls, values: dict[str, Any]) -> list[OptionProblem]:
+        """Check constructor arguments (by field name) against their fields, strictly.
+
+        For a backend built in code or from ``CACHE_OPTIONS``, whose values are given as
+        they are meant: the text ``"2"`` is not the number 2 here, as it is in the
+        environment. Return one problem per bad argument, with what is expected.
+        """
+        try:
+            cls.model_validate(dict(values), strict=True)
+        except ValidationError as exc:
+            problems = []
+            for error in exc.errors(include_url=False):
+                name = str(error["loc"][0]) if error["loc"] else ""
+                text = str(error["msg"]).removeprefix("Value error, ")
+                if isinstance(values.get(name), str) and error["type"].endswith("_type"):
+                    text += ", not text"
+                expected = accepts(cls, name) if name in cls.model_fields else None
+                problems.append(
+                    OptionProblem(name, values.get(name), f"{text} (expected {expected})")
+                    if expected
+                    else OptionProblem(name, values.get(name), text)
+                )
+            return problems
+        return []
 
     @field_validator("*", mode="before")
     @classmethod

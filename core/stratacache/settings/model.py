@@ -24,7 +24,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from stratacache.masking import MASK, mask_url
+from stratacache.masking import MASK, is_secret_name, mask_options, mask_url
 from stratacache.settings.problems import problems_of, unknown_key_problems
 from stratacache.settings.sources import (
     KEY_PREFIXES,
@@ -32,12 +32,13 @@ from stratacache.settings.sources import (
     backend_keys_from_files,
     read_dotenv,
 )
-from stratacache.settings.tierspec import TierSpec, parse_layers
+from stratacache.settings.tierspec import MAX_TIMEOUT, MAX_TIMEOUT_TEXT, TierSpec, parse_layers
 from stratacache.signing import MIN_SECRET_LENGTH
 
 __all__ = ["CacheSettings", "MappingSettings"]
 
 _BACKEND_ACCEPTS = "an installed backend name (see `stratacache backends`) or a dotted path"
+_TIMEOUT_ACCEPTS = f"a whole number of seconds >= 0 (0 = never expire), at most {MAX_TIMEOUT_TEXT}"
 
 
 def _key(alias: str, accepts: str, *default: Any, **kwargs: Any) -> Any:
@@ -83,9 +84,10 @@ class CacheSettings(BaseSettings):
     )
     cache_default_timeout: int = _key(
         "CACHE_DEFAULT_TIMEOUT",
-        "a whole number of seconds >= 0 (0 = never expire)",
+        _TIMEOUT_ACCEPTS,
         300,
         ge=0,
+        le=MAX_TIMEOUT,
         description="Seconds an entry lives when no duration is given.",
     )
     cache_key_prefix: str = _key(
@@ -109,6 +111,7 @@ class CacheSettings(BaseSettings):
         f"a secret of at least {MIN_SECRET_LENGTH} characters, or a JSON list of them"
         ' (newest first) to rotate keys, e.g. ["new-secret...", "old-secret..."]',
         default_factory=tuple,
+        validate_default=False,  # the default (no key) is not an empty list given
         description="Signs every shared-layer payload (HMAC-SHA256); unsigned or wrongly"
         " signed entries are never deserialized. The first key signs, any key verifies.",
     )
@@ -122,9 +125,10 @@ class CacheSettings(BaseSettings):
     )
     localcache_default_timeout: int = _key(
         "LOCALCACHE_DEFAULT_TIMEOUT",
-        "a whole number of seconds >= 0 (0 = never expire)",
+        _TIMEOUT_ACCEPTS,
         300,
         ge=0,
+        le=MAX_TIMEOUT,
         description="Longest life of a local copy of a shared entry.",
     )
     localcache_no_serializer_type: str = _key(
@@ -194,7 +198,8 @@ class CacheSettings(BaseSettings):
         return backend_keys_from_files(set(self.keys()), self.model_config.get("env_file"))
 
     def __repr_args__(self) -> Any:
-        yield from super().__repr_args__()
+        for name, value in super().__repr_args__():
+            yield name, mask_options(value) if name == "cache_options" else value
         if self._backend_keys:
             yield "backend_keys", self.backend_keys_masked()
 
@@ -227,7 +232,7 @@ class CacheSettings(BaseSettings):
         """:attr:`backend_keys` with what looks secret masked (the models say for sure)."""
         out: dict[str, Any] = {}
         for key, value in self.backend_keys.items():
-            if any(word in key for word in ("PASSWORD", "SECRET", "TOKEN")):
+            if is_secret_name(key):
                 out[key] = MASK
             elif isinstance(value, str):
                 out[key] = mask_url(value)
@@ -251,6 +256,8 @@ class CacheSettings(BaseSettings):
                 value = [v.get_secret_value() if reveal_secrets else MASK for v in value]
             elif name == "cache_layers" and value is not None:
                 value = [spec.as_dict(reveal_secrets=reveal_secrets) for spec in value]
+            elif name == "cache_options" and not reveal_secrets:
+                value = mask_options(value)
             out[key] = value
         out.update(self.backend_keys if reveal_secrets else self.backend_keys_masked())
         return out
@@ -318,6 +325,11 @@ class CacheSettings(BaseSettings):
                 value = [value]
         if not isinstance(value, list | tuple):
             raise ValueError("must be a string or a list of strings")
+        if not value:  # given, yet no key: a typo must not turn signing off unseen
+            raise ValueError(
+                "an empty list of keys would sign nothing; give at least one key to sign"
+                " payloads, or unset CACHE_SECRET_KEY to store them unsigned"
+            )
         for index, secret in enumerate(value, 1):
             plain = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
             if not isinstance(plain, str):

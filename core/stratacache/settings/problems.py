@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from stratacache.masking import MASK, mask_url
+from stratacache.masking import MASK, is_secret_name, mask_url
 
 if TYPE_CHECKING:
     from pydantic_settings import BaseSettings
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 __all__ = ["closest_key", "problems_of", "unknown_key_problems"]
 
 _SECRET_FIELDS = frozenset({"cache_secret_key"})
+_NESTED_FIELDS = frozenset({"cache_options", "cache_layers"})  # may hold secrets by name
 _EXPLAINED = ("did you mean", "installed backends", "backend:", "in-process", "cache_layers[")
 
 
@@ -53,6 +54,8 @@ def problems_of(exc: ValidationError, model: type[BaseSettings]) -> list[str]:
         elif name == "cache_layers" and message.startswith("CACHE_LAYERS"):
             problems += message.split("\n")  # each names its path: CACHE_LAYERS[2].timeout
             continue
+        elif name in _NESTED_FIELDS and isinstance(value, str) and is_secret_name(value):
+            shown = MASK  # unparsed text naming a secret (ssl_password...): show none of it
         elif isinstance(value, str):
             shown = repr(mask_url(value))
         else:

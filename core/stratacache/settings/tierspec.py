@@ -15,15 +15,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from stratacache.masking import MASK, mask_url
+from stratacache.masking import mask_options
 
-__all__ = ["RESERVED", "TierSpec", "parse_layers"]
+__all__ = ["MAX_TIMEOUT", "MAX_TIMEOUT_TEXT", "RESERVED", "TierSpec", "parse_layers"]
 
 RESERVED = ("type", "name", "timeout")
 """The keys of a tier spec that are not backend options."""
 
-MAX_CAP = 10 * 365 * 86400
-"""The largest tier cap: ten years, in seconds (finite, as every timeout)."""
+MAX_TIMEOUT = 10 * 365 * 24 * 3600
+"""The longest timeout a setting may give, in seconds: 10 years (0 means never expire).
+
+Longer is a mistake, not a wish (never expiring is 0), and far longer breaks the backends:
+Redis refuses an expiry past 2**63 milliseconds, and ``time.time() + timeout`` overflows
+a float.
+"""
+MAX_TIMEOUT_TEXT = f"{MAX_TIMEOUT} (10 years)"
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 _EXAMPLE = '[{"type": "SimpleCache", "timeout": 60}, {"type": "RedisCache", "url": "redis://..."}]'
@@ -57,13 +63,7 @@ class TierSpec:
         out: dict[str, Any] = {"type": self.type, "name": self.name}
         if self.timeout:
             out["timeout"] = self.timeout
-        for key, given in self.options.items():
-            shown = given
-            if not reveal_secrets and any(w in key.lower() for w in ("password", "secret")):
-                shown = MASK
-            elif not reveal_secrets and isinstance(given, str):
-                shown = mask_url(given)
-            out[key] = shown
+        out.update(self.options if reveal_secrets else mask_options(self.options))
         return out
 
 
@@ -131,15 +131,11 @@ def _spec(index: int, item: Any, problems: list[str]) -> TierSpec | None:
             ' e.g. "memory" or "redis"'
         )
     timeout = item.get("timeout", 0)
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or not 0 <= timeout <= MAX_CAP
-    ):
+    number = isinstance(timeout, int | float) and not isinstance(timeout, bool)
+    if not number or not 0 <= timeout <= MAX_TIMEOUT:
         problems.append(
-            f"{path}.timeout={timeout!r}: the tier's cap must be a number of seconds >= 0,"
-            f" at most {MAX_CAP} (ten years); 0 = no cap: entries live as long as in the"
-            " tier below"
+            f"{path}.timeout={timeout!r}: the tier's cap must be a number of seconds >= 0, at"
+            f" most {MAX_TIMEOUT_TEXT} (0 = no cap: entries live as long as in the tier below)"
         )
     if len(problems) > bad:
         return None

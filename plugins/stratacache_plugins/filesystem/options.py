@@ -22,7 +22,7 @@ class FileSystemCacheOptions(PluginOptions):
     cache_dir: str | None = option(
         None,
         key="DIR",
-        accepts="a directory path",
+        accepts="a directory path (~ is the home directory)",
         description="Directory of FileSystemCache (default: the user cache directory).",
     )
     threshold: int = option(
@@ -61,6 +61,17 @@ class FileSystemCacheOptions(PluginOptions):
     def _check_dir(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():
             raise ValueError("empty; give a directory path, or unset it for the default")
+        if value is not None and value.startswith("~"):
+            # A shell expands ~ only unquoted at the start of a word: in a .env file, a
+            # quoted value or a container's environment it arrives as is, and a directory
+            # literally named "~" is never what was meant. So ~ means the home directory.
+            expanded = os.path.expanduser(value)
+            if expanded.startswith("~"):
+                raise ValueError(
+                    "starts with ~ but that names no home directory here (HOME unset, or"
+                    " no such user); give an absolute path"
+                )
+            value = expanded
         if value is not None and os.path.exists(value) and not os.path.isdir(value):
             raise ValueError("not a directory; give a directory path (created if missing)")
         return value

@@ -15,19 +15,23 @@ Each function's keys are tracked in a sorted set scored by expiry, trimmed of ex
 on every write, so ``f.clear_cache()`` deletes exactly those keys without a scan and the
 tracking data cannot outgrow the live entries.
 
-Modules: ``options`` (the options models and the URL grammar), ``connection`` (pools per
-process and server), ``client`` (a backend's client and how its calls fail), ``naming`` (key
-names under the prefix), ``codec`` (values to bytes and back), ``tracking`` (the tracking
-sets), ``scripts`` (the Lua scripts), ``monitoring`` (what ``stratacache info`` and ``stats``
-read), ``cache`` (RedisCache), ``noexceptions`` and ``atomic``. Everything public is
-exported here:
+Modules: ``options`` (the options models and the URL grammar), ``checks`` (what redis-py
+would refuse, found at construction), ``connection`` (pools per process and server),
+``client`` (a backend's client and how its calls fail), ``naming`` (key names under the
+prefix), ``codec`` (values to bytes and back), ``tracking`` (the tracking sets), ``scripts``
+(the Lua scripts), ``monitoring`` (what ``stratacache info`` and ``stats`` read), ``cache``
+(RedisCache), ``noexceptions`` and ``atomic``. Everything public is exported here:
 ``stratacache_plugins.rediscache.RedisCacheNoExceptions`` is the dotted path to give.
 """
 
 from stratacache_plugins.rediscache.atomic import AtomicWaitTimeout, RedisCacheAtomic
 from stratacache_plugins.rediscache.cache import RedisCache, RedisCacheError
 from stratacache_plugins.rediscache.noexceptions import RedisCacheNoExceptions
-from stratacache_plugins.rediscache.options import RedisCacheAtomicOptions, RedisCacheOptions
+from stratacache_plugins.rediscache.options import (
+    RedisCacheAtomicOptions,
+    RedisCacheNoExceptionsOptions,
+    RedisCacheOptions,
+)
 
 __all__ = [
     "AtomicWaitTimeout",
@@ -36,5 +40,6 @@ __all__ = [
     "RedisCacheAtomicOptions",
     "RedisCacheError",
     "RedisCacheNoExceptions",
+    "RedisCacheNoExceptionsOptions",
     "RedisCacheOptions",
 ]

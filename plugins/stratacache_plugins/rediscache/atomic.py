@@ -12,6 +12,7 @@ import redis
 from redis.exceptions import RedisError, WatchError
 
 from stratacache import NO_VALUE, CacheError, Computation, Timeout
+from stratacache.options import OptionsError
 from stratacache_plugins.rediscache.noexceptions import RedisCacheNoExceptions
 from stratacache_plugins.rediscache.options import RedisCacheAtomicOptions
 from stratacache_plugins.rediscache.scripts import COMMIT_IF_OWNER, RELEASE
@@ -104,12 +105,15 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
         atomic_retries: int = 5,
         **kwargs: Any,
     ) -> None:
+        arguments = {
+            "lock_timeout": lock_timeout,
+            "lock_wait": lock_wait,
+            "atomic_retries": atomic_retries,
+        }
+        rejected = RedisCacheAtomicOptions.argument_problems(arguments)
+        if rejected:  # finite and bounded: an infinite lock cannot be set in milliseconds
+            raise OptionsError.refusing(rejected)
         super().__init__(*args, **kwargs)
-        if lock_timeout <= 0 or lock_wait <= 0 or atomic_retries < 1:
-            raise ValueError(
-                "lock_timeout and lock_wait must be > 0 seconds and atomic_retries >= 1, got"
-                f" {lock_timeout!r}, {lock_wait!r}, {atomic_retries!r}"
-            )
         self._lock_ms = math.ceil(lock_timeout * 1000)
         self._lock_wait = lock_wait
         self._retries = atomic_retries

@@ -10,6 +10,8 @@ import redis
 from redis.exceptions import RedisError
 
 from stratacache import Backend, CacheError
+from stratacache.options import OptionsError
+from stratacache_plugins.rediscache.checks import connection_problems
 from stratacache_plugins.rediscache.connection import pool, server_url
 
 __all__ = ["RedisCacheError", "RedisClient"]
@@ -37,9 +39,20 @@ class RedisClient(Backend):
         read_timeout: float,
         options: dict[str, Any],
     ) -> None:
-        """Remember the server and the pool's ``options``; ``check_connection`` pings now."""
+        """Remember the server and the pool's ``options``; ``check_connection`` pings now.
+
+        Raises:
+            OptionsError: An argument redis-py would refuse on every call, or one that
+                breaks stratacache's contract (see :mod:`.checks`).
+        """
         self._given_client = host if isinstance(host, redis.Redis) else None
         self._url = "" if self._given_client else server_url(str(host), port, db, url)
+        timeouts = {"connect_timeout": connect_timeout, "read_timeout": read_timeout}
+        rejected = connection_problems(
+            type(self), host=host, url=url, server=self._url, options=options, timeouts=timeouts
+        )
+        if rejected:
+            raise OptionsError.refusing(rejected)
         # cachelib's (and redis-py's) names for the timeouts win over ours.
         self._connect_timeout = options.pop("socket_connect_timeout", connect_timeout)
         self._read_timeout = options.pop("socket_timeout", read_timeout)

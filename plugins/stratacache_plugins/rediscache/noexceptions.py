@@ -14,7 +14,9 @@ from redis.exceptions import BusyLoadingError, ReadOnlyError, RedisError, Respon
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from stratacache import NO_VALUE, DeserializationError, renew_in_child
+from stratacache.options import OptionsError
 from stratacache_plugins.rediscache.cache import RedisCache
+from stratacache_plugins.rediscache.options import RedisCacheNoExceptionsOptions
 
 __all__ = ["RedisCacheNoExceptions"]
 
@@ -45,10 +47,12 @@ class RedisCacheNoExceptions(RedisCache):
     counts in ``stats.errors``, each unreadable entry in ``stats.deserialization_failures``.
 
     Args:
-        retry_interval: Seconds to skip Redis after a failure (default 0.5).
-        log_interval: Least seconds between two outage log lines (default 30).
+        retry_interval: Seconds to skip Redis after a failure (default 0.5; 0 to 3600).
+        log_interval: Least seconds between two outage log lines (default 30; 0 to 86400).
         **kwargs: As for :class:`RedisCache`.
     """
+
+    options_model = RedisCacheNoExceptionsOptions
 
     def __init__(
         self,
@@ -57,6 +61,10 @@ class RedisCacheNoExceptions(RedisCache):
         log_interval: float = 30.0,
         **kwargs: Any,
     ) -> None:
+        arguments = {"retry_interval": retry_interval, "log_interval": log_interval}
+        rejected = RedisCacheNoExceptionsOptions.argument_problems(arguments)
+        if rejected:  # a back-off of "2" would raise only once Redis fails
+            raise OptionsError.refusing(rejected)
         # Set before RedisCache.__init__, whose check_connection may already fail.
         self._retry_interval = retry_interval
         self._log_interval = log_interval

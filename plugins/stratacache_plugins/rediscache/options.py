@@ -13,12 +13,56 @@ from pydantic import SecretStr, field_validator
 from stratacache.options import option
 from stratacache_plugins._options import PluginOptions
 
-__all__ = ["REDIS_SCHEMES", "RedisCacheAtomicOptions", "RedisCacheOptions", "check_redis_url"]
+__all__ = [
+    "MAX_LOCK_SECONDS",
+    "MAX_SOCKET_TIMEOUT",
+    "REDIS_SCHEMES",
+    "RedisCacheAtomicOptions",
+    "RedisCacheNoExceptionsOptions",
+    "RedisCacheOptions",
+    "check_host_name",
+    "check_redis_url",
+]
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 """The URL schemes redis-py connects with: TCP, TLS and a Unix socket."""
 
-_SECONDS = "a number of seconds > 0"
+MAX_SOCKET_TIMEOUT = 3600.0
+"""The longest connect or read timeout, in seconds (1 hour): a cache call must not hang."""
+MAX_LOCK_SECONDS = 86400.0
+"""The longest ``at_most_once`` lock life and wait, in seconds (1 day)."""
+MAX_HOST_NAME, MAX_LABEL = 253, 63  # DNS: a whole name, one label between dots
+
+_SOCKET_SECONDS = f"a number of seconds > 0, at most {MAX_SOCKET_TIMEOUT:.0f} (1 hour)"
+_LOCK_SECONDS = f"a number of seconds > 0, at most {MAX_LOCK_SECONDS:.0f} (1 day)"
+
+
+def check_host_name(name: str) -> None:
+    """Check that ``name`` fits DNS: at most 253 characters, labels of 1 to 63.
+
+    An IPv6 address (it holds ``:``) is not a name and is left to the resolver.
+
+    Raises:
+        ValueError: What is too long or empty, and the limit.
+    """
+    if ":" in name:
+        return
+    bare = name.removesuffix(".")  # a fully qualified name may end with its root's dot
+    if len(bare) > MAX_HOST_NAME:
+        raise ValueError(
+            f"the host name is {len(bare)} characters long; DNS allows at most"
+            f" {MAX_HOST_NAME}: give the server's real name or address"
+        )
+    for label in bare.split("."):
+        if not label:
+            raise ValueError(
+                "the host name has an empty label (two dots in a row, or a leading dot)"
+            )
+        if len(label) > MAX_LABEL:
+            raise ValueError(
+                f"a label of the host name ({label[:20]}...) is {len(label)} characters long;"
+                f" DNS allows at most {MAX_LABEL} between two dots"
+            )
 
 
 def check_redis_url(value: str) -> None:
@@ -47,7 +91,9 @@ def check_redis_url(value: str) -> None:
             raise ValueError("a unix:// URL needs the socket's path, e.g. unix:///run/redis.sock")
     elif not parts.hostname:
         raise ValueError("the URL has no host name, e.g. redis://localhost:6379/0")
-    elif database and not database.isdigit():
+    else:
+        check_host_name(parts.hostname)
+    if parts.scheme != "unix" and database and not database.isdigit():
         raise ValueError(
             f"the URL's path {parts.path!r} is not a database number;"
             " write e.g. redis://localhost:6379/0"
@@ -55,7 +101,7 @@ def check_redis_url(value: str) -> None:
 
 
 class RedisCacheOptions(PluginOptions):
-    """The options of RedisCache and RedisCacheNoExceptions: where the server is."""
+    """The options of RedisCache: where the server is, and how long to wait for it."""
 
     host: str = option(
         "localhost",
@@ -87,16 +133,20 @@ class RedisCacheOptions(PluginOptions):
     connect_timeout: float = option(
         0.5,
         key="REDIS_CONNECT_TIMEOUT",
-        accepts=_SECONDS,
+        accepts=_SOCKET_SECONDS,
         description="Seconds to wait for a connection to Redis before giving up.",
         gt=0,
+        le=MAX_SOCKET_TIMEOUT,
+        allow_inf_nan=False,
     )
     read_timeout: float = option(
         1.0,
         key="REDIS_READ_TIMEOUT",
-        accepts=_SECONDS,
+        accepts=_SOCKET_SECONDS,
         description="Seconds to wait for a Redis reply before giving up.",
         gt=0,
+        le=MAX_SOCKET_TIMEOUT,
+        allow_inf_nan=False,
     )
 
     @field_validator("url")
@@ -119,30 +169,63 @@ class RedisCacheOptions(PluginOptions):
                 " spec), or the whole address as a URL (redis://host:6379/0, an IPv6 address"
                 " in brackets: redis://[::1]:6379/0)"
             )
+        else:
+            check_host_name(value)
         return value
 
 
-class RedisCacheAtomicOptions(RedisCacheOptions):
+class RedisCacheNoExceptionsOptions(RedisCacheOptions):
+    """The options of RedisCacheNoExceptions: the server's, and how it backs off.
+
+    Neither has a flat key of its own: ``CACHE_OPTIONS`` or a tier spec sets them.
+    """
+
+    retry_interval: float = option(
+        0.5,
+        key=None,
+        accepts=f"a number of seconds from 0 (no back-off) to {MAX_SOCKET_TIMEOUT:.0f} (1 hour)",
+        description="Seconds to skip Redis after a failure, before probing it again.",
+        ge=0,
+        le=MAX_SOCKET_TIMEOUT,
+        allow_inf_nan=False,
+    )
+    log_interval: float = option(
+        30.0,
+        key=None,
+        accepts=f"a number of seconds from 0 to {MAX_LOCK_SECONDS:.0f} (1 day)",
+        description="Least seconds between two log lines about one outage.",
+        ge=0,
+        le=MAX_LOCK_SECONDS,
+        allow_inf_nan=False,
+    )
+
+
+class RedisCacheAtomicOptions(RedisCacheNoExceptionsOptions):
     """The options of RedisCacheAtomic: the server's, and how callers coordinate."""
 
     lock_timeout: float = option(
         30.0,
         key="ATOMIC_LOCK_TIMEOUT",
-        accepts=_SECONDS,
+        accepts=_LOCK_SECONDS,
         description="Life of an at_most_once lock: a holder that dies loses it after this.",
         gt=0,
+        le=MAX_LOCK_SECONDS,
+        allow_inf_nan=False,
     )
     lock_wait: float = option(
         35.0,
         key="ATOMIC_WAIT",
-        accepts=_SECONDS,
+        accepts=_LOCK_SECONDS,
         description="Longest wait of an at_most_once caller for another's result.",
         gt=0,
+        le=MAX_LOCK_SECONDS,
+        allow_inf_nan=False,
     )
     atomic_retries: int = option(
         5,
         key="ATOMIC_RETRIES",
-        accepts="a whole number >= 1",
+        accepts="a whole number >= 1, at most 1000",
         description="Attempts of an at_least_once write whose watched key changed.",
         ge=1,
+        le=1000,
     )
