@@ -148,7 +148,11 @@ def test_an_invalidation_wins_over_a_computation_already_running(
         107,
         "Hardening 11.7: invalidate() during a running computation",
         requirement="after an update and an invalidate, no caller gets the old value",
-        figures={"the running caller got": stale[0], "callers after it got": later},
+        figures={
+            "mode": mode or "no atomic_writes",
+            "the running caller got": stale[0],
+            "callers after it got": later,
+        },
         name=mode or "plain",
     )
     assert stale == [1.0]  # the running caller gets what it computed...
