@@ -9,28 +9,16 @@ from typing import Any
 
 import pytest
 
-from stratacache import BackendOptions, CacheStack, ConfigurationError, Tier, cached_for
+from stratacache import BackendOptions, CacheStack, Tier, cached_for
 from stratacache.options import OptionsError, accepts, option_keys, validate_options
 from stratacache_plugins.filesystem import FileSystemCache, FileSystemCacheOptions
 from stratacache_plugins.rediscache.options import RedisCacheAtomicOptions, RedisCacheOptions
 from stratacache_plugins.simple import SimpleCache, SimpleCacheOptions
+from tests.configuring import only_problem, problems_of
 
 from .thirdparty_backend import DICT_SIZE_ACCEPTS, DictBackend, DictOptions
 
 DICT_BACKEND = "tests.thirdparty_backend:DictBackend"
-
-
-def problems_of(config: dict[str, Any] | None = None) -> list[str]:
-    """The problems of configuring a fresh stack with ``config`` (None: the environment)."""
-    with pytest.raises(ConfigurationError) as info:
-        CacheStack().configure(config)
-    return info.value.problems
-
-
-def only_problem(config: dict[str, Any] | None = None) -> str:
-    problems = problems_of(config)
-    assert len(problems) == 1, problems
-    return problems[0]
 
 
 def dict_backend(tier: Tier) -> DictBackend:

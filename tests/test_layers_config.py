@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -14,21 +13,9 @@ from stratacache_plugins.null import NullCache
 from stratacache_plugins.rediscache import RedisCacheNoExceptions
 from stratacache_plugins.simple import SimpleCache
 
+from .configuring import only_problem, problems_of
 from .conftest import clean_env, run_python
 from .redis_server import RedisServer
-
-
-def problems_of(config: dict[str, Any] | None = None) -> list[str]:
-    """The problems of configuring a fresh stack with ``config`` (None: the environment)."""
-    with pytest.raises(ConfigurationError) as info:
-        CacheStack().configure(config)
-    return info.value.problems
-
-
-def only_problem(config: dict[str, Any] | None = None) -> str:
-    problems = problems_of(config)
-    assert len(problems) == 1, problems
-    return problems[0]
 
 
 def assembly_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:

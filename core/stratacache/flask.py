@@ -4,26 +4,5 @@
 :mod:`stratacache_plugins.flask` (core holds no Flask code).
 """
 
-from stratacache_plugins.flask import (
-    EXTENSION_NAME,
-    FLASK_CACHING_BACKENDS,
-    IGNORED_KEYS,
-    UNSUPPORTED_KEYS,
-    Cache,
-    CachedView,
-    QueryArgs,
-    init_app,
-    settings_from_config,
-)
-
-__all__ = [
-    "EXTENSION_NAME",
-    "FLASK_CACHING_BACKENDS",
-    "IGNORED_KEYS",
-    "UNSUPPORTED_KEYS",
-    "Cache",
-    "CachedView",
-    "QueryArgs",
-    "init_app",
-    "settings_from_config",
-]
+from stratacache_plugins.flask import *  # noqa: F403 (this module is the plugin's other name)
+from stratacache_plugins.flask import __all__  # noqa: F401 (re-exported)

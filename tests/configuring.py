@@ -1,0 +1,23 @@
+"""Helpers for tests of configuration problems."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from stratacache import CacheStack, ConfigurationError
+
+
+def problems_of(config: dict[str, Any] | None = None) -> list[str]:
+    """The problems of configuring a fresh stack with ``config`` (None: the environment)."""
+    with pytest.raises(ConfigurationError) as info:
+        CacheStack().configure(config)
+    return info.value.problems
+
+
+def only_problem(config: dict[str, Any] | None = None) -> str:
+    """The one problem of configuring a fresh stack with ``config``."""
+    problems = problems_of(config)
+    assert len(problems) == 1, problems
+    return problems[0]
