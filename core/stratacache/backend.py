@@ -185,6 +185,12 @@ class Backend(BaseCache):
         Parameters of base classes count where a subclass passes ``**kwargs`` on to them;
         a ``**kwargs`` catch-all itself takes only what the user named in ``CACHE_OPTIONS``.
         """
+        named = cls.constructor_arguments()
+        return {k: v for k, v in options.items() if k in named}
+
+    @classmethod
+    def constructor_arguments(cls) -> frozenset[str]:
+        """Return the arguments the constructor names, through its bases' ``**kwargs``."""
         named: set[str] = set()
         for klass in cls.__mro__:
             init = klass.__dict__.get("__init__")
@@ -194,7 +200,7 @@ class Backend(BaseCache):
             named.update(p.name for p in params if p.kind not in _VARIADIC)
             if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
                 break
-        return {k: v for k, v in options.items() if k in named}
+        return frozenset(named)
 
     # -- timeouts -------------------------------------------------------------------------
 

@@ -84,16 +84,7 @@ def parameters(connection_class: type[Any]) -> dict[str, inspect.Parameter]:
 
 def _own_arguments(backend: type[Any]) -> set[str]:
     """The named constructor arguments of ``backend``, through its bases' ``**kwargs``."""
-    named: set[str] = set(_OURS)
-    for klass in backend.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is None:
-            continue
-        params = inspect.signature(init).parameters.values()
-        named.update(p.name for p in params if p.kind not in _VARIADIC)
-        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-            break
-    return named
+    return set(_OURS) | set(backend.constructor_arguments())
 
 
 def _types(param: inspect.Parameter) -> tuple[tuple[type[Any], ...], bool] | None:
