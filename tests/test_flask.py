@@ -402,7 +402,6 @@ def test_memoize_needs_parentheses(cache: Cache) -> None:
     ("decorator", "option"),
     [
         ("memoize", "make_name"),
-        ("memoize", "unless"),
         ("memoize", "args_to_ignore"),
         ("cached", "forced_update"),
         ("cached", "source_check"),
@@ -756,3 +755,240 @@ def test_a_question_mark_in_the_path_cannot_pass_for_a_query(app: Flask, cache: 
 def test_flask_caching_s_none_options_mean_no_options() -> None:
     cache = Cache(make_app(CACHE_TYPE="SimpleCache", CACHE_OPTIONS=None, CACHE_ARGS=[]))
     assert cache.cache.settings.cache_options == {}
+
+
+# -- issue 11, migration: Flask-Caching's behaviours -------------------------------------
+
+
+def _bool_as_on_python_313(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Give ``bool`` the signature Python 3.13 gave it: ``(x=False, /)``."""
+    import inspect
+
+    real = inspect.signature
+    py313 = inspect.Signature(
+        [inspect.Parameter("x", inspect.Parameter.POSITIONAL_ONLY, default=False)]
+    )
+    monkeypatch.setattr(inspect, "signature", lambda f, **kw: py313 if f is bool else real(f, **kw))
+
+
+@pytest.mark.parametrize("python313", [False, True])
+def test_unless_bool_caches_on_every_python(
+    app: Flask, cache: Cache, calls: Counter[str], monkeypatch: pytest.MonkeyPatch, python313: bool
+) -> None:
+    if python313:
+        _bool_as_on_python_313(monkeypatch)
+
+    @app.route("/b")
+    @cache.cached(unless=bool)
+    def view() -> str:
+        calls["view"] += 1
+        return "b"
+
+    client = app.test_client()
+    assert [client.get("/b").text for _ in range(3)] == ["b"] * 3
+    assert calls["view"] == 1
+
+
+def test_unless_with_keyword_only_parameters_is_called_without_arguments(
+    app: Flask, cache: Cache, calls: Counter[str]
+) -> None:
+    def unless(*, force: bool = True) -> bool:  # Flask-Caching's wants_args: False
+        return force
+
+    @app.route("/k")
+    @cache.cached(unless=unless)
+    def view() -> str:
+        calls["view"] += 1
+        return "k"
+
+    client = app.test_client()
+    assert [client.get("/k").text for _ in range(2)] == ["k", "k"]
+    assert calls["view"] == 2  # bypassed, not a TypeError
+
+
+def test_assigned_make_cache_key_and_cache_timeout_are_honoured(
+    app: Flask, cache: Cache, calls: Counter[str]
+) -> None:
+    user = {"name": "alice"}
+
+    @app.route("/me")
+    @cache.cached(timeout=60)
+    def me() -> str:
+        calls[user["name"]] += 1
+        return user["name"]
+
+    me.make_cache_key = lambda *args, **kwargs: f"me/{user['name']}"
+    me.cache_timeout = 5
+    client = app.test_client()
+    assert client.get("/me").text == "alice"
+    user["name"] = "bob"
+    assert client.get("/me").text == "bob"  # not alice's page
+    assert client.get("/me").text == "bob"
+    assert calls == {"alice": 1, "bob": 1}
+    remaining = stratacache.cache.shared_cache.cache.lookup_entry("me/bob")[1]
+    assert remaining is not None
+    assert 0 < remaining <= 5
+
+
+def test_memoized_cache_timeout_and_make_cache_key(cache: Cache, calls: Counter[str]) -> None:
+    @cache.memoize(timeout=60)
+    def square(x: int) -> int:
+        calls["square"] += 1
+        return x * x
+
+    square.cache_timeout = 7  # type: ignore[attr-defined]
+    assert square(3) == 9
+    key = square.make_cache_key(3)  # type: ignore[attr-defined]
+    assert key == square.cache_key(3)
+    assert square.make_cache_key(square.uncached, 3) == key  # type: ignore[attr-defined]
+    remaining = stratacache.cache.shared_cache.cache.lookup_entry(key)[1]
+    assert remaining is not None
+    assert 0 < remaining <= 7
+
+
+def test_a_view_returning_none_once_does_not_poison_the_cache(
+    app: Flask, cache: Cache, calls: Counter[str]
+) -> None:
+    @app.route("/flaky")
+    @cache.cached(timeout=60)
+    def flaky() -> str | None:
+        calls["flaky"] += 1
+        return None if calls["flaky"] == 1 else "ok"
+
+    client = app.test_client()
+    assert client.get("/flaky").status_code == 500
+    assert [client.get("/flaky").text for _ in range(2)] == ["ok", "ok"]
+    assert calls["flaky"] == 2
+
+
+def test_cache_dir_as_a_path_works_end_to_end(tmp_path: Path, calls: Counter[str]) -> None:
+    app = make_app(CACHE_TYPE="FileSystemCache", CACHE_DIR=tmp_path / "c", SECRET_KEY="s")
+    cache = Cache(app, {"CACHE_SECRET_KEY": "k" * 32})
+
+    @cache.memoize(timeout=60)
+    def square(x: int) -> int:
+        calls["square"] += 1
+        return x * x
+
+    assert [square(4), square(4)] == [16, 16]
+    assert calls["square"] == 1
+    assert any((tmp_path / "c").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("path", "backend"),
+    [("cachelib.SimpleCache", "SimpleCache"), ("cachelib.simple.SimpleCache", "SimpleCache")],
+)
+def test_cache_type_as_a_cachelib_class_path(path: str, backend: str) -> None:
+    cache = Cache(make_app(CACHE_TYPE=path))
+    assert type(cache.cache.shared_cache.cache).__name__ == backend
+    assert cache.set("k", 1)
+    assert cache.get("k") == 1
+
+
+def test_a_generator_is_joined_and_cached_as_flask_caching_does(
+    app: Flask, cache: Cache, calls: Counter[str]
+) -> None:
+    @cache.memoize()
+    def words(n: int) -> Iterator[str]:
+        calls["words"] += 1
+        return (str(i) for i in range(n))
+
+    @cache.memoize()
+    def items(n: int) -> Iterator[int]:
+        calls["items"] += 1
+        yield from range(n)
+
+    @app.route("/stream")
+    @cache.cached()
+    def stream() -> Iterator[bytes]:
+        calls["stream"] += 1
+        yield b"a"
+        yield b"b"
+
+    assert [words(3), words(3)] == ["012", "012"]
+    assert [items(2), items(2)] == [[0, 1], [0, 1]]
+    client = app.test_client()
+    assert [client.get("/stream").data for _ in range(2)] == [b"ab", b"ab"]
+    assert calls == {"words": 1, "items": 1, "stream": 1}
+
+
+def test_cache_app_and_delete_memoized_verhash(app: Flask, calls: Counter[str]) -> None:
+    cache = Cache()
+    assert cache.app is None
+    cache.init_app(app)
+    assert cache.app is app
+
+    @cache.memoize()
+    def square(x: int) -> int:
+        calls["square"] += 1
+        return x * x
+
+    square(2), square(3)
+    cache.delete_memoized_verhash(square)
+    square(2), square(3)
+    assert calls["square"] == 4
+    with pytest.raises(TypeError, match="memoized function itself"):
+        cache.delete_memoized_verhash("square")  # type: ignore[arg-type]
+
+
+def test_delete_cached_with_view_arguments(app: Flask, cache: Cache, calls: Counter[str]) -> None:
+    @app.route("/hi/<name>")
+    @cache.cached()
+    def hi(name: str) -> str:
+        calls[name] += 1
+        return f"hi {name}"
+
+    client = app.test_client()
+    client.get("/hi/ann"), client.get("/hi/bo")
+    with app.test_request_context("/elsewhere"):
+        assert hi.make_cache_key(name="ann") == "view//hi/ann"
+        assert cache.delete_cached(hi, name="ann") is True
+    client.get("/hi/ann"), client.get("/hi/bo")
+    assert calls == {"ann": 2, "bo": 1}
+
+
+class CountingCache(Cache):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.seen: list[tuple[str, str]] = []
+        super().__init__(*args, **kwargs)
+
+    def get(self, key: str) -> Any:
+        self.seen.append(("get", key))
+        return super().get(key)
+
+    def set(self, key: str, value: Any, timeout: Any = None) -> bool:
+        self.seen.append(("set", key))
+        return super().set(key, value, timeout)
+
+
+def test_a_subclass_sees_the_decorators_reads_and_writes(app: Flask, calls: Counter[str]) -> None:
+    cache = CountingCache(app)
+
+    @cache.memoize()
+    def square(x: int) -> int:
+        calls["square"] += 1
+        return x * x
+
+    @app.route("/v")
+    @cache.cached()
+    def view() -> str:
+        calls["view"] += 1
+        return "v"
+
+    assert [square(2), square(2)] == [4, 4]
+    client = app.test_client()
+    assert [client.get("/v").text for _ in range(2)] == ["v", "v"]
+    key = square.cache_key(2)
+    view_key = "view//v"
+    assert cache.seen == [
+        ("get", key),
+        ("set", key),
+        ("get", key),
+        ("get", view_key),
+        ("set", view_key),
+        ("get", view_key),
+    ]
+    assert calls == {"square": 1, "view": 1}
+    assert cache.delete_memoized(square) is None
+    assert not cache.has(key)  # the write was tracked in the function's group

@@ -48,6 +48,11 @@ def test_load_by_name_or_dotted_path(name: str) -> None:
         ("shared.caching.backends.filesystem.FileSystemCache", "FileSystemCache"),
         ("flask_caching.backends.simplecache.SimpleCache", "SimpleCache"),
         ("flask_caching.backends.NullCache", "NullCache"),
+        ("cachelib.SimpleCache", "SimpleCache"),
+        ("cachelib.simple.SimpleCache", "SimpleCache"),
+        ("cachelib.file.FileSystemCache", "FileSystemCache"),
+        ("cachelib.redis.RedisCache", "RedisCache"),
+        ("cachelib.base.NullCache", "NullCache"),
     ],
 )
 def test_seed_and_flask_caching_paths_resolve_to_installed_backends(path: str, name: str) -> None:

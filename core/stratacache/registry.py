@@ -9,8 +9,9 @@ Nothing is imported until a backend is selected, and then only that backend's mo
 for ``SimpleCache`` never imports the Redis plugin or the ``redis`` package.
 
 The dotted paths of the systems stratacache replaces resolve too, without importing them: a
-path under ``shared.caching.backends`` (the seed package) or ``flask_caching.backends`` names
-a backend by its last part, so ``shared.caching.backends.rediscache.RedisCacheNoExceptions``
+path under ``shared.caching.backends`` (the seed package), ``flask_caching.backends`` or
+``cachelib`` (``cachelib.SimpleCache``, ``cachelib.redis.RedisCache``) names a backend by its
+last part, so ``shared.caching.backends.rediscache.RedisCacheNoExceptions``
 selects the installed ``RedisCacheNoExceptions`` (see :func:`resolve_alias`).
 """
 
@@ -47,6 +48,7 @@ ALIAS_PREFIXES: Final[Mapping[str, str]] = MappingProxyType(
     {
         "shared.caching.backends": "the seed package shared.caching",
         "flask_caching.backends": "Flask-Caching",
+        "cachelib": "cachelib",
     }
 )
 """The packages whose backend paths name a stratacache backend by their last part, each with
@@ -111,7 +113,8 @@ def resolve_alias(path: str) -> str:
     A path under one of :data:`ALIAS_PREFIXES`, with ``.`` or ``:`` before the class
     (``shared.caching.backends.rediscache.RedisCacheNoExceptions``,
     ``shared.caching.backends.simple:SimpleCache``,
-    ``flask_caching.backends.filesystemcache.FileSystemCache``), stands for the installed
+    ``flask_caching.backends.filesystemcache.FileSystemCache``, ``cachelib.SimpleCache``,
+    ``cachelib.file.FileSystemCache``), stands for the installed
     backend named like its last part. Nothing is imported.
 
     Args:

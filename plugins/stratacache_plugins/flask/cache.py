@@ -2,28 +2,29 @@
 
 from __future__ import annotations
 
-import functools
-import inspect
 import logging
 from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import Any, Final, ParamSpec, Protocol, TypeVar, cast
+from typing import Any, Final, ParamSpec, TypeVar
 
-from flask import Flask, has_request_context, request
+from flask import Flask
 
 from stratacache import (
     NO_VALUE,
     CachedFunction,
     CacheSettings,
     CacheStack,
-    SerializationError,
     Timeout,
     cached_for,
     engine,
 )
-from stratacache.engine import Route
+from stratacache_plugins.flask.calls import (
+    WRITE_GROUP,
+    memoized,
+)
 from stratacache_plugins.flask.config import settings_from_config
-from stratacache_plugins.flask.viewkeys import QueryArgs, view_key
+from stratacache_plugins.flask.viewkeys import QueryArgs
+from stratacache_plugins.flask.views import CachedView, cached_view
 
 __all__ = ["EXTENSION_NAME", "Cache", "CachedView", "QueryArgs", "init_app"]
 
@@ -34,33 +35,6 @@ R = TypeVar("R")
 
 EXTENSION_NAME: Final = "stratacache"
 """The key of the :class:`Cache` in ``app.extensions``."""
-
-_CACHEABLE_METHODS = frozenset({"GET", "HEAD"})
-
-
-class _Unrouted:
-    """The route of a view not called yet: its state is never the stack's."""
-
-    state = object()
-
-
-_UNROUTED = cast(Route, _Unrouted())
-
-
-class CachedView(Protocol[P, R]):
-    """What :meth:`Cache.cached` returns: the view, cached.
-
-    Attributes:
-        uncached: The original view, called directly.
-    """
-
-    uncached: Callable[P, R]
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Return the cached response, calling the view on a miss."""
-
-    def make_cache_key(self, path: str | None = None, query_args: QueryArgs | None = None) -> str:
-        """Return the key of a request: the current one, or the given path and query."""
 
 
 class Cache:
@@ -88,6 +62,8 @@ class Cache:
         self.config = dict(config or {})
         self.settings: CacheSettings | None = None
         """The settings of the last :meth:`init_app`."""
+        self.app: Flask | None = None
+        """The application of the last :meth:`init_app` (as in Flask-Caching)."""
         if app is not None:
             self.init_app(app)
 
@@ -111,11 +87,16 @@ class Cache:
         merged = {**app.config, **self.config, **(config or {})}
         self.settings = self.stack.configure(settings_from_config(merged))
         app.extensions[EXTENSION_NAME] = self
+        self.app = app
 
     # -- the decorators -------------------------------------------------------------------
 
     def memoize(
-        self, timeout: Timeout = None, **unsupported: Any
+        self,
+        timeout: Timeout = None,
+        *,
+        unless: Callable[..., Any] | None = None,
+        **unsupported: Any,
     ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]:
         """Cache a function's results by its arguments: :func:`~stratacache.cached_for`.
 
@@ -123,16 +104,19 @@ class Cache:
             timeout: Seconds (or a timedelta) entries live; ``None`` for
                 ``CACHE_DEFAULT_TIMEOUT``. 0 (never expire) is refused: leave ``timeout``
                 out and set ``CACHE_DEFAULT_TIMEOUT=0`` instead.
+            unless: Bypass the cache when it returns ``True`` (as in :meth:`cached`).
             **unsupported: Flask-Caching's other options, refused with an explanation.
 
         Raises:
             TypeError: An option stratacache does not support, or no parentheses.
             ValueError: ``timeout=0`` or a negative timeout.
 
-        The decorated function has ``invalidate(*args)``, ``clear_cache()``, ``cache_key``
-        and ``uncached``; :meth:`delete_memoized` calls the first two.
+        The decorated function has ``invalidate(*args)``, ``clear_cache()``, ``cache_key``,
+        ``make_cache_key(*args)``, ``cache_timeout`` (read at every call: assign it to
+        change the timeout of later writes) and ``uncached``. A generator returned is
+        consumed and its text, bytes or list of items cached (as Flask-Caching does).
         """
-        _refuse(unsupported, "memoize", "timeout")
+        _refuse(unsupported, "memoize", "timeout, unless")
         if callable(timeout):
             raise TypeError("write @cache.memoize() with parentheses, as in Flask-Caching")
         seconds = _seconds(timeout, "memoize")
@@ -142,7 +126,13 @@ class Cache:
                 " stratacache: leave timeout out and set CACHE_DEFAULT_TIMEOUT=0, or give a"
                 " duration"
             )
-        return cached_for(seconds=seconds or 0, stack=self.stack)
+
+        def decorate(func: Callable[P, R]) -> CachedFunction[P, R]:
+            inner = cached_for(seconds=seconds or 0, stack=self.stack)(func)
+            overridden = type(self).get is not Cache.get or type(self).set is not Cache.set
+            return memoized(inner, timeout, self, overridden, unless)
+
+        return decorate
 
     def cached(
         self,
@@ -184,59 +174,23 @@ class Cache:
         if callable(timeout):
             raise TypeError("write @cache.cached() with parentheses, as in Flask-Caching")
         seconds = _seconds(timeout, "cached")
-        stack = self.stack
         with_query = (
             query_string
             if query_string is not None
             else isinstance(key_prefix, str) and "%s" in key_prefix
         )
-        unless_args = unless is not None and _takes_arguments(unless)
 
         def decorate(view: Callable[P, R]) -> CachedView[P, R]:
-            if inspect.iscoroutinefunction(view):
-                raise TypeError(
-                    f"cache.cached() does not support async views yet ({view.__qualname__})"
-                )
-            warned = False
-
-            def unstorable(exc: SerializationError) -> None:
-                nonlocal warned
-                if not warned:
-                    warned = True
-                    logger.warning(
-                        "%s: response not cached, it cannot be serialized (%s)",
-                        view.__qualname__,
-                        exc,
-                    )
-
-            routes: list[Route] = [_UNROUTED]
-
-            def make_cache_key(path: str | None = None, query_args: QueryArgs | None = None) -> str:
-                return view_key(key_prefix, with_query, path, query_args)
-
-            @functools.wraps(view)
-            def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-                if unless is not None:
-                    bypass = unless(view, *args, **kwargs) if unless_args else unless()
-                    if bypass is True:
-                        return view(*args, **kwargs)
-                if has_request_context() and request.method not in _CACHEABLE_METHODS:
-                    return view(*args, **kwargs)
-                key = make_cache_key()
-                route = routes[0]
-                if route.state is not stack._state:
-                    route = routes[0] = stack.route(seconds, on_unstorable=unstorable)
-                value = engine.read(route, key)
-                if value is not NO_VALUE:
-                    return cast(R, value)
-                value = view(*args, **kwargs)
-                if response_filter is None or response_filter(value):
-                    engine.write(route, key, value)
-                return value
-
-            wrapper.uncached = view  # type: ignore[attr-defined]
-            wrapper.make_cache_key = make_cache_key  # type: ignore[attr-defined]
-            return cast(CachedView[P, R], wrapper)
+            return cached_view(
+                self,
+                view,
+                key_prefix=key_prefix,
+                with_query=with_query,
+                timeout=timeout,
+                seconds=seconds,
+                unless=unless,
+                response_filter=response_filter,
+            )
 
         return decorate
 
@@ -265,15 +219,42 @@ class Cache:
         else:
             clear_cache()
 
+    def delete_memoized_verhash(self, f: Callable[..., Any], *args: Any) -> None:
+        """Delete every entry of a memoized function (Flask-Caching: its version hash).
+
+        stratacache's keys carry no version hash: the equivalent of invalidating every key
+        of the old hash is deleting every entry of ``f``, what ``delete_memoized(f)`` does.
+
+        Raises:
+            TypeError: ``f`` is not memoized (a name is refused, as in Flask-Caching).
+        """
+        if not callable(f):
+            raise TypeError(
+                "delete_memoized_verhash: give the memoized function itself, not its name"
+            )
+        self.delete_memoized(f)
+
     def delete_cached(
-        self, f: CachedView[..., Any], path: str | None = None, query_args: QueryArgs | None = None
+        self,
+        f: CachedView[..., Any],
+        path: str | None = None,
+        query_args: QueryArgs | None = None,
+        **view_args: Any,
     ) -> bool:
         """Delete a cached view's entry for a path and query (default: the current request's).
+
+        Args:
+            f: The cached view.
+            path: The request path; ``None`` builds it with ``url_for(f.__name__,
+                **view_args)`` when view arguments are given or outside a request (as
+                Flask-Caching does), else it is the current request's.
+            query_args: The query (a string, a mapping or pairs); ``None``: the request's.
+            **view_args: The view's arguments, for ``url_for``.
 
         Returns:
             Whether some layer held it.
         """
-        return self.stack.delete(f.make_cache_key(path=path, query_args=query_args))
+        return self.delete(f.make_cache_key(path=path, query_args=query_args, **view_args))
 
     # -- the cachelib interface, across the layers ----------------------------------------
 
@@ -286,8 +267,16 @@ class Cache:
         return self.stack.get(key, NO_VALUE) is not NO_VALUE
 
     def set(self, key: str, value: Any, timeout: Timeout = None) -> bool:
-        """Store ``value`` in the shared layer, then the local one; ``None`` is a value."""
-        return self.stack.set(key, value, timeout)
+        """Store ``value`` in the shared layer, then the local one; ``None`` is a value.
+
+        ``@memoize`` calls it (through a subclass that overrides ``get`` or ``set``) with its
+        function's group set, so ``delete_memoized(f)`` reaches what it stored.
+        """
+        group = WRITE_GROUP.get()
+        if group is None:
+            return self.stack.set(key, value, timeout)
+        seconds = self.stack._layers().shared.cache.timeout_seconds(timeout)
+        return engine.write(self.stack.route(seconds, group=group), key, value, strict=True)
 
     def delete(self, key: str) -> bool:
         """Delete ``key`` from every layer of this process; return whether one held it."""
@@ -308,6 +297,18 @@ class Cache:
     def clear(self) -> bool:
         """Clear every layer of this process and the shared layer (see ``CacheStack.clear``)."""
         return self.stack.clear()
+
+    def _through(self) -> Cache | None:
+        """This cache if a subclass or a patch overrides ``get`` or ``set``, else ``None``.
+
+        The decorators then read and write through them (one ``get``, and one ``set`` on a
+        miss, per call, as Flask-Caching's do), without single flight or ``atomic_writes``;
+        the plain ``Cache`` keeps the engine's hot path.
+        """
+        overridden = type(self).get is not Cache.get or type(self).set is not Cache.set
+        if overridden or "get" in self.__dict__ or "set" in self.__dict__:
+            return self
+        return None
 
 
 def init_app(
@@ -355,10 +356,3 @@ def _seconds(timeout: Timeout, decorator: str) -> float | None:
     if timeout < 0:
         raise ValueError(f"cache.{decorator}(timeout={timeout!r}): must not be negative")
     return timeout
-
-
-def _takes_arguments(func: Callable[..., Any]) -> bool:
-    try:
-        return bool(inspect.signature(func).parameters)
-    except (TypeError, ValueError):  # a builtin without a signature
-        return False
