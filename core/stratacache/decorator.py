@@ -343,7 +343,10 @@ def cached_for(
         wrapper = _make_wrapper(call)
         if next(iter(inspect.signature(func).parameters), None) == "self":
             wrapper = CachedMethod(wrapper, call)
-        functools.update_wrapper(wrapper, func)
+        # A partial has no name of its own: the wrapper takes its function's.
+        named = func.func if isinstance(func, functools.partial) else func
+        functools.update_wrapper(wrapper, named)
+        wrapper.__wrapped__ = func  # type: ignore[attr-defined]
         wrapper.uncached = func  # type: ignore[attr-defined]
         wrapper.invalidate = call.invalidate  # type: ignore[attr-defined]
         wrapper.clear_cache = call.clear_cache  # type: ignore[attr-defined]
