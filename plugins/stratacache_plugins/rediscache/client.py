@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 from stratacache import Backend, CacheError
 from stratacache.options import OptionsError
 from stratacache_plugins.rediscache.checks import connection_problems
-from stratacache_plugins.rediscache.connection import acquire, release, server_url
+from stratacache_plugins.rediscache.connection import acquire, drop, release, server_url
 
 __all__ = ["RedisCacheError", "RedisClient"]
 
@@ -87,7 +87,7 @@ class RedisClient(Backend):
             server = (self._url, *timeouts, dict(self._pool_options))
             client = redis.Redis(connection_pool=acquire(*server))
             self._client = (client, pid)
-            self._held = weakref.finalize(self, release, pid, *server)
+            self._held = weakref.finalize(self, drop, pid, *server)
         return client
 
     def _run(
@@ -140,5 +140,6 @@ class RedisClient(Backend):
         A call still running keeps its connection until it ends; a call made later opens
         one and closes it after use. A client passed in by the user is left open.
         """
-        if self._held is not None:
-            self._held()
+        held = self._held.detach() if self._held is not None else None
+        if held is not None:
+            release(*held[2])

@@ -15,7 +15,7 @@ from typing import Any
 
 import redis
 
-__all__ = ["RetiringPool", "acquire", "release", "server_url"]
+__all__ = ["RetiringPool", "acquire", "drop", "release", "server_url"]
 
 
 class RetiringPool(redis.ConnectionPool):
@@ -62,6 +62,7 @@ def acquire(
 
     Every :func:`acquire` is matched by one :func:`release` with this pid and arguments.
     """
+    _release_dropped()
     key = _key(os.getpid(), url, connect_timeout, read_timeout, extra)
     with _pools_lock:
         pool, holders = _pools.get(key, (None, 0))
@@ -76,6 +77,22 @@ def acquire(
             )
         _pools[key] = (pool, holders + 1)
         return pool
+
+
+_dropped: list[tuple[Any, ...]] = []  # released by the garbage collector, not yet retired
+
+
+def drop(*server: Any) -> None:
+    """:func:`release`, for a garbage-collected backend: done at the next acquire or release.
+
+    The collector may run inside :func:`acquire`, with the pools' lock held.
+    """
+    _dropped.append(server)
+
+
+def _release_dropped() -> None:
+    while _dropped:
+        release(*_dropped.pop())
 
 
 def release(
