@@ -366,7 +366,12 @@ class Backend(BaseCache):
     # -- resources ------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Release connections or handles; the default has nothing to release."""
+        """Release connections or handles; the default has nothing to release.
+
+        Called by ``CacheStack.close()`` and when a reconfiguration replaces the backend,
+        possibly while a call started before is still running on it: that call must not
+        break, and a later one should still work (say, with a connection of its own).
+        """
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(default_timeout={self.default_timeout})"

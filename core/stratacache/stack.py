@@ -13,7 +13,7 @@ import atexit
 import logging
 import threading
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from stratacache import engine
@@ -194,7 +194,10 @@ class CacheStack:
                 if isinstance(built, BackendStats) and built is not tier.stats:
                     tier.stats.add(built)
             tier.cache.stats = tier.stats
-        self._state = state
+        replaced, self._state = self._state, state
+        if replaced is not None:
+            kept = {id(t.cache) for t in state.every}
+            self._close_tiers(t for t in replaced.every if id(t.cache) not in kept)
         if not self._closed_at_exit:
             self._closed_at_exit = True
             atexit.register(_close_at_exit, weakref.ref(self))
@@ -329,11 +332,18 @@ class CacheStack:
         return sum(tier.clear_group(group) for tier in self._layers().every)
 
     def close(self) -> None:
-        """Release what the backends hold (pools, handles); runs at interpreter exit too."""
+        """Release what the backends hold (pools, handles); runs at interpreter exit too.
+
+        A reconfiguration closes the backends it replaces the same way. A call already
+        running on them finishes (a backend's ``close`` never breaks one).
+        """
         state = self._state
-        if state is None:
-            return
-        for tier in state.every:
+        if state is not None:
+            self._close_tiers(state.every)
+
+    @staticmethod
+    def _close_tiers(tiers: Iterable[Tier]) -> None:
+        for tier in tiers:
             try:
                 tier.cache.close()
             except Exception:

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 import redis
 from redis.exceptions import RedisError, WatchError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from stratacache import NO_VALUE, CacheError, Computation, Timeout
 from stratacache.options import OptionsError
@@ -184,7 +185,9 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
         keys = [self._lock_key(key), full, tracking]
         args: list[Any] = [computation.token, data, ms, int(group is not None)]
         # Running the script twice is safe: once it has run, the lock is gone and a second
-        # run writes nothing. So a lost reply is answered by running it again.
+        # run writes nothing. So a lost reply is answered by running it again; a reply that
+        # timed out is not: the commit waits at most one read timeout (plus the dropped
+        # connections' moments), not one per attempt.
         for _ in range(2):
             try:
                 if self.client.eval(COMMIT_IF_OWNER, 3, *keys, *args):
@@ -196,11 +199,16 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
                     # Refused (too large, OOM), not lost: release the lock for the next caller.
                     computation.abort()
                     return value
+                if isinstance(exc, RedisTimeoutError):
+                    return value
         return self._stored_or(key, value)
 
     def _commit_first_wins(self, computation: _WatchedComputation, value: Any) -> Any:
         key, group = computation.key, computation.group
         data = self._dumps(key, value)
+        if self._known_down():  # no write and no re-read while Redis is known to be down
+            self.stats.errors += 1
+            return value
         ms = self._milliseconds(computation.timeout)
         full = self._key(key)
 

@@ -58,7 +58,8 @@ class RedisCache(RedisClient, RedisCodec):
 
     Args:
         host: Host name, a ``redis://``/``rediss://``/``unix://`` URL, or a ready
-            ``redis.Redis`` client (then the connection arguments are ignored).
+            ``redis.Redis`` client (then the connection arguments are ignored, and the
+            client keeps its own retry policy: give it ``retry=None`` for ours, no retry).
         port: Port, with a host name.
         password: Password, with a host name.
         db: Database number, with a host name.

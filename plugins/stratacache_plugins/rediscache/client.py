@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -12,7 +13,7 @@ from redis.exceptions import RedisError
 from stratacache import Backend, CacheError
 from stratacache.options import OptionsError
 from stratacache_plugins.rediscache.checks import connection_problems
-from stratacache_plugins.rediscache.connection import pool, server_url
+from stratacache_plugins.rediscache.connection import acquire, drop, release, server_url
 
 __all__ = ["RedisCacheError", "RedisClient"]
 
@@ -64,22 +65,29 @@ class RedisClient(Backend):
         if password:
             self._pool_options.setdefault("password", password)
         self._client: tuple[redis.Redis | None, int] = (None, 0)
+        self._held: weakref.finalize[Any, Any] | None = None
+        if self._given_client is None:
+            self.client  # noqa: B018 (holds the pool now: a reconfiguration keeps sharing it)
         if check_connection:
             self._run("PING", lambda r: r.ping(), False)
 
     @property
     def client(self) -> redis.Redis:
-        """The redis-py client, on this process's pool for the server (created lazily).
+        """The redis-py client, on this process's pool for the server.
 
-        A forked child gets a client on a pool of its own, never its parent's sockets.
+        A forked child gets a client on a pool of its own, never its parent's sockets. The
+        backend holds its pool until :meth:`close` (or until it is garbage-collected).
         """
         if self._given_client is not None:
             return self._given_client
         client, pid = self._client
         if client is None or pid != os.getpid():
-            shared = pool(self._url, self._connect_timeout, self._read_timeout, self._pool_options)
-            client = redis.Redis(connection_pool=shared)
-            self._client = (client, os.getpid())
+            pid = os.getpid()
+            timeouts = (self._connect_timeout, self._read_timeout)
+            server = (self._url, *timeouts, dict(self._pool_options))
+            client = redis.Redis(connection_pool=acquire(*server))
+            self._client = (client, pid)
+            self._held = weakref.finalize(self, drop, pid, *server)
         return client
 
     def _run(
@@ -127,4 +135,11 @@ class RedisClient(Backend):
         self._direct("PING", lambda r: r.ping())
 
     def close(self) -> None:
-        """Nothing to do: pools are shared per process and server, and live with it."""
+        """Let go of the pool; the last backend on it closes its connections.
+
+        A call still running keeps its connection until it ends; a call made later opens
+        one and closes it after use. A client passed in by the user is left open.
+        """
+        held = self._held.detach() if self._held is not None else None
+        if held is not None:
+            release(*held[2])

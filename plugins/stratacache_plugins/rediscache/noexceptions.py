@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -38,8 +40,9 @@ class RedisCacheNoExceptions(RedisCache):
 
     An entry that cannot be deserialized is deleted, logged once at WARNING with its key and
     the reason, and is a miss. When Redis fails, reads miss, writes and deletes return False,
-    and for ``retry_interval`` seconds Redis is not called at all, so callers do not each wait
-    for a timeout; the next call after it probes Redis again. An error about one call (an
+    and for ``retry_interval`` seconds (up to a quarter more, at random) Redis is not called
+    at all, so callers do not each wait for a timeout; then one thread per process probes
+    Redis, and the others skip it until that probe has its answer. An error about one call (an
     error reply about its key or value, ``OOM``, a value over the server's size limit) is
     not an outage: that call fails, and Redis stays in use. Outages are logged when they
     start, at most every ``log_interval`` seconds while they last, and when they end; errors
@@ -69,6 +72,7 @@ class RedisCacheNoExceptions(RedisCache):
         self._retry_interval = retry_interval
         self._log_interval = log_interval
         self._down_until = 0.0
+        self._prober = 0  # the pid of the process one of whose threads probes Redis now
         self._failures = 0
         self._last_log = -math.inf
         self._call_errors = 0
@@ -85,17 +89,42 @@ class RedisCacheNoExceptions(RedisCache):
         *,
         payload: int = 0,
     ) -> Any:
-        if self._down_until and time.monotonic() < self._down_until:
-            self.stats.errors += 1  # skipped during the back-off
+        probing = self._down_until and self._claim_probe()
+        if probing is None:
+            self.stats.errors += 1  # skipped during the back-off, or while another probes
             return fallback
         try:
             result = action(self.client)
         except RedisError as exc:
             self._note_error(operation, exc, payload)
             return fallback
+        finally:
+            if probing:
+                self._prober = 0
         if self._down_until:
             self._note_recovery()
         return result
+
+    def _claim_probe(self) -> bool | None:
+        """During an outage: True if this thread is to probe Redis, None to skip it.
+
+        After the back-off, one thread per process probes; the others skip until it has
+        its answer (a new back-off, or Redis back).
+        """
+        if time.monotonic() < self._down_until:
+            return None
+        pid = os.getpid()  # a prober inherited across fork() probes nothing in the child
+        with self._state_lock:
+            if self._prober == pid:
+                return None
+            self._prober = pid
+        return True
+
+    def _known_down(self) -> bool:
+        """Whether Redis is in its back-off, or being probed by another thread."""
+        if not self._down_until:
+            return False
+        return time.monotonic() < self._down_until or self._prober == os.getpid()
 
     def _note_error(self, operation: str, exc: RedisError, payload: int = 0) -> bool:
         """Count a failed call that sent ``payload`` bytes; return whether it was an outage.
@@ -142,7 +171,9 @@ class RedisCacheNoExceptions(RedisCache):
         self.stats.errors += 1
         now = time.monotonic()
         with self._state_lock:
-            self._down_until = now + self._retry_interval
+            # Jittered, so the processes of a service do not all probe at the same moment.
+            jitter = random.uniform(1.0, 1.25)
+            self._down_until = now + self._retry_interval * jitter
             self._failures += 1
             if now - self._last_log < self._log_interval:
                 return
