@@ -197,33 +197,29 @@ def count(script_path: Path, calls: int, out: Path) -> int:
     ]
     if shutil.which("setarch"):
         command = ["setarch", os.uname().machine, "-R", *command]
+    _run(command, script_path, timeout=900)
+    return read_ir(out)
+
+
+def _run(command: list[str], script_path: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run one contender's script; raise with its stderr if it fails."""
     result = subprocess.run(
         command,
         cwd=script_path.parent,
         env=child_env(),
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=timeout,
         check=False,
     )
     if result.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
-    return read_ir(out)
+    return result
 
 
 def time_natively(script_path: Path, calls: int) -> list[float]:
     """Run the script without valgrind (writing the ``.pyc`` files); ns per call, 7 loops."""
-    result = subprocess.run(
-        [sys.executable, str(script_path), str(calls), "--time"],
-        cwd=script_path.parent,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"{script_path.name} failed natively:\n{result.stderr[-3000:]}")
+    result = _run([sys.executable, str(script_path), str(calls), "--time"], script_path, 300)
     samples: list[float] = json.loads(result.stdout.splitlines()[-1])
     return samples
 

@@ -7,6 +7,23 @@ from typing import Any
 import pytest
 
 from stratacache import CacheStack, ConfigurationError
+from stratacache_plugins.filesystem import FileSystemCacheOptions
+from stratacache_plugins.rediscache.options import RedisCacheAtomicOptions, RedisCacheOptions
+from stratacache_plugins.simple import SimpleCacheOptions
+
+NUMERIC_OPTIONS: list[tuple[Any, str]] = [
+    (SimpleCacheOptions, "threshold"),
+    (FileSystemCacheOptions, "threshold"),
+    (FileSystemCacheOptions, "mode"),
+    (RedisCacheOptions, "port"),
+    (RedisCacheOptions, "db"),
+    (RedisCacheOptions, "connect_timeout"),
+    (RedisCacheOptions, "read_timeout"),
+    (RedisCacheAtomicOptions, "lock_timeout"),
+    (RedisCacheAtomicOptions, "lock_wait"),
+    (RedisCacheAtomicOptions, "atomic_retries"),
+]
+"""Every numeric option of the first-party models: (model, field)."""
 
 
 def problems_of(config: dict[str, Any] | None = None) -> list[str]:

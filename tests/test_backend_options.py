@@ -11,10 +11,10 @@ import pytest
 
 from stratacache import BackendOptions, CacheStack, Tier, cached_for
 from stratacache.options import OptionsError, accepts, option_keys, validate_options
-from stratacache_plugins.filesystem import FileSystemCache, FileSystemCacheOptions
+from stratacache_plugins.filesystem import FileSystemCache
 from stratacache_plugins.rediscache.options import RedisCacheAtomicOptions, RedisCacheOptions
-from stratacache_plugins.simple import SimpleCache, SimpleCacheOptions
-from tests.configuring import only_problem, problems_of
+from stratacache_plugins.simple import SimpleCache
+from tests.configuring import NUMERIC_OPTIONS, only_problem, problems_of
 
 from .thirdparty_backend import DICT_SIZE_ACCEPTS, DictBackend, DictOptions
 
@@ -156,18 +156,7 @@ class TestBooleansAreNotNumbers:
 
     @pytest.mark.parametrize(
         ("model", "field"),
-        [
-            (SimpleCacheOptions, "threshold"),
-            (FileSystemCacheOptions, "threshold"),
-            (FileSystemCacheOptions, "mode"),
-            (RedisCacheOptions, "port"),
-            (RedisCacheOptions, "db"),
-            (RedisCacheOptions, "connect_timeout"),
-            (RedisCacheOptions, "read_timeout"),
-            (RedisCacheAtomicOptions, "lock_timeout"),
-            (RedisCacheAtomicOptions, "lock_wait"),
-            (RedisCacheAtomicOptions, "atomic_retries"),
-        ],
+        NUMERIC_OPTIONS,
     )
     def test_every_numeric_field_of_the_first_party_models(
         self, model: type[BackendOptions], field: str

@@ -21,6 +21,7 @@ from stratacache_plugins.rediscache.options import (
     RedisCacheOptions,
 )
 from stratacache_plugins.simple import SimpleCache, SimpleCacheNoSerializer, SimpleCacheOptions
+from tests.configuring import NUMERIC_OPTIONS
 
 MODELS: dict[type[Backend], type[BackendOptions] | None] = {
     SimpleCache: SimpleCacheOptions,
@@ -99,18 +100,7 @@ def test_the_flat_keys() -> None:
     }
 
 
-NUMBERS = [
-    (SimpleCacheOptions, "threshold"),
-    (FileSystemCacheOptions, "threshold"),
-    (FileSystemCacheOptions, "mode"),
-    (RedisCacheOptions, "port"),
-    (RedisCacheOptions, "db"),
-    (RedisCacheOptions, "connect_timeout"),
-    (RedisCacheOptions, "read_timeout"),
-    (RedisCacheAtomicOptions, "lock_timeout"),
-    (RedisCacheAtomicOptions, "lock_wait"),
-    (RedisCacheAtomicOptions, "atomic_retries"),
-]
+NUMBERS = NUMERIC_OPTIONS
 
 
 @pytest.mark.parametrize(("model", "name"), NUMBERS, ids=lambda x: getattr(x, "__name__", x))
