@@ -1,13 +1,20 @@
-"""Hardening of issue 11 on connections: items 15 (pools of replaced states) and 9 (the herd).
+"""Hardening of issue 11 on connections: items 15 (pools of replaced states) and 9 (the
+herd, the timeouts and name resolution).
 
 Real redis-servers and real faults (``SIGSTOP``, ``SIGKILL``); figures for docs/reliability.md.
 """
 
 from __future__ import annotations
 
+import json
+import random
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from stratacache import CacheStack, cached_for
 from stratacache_plugins.rediscache import RedisCacheAtomic, RedisCacheNoExceptions
@@ -211,3 +218,83 @@ def test_at_most_once_commit_waits_one_read_timeout(
         name="commit",
     )
     assert commit <= HERD_READ_TIMEOUT + 0.15
+
+
+# Item 9: a name lookup against a DNS server that never answers. The child process runs in
+# a mount namespace of its own (``unshare -m``), where /etc/resolv.conf names a silent
+# nameserver this test binds on a loopback address; the rest of the machine is untouched.
+RESOLVER_TIMEOUT = 3
+LOOKUP_CONNECT_TIMEOUT = 0.5
+SLOW_NAME = "redis.stratacache.test"
+
+LOOKUP_CALLS = r"""
+import json, sys, time
+import redis
+import redis.backoff, redis.retry
+from stratacache_plugins.rediscache import RedisCache, RedisCacheError, RedisCacheNoExceptions
+
+host, timeout = sys.argv[1], float(sys.argv[2])
+raising = RedisCache(host=host, port=6390, connect_timeout=timeout, read_timeout=timeout)
+quiet = RedisCacheNoExceptions(
+    host=host, port=6390, connect_timeout=timeout, read_timeout=timeout, retry_interval=0.05
+)
+calls, errors = [], []
+for backend in [raising, quiet] * 3:
+    started = time.monotonic()
+    try:
+        backend.get("k")
+    except RedisCacheError as exc:
+        errors.append(str(exc))
+    calls.append(time.monotonic() - started)
+    time.sleep(0.06)  # past the back-off: each call of the quiet backend probes again
+started = time.monotonic()
+try:  # the control: redis-py's own connection, with the same connect timeout
+    once = redis.retry.Retry(redis.backoff.NoBackoff(), 0)  # one attempt, like ours
+    redis.Redis(host=host, port=6390, socket_connect_timeout=timeout, retry=once).get("k")
+except redis.RedisError:
+    pass
+print(json.dumps({"calls": calls, "errors": errors, "control": time.monotonic() - started}))
+"""
+
+
+def test_9_name_resolution_is_bounded_by_the_connect_timeout(tmp_path: Path) -> None:
+    nameserver = f"127.{random.randint(1, 250)}.{random.randint(1, 250)}.53"
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind((nameserver, 53))  # receives the queries and never answers: needs root
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text(f"nameserver {nameserver}\noptions timeout:{RESOLVER_TIMEOUT} attempts:1\n")
+    script = tmp_path / "calls.py"
+    script.write_text(LOOKUP_CALLS)
+    namespaced = f'mount --bind {resolv} /etc/resolv.conf && exec {sys.executable} {script} "$@"'
+    try:
+        done = subprocess.run(
+            ["unshare", "-m", "sh", "-c", namespaced, "sh", SLOW_NAME, str(LOOKUP_CONNECT_TIMEOUT)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        silent.close()
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    longest = max(result["calls"])
+    record(
+        scenario=109,
+        title="Hardening 11.9: the host name's DNS server never answers",
+        requirement=f"every call ends within the connect timeout ({LOOKUP_CONNECT_TIMEOUT} s)"
+        " plus 150 ms, name resolution included; RedisCache raises RedisCacheError,"
+        " RedisCacheNoExceptions nothing",
+        figures={
+            "resolver_timeout_s": RESOLVER_TIMEOUT,
+            "connect_timeout_s": LOOKUP_CONNECT_TIMEOUT,
+            "calls": len(result["calls"]),
+            "longest_call_s": round(longest, 3),
+            "redis_py_connection_s": round(result["control"], 3),
+        },
+        name="dns",
+    )
+    assert result["control"] >= RESOLVER_TIMEOUT - 0.5  # the fault is real: redis-py waits it
+    assert longest <= LOOKUP_CONNECT_TIMEOUT + 0.15
+    assert len(result["errors"]) == 3  # one per RedisCache call, none from NoExceptions
+    assert all("connect timeout" in text for text in result["errors"]), result["errors"]

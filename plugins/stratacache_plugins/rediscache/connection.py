@@ -14,6 +14,9 @@ import threading
 from typing import Any
 
 import redis
+from redis.connection import parse_url
+
+from stratacache_plugins.rediscache.resolution import bounded_class
 
 __all__ = ["RetiringPool", "acquire", "drop", "release", "server_url"]
 
@@ -67,13 +70,19 @@ def acquire(
     with _pools_lock:
         pool, holders = _pools.get(key, (None, 0))
         if pool is None:
+            # The URL's scheme chooses the connection class; ours also bound the lookup.
+            scheme = parse_url(url).get("connection_class", redis.Connection)  # type: ignore[no-untyped-call]
             pool = RetiringPool.from_url(
                 url,
                 socket_connect_timeout=connect_timeout,
                 socket_timeout=read_timeout,
                 # Keys are encoded as the other backends hash them: a lone surrogate (a file
                 # name's undecodable byte) is a key like any other, not a UnicodeEncodeError.
-                **{"encoding_errors": "surrogatepass", **extra},
+                **{
+                    "encoding_errors": "surrogatepass",
+                    "connection_class": bounded_class(scheme),
+                    **extra,
+                },
             )
         _pools[key] = (pool, holders + 1)
         return pool

@@ -134,7 +134,7 @@ class RedisCacheOptions(PluginOptions):
         0.5,
         key="REDIS_CONNECT_TIMEOUT",
         accepts=_SOCKET_SECONDS,
-        description="Seconds to wait for a connection to Redis before giving up.",
+        description="Seconds to wait for a connection to Redis, the host name's lookup included.",
         gt=0,
         le=MAX_SOCKET_TIMEOUT,
         allow_inf_nan=False,
