@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stratacache.backend import NO_VALUE, Backend, Computation, NoValue, Timeout
+from stratacache.backend import NO_VALUE, Backend, Computation, NoValue, Timeout, key_type_error
 from stratacache.decorator import AtomicWrites, BoundCachedFunction, CachedFunction, cached_for
 from stratacache.default import cache
 from stratacache.errors import (
@@ -79,6 +79,7 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "installed_backends",
+    "key_type_error",
     "load_backend",
     "option",
     "plugin_manager",

@@ -33,6 +33,7 @@ where it deviates.
 from __future__ import annotations
 
 import inspect
+import reprlib
 import threading
 from collections.abc import Iterable, Mapping, Sized
 from datetime import timedelta
@@ -47,11 +48,24 @@ from stratacache.serializers import PickleSerializer, Serializer
 from stratacache.signing import Signer
 from stratacache.stats import BackendStats
 
-__all__ = ["NO_VALUE", "Backend", "Computation", "NoValue", "Timeout"]
+__all__ = ["NO_VALUE", "Backend", "Computation", "NoValue", "Timeout", "key_type_error"]
 
 
 _GROUP_INDEX_PREFIX = "__stratacache_group__:"
 _VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+
+
+def key_type_error(key: object) -> TypeError:
+    """The error every backend raises for a key that is not a ``str``.
+
+    Keys are text in every backend (cachelib's contract), so that a program that works on
+    one backend works on all: an int or a tuple that an in-memory dict would take is refused
+    by all of them alike, not only by those that send keys over the wire.
+    """
+    return TypeError(
+        f"cache keys are str, got {type(key).__name__} {reprlib.repr(key)}: pass str(key), or"
+        " let cached_for build the key from the function's arguments, of any type"
+    )
 
 
 class Backend(BaseCache):

@@ -18,6 +18,7 @@ from stratacache import (
     DeserializationError,
     Serializer,
     Timeout,
+    key_type_error,
     renew_in_child,
 )
 from stratacache.options import option
@@ -112,8 +113,13 @@ class SimpleCache(Backend):
         entry is an immutable tuple, so a concurrent write at worst makes the read return the
         value it replaced. Writers, which change several structures at once, take the lock.
         """
-        entry = self._find(key)
+        try:
+            entry = self._find(key)
+        except TypeError:  # unhashable
+            raise key_type_error(key) from None
         if entry is None:
+            if type(key) is not str:  # never stored (writes refuse it): checked on a miss
+                raise key_type_error(key)
             return NO_VALUE
         if entry[0] <= self._clock():
             self._drop_expired(key, entry)
@@ -136,8 +142,13 @@ class SimpleCache(Backend):
         ``remaining`` is ``math.inf`` for an entry that never expires. Same semantics as
         :meth:`lookup`, which stays a separate method because it is the hot path.
         """
-        entry = self._find(key)
+        try:
+            entry = self._find(key)
+        except TypeError:  # unhashable
+            raise key_type_error(key) from None
         if entry is None:
+            if type(key) is not str:
+                raise key_type_error(key)
             return NO_VALUE, None
         remaining = entry[0] - self._clock()  # inf - now is inf: never expires
         if remaining <= 0:
@@ -168,6 +179,7 @@ class SimpleCache(Backend):
 
     def has(self, key: str) -> bool:
         """Return whether ``key`` holds an unexpired entry (recency is not changed)."""
+        _check_key(key)
         with self._lock:
             entry = self._cache.get(key)
             return entry is not None and entry[0] > self._clock()
@@ -176,6 +188,7 @@ class SimpleCache(Backend):
 
     def set(self, key: str, value: Any, timeout: Timeout = None) -> bool:
         """Store ``value`` under ``key``; always ``True`` (pickling errors raise)."""
+        _check_key(key)
         data = value if self._dumps is None else self._dumps(value)
         expires = self._expires(timeout)
         with self._lock:
@@ -200,6 +213,7 @@ class SimpleCache(Backend):
 
     def add(self, key: str, value: Any, timeout: Timeout = None) -> bool:
         """Store ``value`` only if ``key`` holds no unexpired entry; return whether it did."""
+        _check_key(key)
         data = value if self._dumps is None else self._dumps(value)
         expires = self._expires(timeout)
         with self._lock:
@@ -211,6 +225,7 @@ class SimpleCache(Backend):
 
     def delete(self, key: str) -> bool:
         """Remove ``key``; return whether it was there."""
+        _check_key(key)
         with self._lock:
             entry = self._cache.get(key)
             if entry is None:
@@ -228,6 +243,7 @@ class SimpleCache(Backend):
 
     def inc(self, key: str, delta: int = 1) -> int | None:
         """Atomically add ``delta`` to the number under ``key`` (missing counts as 0)."""
+        _check_key(key)
         with self._lock:
             entry = self._cache.get(key)
             current = 0
@@ -329,3 +345,8 @@ class SimpleCacheNoSerializer(SimpleCache):
     """
 
     serializes = False
+
+
+def _check_key(key: object) -> None:
+    if not isinstance(key, str):
+        raise key_type_error(key)

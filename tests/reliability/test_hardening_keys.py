@@ -5,7 +5,8 @@
   spell another call's arguments), two lambdas of one module shared their entries
   (``square(7)`` returned ``double(7)``'s 14), and Flask-Caching's ``__caching_id__`` was
   ignored, so two rows with equal reprs shared a method's entries.
-* 11.17: an argument nested 10,000 deep raised ``RecursionError``, not the documented
+* 11.17: keys that are not ``str`` worked in SimpleCache and failed in the others; an
+  argument nested 10,000 deep raised ``RecursionError``, not the documented
   ``TypeError``; decorating a ``functools.partial`` raised an unclear ``AttributeError``.
 
 Each pair of calls that collided runs through ``cached_for`` on a real stack: the second
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,6 +28,11 @@ from hypothesis import strategies as st
 
 from stratacache import CacheStack, cached_for
 from stratacache.keys import MAX_DEPTH
+from stratacache_plugins.filesystem import FileSystemCache
+from stratacache_plugins.null import NullCache
+from stratacache_plugins.rediscache import RedisCache, RedisCacheAtomic, RedisCacheNoExceptions
+from stratacache_plugins.simple import SimpleCache, SimpleCacheNoSerializer
+from tests.redis_server import RedisServer
 from tests.test_keys import (
     NEAR_MISSES,
     Row,
@@ -131,3 +138,57 @@ def test_no_call_is_served_another_calls_value() -> None:
         },
     )
     assert wrong == []
+
+
+# 11.17: keys that are not str. SimpleCache and NullCache took them (a dict takes any
+# hashable), the Redis and file backends failed with "can only concatenate str": a program
+# written against the default stack broke when Redis was configured.
+NON_STR_KEYS: list[Any] = [1, (1, 2), b"k", None]
+
+
+def key_outcome(operation: Callable[..., Any], *arguments: Any) -> str:
+    """``refused`` (our TypeError), ``accepted``, or the other error it raised."""
+    try:
+        operation(*arguments)
+    except TypeError as exc:
+        return "refused" if "cache keys are str" in str(exc) else f"other: {exc}"
+    return "accepted"
+
+
+def test_non_string_keys_are_refused_alike_by_every_backend(
+    make_redis_server: Callable[[], RedisServer], tmp_path: Path
+) -> None:
+    url = make_redis_server().url
+    backends = [
+        SimpleCache(),
+        SimpleCacheNoSerializer(),
+        NullCache(),
+        FileSystemCache(str(tmp_path / "files")),
+        RedisCache(url=url, key_prefix="keys"),
+        RedisCacheNoExceptions(url=url, key_prefix="keys"),
+        RedisCacheAtomic(url=url, key_prefix="keys"),
+    ]
+    stack = CacheStack.from_tiers([SimpleCache(), RedisCache(url=url, key_prefix="stack")])
+    rows = []
+    for name, write, read in [
+        *((type(b).__name__, b.set, b.get) for b in backends),
+        ("CacheStack", stack.set, stack.get),
+    ]:
+        outcomes = {}
+        for key in NON_STR_KEYS:
+            outcomes[f"write {key!r}"] = key_outcome(write, key, 1)
+            outcomes[f"read {key!r}"] = key_outcome(read, key)
+        refused = sum(outcome == "refused" for outcome in outcomes.values())
+        rows.append({"backend": name, "refused": f"{refused}/{len(outcomes)}"})
+    record(
+        scenario=117,
+        title="Hardening 11.17: keys that are not str (1, (1, 2), b'k', None)",
+        requirement="every backend and the stack refuse them alike, with one TypeError message"
+        " (SimpleCache and NullCache took them, the others failed with an unclear TypeError)",
+        figures={"backends": len(rows)},
+        table=rows,
+        name="non-str-keys",
+    )
+    assert all(
+        row["refused"] == f"{2 * len(NON_STR_KEYS)}/{2 * len(NON_STR_KEYS)}" for row in rows
+    ), rows

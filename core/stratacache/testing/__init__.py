@@ -18,7 +18,8 @@ the same tests then check that every read misses. A backend that overrides
 :meth:`~stratacache.Backend.lookup_entry` must report each hit's remaining lifetime; one that
 keeps the default, or sets ``knows_remaining = False``, must report ``None``. The
 monitoring tests check the operator's methods (``ping``, ``describe``, ``store_stats``) and
-that healthy operations count no error. This module needs pytest
+that healthy operations count no error. Keys are ``str``: every operation raises
+:func:`stratacache.key_type_error` for any other key. This module needs pytest
 (``pip install 'stratacache[testing]'``).
 """
 
@@ -57,6 +58,11 @@ SAMPLE_VALUES: list[Any] = [
     True,
     "",
 ]
+
+
+# Every operation that takes a key, in the contract of Backend.
+KEY_OPERATIONS = ["get", "lookup", "lookup_entry", "has", "delete", "set", "add", "inc"]
+KEY_OPERATIONS += ["set_tracked", "delete_many", "get_many"]
 
 
 class BackendConformance:
@@ -148,6 +154,20 @@ class BackendConformance:
             backend.set(key, i)
         for i, key in enumerate(keys):
             assert backend.get(key) == self.hit(i), key
+
+    @pytest.mark.parametrize("key", [1, 2.5, (1, 2), b"key", None, ["unhashable"]], ids=repr)
+    def test_keys_are_str_in_every_operation(self, backend: Backend, key: Any) -> None:
+        """A key that is not a ``str`` is refused alike by every backend, with one message."""
+        outcomes = {}
+        for operation in KEY_OPERATIONS:
+            arguments = (key, "value") if operation in {"set", "add", "set_tracked"} else (key,)
+            try:
+                getattr(backend, operation)(*arguments)
+            except TypeError as exc:
+                outcomes[operation] = "refused" if "cache keys are str" in str(exc) else str(exc)
+            else:
+                outcomes[operation] = "accepted"
+        assert set(outcomes.values()) == {"refused"}, outcomes
 
     def test_serializing_backends_return_copies(self, backend: Backend) -> None:
         original = {"list": [1]}

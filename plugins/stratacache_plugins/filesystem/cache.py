@@ -15,7 +15,15 @@ from typing import Any, Protocol
 
 import platformdirs
 
-from stratacache import NO_VALUE, Backend, DeserializationError, Serializer, Timeout, renew_in_child
+from stratacache import (
+    NO_VALUE,
+    Backend,
+    DeserializationError,
+    Serializer,
+    Timeout,
+    key_type_error,
+    renew_in_child,
+)
 from stratacache_plugins.filesystem.entry import (
     ENTRY,
     HEADER,
@@ -321,7 +329,10 @@ class FileSystemCache(Backend):
     # -- internals ------------------------------------------------------------------------
 
     def _path(self, key: str, suffix: str = ENTRY) -> str:
-        name = self._key_prefix + key
+        try:
+            name = self._key_prefix + key
+        except TypeError:
+            raise key_type_error(key) from None
         digest = self._hash_method(name.encode("utf-8", "surrogatepass")).hexdigest()
         return os.path.join(self._dir, digest + suffix)
 

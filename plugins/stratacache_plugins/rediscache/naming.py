@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 
 import redis
 
-from stratacache import Backend
+from stratacache import Backend, key_type_error
 
 __all__ = [
     "PrefixKeys",
@@ -58,13 +58,19 @@ class RedisKeys(Backend):
         return namespace(prefix())
 
     def _key(self, key: str) -> str:
-        return self.key_prefix + key
+        try:
+            return self.key_prefix + key
+        except TypeError:
+            raise key_type_error(key) from None
 
     def _tracking_key(self, group: str) -> str:
         return f"{self.key_prefix}{{{group}}}{_TRACKING_SUFFIX}"
 
     def _lock_key(self, key: str) -> str:
-        return self.key_prefix + _LOCK_PREFIX + key
+        try:
+            return self.key_prefix + _LOCK_PREFIX + key
+        except TypeError:
+            raise key_type_error(key) from None
 
 
 class PrefixKeys:

@@ -15,7 +15,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
-from stratacache import NO_VALUE, Backend, DeserializationError, Timeout
+from stratacache import NO_VALUE, Backend, DeserializationError, Timeout, key_type_error
 
 __all__ = ["DictCache"]
 
@@ -42,6 +42,7 @@ class DictCache(Backend):
 
     def lookup(self, key: str) -> Any:
         """Return the value of ``key`` or ``NO_VALUE``, in one read."""
+        _check(key)
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
@@ -64,12 +65,14 @@ class DictCache(Backend):
 
     def has(self, key: str) -> bool:
         """Return whether ``key`` holds an unexpired entry."""
+        _check(key)
         with self._lock:
             entry = self._entries.get(key)
             return entry is not None and entry[0] > time.monotonic()
 
     def set(self, key: str, value: Any, timeout: Timeout = None) -> bool:
         """Store ``value`` under ``key``; unserializable values raise."""
+        _check(key)
         data = self.dump_value(key, value)
         expires = self._expires(timeout)
         with self._lock:
@@ -78,6 +81,7 @@ class DictCache(Backend):
 
     def add(self, key: str, value: Any, timeout: Timeout = None) -> bool:
         """Store ``value`` only if ``key`` holds no unexpired entry; return whether it did."""
+        _check(key)
         data = self.dump_value(key, value)
         expires = self._expires(timeout)
         with self._lock:
@@ -89,6 +93,7 @@ class DictCache(Backend):
 
     def delete(self, key: str) -> bool:
         """Remove ``key``; return whether an unexpired entry was there."""
+        _check(key)
         with self._lock:
             entry = self._entries.pop(key, None)
         return entry is not None and entry[0] > time.monotonic()
@@ -105,3 +110,9 @@ class DictCache(Backend):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def _check(key: object) -> None:
+    # Keys are str in every backend: any other is refused, with stratacache's own message.
+    if not isinstance(key, str):
+        raise key_type_error(key)
