@@ -63,6 +63,13 @@ EXAMPLES: dict[str, str] = {
     "CACHE_REDIS_URL": "rediss://redis.internal:6380/0",
     "CACHE_REDIS_CONNECT_TIMEOUT": "0.25",
     "CACHE_REDIS_READ_TIMEOUT": "0.5",
+    "CACHE_REDIS_USERNAME": "cache-user",
+    "CACHE_REDIS_CLUSTER": "10.0.0.1:7000,10.0.0.2:7000,10.0.0.3:7000",
+    "CACHE_REDIS_SENTINELS": "10.0.0.1:26379,10.0.0.2:26379,10.0.0.3:26379",
+    "CACHE_REDIS_SENTINEL_MASTER": "mymaster",
+    "CACHE_REDIS_SENTINEL_USERNAME": "sentinel-user",
+    "CACHE_REDIS_SENTINEL_PASSWORD": "change-me",
+    "CACHE_REDIS_READ_FROM_REPLICAS": "false",
     "CACHE_ATOMIC_LOCK_TIMEOUT": "120",
     "CACHE_ATOMIC_WAIT": "130",
     "CACHE_ATOMIC_RETRIES": "10",
@@ -142,12 +149,20 @@ def _example(field: FieldInfo) -> str:
     return f"{key}={shlex.quote(value)}"
 
 
+# Options whose example is valid only beside another option's.
+COMPANIONS: dict[str, dict[str, str]] = {
+    "sentinels": {"sentinel_master": "mymaster"},
+    "sentinel_master": {"sentinels": "10.0.0.1:26379"},
+}
+
+
 def _option_example(option: OptionKey) -> str:
     """Return the example of a backend's key, checked against the backend's model."""
     value = EXAMPLES.get(option.key)
     if value is None:
         raise SystemExit(f"{option.key} has no example: add it to EXAMPLES")
-    validate_options(option.model, {option.field: value}, {option.field: option.key})
+    given = {**COMPANIONS.get(option.field, {}), option.field: value}
+    validate_options(option.model, given, {option.field: option.key})
     return f"{option.key}={shlex.quote(value)}"
 
 

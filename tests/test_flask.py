@@ -229,8 +229,6 @@ def test_flask_caching_backend_names_select_ours(given: str, selected: str) -> N
 @pytest.mark.parametrize(
     "given",
     [
-        "RedisSentinelCache",
-        "flask_caching.backends.RedisClusterCache",
         "flask_caching.contrib.uwsgicache.UWSGICache",
         "flask_caching.backends.base.BaseCache",
     ],
@@ -242,6 +240,25 @@ def test_flask_caching_backends_without_a_counterpart_are_errors(given: str) -> 
     assert problem.startswith(f"CACHE_TYPE={given!r}: ")
     assert "has no stratacache counterpart installed" in problem
     assert "docs/plugins.md" in problem
+
+
+def test_flask_cachings_sentinel_type_is_redis_cache_with_its_defaults() -> None:
+    settings = settings_from_config({"CACHE_TYPE": "RedisSentinelCache"})
+    assert settings.cache_type == "RedisCache"
+    stack = CacheStack()
+    stack.configure(settings)  # connects to nothing yet
+    tier = stack.shared_cache.cache
+    assert tier.topology.kind == "sentinel"
+    assert tier.topology.master == "mymaster"
+    assert [str(node) for node in tier.topology.nodes] == ["127.0.0.1:26379"]
+
+
+def test_flask_cachings_cluster_type_takes_its_nodes_and_refuses_a_url_beside() -> None:
+    config = {"CACHE_TYPE": "RedisClusterCache", "CACHE_REDIS_CLUSTER": "10.0.0.1:7000"}
+    settings = settings_from_config(config)
+    assert settings.cache_type == "RedisCache"
+    with pytest.raises(ConfigurationError, match=r"CACHE_REDIS_CLUSTER=.*CACHE_REDIS_URL"):
+        settings_from_config({**config, "CACHE_REDIS_URL": "redis://10.0.0.2:6379/0"})
 
 
 def test_a_backend_that_is_not_a_name_is_explained_by_the_settings_model() -> None:
@@ -267,6 +284,10 @@ SAME_KEYS = {
     "CACHE_THRESHOLD",
     "CACHE_OPTIONS",
     "CACHE_SERIALIZER",
+    "CACHE_REDIS_CLUSTER",
+    "CACHE_REDIS_SENTINELS",
+    "CACHE_REDIS_SENTINEL_MASTER",
+    "CACHE_REDIS_SENTINEL_PASSWORD",
 }
 """The Flask-Caching keys stratacache reads under the same name."""
 

@@ -41,6 +41,13 @@ REDIS_KEYS = {
     "CACHE_REDIS_URL": "url",
     "CACHE_REDIS_CONNECT_TIMEOUT": "connect_timeout",
     "CACHE_REDIS_READ_TIMEOUT": "read_timeout",
+    "CACHE_REDIS_USERNAME": "username",
+    "CACHE_REDIS_CLUSTER": "cluster",
+    "CACHE_REDIS_SENTINELS": "sentinels",
+    "CACHE_REDIS_SENTINEL_MASTER": "sentinel_master",
+    "CACHE_REDIS_SENTINEL_USERNAME": "sentinel_username",
+    "CACHE_REDIS_SENTINEL_PASSWORD": "sentinel_password",
+    "CACHE_REDIS_READ_FROM_REPLICAS": "read_from_replicas",
 }
 
 
@@ -209,7 +216,8 @@ PLUGINS = Path(__file__).resolve().parent.parent / "plugins" / "stratacache_plug
 
 
 @pytest.mark.parametrize(
-    "module", ["_options.py", "filesystem/options.py", "rediscache/options.py"]
+    "module",
+    ["_options.py", "filesystem/options.py", "rediscache/options.py", "rediscache/topology.py"],
 )
 def test_options_modules_import_neither_drivers_nor_backends(module: str) -> None:
     tree = ast.parse((PLUGINS / module).read_text())
@@ -219,5 +227,7 @@ def test_options_modules_import_neither_drivers_nor_backends(module: str) -> Non
         if isinstance(node, ast.Import | ast.ImportFrom)
         for alias in node.names
     }
-    allowed = {"__future__", "os", "types", "typing", "urllib.parse", "pydantic"}
-    assert imported - allowed <= {"stratacache.options", "stratacache_plugins._options"}
+    allowed = {"__future__", "os", "types", "typing", "urllib.parse", "pydantic", "pydantic_core"}
+    allowed |= {"json", "dataclasses", "stratacache.masking"}
+    ours = {"stratacache.options", "stratacache_plugins._options"}
+    assert imported - allowed <= ours | {"stratacache_plugins.rediscache.topology"}

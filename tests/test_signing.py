@@ -398,12 +398,12 @@ def test_a_secret_never_reaches_a_traceback() -> None:
 def test_signed_inc_gives_up_after_bounded_races(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from stratacache_plugins.rediscache import cache as cache_module
+    from stratacache_plugins.rediscache import codec as codec_module
     from stratacache_plugins.rediscache.cache import RedisCacheError
 
     cache = RedisCache(url=redis_url, secret_key=SECRET)
     cache.set("n", 1)
-    monkeypatch.setattr(cache_module, "_SIGNED_INC_ATTEMPTS", 3)
+    monkeypatch.setattr(codec_module, "_SIGNED_INC_ATTEMPTS", 3)
     rival = redis.Redis.from_url(redis_url)
     loads = cache.load_value
 

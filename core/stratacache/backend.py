@@ -351,6 +351,15 @@ class Backend(BaseCache):
         """
         self.has("__stratacache_ping__")
 
+    def ping_nodes(self) -> list[dict[str, Any]]:
+        """Ping each server behind the store, for ``stratacache ping``: one dict per server.
+
+        Each has ``node`` (its address), ``role`` (``master``, ``replica``...), ``ok`` and
+        ``latency_ms`` or ``error``. This default returns ``[]``: the store is one thing,
+        which :meth:`ping` checks. A store of several servers (Redis Cluster) lists them.
+        """
+        return []
+
     def describe(self) -> dict[str, Any]:
         """Return what the store is and how big, for ``stratacache info``: a JSON-ready dict.
 

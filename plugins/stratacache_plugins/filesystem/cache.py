@@ -15,15 +15,7 @@ from typing import Any, Protocol
 
 import platformdirs
 
-from stratacache import (
-    NO_VALUE,
-    Backend,
-    DeserializationError,
-    Serializer,
-    Timeout,
-    key_type_error,
-    renew_in_child,
-)
+from stratacache import NO_VALUE, Backend, DeserializationError, Serializer, Timeout, renew_in_child
 from stratacache_plugins.filesystem.entry import (
     ENTRY,
     HEADER,
@@ -41,9 +33,11 @@ from stratacache_plugins.filesystem.entry import (
 from stratacache_plugins.filesystem.failures import DirectoryHealth, degrades
 from stratacache_plugins.filesystem.files import (
     PlantedFileError,
+    entry_path,
     make_directory,
     open_file,
     read_file,
+    str_key,
     write_temp,
 )
 from stratacache_plugins.filesystem.options import FileSystemCacheOptions
@@ -329,12 +323,7 @@ class FileSystemCache(Backend):
     # -- internals ------------------------------------------------------------------------
 
     def _path(self, key: str, suffix: str = ENTRY) -> str:
-        try:
-            name = self._key_prefix + key
-        except TypeError:
-            raise key_type_error(key) from None
-        digest = self._hash_method(name.encode("utf-8", "surrogatepass")).hexdigest()
-        return os.path.join(self._dir, digest + suffix)
+        return entry_path(self._dir, self._hash_method, self._key_prefix + str_key(key), suffix)
 
     def _header(self, timeout: Timeout) -> bytes:
         seconds = self.timeout_seconds(timeout)

@@ -21,16 +21,21 @@ import os
 import stat
 import sys
 import tempfile
+from collections.abc import Callable
+from typing import Any
 
+from stratacache import key_type_error
 from stratacache_plugins.filesystem.entry import TEMP, TEMP_PREFIX, unlink
 
 __all__ = [
     "PlantedFileError",
     "directory_mode",
+    "entry_path",
     "make_directory",
     "open_file",
     "read_file",
     "remove_planted",
+    "str_key",
     "write_temp",
 ]
 
@@ -199,3 +204,16 @@ def write_temp(directory: str, mode: int, *chunks: bytes) -> str:
         unlink(tmp)
         raise
     return tmp
+
+
+def str_key(key: str) -> str:
+    """``key``, which must be a ``str`` as in every backend (else :func:`key_type_error`)."""
+    if not isinstance(key, str):
+        raise key_type_error(key)
+    return key
+
+
+def entry_path(directory: str, hash_method: Callable[[bytes], Any], name: str, suffix: str) -> str:
+    """The file of the entry stored as ``name`` (prefix and key): its digest in ``directory``."""
+    digest = hash_method(name.encode("utf-8", "surrogatepass")).hexdigest()
+    return os.path.join(directory, digest + suffix)

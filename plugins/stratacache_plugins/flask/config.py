@@ -20,7 +20,6 @@ __all__ = [
 logger = logging.getLogger("stratacache.flask")
 
 _NO_MEMCACHED = "there is no memcached backend; use Redis (CACHE_TYPE=RedisCache)"
-_NO_SENTINEL = "there is no Redis Sentinel backend; give one server's CACHE_REDIS_URL"
 _WRITE_ONE = "or write a backend plugin (docs/plugins.md)"
 
 IGNORED_KEYS: Final[Mapping[str, str]] = {
@@ -47,10 +46,6 @@ UNSUPPORTED_KEYS: Final[Mapping[str, str]] = {
     "CACHE_MEMCACHED_SERVERS": f"{_NO_MEMCACHED}, {_WRITE_ONE}",
     "CACHE_MEMCACHED_USERNAME": f"{_NO_MEMCACHED}, {_WRITE_ONE}",
     "CACHE_MEMCACHED_PASSWORD": f"{_NO_MEMCACHED}, {_WRITE_ONE}",
-    "CACHE_REDIS_SENTINELS": f"{_NO_SENTINEL}, {_WRITE_ONE}",
-    "CACHE_REDIS_SENTINEL_MASTER": f"{_NO_SENTINEL}, {_WRITE_ONE}",
-    "CACHE_REDIS_SENTINEL_PASSWORD": f"{_NO_SENTINEL}, {_WRITE_ONE}",
-    "CACHE_REDIS_CLUSTER": f"there is no Redis Cluster backend, {_WRITE_ONE}",
     "CACHE_UWSGI_NAME": f"there is no uWSGI cache backend, {_WRITE_ONE}",
     "CACHE_GCS_BUCKET": f"there is no Google Cloud Storage backend, {_WRITE_ONE}",
 }
@@ -79,6 +74,16 @@ FLASK_CACHING_BACKENDS: Final = frozenset(
 
 _CACHEABLE_METHODS = frozenset({"GET", "HEAD"})
 
+# Flask-Caching's Redis topologies are our RedisCache on that topology, with Flask-Caching's
+# defaults there only (from the environment, a Sentinel master name is required).
+_TOPOLOGIES: Final[Mapping[str, Mapping[str, Any]]] = {
+    "RedisSentinelCache": {
+        "CACHE_REDIS_SENTINELS": [("127.0.0.1", 26379)],
+        "CACHE_REDIS_SENTINEL_MASTER": "mymaster",
+    },
+    "RedisClusterCache": {},
+}
+
 
 def settings_from_config(config: Mapping[str, Any]) -> CacheSettings:
     """Validate the cache keys of a Flask config into settings.
@@ -86,7 +91,9 @@ def settings_from_config(config: Mapping[str, Any]) -> CacheSettings:
     Only keys starting with ``CACHE_`` or ``LOCALCACHE_`` are read; they are the whole
     configuration (keys they lack take their defaults, not the environment's). A
     ``CACHE_TYPE`` naming one of Flask-Caching's backends (``"RedisCache"``,
-    ``"flask_caching.backends.RedisCache"``) selects the installed backend of that name.
+    ``"flask_caching.backends.RedisCache"``) selects the installed backend of that name;
+    ``RedisSentinelCache`` and ``RedisClusterCache`` select RedisCache on that topology
+    (Sentinel with Flask-Caching's defaults: master ``mymaster`` at ``127.0.0.1:26379``).
 
     Raises:
         ConfigurationError: Listing every problem at once: the settings model's, and each
@@ -113,7 +120,12 @@ def settings_from_config(config: Mapping[str, Any]) -> CacheSettings:
                 )
     for key in [k for k in relevant if k.upper() == "CACHE_TYPE"]:
         value = relevant[key]
-        if isinstance(value, str):
+        topology = _TOPOLOGIES.get(re.split(r"[.:]", value)[-1]) if isinstance(value, str) else None
+        if topology is not None:
+            relevant[key] = "RedisCache"
+            for default_key, default in topology.items():
+                relevant.setdefault(default_key, default)
+        elif isinstance(value, str):
             name, problem = _backend_name(value)
             if problem is None:
                 relevant[key] = name

@@ -8,14 +8,15 @@ import time
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
-import redis
-from redis.exceptions import RedisError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import WatchError
 
 from stratacache import NO_VALUE, CacheError, Computation, Timeout
 from stratacache.options import OptionsError
+from stratacache_plugins.rediscache.client import REDIS_FAILURES
 from stratacache_plugins.rediscache.noexceptions import RedisCacheNoExceptions
 from stratacache_plugins.rediscache.options import RedisCacheAtomicOptions
+from stratacache_plugins.rediscache.protocol import RedisLike
 from stratacache_plugins.rediscache.scripts import COMMIT_IF_OWNER, RELEASE
 
 __all__ = ["AtomicWaitTimeout", "RedisCacheAtomic"]
@@ -194,7 +195,7 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
                     computation.stored = True
                     return value
                 break  # the lock is no longer ours: trust what is stored
-            except RedisError as exc:
+            except REDIS_FAILURES as exc:
                 if not self._note_error("commit (lock owner)", exc, len(data)):
                     # Refused (too large, OOM), not lost: release the lock for the next caller.
                     computation.abort()
@@ -212,11 +213,11 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
         ms = self._milliseconds(computation.timeout)
         full = self._key(key)
 
-        def write(r: redis.Redis) -> Any:
+        def write(r: RedisLike) -> Any:
             with r.pipeline(transaction=True) as pipe:
                 for _ in range(self._retries):
                     try:
-                        pipe.watch(full)  # type: ignore[no-untyped-call]
+                        pipe.watch(full)
                         existing = pipe.get(full)
                         if existing is not None:
                             pipe.unwatch()
@@ -246,7 +247,7 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
         """
         try:
             data = self.client.get(self._key(key))
-        except RedisError:
+        except REDIS_FAILURES:
             self.stats.errors += 1
             return value
         if data is None:

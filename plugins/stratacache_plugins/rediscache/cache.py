@@ -1,38 +1,32 @@
 """RedisCache: the shared layer on Redis; Redis failures raise :class:`RedisCacheError`.
 
 :meth:`RedisCache.lookup_entry` reads the value and its TTL in one round trip: ``GET`` and
-``PTTL`` in a non-transactional pipeline. Measured against a redis-server 7.0.15 started on
-a free loopback port (redis-py 8.1.0, a 100-byte entry, 20,000 calls a run, the median of 7
-interleaved runs, the range over three such measurements; the 2-core machine was busy, so
-wall times are noisy), per call:
-
-* plain ``GET``, the floor: 70-77 µs wall, 35-38 µs client CPU, 0.3-0.4 µs server time;
-* pipeline ``GET`` + ``PTTL``: 84-93 µs wall, 46-50 µs client CPU, 0.5-0.6 µs server;
-* ``EVALSHA`` of ``return {GET, PTTL}`` (redis-py's ``Script``): 106-112 µs wall,
-  52-57 µs client CPU, 4.7-5.2 µs server (a bare ``evalsha`` call: 84-92 µs wall).
-
-The pipeline is the faster in wall time and costs the single-threaded server a tenth of
-the script's time, so it is the one used. It is not atomic, which is harmless: a key
-deleted between the two commands answers ``PTTL`` -2 and is a miss, and a write in between
-pairs the value read with the newer entry's TTL, no worse than any read racing a write.
+``PTTL`` in a non-transactional pipeline. Measured against ``EVALSHA`` of a script returning
+both (redis-server 7.0.15, redis-py 8.1.0, 100-byte entries): 84-93 µs wall against
+106-112 µs, and a tenth of the script's server time (plain ``GET``: 70-77 µs). It is not
+atomic, which is harmless: a key deleted between the two commands answers ``PTTL`` -2 and
+is a miss, and a write in between pairs the value with the newer entry's TTL, no worse than
+any read racing a write.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
 import redis
+from redis.cluster import RedisCluster
 
 from stratacache import NO_VALUE, Serializer, Timeout
 from stratacache_plugins.rediscache.client import RedisCacheError, RedisClient
 from stratacache_plugins.rediscache.codec import RedisCodec
-from stratacache_plugins.rediscache.monitoring import server_and_keys, store_counters
-from stratacache_plugins.rediscache.naming import namespace, unlink_under, what_clear_deletes
+from stratacache_plugins.rediscache.monitoring import RedisMonitoring
+from stratacache_plugins.rediscache.naming import fetch_many, namespace, unlink_under
 from stratacache_plugins.rediscache.options import RedisCacheOptions
+from stratacache_plugins.rediscache.protocol import RedisLike
 from stratacache_plugins.rediscache.tracking import (
     delete_tracked,
     delete_untracking,
@@ -43,11 +37,10 @@ __all__ = ["RedisCache", "RedisCacheError"]
 
 logger = logging.getLogger(__package__)  # one logger for the Redis backends
 
-_SIGNED_INC_ATTEMPTS = 100
 _PTTL_PERSISTENT, _PTTL_GONE = -1, -2  # PTTL's replies for a key without expiry, no key
 
 
-class RedisCache(RedisClient, RedisCodec):
+class RedisCache(RedisMonitoring, RedisClient, RedisCodec):
     """The shared layer on Redis: every instance of the service sees the same entries.
 
     Accepts cachelib's ``RedisCache`` arguments, so it drops in where that one is used.
@@ -58,8 +51,9 @@ class RedisCache(RedisClient, RedisCodec):
 
     Args:
         host: Host name, a ``redis://``/``rediss://``/``unix://`` URL, or a ready
-            ``redis.Redis`` client (then the connection arguments are ignored, and the
-            client keeps its own retry policy: give it ``retry=None`` for ours, no retry).
+            ``redis.Redis`` or ``redis.RedisCluster`` client (then the connection arguments
+            are ignored, and the client keeps its own retry policy: give it ``retry=None``
+            for ours, no retry).
         port: Port, with a host name.
         password: Password, with a host name.
         db: Database number, with a host name.
@@ -75,6 +69,18 @@ class RedisCache(RedisClient, RedisCodec):
             ``WATCH``/``MULTI`` read-modify-write instead of one ``INCRBY``.
         connect_timeout: Seconds to wait for a connection.
         read_timeout: Seconds to wait for a reply.
+        username: The ACL user name (Redis 6+), for every node.
+        cluster: Redis Cluster startup nodes (``host:port`` or ``redis://``/``rediss://``
+            URLs, a list or comma-separated): the tier is then the cluster. Not with ``url``
+            or ``host``; the key prefix may not contain braces there.
+        sentinels: Redis Sentinel addresses (``host:port`` or ``(host, port)``): the tier is
+            then the master they monitor, named by ``sentinel_master``.
+        sentinel_master: The name of that master (required with ``sentinels``).
+        sentinel_username: The sentinels' own ACL user name.
+        sentinel_password: The sentinels' own password (``password`` is the master's).
+        read_from_replicas: On a Cluster, let reads go to replicas. Off by default:
+            replication is asynchronous, so a replica can serve an entry that was just
+            invalidated on its master.
         **kwargs: Further arguments of redis-py's connection pool (``ssl_cert_reqs``...).
     """
 
@@ -82,7 +88,7 @@ class RedisCache(RedisClient, RedisCodec):
 
     def __init__(  # noqa: PLR0917 (cachelib's RedisCache takes these positionally)
         self,
-        host: str | redis.Redis = "localhost",
+        host: str | redis.Redis | RedisCluster = "localhost",
         port: int = 6379,
         password: str | None = None,
         db: int = 0,
@@ -94,6 +100,13 @@ class RedisCache(RedisClient, RedisCodec):
         secret_key: str | bytes | Iterable[str | bytes] | None = None,
         connect_timeout: float = 0.5,
         read_timeout: float = 1.0,
+        username: str | None = None,
+        cluster: str | Sequence[str] | None = None,
+        sentinels: str | Sequence[str | tuple[str, int]] | None = None,
+        sentinel_master: str | None = None,
+        sentinel_username: str | None = None,
+        sentinel_password: str | None = None,
+        read_from_replicas: bool = False,
         ignore_delete_many_errors: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -107,6 +120,8 @@ class RedisCache(RedisClient, RedisCodec):
         self._prefix: str | Callable[[], str] = (
             namespace(prefix) if isinstance(prefix, str) else prefix
         )
+        if username is not None:
+            kwargs.setdefault("username", username)
         self._connect(
             host,
             port=port,
@@ -116,6 +131,14 @@ class RedisCache(RedisClient, RedisCodec):
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             options=kwargs,
+            topology={
+                "cluster": cluster,
+                "sentinels": sentinels,
+                "master": sentinel_master,
+                "sentinel_username": sentinel_username,
+                "sentinel_password": sentinel_password,
+                "read_from_replicas": read_from_replicas,
+            },
         )
 
     # -- timeouts -----------------------------------------------------------------------
@@ -142,7 +165,7 @@ class RedisCache(RedisClient, RedisCodec):
         """
         full = self._key(key)
 
-        def read(r: redis.Redis) -> list[Any]:
+        def read(r: RedisLike) -> list[Any]:
             pipe = r.pipeline(transaction=False)
             pipe.get(full)
             pipe.pttl(full)
@@ -157,12 +180,11 @@ class RedisCache(RedisClient, RedisCodec):
         return value, math.inf if ms == _PTTL_PERSISTENT else int(ms) / 1000
 
     def get_many(self, *keys: str) -> list[Any]:
-        """One ``MGET`` for all ``keys``; ``None`` for each miss."""
+        """One round trip for all ``keys`` (``MGET``; on a Cluster, a ``GET`` pipeline)."""
         if not keys:
             return []
-        datas = self._run(
-            "MGET", lambda r: r.mget([self._key(k) for k in keys]), [None] * len(keys)
-        )
+        names = [self._key(k) for k in keys]
+        datas = self._run("MGET", lambda r: fetch_many(r, names), [None] * len(keys))
         values = []
         for key, data in zip(keys, datas, strict=True):
             value = NO_VALUE if data is None else self._loads(key, data)
@@ -208,7 +230,7 @@ class RedisCache(RedisClient, RedisCodec):
         return self._store(key, value, timeout, group)
 
     def _track_written(self, key: str, group: str, ms: int) -> None:
-        def track(r: redis.Redis) -> None:
+        def track(r: RedisLike) -> None:
             pipe = r.pipeline(transaction=True)
             self._queue_tracking(pipe, self._key(key), group, ms)
             pipe.execute()
@@ -226,7 +248,7 @@ class RedisCache(RedisClient, RedisCodec):
                 )
             )
 
-        def write(r: redis.Redis) -> bool:
+        def write(r: RedisLike) -> bool:
             pipe = r.pipeline(transaction=True)
             self._write(pipe, key, data, ms, group)
             pipe.execute()
@@ -254,7 +276,7 @@ class RedisCache(RedisClient, RedisCodec):
         datas = {key: self._dumps(key, value) for key, value in mapping.items()}
         ms = self._milliseconds(timeout)
 
-        def write(r: redis.Redis) -> list[Any]:
+        def write(r: RedisLike) -> list[Any]:
             pipe = r.pipeline(transaction=False)
             for key, data in datas.items():
                 self._write(pipe, key, data, ms, None)
@@ -272,7 +294,7 @@ class RedisCache(RedisClient, RedisCodec):
         if not keys:
             return []
 
-        def delete(r: redis.Redis) -> list[Any]:
+        def delete(r: RedisLike) -> list[Any]:
             pipe = r.pipeline(transaction=False)
             for key in keys:
                 pipe.delete(self._key(key))
@@ -291,37 +313,13 @@ class RedisCache(RedisClient, RedisCodec):
         """
         signed = self.signer is not None
 
-        def increment(r: redis.Redis) -> int:
+        def increment(r: RedisLike) -> int:
             if signed:
                 return self._signed_inc(r, key, delta)
             return int(r.incrby(self._key(key), delta))
 
         result: int | None = self._run("INCRBY", increment, None)
         return result
-
-    def _signed_inc(self, r: redis.Redis, key: str, delta: int) -> int:
-        full = self._key(key)
-        with r.pipeline(transaction=True) as pipe:
-            for attempt in range(_SIGNED_INC_ATTEMPTS):
-                try:
-                    pipe.watch(full)  # type: ignore[no-untyped-call]
-                    data = pipe.get(full)
-                    current = NO_VALUE if data is None else self._loads(key, data)
-                    if current is NO_VALUE:  # missing, or unreadable and deleted
-                        current = 0
-                    if type(current) is not int:
-                        raise TypeError(
-                            f"cannot increment {key!r}: it holds a {type(current).__name__},"
-                            " not an integer"
-                        )
-                    pipe.multi()
-                    pipe.set(full, self.dump_value(full, current + delta), keepttl=True)
-                    pipe.execute()
-                    return current + delta
-                except redis.WatchError:
-                    if attempt == _SIGNED_INC_ATTEMPTS - 1:
-                        raise  # as a Redis failure: RedisCacheError, or None without exceptions
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def dec(self, key: str, delta: int = 1) -> int | None:
         """Atomically subtract ``delta``."""
@@ -335,7 +333,7 @@ class RedisCache(RedisClient, RedisCodec):
         """
         prefix = self.key_prefix
 
-        def clear(r: redis.Redis) -> bool:
+        def clear(r: RedisLike) -> bool:
             unlink_under(r, prefix)
             return True
 
@@ -360,36 +358,6 @@ class RedisCache(RedisClient, RedisCodec):
         """Delete the keys tracked for ``group`` in batches, then its tracking set."""
         tracking = self._tracking_key(group)
         return int(self._run("clear_tracked", lambda r: delete_tracked(r, tracking), 0))
-
-    # -- monitoring -----------------------------------------------------------------------
-
-    def describe(self) -> dict[str, Any]:
-        """The server (version, memory, eviction policy) and the keys under ``key_prefix``.
-
-        Counts the keys with one ``SCAN`` of the prefix (never ``KEYS``): with an empty prefix,
-        ``entries`` counts every key of the database but the tracking sets and locks.
-        """
-        prefix, where = self.key_prefix, self._where()
-        return {
-            "backend": type(self).__name__,
-            "url": where,
-            "key_prefix": prefix,
-            "default_timeout": self.default_timeout,
-            "clears": what_clear_deletes(prefix, where),
-            **server_and_keys(self._direct, prefix),
-        }
-
-    def store_stats(self) -> dict[str, Any]:
-        """The server's own counters and the live entries of each tracked function.
-
-        ``keyspace_hits``, ``keyspace_misses``, ``evicted_keys`` and ``expired_keys`` are the
-        server's (every client and database, since its start or ``CONFIG RESETSTAT``).
-        ``entries`` counts the keys under ``key_prefix`` (one ``SCAN``); ``functions`` gives,
-        per decorated function (``module.qualname``), the unexpired members of its tracking
-        set: ``invalidate`` removes its member, but an entry deleted otherwise (``delete``,
-        an eviction) is counted until it would have expired.
-        """
-        return store_counters(self._direct, self.key_prefix, self._tracking_key)
 
     def __repr__(self) -> str:
         return (

@@ -18,6 +18,7 @@ from typing import Any, Union, cast, get_args, get_origin
 from urllib.parse import parse_qs, urlsplit
 
 import redis
+from redis.cluster import RedisCluster
 from redis.connection import (
     FALSE_STRINGS,
     URL_QUERY_ARGUMENT_PARSERS,
@@ -36,7 +37,7 @@ from stratacache_plugins.rediscache.options import (
     check_redis_url,
 )
 
-__all__ = ["connection_problems", "parameters"]
+__all__ = ["cluster_prefix_problems", "connection_problems", "parameters"]
 
 _CONNECTIONS: dict[str, type[Any]] = {
     "redis": Connection,
@@ -220,7 +221,7 @@ def _query_problems(option: str, url: str) -> list[OptionProblem]:
 def connection_problems(
     backend: type[Any],
     *,
-    host: str | redis.Redis,
+    host: str | redis.Redis | RedisCluster,
     url: str | None,
     server: str,
     options: Mapping[str, Any],
@@ -236,6 +237,11 @@ def connection_problems(
         options: The arguments given on to redis-py's connection pool.
         timeouts: ``connect_timeout`` and ``read_timeout`` as given.
     """
+    if isinstance(host, RedisCluster):  # a ready cluster client: our contract only
+        decoding = host.get_connection_kwargs().get("decode_responses")  # type: ignore[no-untyped-call]
+        text = _contract_problem("decode_responses", decoding)
+        shown = "redis.RedisCluster(decode_responses=True)"
+        return [OptionProblem("host", shown, f"this client: {text}")] if text else []
     if isinstance(host, redis.Redis):  # a ready client: only our contract can be checked
         kwargs = host.connection_pool.connection_kwargs
         text = _contract_problem("decode_responses", kwargs.get("decode_responses"))
@@ -281,3 +287,22 @@ def _option_problem(
         )
     where = f"{backend.__name__} nor of redis-py's {connection.__name__}"
     return _unknown(name, _own_arguments(backend) | set(known), where)
+
+
+def cluster_prefix_problems(prefix: str | Callable[[], str]) -> list[OptionProblem]:
+    """What is wrong with ``prefix`` as the key prefix of a Redis Cluster tier.
+
+    A prefix with a hash tag (``{app}:``) would send every key to the one slot of ``app``,
+    on one master, defeating the cluster; the decorator's keys carry their own tag (the
+    function's name). A callable prefix is called per key, so it is not checked here.
+    """
+    if isinstance(prefix, str) and ("{" in prefix or "}" in prefix):
+        return [
+            OptionProblem(
+                "key_prefix",
+                prefix,
+                "a key prefix with braces pins every key to one Cluster slot (braces mark the"
+                " hash tag): remove them; each function's keys already carry their own tag",
+            )
+        ]
+    return []

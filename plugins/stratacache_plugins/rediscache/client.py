@@ -8,14 +8,27 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
-from redis.exceptions import RedisError
+from redis.cluster import RedisCluster
+from redis.exceptions import RedisClusterException, RedisError
 
 from stratacache import Backend, CacheError
-from stratacache.options import OptionsError
-from stratacache_plugins.rediscache.checks import connection_problems
-from stratacache_plugins.rediscache.connection import acquire, drop, release, server_url
+from stratacache.options import OptionProblem, OptionsError
+from stratacache_plugins.rediscache.checks import cluster_prefix_problems, connection_problems
+from stratacache_plugins.rediscache.connection import (
+    LazyClient,
+    acquire,
+    drop,
+    release,
+    server_url,
+)
+from stratacache_plugins.rediscache.protocol import RedisLike
+from stratacache_plugins.rediscache.topology import Topology, TopologyError, build_topology
 
-__all__ = ["RedisCacheError", "RedisClient"]
+__all__ = ["REDIS_FAILURES", "RedisCacheError", "RedisClient", "RedisFailure"]
+
+REDIS_FAILURES = (RedisError, RedisClusterException)
+"""What redis-py raises when Redis fails: its errors, and a Cluster it cannot reach."""
+RedisFailure = RedisError | RedisClusterException
 
 
 class RedisCacheError(CacheError):
@@ -25,12 +38,15 @@ class RedisCacheError(CacheError):
 class RedisClient(Backend):
     """Base of the Redis backends: the server, its client, and how its calls fail.
 
-    The backend's constructor calls :meth:`_connect` once, after ``Backend.__init__``.
+    The backend's constructor calls :meth:`_connect` once, after ``Backend.__init__`` and
+    after setting ``_prefix`` (which a Cluster tier checks).
     """
+
+    _prefix: str | Callable[[], str] = ""
 
     def _connect(
         self,
-        host: str | redis.Redis,
+        host: str | redis.Redis | RedisCluster,
         *,
         port: int,
         password: str | None,
@@ -39,19 +55,44 @@ class RedisClient(Backend):
         connect_timeout: float,
         read_timeout: float,
         options: dict[str, Any],
+        topology: dict[str, Any] | None = None,
     ) -> None:
-        """Remember the server and the pool's ``options``; ``check_connection`` pings now.
+        """Remember the topology and the pool's ``options``; ``check_connection`` pings now.
+
+        ``topology`` holds the Cluster and Sentinel settings (``cluster``, ``sentinels``,
+        ``sentinel_master``, ``sentinel_username``, ``sentinel_password``,
+        ``read_from_replicas``), all ``None`` (or false) for one server.
 
         Raises:
-            OptionsError: An argument redis-py would refuse on every call, or one that
-                breaks stratacache's contract (see :mod:`.checks`).
+            OptionsError: An argument redis-py would refuse on every call, one that breaks
+                stratacache's contract (see :mod:`.checks`), or settings naming two
+                topologies at once.
         """
-        self._given_client = host if isinstance(host, redis.Redis) else None
-        self._url = "" if self._given_client else server_url(str(host), port, db, url)
+        given = host if isinstance(host, redis.Redis | RedisCluster) else None
+        self._given_client: RedisLike | None = given
+        server = "" if given is not None else server_url(str(host), port, db, url)
+        try:
+            self._topology = build_topology(
+                url=server,
+                url_given=bool(url),
+                host_given=given is None and host not in ("localhost", ""),
+                db=db,
+                **(topology or {}),
+            )
+        except TopologyError as exc:
+            raise OptionsError.refusing([OptionProblem(exc.option, exc.value, exc.text)]) from None
+        self._url = server if self._topology.kind == "server" else ""
         timeouts = {"connect_timeout": connect_timeout, "read_timeout": read_timeout}
         rejected = connection_problems(
-            type(self), host=host, url=url, server=self._url, options=options, timeouts=timeouts
+            type(self),
+            host=host,
+            url=url,
+            server=self._url or "redis://localhost:6379/0",
+            options=options,
+            timeouts=timeouts,
         )
+        if self._topology.kind == "cluster":
+            rejected += cluster_prefix_problems(self._prefix)
         if rejected:
             raise OptionsError.refusing(rejected)
         # cachelib's (and redis-py's) names for the timeouts win over ours.
@@ -64,36 +105,48 @@ class RedisClient(Backend):
         self._pool_options.setdefault("db", db)
         if password:
             self._pool_options.setdefault("password", password)
-        self._client: tuple[redis.Redis | None, int] = (None, 0)
-        self._held: weakref.finalize[Any, Any] | None = None
+        self._client: tuple[RedisLike | None, int] = (None, 0)
+        self._held: tuple[LazyClient, int, weakref.finalize[Any, Any]] | None = None
         if self._given_client is None:
-            self.client  # noqa: B018 (holds the pool now: a reconfiguration keeps sharing it)
+            self._hold()  # now: a reconfiguration keeps sharing it
         if check_connection:
             self._run("PING", lambda r: r.ping(), False)
 
     @property
-    def client(self) -> redis.Redis:
-        """The redis-py client, on this process's pool for the server.
+    def topology(self) -> Topology:
+        """Where the tier's Redis is: one server, a Sentinel master, or a Cluster."""
+        return self._topology
 
-        A forked child gets a client on a pool of its own, never its parent's sockets. The
-        backend holds its pool until :meth:`close` (or until it is garbage-collected).
+    @property
+    def client(self) -> RedisLike:
+        """The redis-py client (``redis.Redis``, or ``redis.RedisCluster``) of this process.
+
+        A forked child gets a client of its own, never its parent's sockets. The backend
+        holds it until :meth:`close` (or until it is garbage-collected).
         """
         if self._given_client is not None:
             return self._given_client
         client, pid = self._client
         if client is None or pid != os.getpid():
-            pid = os.getpid()
-            timeouts = (self._connect_timeout, self._read_timeout)
-            server = (self._url, *timeouts, dict(self._pool_options))
-            client = redis.Redis(connection_pool=acquire(*server))
-            self._client = (client, pid)
-            self._held = weakref.finalize(self, drop, pid, *server)
+            client = self._hold().get()  # on a Cluster, this connects: it may raise
+            self._client = (client, os.getpid())
         return client
+
+    def _hold(self) -> LazyClient:
+        """This process's client handle, held (once per process) until :meth:`close`."""
+        held, pid = self._held, os.getpid()
+        if held is None or held[1] != pid:
+            timeouts = (self._connect_timeout, self._read_timeout)
+            server = (self._topology, *timeouts, dict(self._pool_options))
+            handle = acquire(*server)
+            held = (handle, pid, weakref.finalize(self, drop, pid, *server))
+            self._held = held
+        return held[0]
 
     def _run(
         self,
         operation: str,
-        action: Callable[[redis.Redis], Any],
+        action: Callable[[RedisLike], Any],
         fallback: Any,
         *,
         payload: int = 0,
@@ -106,11 +159,11 @@ class RedisClient(Backend):
         """
         try:
             return action(self.client)
-        except RedisError as exc:
+        except REDIS_FAILURES as exc:
             self.stats.errors += 1
             raise RedisCacheError(f"Redis {operation} failed on {self._where()}: {exc}") from exc
 
-    def _direct(self, operation: str, action: Callable[[redis.Redis], Any]) -> Any:
+    def _direct(self, operation: str, action: Callable[[RedisLike], Any]) -> Any:
         """Run ``action`` on the client, raising :class:`RedisCacheError` on a failure.
 
         For the operator's commands (ping, describe, store_stats): unlike :meth:`_run`, it
@@ -118,21 +171,17 @@ class RedisClient(Backend):
         """
         try:
             return action(self.client)
-        except RedisError as exc:
+        except REDIS_FAILURES as exc:
             raise RedisCacheError(f"Redis {operation} failed on {self._where()}: {exc}") from exc
 
     def _where(self) -> str:
-        from stratacache.settings import mask_url
-
-        return mask_url(self._url) if self._url else repr(self._given_client)
+        if self._given_client is not None:
+            return repr(self._given_client)
+        return self._topology.describe()
 
     def info(self) -> dict[str, Any]:
         """The server's ``INFO`` as a dict (used memory, hits, misses...)."""
         return dict(self._run("INFO", lambda r: r.info(), {}))
-
-    def ping(self) -> None:
-        """One ``PING``; raises :class:`RedisCacheError` in every Redis backend."""
-        self._direct("PING", lambda r: r.ping())
 
     def close(self) -> None:
         """Let go of the pool; the last backend on it closes its connections.
@@ -140,6 +189,6 @@ class RedisClient(Backend):
         A call still running keeps its connection until it ends; a call made later opens
         one and closes it after use. A client passed in by the user is left open.
         """
-        held = self._held.detach() if self._held is not None else None
+        held = self._held[2].detach() if self._held is not None else None
         if held is not None:
             release(*held[2])

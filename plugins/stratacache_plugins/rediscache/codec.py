@@ -17,14 +17,18 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from stratacache import DeserializationError
+import redis
+
+from stratacache import NO_VALUE, DeserializationError
 from stratacache_plugins.rediscache.naming import RedisKeys
+from stratacache_plugins.rediscache.protocol import RedisLike
 
 __all__ = ["RedisCodec"]
 
 _INTEGER = re.compile(rb"-?[0-9]+")
 _DIGIT_STARTS = frozenset(b"-0123456789"[i : i + 1] for i in range(11))
 _COUNTER_MIN, _COUNTER_MAX = -(2**63), 2**63 - 1  # the integers INCRBY counts with
+_SIGNED_INC_ATTEMPTS = 100
 
 
 class RedisCodec(RedisKeys):
@@ -65,3 +69,28 @@ class RedisCodec(RedisKeys):
         except DeserializationError:
             self.stats.deserialization_failures += 1
             raise
+
+    def _signed_inc(self, r: RedisLike, key: str, delta: int) -> int:
+        """``inc`` with a secret key: a signed read-modify-write under ``WATCH``."""
+        full = self._key(key)
+        with r.pipeline(transaction=True) as pipe:
+            for attempt in range(_SIGNED_INC_ATTEMPTS):
+                try:
+                    pipe.watch(full)
+                    data = pipe.get(full)
+                    current = NO_VALUE if data is None else self._loads(key, data)
+                    if current is NO_VALUE:  # missing, or unreadable and deleted
+                        current = 0
+                    if type(current) is not int:
+                        raise TypeError(
+                            f"cannot increment {key!r}: it holds a {type(current).__name__},"
+                            " not an integer"
+                        )
+                    pipe.multi()
+                    pipe.set(full, self.dump_value(full, current + delta), keepttl=True)
+                    pipe.execute()
+                    return current + delta
+                except redis.WatchError:
+                    if attempt == _SIGNED_INC_ATTEMPTS - 1:
+                        raise  # as a Redis failure: RedisCacheError, or None without exceptions
+        raise AssertionError("unreachable")  # pragma: no cover

@@ -1,44 +1,82 @@
-"""Connections to Redis: one pool per process and server, never shared across ``fork()``.
+"""Connections to Redis: one client per process and topology, never shared across ``fork()``.
 
-Backends share a pool while their server and options are the same; each holds a reference
-(:func:`acquire`, :func:`release`). When the last one lets go (a reconfiguration replaced
-it, or the stack closed), the pool is retired: its idle connections close at once, and
-those in use close when their call hands them back. A call still running on a replaced
-backend is never cut off, and a retired pool keeps no socket open.
+Backends share a client while their topology (one server, a Sentinel master, a Cluster)
+and options are the same; each holds a reference (:func:`acquire`, :func:`release`). When
+the last one lets go (a reconfiguration replaced it, or the stack closed), the client is
+retired. On one server or a Sentinel master, its pool's idle connections close at once, and
+those in use close when their call hands them back: a call still running on a replaced
+backend is never cut off, and a retired pool keeps no socket open. A Cluster client closes
+its node connections when retired.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import redis
+from redis.cluster import ClusterNode, LoadBalancingStrategy, RedisCluster
 from redis.connection import parse_url
+from redis.sentinel import Sentinel, SentinelConnectionPool
 
+from stratacache_plugins.rediscache.protocol import RedisLike
 from stratacache_plugins.rediscache.resolution import bounded_class
+from stratacache_plugins.rediscache.topology import Topology
 
-__all__ = ["RetiringPool", "acquire", "drop", "release", "server_url"]
+__all__ = ["LazyClient", "RetiringPool", "acquire", "drop", "release", "server_url"]
 
 
-class RetiringPool(redis.ConnectionPool):
-    """A connection pool that, once retired, closes every connection handed back to it."""
+class _Retiring:
+    """A pool that, once retired, closes every connection handed back to it."""
 
     retired = False
 
     def retire(self) -> None:
         """Close the idle connections now, and every other one when it is released."""
         self.retired = True
-        self.disconnect(inuse_connections=False)
+        self.disconnect(inuse_connections=False)  # type: ignore[attr-defined]
 
-    def release(self, connection: Any) -> None:  # noqa: D102 (redis-py's, then closing)
-        super().release(connection)
+    def release(self, connection: Any) -> None:
+        super().release(connection)  # type: ignore[misc]
         if self.retired:
-            self.disconnect(inuse_connections=False)
+            self.disconnect(inuse_connections=False)  # type: ignore[attr-defined]
 
 
-# By pid, server and options: the pool and how many backends hold it.
-_pools: dict[tuple[Any, ...], tuple[RetiringPool, int]] = {}
+class RetiringPool(_Retiring, redis.ConnectionPool):
+    """redis-py's pool of connections to one server, retired as :class:`_Retiring` says."""
+
+
+class RetiringSentinelPool(_Retiring, SentinelConnectionPool):
+    """redis-py's pool of connections to the master a Sentinel names, retired likewise."""
+
+
+class LazyClient:
+    """A client built on first use.
+
+    A Cluster client connects when it is constructed, and configuring must connect to
+    nothing (nor fail while Redis is down).
+    """
+
+    def __init__(self, build: Callable[[], RedisLike]) -> None:
+        self._build = build
+        self._lock = threading.Lock()
+        self.built: RedisLike | None = None
+
+    def get(self) -> RedisLike:
+        """The client, built now if it is not yet (raising what building it raises)."""
+        built = self.built
+        if built is None:
+            with self._lock:
+                if self.built is None:
+                    self.built = self._build()
+                built = self.built
+        return built
+
+
+# By pid, topology and options: the client and how many backends hold it.
+_pools: dict[tuple[Any, ...], tuple[LazyClient, int]] = {}
 _pools_lock = threading.Lock()
 
 
@@ -53,39 +91,78 @@ os.register_at_fork(after_in_child=_forget_pools_after_fork)
 
 
 def _key(
-    pid: int, url: str, connect_timeout: float, read_timeout: float, extra: dict[str, Any]
+    pid: int,
+    topology: Topology,
+    connect_timeout: float,
+    read_timeout: float,
+    extra: dict[str, Any],
 ) -> Any:
-    return (pid, url, connect_timeout, read_timeout, repr(sorted(extra.items())))
+    return (pid, topology, connect_timeout, read_timeout, repr(sorted(extra.items())))
 
 
 def acquire(
-    url: str, connect_timeout: float, read_timeout: float, extra: dict[str, Any]
-) -> RetiringPool:
-    """Return this process's pool for the server at ``url``, held once more (built once).
+    topology: Topology, connect_timeout: float, read_timeout: float, extra: dict[str, Any]
+) -> LazyClient:
+    """Return this process's client for ``topology``, held once more (built on first use).
 
     Every :func:`acquire` is matched by one :func:`release` with this pid and arguments.
     """
     _release_dropped()
-    key = _key(os.getpid(), url, connect_timeout, read_timeout, extra)
+    key = _key(os.getpid(), topology, connect_timeout, read_timeout, extra)
     with _pools_lock:
-        pool, holders = _pools.get(key, (None, 0))
-        if pool is None:
-            # The URL's scheme chooses the connection class; ours also bound the lookup.
-            scheme = parse_url(url).get("connection_class", redis.Connection)  # type: ignore[no-untyped-call]
-            pool = RetiringPool.from_url(
-                url,
-                socket_connect_timeout=connect_timeout,
-                socket_timeout=read_timeout,
-                # Keys are encoded as the other backends hash them: a lone surrogate (a file
-                # name's undecodable byte) is a key like any other, not a UnicodeEncodeError.
-                **{
-                    "encoding_errors": "surrogatepass",
-                    "connection_class": bounded_class(scheme),
-                    **extra,
-                },
-            )
-        _pools[key] = (pool, holders + 1)
-        return pool
+        client, holders = _pools.get(key, (None, 0))
+        if client is None:
+            timeouts = {"socket_connect_timeout": connect_timeout, "socket_timeout": read_timeout}
+            # Keys are encoded as the other backends hash them: a lone surrogate (a file
+            # name's undecodable byte) is a key like any other, not a UnicodeEncodeError.
+            options = {"encoding_errors": "surrogatepass", **timeouts, **extra}
+            build = _BUILDERS[topology.kind]
+            client = LazyClient(lambda: build(topology, options))
+        _pools[key] = (client, holders + 1)
+        return client
+
+
+def _server(topology: Topology, options: dict[str, Any]) -> RedisLike:
+    # The URL's scheme chooses the connection class; ours also bound the lookup.
+    scheme = parse_url(topology.url).get("connection_class", redis.Connection)  # type: ignore[no-untyped-call]
+    options = {"connection_class": bounded_class(scheme), **options}
+    return redis.Redis(connection_pool=RetiringPool.from_url(topology.url, **options))
+
+
+def _cluster(topology: Topology, options: dict[str, Any]) -> RedisLike:
+    options.pop("db", None)  # validated to be 0: a cluster has no other
+    nodes = [ClusterNode(node.host, node.port) for node in topology.nodes]  # type: ignore[no-untyped-call]
+    if any(node.tls for node in topology.nodes):
+        options.setdefault("ssl", True)
+    if topology.read_from_replicas:  # redis-py's name for it: replicas and masters in turn
+        options.setdefault("load_balancing_strategy", LoadBalancingStrategy.ROUND_ROBIN)
+    return RedisCluster(startup_nodes=nodes, **options)
+
+
+def _sentinel(topology: Topology, options: dict[str, Any]) -> RedisLike:
+    username, password = topology.sentinel_auth
+    own = {"username": username, "password": password}
+    timeouts = {k: options[k] for k in ("socket_connect_timeout", "socket_timeout")}
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        [(node.host, node.port) for node in topology.nodes],
+        sentinel_kwargs={**timeouts, **{k: v for k, v in own.items() if v}},
+        **options,
+    )
+    master = str(topology.master)
+    client: RedisLike = sentinel.master_for(master, connection_pool_class=RetiringSentinelPool)  # type: ignore[no-untyped-call]
+    return client
+
+
+_BUILDERS = {"server": _server, "cluster": _cluster, "sentinel": _sentinel}
+
+
+def _retire(handle: LazyClient) -> None:
+    client = handle.built
+    pool = getattr(client, "connection_pool", None)
+    if isinstance(pool, _Retiring):
+        pool.retire()
+    elif isinstance(client, RedisCluster):
+        client.close()
 
 
 _dropped: list[tuple[Any, ...]] = []  # released by the garbage collector, not yet retired
@@ -105,22 +182,26 @@ def _release_dropped() -> None:
 
 
 def release(
-    pid: int, url: str, connect_timeout: float, read_timeout: float, extra: dict[str, Any]
+    pid: int,
+    topology: Topology,
+    connect_timeout: float,
+    read_timeout: float,
+    extra: dict[str, Any],
 ) -> None:
-    """Let go of a pool :func:`acquire` returned in process ``pid``; the last one retires it.
+    """Let go of a client :func:`acquire` returned in process ``pid``; the last one retires it.
 
-    A release in a forked child of that process does nothing: the child has its own pools.
+    A release in a forked child of that process does nothing: the child has its own clients.
     """
-    key = _key(pid, url, connect_timeout, read_timeout, extra)
+    key = _key(pid, topology, connect_timeout, read_timeout, extra)
     with _pools_lock:
-        pool, holders = _pools.get(key, (None, 0))
-        if pool is None:
+        client, holders = _pools.get(key, (None, 0))
+        if client is None:
             return
         if holders > 1:
-            _pools[key] = (pool, holders - 1)
+            _pools[key] = (client, holders - 1)
             return
         del _pools[key]
-    pool.retire()
+    _retire(client)
 
 
 def server_url(host: str, port: int, db: int, url: str | None) -> str:

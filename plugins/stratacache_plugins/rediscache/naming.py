@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
+from typing import Any
 
-import redis
+from redis.cluster import RedisCluster
 
 from stratacache import Backend, key_type_error
+from stratacache_plugins.rediscache.protocol import RedisLike
 
 __all__ = [
     "PrefixKeys",
     "RedisKeys",
     "check_prefix",
+    "fetch_many",
     "keys_under",
     "namespace",
     "unlink_under",
@@ -124,10 +127,20 @@ def namespace(prefix: str) -> str:
     return prefix + _SEPARATOR if prefix[-1:].isalnum() else prefix
 
 
-def keys_under(r: redis.Redis, prefix: str) -> Iterator[bytes]:
+def keys_under(r: RedisLike, prefix: str) -> Iterator[bytes]:
     """Yield the name of every key under ``prefix`` (``SCAN`` in batches, never ``KEYS``)."""
     pattern = _escape_glob(prefix) + "*"
     yield from r.scan_iter(match=pattern, count=_SCAN_COUNT)
+
+
+def fetch_many(r: RedisLike, names: list[str]) -> list[Any]:
+    """The values of ``names``: one ``MGET``, or on a Cluster (slots apart) one pipeline."""
+    if not isinstance(r, RedisCluster):
+        return list(r.mget(names))
+    pipe = r.pipeline(transaction=False)  # type: ignore[no-untyped-call]
+    for name in names:
+        pipe.get(name)
+    return list(pipe.execute())
 
 
 def what_clear_deletes(prefix: str, where: str) -> str:
@@ -137,7 +150,7 @@ def what_clear_deletes(prefix: str, where: str) -> str:
     return f"EVERY key of {where} (the key prefix is empty)"
 
 
-def unlink_under(r: redis.Redis, prefix: str) -> None:
+def unlink_under(r: RedisLike, prefix: str) -> None:
     """Delete every key under ``prefix``, found with ``SCAN``, ``UNLINK`` in batches."""
     batch: list[bytes] = []
     for name in keys_under(r, prefix):
@@ -148,7 +161,7 @@ def unlink_under(r: redis.Redis, prefix: str) -> None:
     _unlink_each(r, batch)
 
 
-def _unlink_each(r: redis.Redis, names: list[bytes]) -> None:
+def _unlink_each(r: RedisLike, names: list[bytes]) -> None:
     if names:
         pipe = r.pipeline(transaction=False)
         for name in names:  # one key per command: keys of a batch may live in other slots

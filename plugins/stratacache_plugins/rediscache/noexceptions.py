@@ -11,14 +11,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import redis
-from redis.exceptions import BusyLoadingError, ReadOnlyError, RedisError, ResponseError
+from redis.exceptions import BusyLoadingError, ReadOnlyError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from stratacache import NO_VALUE, DeserializationError, renew_in_child
 from stratacache.options import OptionsError
 from stratacache_plugins.rediscache.cache import RedisCache
+from stratacache_plugins.rediscache.client import REDIS_FAILURES, RedisFailure
 from stratacache_plugins.rediscache.options import RedisCacheNoExceptionsOptions
+from stratacache_plugins.rediscache.protocol import RedisLike
 
 __all__ = ["RedisCacheNoExceptions"]
 
@@ -84,7 +85,7 @@ class RedisCacheNoExceptions(RedisCache):
     def _run(
         self,
         operation: str,
-        action: Callable[[redis.Redis], Any],
+        action: Callable[[RedisLike], Any],
         fallback: Any,
         *,
         payload: int = 0,
@@ -95,7 +96,7 @@ class RedisCacheNoExceptions(RedisCache):
             return fallback
         try:
             result = action(self.client)
-        except RedisError as exc:
+        except REDIS_FAILURES as exc:
             self._note_error(operation, exc, payload)
             return fallback
         finally:
@@ -126,7 +127,7 @@ class RedisCacheNoExceptions(RedisCache):
             return False
         return time.monotonic() < self._down_until or self._prober == os.getpid()
 
-    def _note_error(self, operation: str, exc: RedisError, payload: int = 0) -> bool:
+    def _note_error(self, operation: str, exc: RedisFailure, payload: int = 0) -> bool:
         """Count a failed call that sent ``payload`` bytes; return whether it was an outage.
 
         An outage starts the back-off; an error about the call itself does not.
@@ -137,18 +138,18 @@ class RedisCacheNoExceptions(RedisCache):
         self._note_failure(operation, exc)
         return True
 
-    def _about_the_call(self, exc: RedisError, payload: int) -> bool:
+    def _about_the_call(self, exc: RedisFailure, payload: int) -> bool:
         """Whether ``exc`` is about one call (its key or value), not about Redis."""
         if isinstance(exc, ResponseError):  # "not an integer", WRONGTYPE, OOM, too large...
             return not isinstance(exc, _SERVER_STATE_ERRORS)
         if isinstance(exc, RedisConnectionError) and payload >= _SMALLEST_BULK_LIMIT:
             try:  # the server may have hung up on this value only
                 return bool(self.client.ping())
-            except RedisError:
+            except REDIS_FAILURES:
                 return False
         return False
 
-    def _note_call_error(self, operation: str, exc: RedisError) -> None:
+    def _note_call_error(self, operation: str, exc: RedisFailure) -> None:
         self.stats.errors += 1
         now = time.monotonic()
         with self._state_lock:
@@ -167,7 +168,7 @@ class RedisCacheNoExceptions(RedisCache):
             count,
         )
 
-    def _note_failure(self, operation: str, exc: RedisError) -> None:
+    def _note_failure(self, operation: str, exc: RedisFailure) -> None:
         self.stats.errors += 1
         now = time.monotonic()
         with self._state_lock:

@@ -6,12 +6,21 @@ backends, which point their ``options_model`` at these classes.
 
 from __future__ import annotations
 
+from typing import Any, Self
 from urllib.parse import urlsplit
 
-from pydantic import SecretStr, field_validator
+from pydantic import SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from stratacache.options import option
 from stratacache_plugins._options import PluginOptions
+from stratacache_plugins.rediscache.topology import (
+    TopologyError,
+    build_topology,
+    check_host_name,
+    list_value,
+    node_texts,
+)
 
 __all__ = [
     "MAX_LOCK_SECONDS",
@@ -31,38 +40,9 @@ MAX_SOCKET_TIMEOUT = 3600.0
 """The longest connect or read timeout, in seconds (1 hour): a cache call must not hang."""
 MAX_LOCK_SECONDS = 86400.0
 """The longest ``at_most_once`` lock life and wait, in seconds (1 day)."""
-MAX_HOST_NAME, MAX_LABEL = 253, 63  # DNS: a whole name, one label between dots
 
 _SOCKET_SECONDS = f"a number of seconds > 0, at most {MAX_SOCKET_TIMEOUT:.0f} (1 hour)"
 _LOCK_SECONDS = f"a number of seconds > 0, at most {MAX_LOCK_SECONDS:.0f} (1 day)"
-
-
-def check_host_name(name: str) -> None:
-    """Check that ``name`` fits DNS: at most 253 characters, labels of 1 to 63.
-
-    An IPv6 address (it holds ``:``) is not a name and is left to the resolver.
-
-    Raises:
-        ValueError: What is too long or empty, and the limit.
-    """
-    if ":" in name:
-        return
-    bare = name.removesuffix(".")  # a fully qualified name may end with its root's dot
-    if len(bare) > MAX_HOST_NAME:
-        raise ValueError(
-            f"the host name is {len(bare)} characters long; DNS allows at most"
-            f" {MAX_HOST_NAME}: give the server's real name or address"
-        )
-    for label in bare.split("."):
-        if not label:
-            raise ValueError(
-                "the host name has an empty label (two dots in a row, or a leading dot)"
-            )
-        if len(label) > MAX_LABEL:
-            raise ValueError(
-                f"a label of the host name ({label[:20]}...) is {len(label)} characters long;"
-                f" DNS allows at most {MAX_LABEL} between two dots"
-            )
 
 
 def check_redis_url(value: str) -> None:
@@ -148,6 +128,91 @@ class RedisCacheOptions(PluginOptions):
         le=MAX_SOCKET_TIMEOUT,
         allow_inf_nan=False,
     )
+
+    username: str | None = option(
+        None,
+        key="REDIS_USERNAME",
+        accepts="an ACL user name",
+        description="Redis ACL user name (Redis 6+), with the password; for every node.",
+        min_length=1,
+    )
+    cluster: list[str] | None = option(
+        None,
+        key="REDIS_CLUSTER",
+        accepts="startup nodes, host:port or redis:// / rediss:// URLs: comma-separated, or a"
+        " JSON list",
+        description="Redis Cluster startup nodes; the tier is then the cluster.",
+    )
+    sentinels: list[str] | None = option(
+        None,
+        key="REDIS_SENTINELS",
+        accepts="sentinels as host:port: comma-separated, or a JSON list",
+        description="Redis Sentinel addresses; the tier is then the master they monitor.",
+    )
+    sentinel_master: str | None = option(
+        None,
+        key="REDIS_SENTINEL_MASTER",
+        accepts="the master's name in the sentinels' configuration",
+        description="Name of the master the sentinels monitor (required with them).",
+        min_length=1,
+    )
+    sentinel_username: str | None = option(
+        None,
+        key="REDIS_SENTINEL_USERNAME",
+        accepts="an ACL user name",
+        description="ACL user name for the sentinels themselves.",
+        min_length=1,
+    )
+    sentinel_password: SecretStr | None = option(
+        None,
+        key="REDIS_SENTINEL_PASSWORD",
+        accepts="a string (kept secret)",
+        description="Password of the sentinels themselves (the master's is the password).",
+    )
+    read_from_replicas: bool = option(
+        False,
+        key="REDIS_READ_FROM_REPLICAS",
+        accepts="true or false",
+        description="Cluster only: reads may go to replicas. Off: replicas lag, and a read"
+        " there can miss an invalidation.",
+    )
+
+    @field_validator("cluster", mode="before")
+    @classmethod
+    def _cluster_nodes(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        return node_texts(value, default_port=6379, urls=True, what="cluster nodes")
+
+    @field_validator("sentinels", mode="before")
+    @classmethod
+    def _sentinel_nodes(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        return node_texts(list_value(value), default_port=26379, urls=False, what="sentinels")
+
+    @model_validator(mode="after")
+    def _one_topology(self) -> Self:
+        given = self.model_fields_set
+        password = self.sentinel_password
+        try:
+            build_topology(
+                url="",
+                url_given="url" in given and bool(self.url),
+                host_given="host" in given,
+                db=self.db,
+                cluster=self.cluster,
+                sentinels=self.sentinels,
+                master=self.sentinel_master,
+                sentinel_username=self.sentinel_username,
+                sentinel_password=password.get_secret_value() if password else None,
+                read_from_replicas=self.read_from_replicas,
+            )
+        except TopologyError as exc:
+            error = PydanticCustomError("topology", exc.text)
+            detail = InitErrorDetails(type=error, loc=(exc.option,), input=exc.value)
+            raise ValidationError.from_exception_data(type(self).__name__, [detail]) from None
+        return self
 
     @field_validator("url")
     @classmethod

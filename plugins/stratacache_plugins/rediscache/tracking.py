@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-import redis
-
+from stratacache_plugins.rediscache.protocol import RedisLike
 from stratacache_plugins.rediscache.scripts import TRACK
 
 __all__ = ["delete_tracked", "delete_untracking", "queue_tracking"]
@@ -24,10 +23,11 @@ def queue_tracking(pipe: Any, tracking: str, full: str, ms: int) -> None:
 
     The script scores it on the server's clock, whatever this host's clock says.
     """
-    pipe.eval(TRACK, 1, tracking, full, ms)
+    # EVAL by name: redis-py's ClusterPipeline has no eval(), and routes this by its key.
+    pipe.execute_command("EVAL", TRACK, 1, tracking, full, ms)
 
 
-def delete_untracking(r: redis.Redis, full: str, tracking: str) -> bool:
+def delete_untracking(r: RedisLike, full: str, tracking: str) -> bool:
     """Delete the key ``full`` and its member of the set ``tracking``, in one transaction."""
     pipe = r.pipeline(transaction=True)
     pipe.delete(full)
@@ -35,7 +35,7 @@ def delete_untracking(r: redis.Redis, full: str, tracking: str) -> bool:
     return bool(pipe.execute()[0])
 
 
-def delete_tracked(r: redis.Redis, tracking: str) -> int:
+def delete_tracked(r: RedisLike, tracking: str) -> int:
     """Delete the keys of the set ``tracking`` in batches, then the set; return how many."""
     removed = 0
     while True:
