@@ -32,7 +32,7 @@ import pytest
 import redis
 
 import stratacache
-from stratacache import CacheStack, ConfigurationError, cached_for
+from stratacache import NO_VALUE, CacheStack, Computation, ConfigurationError, cached_for
 from stratacache_plugins.rediscache import RedisCacheAtomic
 from tests.conftest import clean_env, root_pythonpath
 from tests.redis_server import RedisServer
@@ -322,3 +322,94 @@ def test_5_at_most_once_under_small_events(
     assert frozen["callers answered"] == PROCESSES * THREADS
     assert frozen["computations"] <= PROCESSES, "one per process (single flight)"
     assert frozen["slowest caller (s)"] <= FROZEN_WAIT + 2 * READ_TIMEOUT + COMPUTE + 1.0
+
+
+# -- the pieces, one caller at a time ----------------------------------------------------------
+
+KEY = "{tests.reliability.test_hardening_atomic.direct}(1,)"
+GROUP = "tests.reliability.test_hardening_atomic.direct"
+
+
+def test_5_one_token_per_wait_recognizes_its_own_lock(redis_server: RedisServer) -> None:
+    redis_server.client().flushall()
+    backend = RedisCacheAtomic(url=redis_server.url, key_prefix=PREFIX, lock_timeout=5)
+    with redis_server.client() as raw:
+        lock = backend._lock_key(KEY)
+        raw.set(lock, "mine", px=1000)  # as a request whose reply timed out would have left it
+        assert backend._acquire(KEY, "mine") is True
+        assert 1000 < raw.pttl(lock) <= 5000, "taken again for a whole lock_timeout"
+        assert backend._acquire(KEY, "theirs") is False
+        raw.delete(lock)
+        assert backend._acquire(KEY, "theirs") is True
+        assert raw.get(lock) == b"theirs"
+
+
+def test_5_a_holder_without_its_lock_lets_one_value_win(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    redis_server.client().flushall()
+    backend = RedisCacheAtomic(url=redis_server.url, key_prefix=PREFIX, lock_timeout=5)
+    with redis_server.client() as raw:
+        # The lock is gone (evicted) and nobody holds it: the holder's value is stored.
+        computation = backend.start_computation(KEY, 60, GROUP, "at_most_once")
+        raw.delete(backend._lock_key(KEY))
+        assert computation.commit("first") == "first"
+        assert computation.stored
+        assert backend.lookup(KEY) == "first"
+        assert backend.lost_locks == 1
+        assert "evicted or deleted" in caplog.text
+        assert "maxmemory-policy noeviction" in caplog.text
+
+        # The lock is gone and a value is stored: the holder returns it, writes nothing.
+        stale = backend.start_computation(KEY + "2", 60, GROUP, "at_most_once")
+        raw.delete(backend._lock_key(KEY + "2"))
+        assert backend.set(KEY + "2", "stored")
+        assert stale.commit("mine") == "stored"
+        assert not stale.stored
+        assert backend.lookup(KEY + "2") == "stored"
+
+        # Another caller holds a newer lock: the holder waits for that caller's value.
+        late = backend.start_computation(KEY + "3", 60, GROUP, "at_most_once")
+        raw.set(backend._lock_key(KEY + "3"), "newer", px=5000)
+        writer = threading.Timer(0.3, lambda: _commit_as(raw, backend, KEY + "3", "newer"))
+        writer.start()
+        assert late.commit("mine") == "newer's value"
+        writer.join()
+        assert raw.get(backend._lock_key(KEY + "3")) is None, "the newer holder released it"
+
+
+def _commit_as(raw: redis.Redis, backend: RedisCacheAtomic, key: str, token: str) -> None:
+    """Store ``token``'s value and release its lock, as that holder's commit does."""
+    assert backend.set(key, f"{token}'s value")
+    assert raw.get(backend._lock_key(key)) == token.encode()
+    raw.delete(backend._lock_key(key))
+
+
+def test_5_a_silent_redis_is_an_outage_after_lock_wait(
+    make_redis_server: Callable[[], RedisServer],
+) -> None:
+    server = make_redis_server()
+    backend = RedisCacheAtomic(
+        url=server.url, key_prefix=PREFIX, read_timeout=READ_TIMEOUT, lock_wait=FROZEN_WAIT
+    )
+    backend.client.ping()
+    server.pause()
+    try:
+        started = time.monotonic()
+        first = backend.start_computation(KEY, 60, GROUP, "at_most_once")
+        waited = time.monotonic() - started
+        started = time.monotonic()
+        second = backend.start_computation(KEY + "2", 60, GROUP, "at_most_once")
+        later = time.monotonic() - started
+    finally:
+        server.resume()
+    assert type(first) is Computation, "computed here, without a lock: no exception"
+    assert type(second) is Computation
+    assert FROZEN_WAIT <= waited <= FROZEN_WAIT + 2 * READ_TIMEOUT + 0.3
+    assert later < READ_TIMEOUT + 0.1, "once Redis was silent for lock_wait, at once"
+    # Redis answers again: the lock is taken as before.
+    time.sleep(1.0)  # the back-off ends
+    assert backend.lookup("anything") is NO_VALUE
+    third = backend.start_computation(KEY + "3", 60, GROUP, "at_most_once")
+    assert type(third) is not Computation, "a locked computation again"
+    third.abort()

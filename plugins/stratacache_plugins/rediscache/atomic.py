@@ -84,16 +84,35 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
       completed write wins and every caller returns that value. A write makes at most
       ``atomic_retries`` attempts while other writers change the key; a caller whose
       attempts all lost re-reads and returns the stored value.
-    * ``at_most_once``: a per-key lock (``SET NX PX`` with a random token) lets one caller
-      compute; the others poll for its result for up to ``lock_wait`` seconds, then raise
-      :class:`AtomicWaitTimeout`. The lock lives ``lock_timeout`` seconds, so a holder that
-      dies loses it and a waiter takes over; a holder that outlived its lock cannot write
-      (the write checks ownership in the same script) and is not believed by others.
+    * ``at_most_once``: a per-key lock (a random token set if the key is free) lets one
+      caller compute; the others poll for its result for up to ``lock_wait`` seconds, then
+      raise :class:`AtomicWaitTimeout`. The lock lives ``lock_timeout`` seconds, so a holder
+      that dies loses it and a waiter takes over. A caller asks with one token for its whole
+      wait, so a lock taken by a request whose reply it never saw is recognized as its own.
+
+    What ``at_most_once`` holds under trouble:
+
+    * A reply slower than the read timeout, or writes paused (``CLIENT PAUSE WRITE``): not an
+      outage. The caller keeps asking for the lock and polling for the result, within
+      ``lock_wait``: one computation, one result.
+    * Redis refuses (connection refused, ``LOADING``, ``READONLY``, ``OOM`` on the lock), or
+      answers no lock request for ``lock_wait`` seconds: an outage. The caller computes
+      without the lock (one thread per process), as RedisCacheNoExceptions degrades; once
+      Redis has been silent that long, later callers compute at once until it answers again.
+    * The lock is gone before its holder commits (evicted under ``maxmemory``, or expired: the
+      computation outlived ``lock_timeout``): one more caller may compute, once per lost lock.
+      The commit still lets one value win: a holder without its lock stores only if no value
+      is stored and no other caller holds the lock; else it returns the stored value, or waits
+      (``lock_wait`` at most) for the new holder's. Each lost lock is counted in
+      :attr:`lost_locks` and logged; a server that may evict keys is named in a warning at the
+      first ``at_most_once`` miss (``maxmemory-policy noeviction`` keeps locks).
 
     A hit takes no lock. If the reply to ``EXEC`` or to the commit script is lost (the
     connection dropped), the outcome is unknown: the caller re-reads the key and returns what
-    is stored, or its own value if nothing is. While Redis is unreachable, the backend
-    degrades like RedisCacheNoExceptions: the caller computes (one thread per process).
+    is stored, or its own value if nothing is. A commit whose reply times out is not retried
+    (the caller waits one read timeout at most); if Redis dropped it, the lock lives out its
+    TTL. While Redis is unreachable, the backend degrades like RedisCacheNoExceptions: the
+    caller computes (one thread per process).
 
     Args:
         lock_timeout: Seconds an ``at_most_once`` lock lives (``CACHE_ATOMIC_LOCK_TIMEOUT``).

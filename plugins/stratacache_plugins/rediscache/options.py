@@ -216,7 +216,10 @@ class RedisCacheAtomicOptions(RedisCacheNoExceptionsOptions):
         35.0,
         key="ATOMIC_WAIT",
         accepts=_LOCK_SECONDS,
-        description="Longest wait of an at_most_once caller for another's result.",
+        description=(
+            "Longest wait of an at_most_once caller for another's result, and for a Redis"
+            " that does not answer before it counts as down."
+        ),
         gt=0,
         le=MAX_LOCK_SECONDS,
         allow_inf_nan=False,
