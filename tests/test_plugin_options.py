@@ -103,6 +103,7 @@ def test_the_flat_keys() -> None:
         **REDIS_KEYS,
         "CACHE_ATOMIC_LOCK_TIMEOUT": "lock_timeout",
         "CACHE_ATOMIC_WAIT": "lock_wait",
+        "CACHE_ATOMIC_OUTAGE_AFTER": "outage_after",
         "CACHE_ATOMIC_RETRIES": "atomic_retries",
     }
 

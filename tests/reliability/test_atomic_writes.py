@@ -10,8 +10,8 @@ then they wait for ``go``; each result is one JSON line.
 * 7: at_least_once while a killer client kills connections in the middle of their
   transactions: every caller gets a value, attempts stay within ``CACHE_ATOMIC_RETRIES``.
 * 8: a lock holder SIGKILLed: a waiter computes within the lock's TTL + 1 s.
-* 9: a lock holder SIGSTOPped past its TTL, then resumed: its write is rejected and it never
-  releases the lock of its successor.
+* 9: a lock holder SIGSTOPped past its TTL, then resumed: its write is rejected, it never
+  releases the lock of its successor, and it returns the successor's value.
 * 10: 32 concurrent misses on a 200 ms function: one computation.
 """
 
@@ -462,6 +462,12 @@ def _command_counts(raw: redis.Redis) -> Counter[str]:
     )
 
 
+def _scripts(raw: redis.Redis, counts: Counter[str] | None = None) -> int:
+    """Scripts run since the last ``CONFIG RESETSTAT`` (from ``counts`` if given)."""
+    counts = _command_counts(raw) if counts is None else counts
+    return counts["eval"] + counts["evalsha"]
+
+
 def _wait_for(condition: Callable[[], bool], what: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -788,7 +794,8 @@ def test_holder_paused_past_its_ttl_is_rejected(
     Each round, the holder takes the lock and computes; it is SIGSTOPped, its lock expires,
     and this process takes over as the successor. The holder is resumed when the successor
     has stored its value ("stored"), or while the successor still holds the lock, with the
-    holder then committing ("commits") or its computation raising ("raises", so it aborts).
+    holder then committing ("commits": it waits for the successor's value, the one every caller
+    gets) or its computation raising ("raises", so it aborts).
     """
     server = make_redis_server()
     extra = {"CACHE_ATOMIC_LOCK_TIMEOUT": STALE_LOCK_TIMEOUT, "CACHE_ATOMIC_WAIT": 10}
@@ -821,10 +828,15 @@ def test_holder_paused_past_its_ttl_is_rejected(
             raw.rpush(f"release:{n}", 1)
             holder.signal(signal.SIGCONT)
             paused = time.monotonic() - stopped
-            answer = holder.result()
+            if outcome == "commits":  # the holder waits for the successor's value
+                _wait_for(lambda: _scripts(raw) >= 2, "the holder's commit attempts", 10)
+            else:
+                answer = holder.result()
             counts = _command_counts(raw)
             after, token_after = raw.get(backend._key(key)), raw.get(lock)
             _successor_may_return.set()
+            if outcome == "commits":
+                answer = holder.result()
             thread.join(timeout=30)
             rows.append(
                 {
@@ -832,7 +844,7 @@ def test_holder_paused_past_its_ttl_is_rejected(
                     if outcome == "stored"
                     else f"while the successor computes; the holder {outcome}",
                     "paused (s)": round(paused, 2),
-                    "holder's commit scripts": counts["eval"] + counts["evalsha"],
+                    "holder's commit scripts": _scripts(raw, counts),
                     "stale writes accepted": counts["set"] + int(after != before),
                     "lock released by a non-owner": counts["del"] + int(token_after != token),
                     "holder got": answer.get("returned", {}).get("by", "its exception"),
@@ -841,7 +853,7 @@ def test_holder_paused_past_its_ttl_is_rejected(
             )
             expected_answer = {
                 "stored": {"returned": successor.get("value")},
-                "commits": {"returned": {"n": n, "by": "holder", "pid": holder.proc.pid}},
+                "commits": {"returned": successor.get("value")},
                 "raises": {"raised": "the stale holder's computation failed"},
             }[outcome]
             assert answer == expected_answer, outcome
@@ -856,7 +868,8 @@ def test_holder_paused_past_its_ttl_is_rejected(
             f"a holder SIGSTOPped until its lock (TTL {STALE_LOCK_TIMEOUT:g} s) expired and a"
             " successor took over, then resumed: no SET runs and the stored value does not"
             " change when it commits (stale writes accepted 0); no DEL runs and the successor's"
-            " lock keeps its token when it commits or aborts (lock released by a non-owner 0)"
+            " lock keeps its token when it commits or aborts (lock released by a non-owner 0);"
+            " a holder that commits waits for the successor's value and returns it"
         ),
         figures={
             "rounds": len(rows),
@@ -866,6 +879,7 @@ def test_holder_paused_past_its_ttl_is_rejected(
         table=rows,
     )
     assert all(row["holder's commit scripts"] >= 1 for row in rows), "the holder tried to write"
+    assert [row["holder got"] for row in rows] == ["successor", "successor", "its exception"]
     assert all(row["stored"] == "successor" for row in rows)
     assert stale == 0
     assert foreign == 0

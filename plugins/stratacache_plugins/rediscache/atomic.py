@@ -6,24 +6,32 @@ import math
 import secrets
 import time
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, final
 
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
 from stratacache import NO_VALUE, CacheError, Computation, Timeout
 from stratacache.options import OptionsError
-from stratacache_plugins.rediscache.client import REDIS_FAILURES
-from stratacache_plugins.rediscache.noexceptions import RedisCacheNoExceptions
+from stratacache_plugins.rediscache.client import REDIS_FAILURES, RedisFailure
+from stratacache_plugins.rediscache.noexceptions import RedisCacheNoExceptions, logger
 from stratacache_plugins.rediscache.options import RedisCacheAtomicOptions
 from stratacache_plugins.rediscache.protocol import RedisLike
-from stratacache_plugins.rediscache.scripts import COMMIT_IF_OWNER, RELEASE
+from stratacache_plugins.rediscache.scripts import ACQUIRE, COMMIT_IF_OWNER, RELEASE
 
 __all__ = ["AtomicWaitTimeout", "RedisCacheAtomic"]
 
 
 class AtomicWaitTimeout(CacheError, TimeoutError):  # noqa: N818 (reads as what happened)
     """An ``at_most_once`` caller waited ``lock_wait`` seconds for another's result in vain."""
+
+
+@final
+class _Down:
+    """The answer of a lock request that Redis refused: the caller computes without a lock."""
+
+
+_DOWN = _Down()
 
 
 class _LockedComputation(Computation):
@@ -42,6 +50,7 @@ class _LockedComputation(Computation):
         self.atomic = backend
         self.token = token
         self.released = False
+        self.locked_at = time.monotonic()
 
     def commit(self, value: Any) -> Any:
         """Write ``value`` only if this caller still owns the lock, then release it."""
@@ -76,20 +85,42 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
       completed write wins and every caller returns that value. A write makes at most
       ``atomic_retries`` attempts while other writers change the key; a caller whose
       attempts all lost re-reads and returns the stored value.
-    * ``at_most_once``: a per-key lock (``SET NX PX`` with a random token) lets one caller
-      compute; the others poll for its result for up to ``lock_wait`` seconds, then raise
-      :class:`AtomicWaitTimeout`. The lock lives ``lock_timeout`` seconds, so a holder that
-      dies loses it and a waiter takes over; a holder that outlived its lock cannot write
-      (the write checks ownership in the same script) and is not believed by others.
+    * ``at_most_once``: a per-key lock (a random token set if the key is free) lets one
+      caller compute; the others poll for its result for up to ``lock_wait`` seconds, then
+      raise :class:`AtomicWaitTimeout`. The lock lives ``lock_timeout`` seconds, so a holder
+      that dies loses it and a waiter takes over. A caller asks with one token for its whole
+      wait, so a lock taken by a request whose reply it never saw is recognized as its own.
+
+    What ``at_most_once`` holds under trouble:
+
+    * A reply slower than the read timeout, or writes paused (``CLIENT PAUSE WRITE``): not an
+      outage. The caller keeps asking for the lock and polling for the result, within
+      ``outage_after``: one computation, one result.
+    * Redis refuses (connection refused, ``LOADING``, ``READONLY``, ``OOM`` on the lock), or
+      answers no lock request for ``outage_after`` seconds (3 by default): an outage. The
+      caller computes without the lock (one thread per process), as RedisCacheNoExceptions
+      degrades; once Redis has been silent that long, later callers compute at once until it
+      answers again.
+    * The lock is gone before its holder commits (evicted under ``maxmemory``, or expired: the
+      computation outlived ``lock_timeout``): one more caller may compute, once per lost lock.
+      The commit still lets one value win: a holder without its lock stores only if no value
+      is stored and no other caller holds the lock; else it returns the stored value, or waits
+      (``lock_wait`` at most) for the new holder's. Each lost lock is counted in
+      :attr:`lost_locks` and logged; a server that may evict keys is named in a warning at the
+      first ``at_most_once`` miss (``maxmemory-policy noeviction`` keeps locks).
 
     A hit takes no lock. If the reply to ``EXEC`` or to the commit script is lost (the
     connection dropped), the outcome is unknown: the caller re-reads the key and returns what
-    is stored, or its own value if nothing is. While Redis is unreachable, the backend
-    degrades like RedisCacheNoExceptions: the caller computes (one thread per process).
+    is stored, or its own value if nothing is. A commit whose reply times out is not retried
+    (the caller waits one read timeout at most); if Redis dropped it, the lock lives out its
+    TTL. While Redis is unreachable, the backend degrades like RedisCacheNoExceptions: the
+    caller computes (one thread per process).
 
     Args:
         lock_timeout: Seconds an ``at_most_once`` lock lives (``CACHE_ATOMIC_LOCK_TIMEOUT``).
         lock_wait: Longest wait for another caller's result (``CACHE_ATOMIC_WAIT``).
+        outage_after: Seconds without an answer to a lock request after which Redis counts
+            as down (``CACHE_ATOMIC_OUTAGE_AFTER``; at most ``lock_wait``).
         atomic_retries: Attempts of a watched write (``CACHE_ATOMIC_RETRIES``).
         **kwargs: As for :class:`RedisCacheNoExceptions`.
     """
@@ -104,12 +135,14 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
         *args: Any,
         lock_timeout: float = 30.0,
         lock_wait: float = 35.0,
+        outage_after: float = 3.0,
         atomic_retries: int = 5,
         **kwargs: Any,
     ) -> None:
         arguments = {
             "lock_timeout": lock_timeout,
             "lock_wait": lock_wait,
+            "outage_after": outage_after,
             "atomic_retries": atomic_retries,
         }
         rejected = RedisCacheAtomicOptions.argument_problems(arguments)
@@ -118,7 +151,13 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
         super().__init__(*args, **kwargs)
         self._lock_ms = math.ceil(lock_timeout * 1000)
         self._lock_wait = lock_wait
+        self._outage_after = min(outage_after, lock_wait)
         self._retries = atomic_retries
+        self._unanswered_since: float | None = None  # lock requests unanswered since then
+        self._timed_out = False  # whether the last outage began with a timeout
+        self._policy_checked = False
+        self.lost_locks = 0
+        """Holders whose lock was gone (evicted, or expired) when they committed."""
 
     def start_computation(
         self, key: str, timeout: Timeout, group: str | None, mode: str
@@ -126,19 +165,17 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
         """Coordinate the computation of a missing ``key`` (see the class docstring)."""
         if mode == "at_least_once":
             return _WatchedComputation(self, key, timeout, group)
-        deadline = time.monotonic() + self._lock_wait
-        lock = self._lock_key(key)
+        self._check_eviction_policy()
+        started = time.monotonic()
+        deadline = started + self._lock_wait
+        token = secrets.token_hex(16)  # one token per wait: a lost request's lock is ours
         waited = False  # counted once per wait in stats.lock_waits, however many polls
+        acquired: bool | _Down | None = None
         for pause in self._pauses(deadline):
-            token = secrets.token_hex(16)
-            acquired: bool | None = self._run(
-                "SET NX (lock)",
-                lambda r, t=token: bool(r.set(lock, t, px=self._lock_ms, nx=True)),  # type: ignore[misc]
-                None,
-            )
-            if acquired is None:  # Redis is unreachable: degrade to computing here
+            acquired = self._acquire(key, token)
+            if acquired is _DOWN:  # refused, or unanswered for lock_wait: compute here
                 return Computation(self, key, timeout, group, waited=waited)
-            if acquired:
+            if acquired is True:
                 try:
                     stored = self.lookup(key)  # written between our miss and our lock?
                 except BaseException:
@@ -148,18 +185,74 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
                     self._release(key, token)
                     return Computation(self, key, timeout, group, stored, waited=waited)
                 return _LockedComputation(self, key, timeout, group, token, waited)
-            stored = self.lookup(key)
+            stored = self.lookup(key)  # another holds the lock, or Redis did not answer
             if stored is not NO_VALUE:
                 return Computation(self, key, timeout, group, stored, waited=waited)
             if not waited:
                 waited = True
                 self.stats.lock_waits += 1
             time.sleep(pause)
+        if acquired is None:  # Redis stopped answering, not a slow holder: compute here
+            return Computation(self, key, timeout, group, waited=waited)
         raise AtomicWaitTimeout(
             f"waited {self._lock_wait:.1f}s for another caller to compute {key!r}"
             " (at_most_once) without a result; raise CACHE_ATOMIC_WAIT if computations take"
             " longer, or CACHE_ATOMIC_LOCK_TIMEOUT if the holder's lock expires first"
         )
+
+    def _acquire(self, key: str, token: str) -> bool | _Down | None:
+        """Ask for the lock of ``key`` with ``token``.
+
+        True: the caller holds it. False: another caller does. None: no answer (the reply
+        timed out, or Redis is skipped after a timeout): the caller may hold it, and keeps
+        asking with the same token. :data:`_DOWN`: Redis refused (it is down, or refused this
+        write), or has answered no lock request for ``outage_after`` seconds: compute here.
+        """
+        lock = self._lock_key(key)
+        ms = self._lock_ms
+        answer: bool | None = self._run(
+            "lock", lambda r: bool(r.eval(ACQUIRE, 1, lock, token, ms)), None
+        )
+        if answer is not None:
+            self._unanswered_since = None
+            return answer
+        if not self._down_until or not self._timed_out:  # refused, OOM, LOADING, ...
+            return _DOWN
+        now = time.monotonic()
+        if self._unanswered_since is None:
+            self._unanswered_since = now
+        return _DOWN if now - self._unanswered_since >= self._outage_after else None
+
+    def _note_failure(self, operation: str, exc: RedisFailure) -> None:
+        self._timed_out = isinstance(exc, RedisTimeoutError)
+        super()._note_failure(operation, exc)
+
+    def _note_recovery(self) -> None:
+        self._unanswered_since = None
+        super()._note_recovery()
+
+    def _check_eviction_policy(self) -> None:
+        """Warn once if the server may evict the locks (``maxmemory`` with a policy)."""
+        if self._policy_checked or self._known_down():
+            return
+        self._policy_checked = True
+        try:
+            memory = self.client.info("memory")
+        except REDIS_FAILURES:  # INFO refused (an ACL) or no answer: nothing to tell
+            return
+        if not int(memory.get("maxmemory", 0)):
+            return
+        policy = memory.get("maxmemory_policy", "?")
+        if policy != "noeviction":
+            logger.warning(
+                "Redis on %s evicts keys (maxmemory %s, maxmemory-policy %s), at_most_once"
+                " locks included: an evicted lock lets one more caller compute (every caller"
+                " still gets the first value committed); set maxmemory-policy noeviction to"
+                " keep locks, or give Redis the memory to evict nothing",
+                self._where(),
+                memory.get("maxmemory"),
+                policy,
+            )
 
     def _pauses(self, deadline: float) -> Iterator[float]:
         pause = self._poll_interval
@@ -185,16 +278,15 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
         tracking = self._tracking_key(group) if group is not None else full
         keys = [self._lock_key(key), full, tracking]
         args: list[Any] = [computation.token, data, ms, int(group is not None)]
-        # Running the script twice is safe: once it has run, the lock is gone and a second
-        # run writes nothing. So a lost reply is answered by running it again; a reply that
-        # timed out is not: the commit waits at most one read timeout (plus the dropped
-        # connections' moments), not one per attempt.
-        for _ in range(2):
+        deadline = time.monotonic() + self._lock_wait
+        # Running the script twice is safe: once it has run, the lock is gone and the value
+        # stored, and a second run writes nothing. So a lost reply is answered by running it
+        # again; a reply that timed out is not: the commit waits at most one read timeout
+        # (plus the dropped connections' moments), not one per attempt.
+        lost = 0
+        for pause in self._pauses(deadline):
             try:
-                if self.client.eval(COMMIT_IF_OWNER, 3, *keys, *args):
-                    computation.stored = True
-                    return value
-                break  # the lock is no longer ours: trust what is stored
+                outcome = int(self.client.eval(COMMIT_IF_OWNER, 3, *keys, *args))
             except REDIS_FAILURES as exc:
                 if not self._note_error("commit (lock owner)", exc, len(data)):
                     # Refused (too large, OOM), not lost: release the lock for the next caller.
@@ -202,7 +294,40 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
                     return value
                 if isinstance(exc, RedisTimeoutError):
                     return value
+                lost += 1
+                if lost > 1:
+                    break
+                continue
+            if outcome in (1, 2):
+                computation.stored = True
+                if outcome == 2:
+                    self._note_lost_lock(computation)
+                return value
+            if outcome == 3:  # another caller's value is stored: every caller returns it
+                return self._stored_or(key, value)
+            time.sleep(pause)  # another caller computes under a newer lock: take its value
         return self._stored_or(key, value)
+
+    def _note_lost_lock(self, computation: _LockedComputation) -> None:
+        """Count and log a holder whose lock was gone when it committed."""
+        held = time.monotonic() - computation.locked_at
+        self.lost_locks += 1
+        cause = (
+            f"it expired: the computation took {held:.1f}s, longer than"
+            f" CACHE_ATOMIC_LOCK_TIMEOUT={self._lock_ms / 1000:g}"
+            if held * 1000 >= self._lock_ms
+            else f"it was evicted or deleted after {held:.1f}s, before its"
+            f" CACHE_ATOMIC_LOCK_TIMEOUT={self._lock_ms / 1000:g}s (maxmemory-policy"
+            " noeviction keeps locks)"
+        )
+        logger.warning(
+            "the at_most_once lock of %r on %s was gone when its holder committed (%s);"
+            " no other caller held it, so the value is stored (%d lost locks so far)",
+            computation.key,
+            self._where(),
+            cause,
+            self.lost_locks,
+        )
 
     def _commit_first_wins(self, computation: _WatchedComputation, value: Any) -> Any:
         key, group = computation.key, computation.group

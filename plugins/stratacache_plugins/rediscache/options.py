@@ -286,6 +286,16 @@ class RedisCacheAtomicOptions(RedisCacheNoExceptionsOptions):
         le=MAX_LOCK_SECONDS,
         allow_inf_nan=False,
     )
+    outage_after: float = option(
+        3.0,
+        key="ATOMIC_OUTAGE_AFTER",
+        accepts=_LOCK_SECONDS,
+        description="Seconds without an answer to a lock request before at_most_once"
+        " callers count Redis as down and compute; a slower reply is waited for.",
+        gt=0,
+        le=MAX_LOCK_SECONDS,
+        allow_inf_nan=False,
+    )
     atomic_retries: int = option(
         5,
         key="ATOMIC_RETRIES",

@@ -8,7 +8,7 @@ Redis 5; stratacache needs 6.0 for ``SET KEEPTTL``).
 
 from __future__ import annotations
 
-__all__ = ["COMMIT_IF_OWNER", "RELEASE", "TRACK"]
+__all__ = ["ACQUIRE", "COMMIT_IF_OWNER", "RELEASE", "TRACK"]
 
 
 # The server's clock in milliseconds: TIME answers seconds and microseconds. Scoring with it
@@ -53,11 +53,37 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-# Writes the value (and tracks it) only if the caller still owns the lock, then releases it.
+# Takes the lock if it is free, or if it already holds the caller's token: a request whose
+# reply was lost (it timed out, writes were paused) may have taken it, and one token serves
+# a caller's whole wait, so the caller recognizes its own lock and does not wait for itself.
+# KEYS: lock. ARGV: token, ms. Returns 1 if the caller holds the lock, 0 if another does.
+ACQUIRE = """
+local held = redis.call('GET', KEYS[1])
+if held == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if held then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+# Writes the value (and tracks it) if the caller still owns the lock, then releases it. A
+# caller whose lock is gone (evicted, or expired) writes only if no value is stored and no
+# other caller holds the lock: the first committed value wins, a stale holder never
+# overwrites a newer value, and never writes while another computes.
 # KEYS: lock, value, tracking set. ARGV: token, data, ms (0 = no expiry), group flag.
+# Returns 1 (stored, the owner), 2 (stored, the lock was gone), 3 (a value is stored: not
+# written), 0 (another caller holds the lock: not written).
 COMMIT_IF_OWNER = (
     """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local held = redis.call('GET', KEYS[1])
+local outcome = 1
+if held ~= ARGV[1] then
+  if held then return 0 end
+  if redis.call('EXISTS', KEYS[2]) == 1 then return 3 end
+  outcome = 2
+end
 local ms = tonumber(ARGV[3])
 if ms > 0 then
   redis.call('SET', KEYS[2], ARGV[2], 'PX', ms)
@@ -69,7 +95,7 @@ if ARGV[4] == '1' then
     + _track_lua("KEYS[3]", "KEYS[2]", "ms")
     + """
 end
-redis.call('DEL', KEYS[1])
-return 1
+if outcome == 1 then redis.call('DEL', KEYS[1]) end
+return outcome
 """
 )
