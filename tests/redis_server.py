@@ -10,7 +10,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
@@ -31,6 +31,17 @@ def redis_server_binary() -> str:
         pytest.fail(INSTALL_HINT)
     return path
 
+
+REPLICATION_OPTIONS = [
+    # For the servers of a topology (cluster nodes, the sentinels' master and replica).
+    # A replica syncs at once: by default the master waits 5 s for more replicas to join.
+    "--repl-diskless-sync-delay",
+    "0",
+    # ... and loads from the socket, writing no dump.rdb that a restart would load again: a
+    # killed node comes back empty, like the persistence-free server it is.
+    "--repl-diskless-load",
+    "swapdb",
+]
 
 _launched: set[subprocess.Popen[bytes]] = set()
 """Every server process the tests launched: killed at exit, should a fixture not stop it."""
@@ -66,6 +77,30 @@ def wait_until(
         if elapsed > timeout:
             raise TimeoutError(f"{what}: still not the case after {timeout:g} s: {reason}")
         time.sleep(interval)
+
+
+def stop_all(servers: Iterable[RedisServer]) -> None:
+    """Stop several servers at once: signal them all, then reap each (see :meth:`stop`)."""
+    servers = list(servers)
+    for server in servers:
+        if server.process is not None and server.process.poll() is None:
+            server.process.send_signal(signal.SIGCONT)
+            server.process.terminate()
+    for server in servers:
+        server.stop()
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports nothing listens on right now (none of them 6379)."""
+    ports: list[int] = []
+    with contextlib.ExitStack() as stack:
+        while len(ports) < count:
+            sock = stack.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+            if port != 6379:
+                ports.append(port)
+    return ports
 
 
 def free_port() -> int:
