@@ -7,13 +7,16 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import stratacache
 from stratacache import CacheStack, pluginmanager, registry
 
+from .redis_sentinel import RedisSentinelSet
 from .redis_server import RedisServer
+from .redis_topologies import RedisClusterNodes
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -111,3 +114,79 @@ def make_redis_server(tmp_path: Path) -> Iterator[Callable[[], RedisServer]]:
     yield make
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterNodes]:
+    """One Redis Cluster (3 masters, 3 replicas) for the session; use :func:`cluster`."""
+    nodes = RedisClusterNodes(tmp_path_factory.mktemp("cluster"))
+    try:
+        yield nodes.start()
+    finally:
+        nodes.stop()
+
+
+@pytest.fixture
+def cluster(redis_cluster: RedisClusterNodes) -> Iterator[RedisClusterNodes]:
+    """The session's cluster, healthy and emptied before the test, healthy again after it.
+
+    A test may kill, restart or fail over nodes and move slots: the teardown repairs the
+    cluster (roles may differ from the start), or fails the test that broke it for good.
+    """
+    redis_cluster.wait_healthy()
+    redis_cluster.flush()
+    yield redis_cluster
+    redis_cluster.wait_healthy()
+
+
+@pytest.fixture
+def make_redis_cluster(tmp_path: Path) -> Iterator[Callable[..., RedisClusterNodes]]:
+    """Start private clusters (keyword arguments of RedisClusterNodes), stopped after the test."""
+    clusters: list[RedisClusterNodes] = []
+
+    def make(**options: Any) -> RedisClusterNodes:
+        nodes = RedisClusterNodes(tmp_path / f"cluster{len(clusters)}", **options)
+        clusters.append(nodes)
+        return nodes.start()
+
+    yield make
+    for nodes in clusters:
+        nodes.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSentinelSet]:
+    """One master, replica and 3 sentinels for the session; use :func:`sentinel`."""
+    servers = RedisSentinelSet(tmp_path_factory.mktemp("sentinel"))
+    try:
+        yield servers.start()
+    finally:
+        servers.stop()
+
+
+@pytest.fixture
+def sentinel(redis_sentinel: RedisSentinelSet) -> Iterator[RedisSentinelSet]:
+    """The session's sentinel set, healthy and emptied before the test, healthy after it.
+
+    A test may fail over or kill the master: the teardown brings the old master back as a
+    replica, so the next test again has a master, a replica and three sentinels.
+    """
+    redis_sentinel.wait_healthy()
+    redis_sentinel.flush()
+    yield redis_sentinel
+    redis_sentinel.wait_healthy()
+
+
+@pytest.fixture
+def make_redis_sentinel(tmp_path: Path) -> Iterator[Callable[..., RedisSentinelSet]]:
+    """Start private sentinel sets (keyword arguments of RedisSentinelSet), stopped after."""
+    sets: list[RedisSentinelSet] = []
+
+    def make(**options: Any) -> RedisSentinelSet:
+        servers = RedisSentinelSet(tmp_path / f"sentinel{len(sets)}", **options)
+        sets.append(servers)
+        return servers.start()
+
+    yield make
+    for servers in sets:
+        servers.stop()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
@@ -27,6 +30,77 @@ def redis_server_binary() -> str:
     if path is None:
         pytest.fail(INSTALL_HINT)
     return path
+
+
+REPLICATION_OPTIONS = [
+    # For the servers of a topology (cluster nodes, the sentinels' master and replica).
+    # A replica syncs at once: by default the master waits 5 s for more replicas to join.
+    "--repl-diskless-sync-delay",
+    "0",
+    # ... and loads from the socket, writing no dump.rdb that a restart would load again: a
+    # killed node comes back empty, like the persistence-free server it is.
+    "--repl-diskless-load",
+    "swapdb",
+]
+
+_launched: set[subprocess.Popen[bytes]] = set()
+"""Every server process the tests launched: killed at exit, should a fixture not stop it."""
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    for process in _launched:
+        if process.poll() is None:
+            with contextlib.suppress(OSError):
+                process.send_signal(signal.SIGCONT)
+                process.kill()
+                process.wait(timeout=5)
+
+
+def wait_until(
+    check: Callable[[], str | None], what: str, timeout: float = 10, interval: float = 0.02
+) -> float:
+    """Poll ``check`` until it returns None; return the seconds it took.
+
+    ``check`` returns why it is not satisfied yet; a Redis or socket error counts as not yet.
+    After ``timeout`` seconds, raise :class:`TimeoutError` naming ``what`` and the last reason.
+    """
+    start = time.monotonic()
+    while True:
+        try:
+            reason = check()
+        except (redis.RedisError, OSError) as error:
+            reason = f"{type(error).__name__}: {error}"
+        elapsed = time.monotonic() - start
+        if reason is None:
+            return elapsed
+        if elapsed > timeout:
+            raise TimeoutError(f"{what}: still not the case after {timeout:g} s: {reason}")
+        time.sleep(interval)
+
+
+def stop_all(servers: Iterable[RedisServer]) -> None:
+    """Stop several servers at once: signal them all, then reap each (see :meth:`stop`)."""
+    servers = list(servers)
+    for server in servers:
+        if server.process is not None and server.process.poll() is None:
+            server.process.send_signal(signal.SIGCONT)
+            server.process.terminate()
+    for server in servers:
+        server.stop()
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports nothing listens on right now (none of them 6379)."""
+    ports: list[int] = []
+    with contextlib.ExitStack() as stack:
+        while len(ports) < count:
+            sock = stack.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+            if port != 6379:
+                ports.append(port)
+    return ports
 
 
 def free_port() -> int:
@@ -62,48 +136,75 @@ class RedisServer:
         """A plain redis-py client to inspect or prepare the server."""
         return redis.Redis(host="127.0.0.1", port=self.port, **options)  # type: ignore[arg-type]
 
+    def command(self) -> list[str]:
+        """The command line of the next start: fixed options first, then :attr:`options`."""
+        return [
+            redis_server_binary(),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.directory),
+            "--enable-debug-command",
+            "local",
+            "--loglevel",
+            "warning",
+            *self.options,
+        ]
+
+    def probe(self) -> redis.Redis:
+        """A client that gives up fast (0.5 s, no retry), for health checks; close it after use."""
+        return self.client(
+            socket_timeout=0.5,
+            socket_connect_timeout=0.5,
+            retry=Retry(NoBackoff(), 0),
+            decode_responses=True,
+        )
+
+    @property
+    def running(self) -> bool:
+        """Whether the process was started and has not exited."""
+        return self.process is not None and self.process.poll() is None
+
+    def launch(self) -> None:
+        """Start the process without waiting for it (see :meth:`wait_started`)."""
+        self.process = subprocess.Popen(
+            self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        _launched.add(self.process)
+
+    def wait_started(self, *, loaded: bool = True, timeout: float = 10) -> None:
+        """Wait until the launched server answers PING (see :meth:`start` for ``loaded``)."""
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with self.client(socket_timeout=0.5, retry=Retry(NoBackoff(), 0)) as probe:
+                    if probe.ping():
+                        return
+            except redis.BusyLoadingError:
+                if not loaded:
+                    return
+            except redis.ConnectionError:
+                pass
+            if time.monotonic() > deadline or self.process.poll() is not None:
+                raise RuntimeError(f"redis-server did not start on port {self.port}")
+            time.sleep(0.02)
+
     def start(self, *, loaded: bool = True) -> RedisServer:
         """Start the server and wait until it answers PING.
 
         With ``loaded=False``, return as soon as it answers at all, possibly ``LOADING`` (it
         loads the ``dump.rdb`` of its directory, if a test saved one there).
         """
-        self.process = subprocess.Popen(
-            [
-                redis_server_binary(),
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.directory),
-                "--enable-debug-command",
-                "local",
-                "--loglevel",
-                "warning",
-                *self.options,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with self.client(socket_timeout=0.5, retry=Retry(NoBackoff(), 0)) as probe:
-                    if probe.ping():
-                        return self
-            except redis.BusyLoadingError:
-                if not loaded:
-                    return self
-            except redis.ConnectionError:
-                pass
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                raise RuntimeError(f"redis-server did not start on port {self.port}")
-            time.sleep(0.02)
+        self.launch()
+        self.wait_started(loaded=loaded)
+        return self
 
     def stop(self) -> None:
         """Stop the server (SIGKILL if it does not exit at once) and reap it."""
