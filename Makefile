@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck docs pytest bench reliability clean redis-server
+.PHONY: demo test lint typecheck docs pytest bench reliability compat clean redis-server
 
 # The Redis tests start their own redis-server processes: install it when missing (as root,
 # from Debian's packages), or say how to.
@@ -58,6 +58,13 @@ reliability: $(STAMP) redis-server
 	rm -rf build/reliability
 	STRATACACHE_SOAK=1 $(BIN)/python -m pytest -m reliability tests/reliability
 	$(BIN)/python docs/generate_reliability.py
+
+## Flask-Caching's and cachelib's own test suites against our integration and backends:
+## downloads their released sdists (PyPI), runs them in build/compat/venv (not .venv) with
+## compat/adapter.py swapping their classes for ours, and writes docs/compatibility.md.
+## Not part of `make test` (it downloads).
+compat: $(STAMP) redis-server
+	$(BIN)/python compat/run.py
 
 clean:
 	rm -rf $(VENV) .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist site

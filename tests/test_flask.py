@@ -661,10 +661,45 @@ def test_views_refuse_async_and_missing_parentheses(cache: Cache) -> None:
     async def view() -> str:
         return "x"
 
-    with pytest.raises(TypeError, match="async views"):
+    with pytest.raises(TypeError, match="async views") as refused:
         cache.cached()(view)
+    # The message says what to do and where it is documented (asyncio is issue 13).
+    assert "make the view synchronous" in str(refused.value)
+    assert "docs/flask.md#async-views" in str(refused.value)
     with pytest.raises(TypeError, match=r"write @cache.cached\(\) with parentheses"):
         cache.cached(view)  # type: ignore[arg-type]
+
+
+def test_memoize_refuses_async_functions_when_decorated(cache: Cache) -> None:
+    async def fetch(x: int) -> int:
+        return x
+
+    with pytest.raises(TypeError, match=r"cache.memoize\(\) does not support async") as refused:
+        cache.memoize()(fetch)
+    assert "cache a synchronous helper" in str(refused.value)
+
+
+def test_app_extensions_cache_maps_the_cache_to_its_backend(app: Flask, cache: Cache) -> None:
+    # Flask-Caching's app.extensions["cache"][cache] is the backend: here the shared layer's.
+    backend = app.extensions["cache"][cache]
+    assert backend is cache.stack.shared_cache.cache
+    assert type(backend).__name__ == "SimpleCache"
+    assert app.extensions["stratacache"] is cache
+
+
+def test_memoized_function_deletes_its_entries_itself(cache: Cache, calls: Counter[str]) -> None:
+    @cache.memoize(60)
+    def double(x: int) -> int:
+        calls["double"] += 1
+        return 2 * x
+
+    assert double(2) == double(2) == 4
+    double.delete_memoized(2)  # type: ignore[attr-defined]
+    assert double(2) == 4
+    assert calls["double"] == 2
+    double.delete_memoized()  # type: ignore[attr-defined]
+    assert double(2) == 4
+    assert calls["double"] == 3
 
 
 # -- the cachelib interface --------------------------------------------------------------

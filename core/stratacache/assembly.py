@@ -35,7 +35,7 @@ from stratacache.operations import HookedSerializer
 from stratacache.options import BackendOptions, OptionsError, option_keys, validate_options
 from stratacache.pluginmanager import implemented_operation_hooks, serializers
 from stratacache.registry import load_backend
-from stratacache.serializers import PickleSerializer, Serializer
+from stratacache.serializers import PickleSerializer, Serializer, as_serializer
 from stratacache.tier import Tier, TierConfig
 
 if TYPE_CHECKING:
@@ -108,6 +108,7 @@ def assemble(settings: CacheSettings, manager: pluggy.PluginManager) -> Assembly
     plugin_options = _plugin_options(manager, keys, consumed, problems)
     plans = _layer_plans(settings) if settings.cache_layers else _seed_plans(settings)
     shared_serializer = _serializer(settings, problems)
+    chosen = "cache_serializer" in settings.model_fields_set
     tiers: list[Tier] = []
     for plan in plans:
         try:
@@ -118,8 +119,16 @@ def assemble(settings: CacheSettings, manager: pluggy.PluginManager) -> Assembly
             # keeps bytes outside the process, use CACHE_SERIALIZER.
             shares = plan.role == "shared" or not backend_cls.in_process
             base = shared_serializer if shares else PickleSerializer()
-            if serializer_hook is not None and base is not None:
-                base = HookedSerializer(base, plan.name, serializer_hook)
+            # A class's own serializer (cachelib's `serializer = ...` attribute) wins over
+            # the default; CACHE_SERIALIZER, when set, wins over it on the shared tiers.
+            declared = backend_cls.declared_serializer()
+            if declared is not None and not (shares and chosen):
+                base = declared
+            if serializer_hook is not None:
+                stream = backend_cls.serializer_stream
+                base = HookedSerializer(
+                    as_serializer(base, stream=stream), plan.name, serializer_hook
+                )
             backend, shown = _build(plan, backend_cls, settings, base)
         except BuildError as exc:
             problems += exc.problems

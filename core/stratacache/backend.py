@@ -44,7 +44,7 @@ from cachelib import BaseCache
 from stratacache.computation import NO_VALUE, Computation, NoValue, Timeout
 from stratacache.forksafe import renew_in_child
 from stratacache.options import BackendOptions
-from stratacache.serializers import PickleSerializer, Serializer
+from stratacache.serializers import PickleSerializer, Serializer, SerializerAttribute
 from stratacache.signing import Signer
 from stratacache.stats import BackendStats
 
@@ -112,6 +112,28 @@ class Backend(BaseCache):
     ``secret_key``) its constructor names, and ``CACHE_OPTIONS`` for the shared tier.
     """
 
+    serializer = SerializerAttribute()
+    """``serializer=``, else the class's (a subclass's ``serializer = S()``), else pickle."""
+
+    serializer_stream: ClassVar[bool] = False
+    """True to use a cachelib serializer's ``dump``/``load`` (as cachelib's FileSystemCache)."""
+
+    _declared_serializer: ClassVar[Any] = PickleSerializer()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Take a subclass's ``serializer = ...`` class attribute as its serializer."""
+        super().__init_subclass__(**kwargs)
+        declared = cls.__dict__.get("serializer")
+        if declared is not None and not isinstance(declared, SerializerAttribute):
+            cls._declared_serializer = declared
+            delattr(cls, "serializer")  # Backend's attribute serves it, and assignments
+
+    @classmethod
+    def declared_serializer(cls) -> Any:
+        """Return the serializer a subclass declares as a class attribute, else ``None``."""
+        declared = cls._declared_serializer
+        return None if declared is Backend._declared_serializer else declared
+
     def __init__(
         self,
         default_timeout: int | timedelta = 300,
@@ -130,7 +152,8 @@ class Backend(BaseCache):
             raise ValueError(
                 f"default_timeout must be >= 0 seconds (0 = never expire), got {default_timeout!r}"
             )
-        self.serializer: Serializer = serializer if serializer is not None else PickleSerializer()
+        self._codec: Serializer
+        self.serializer = serializer if serializer is not None else type(self)._declared_serializer
         if isinstance(secret_key, str | bytes):
             secret_key = [secret_key]
         self.signer: Signer | None = Signer(secret_key) if secret_key else None
@@ -150,7 +173,7 @@ class Backend(BaseCache):
         Raises:
             SerializationError: The serializer cannot turn ``value`` into bytes.
         """
-        data = self.serializer.dumps(value)
+        data = self._codec.dumps(value)
         signer = self.signer
         return data if signer is None else signer.sign(key, data)
 
@@ -166,7 +189,7 @@ class Backend(BaseCache):
                 wrong.
         """
         signer = self.signer
-        return self.serializer.loads(data if signer is None else signer.verify(key, data))
+        return self._codec.loads(data if signer is None else signer.verify(key, data))
 
     # -- construction from settings -------------------------------------------------------
 

@@ -8,19 +8,35 @@ like any plugin's; ``CACHE_SERIALIZER`` picks one by name.
 Both wrap every failure in one exception each: :class:`~stratacache.errors.SerializationError`
 for a value that cannot be stored, :class:`~stratacache.errors.DeserializationError` for bytes
 that cannot be read back. Backends rely on that to turn a corrupted entry into a miss.
+
+A cachelib serializer (a :class:`cachelib.serializers.BaseSerializer`) works too, chosen the
+ways cachelib chooses one: as a backend's ``serializer`` class attribute
+(``class MyCache(FileSystemCache): serializer = MySerializer()``), assigned to
+``backend.serializer``, or passed as ``serializer=``. :class:`CachelibSerializer` adapts it:
+cachelib's serializers log and return ``None`` where ours raise.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import pickle
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
+from cachelib.serializers import BaseSerializer
+
 from stratacache.errors import DeserializationError, SerializationError
 from stratacache.hookspecs import hookimpl
 
-__all__ = ["JsonSerializer", "PickleSerializer", "Serializer"]
+__all__ = [
+    "CachelibSerializer",
+    "JsonSerializer",
+    "PickleSerializer",
+    "Serializer",
+    "SerializerAttribute",
+    "as_serializer",
+]
 
 
 @runtime_checkable
@@ -92,6 +108,108 @@ class JsonSerializer:
 
     def __repr__(self) -> str:
         return "JsonSerializer()"
+
+
+class CachelibSerializer:
+    """A cachelib serializer used by a stratacache backend, with stratacache's errors.
+
+    Args:
+        inner: The cachelib serializer (``dumps``/``loads``, and ``dump``/``load`` on a
+            file).
+        stream: Use ``dump(value, file)`` and ``load(file)``, as cachelib's FileSystemCache
+            does; otherwise ``dumps`` and ``loads``, as its other caches do.
+
+    cachelib's serializers log a failure on the root logger and return ``None``: here a
+    value ``dumps`` returns no bytes for (or ``dump`` writes none for) raises
+    :class:`SerializationError`, and an exception of ``loads`` raises
+    :class:`DeserializationError`. A ``None`` that ``loads`` returns for unreadable bytes
+    cannot be told from a stored ``None``: it is read as one.
+    """
+
+    def __init__(self, inner: Any, *, stream: bool = False) -> None:
+        self.inner = inner
+        self.stream = stream
+
+    def dumps(self, value: Any) -> bytes:
+        """Return ``value`` as bytes through the cachelib serializer."""
+        try:
+            if self.stream:
+                buffer = io.BytesIO()
+                self.inner.dump(value, buffer)
+                data: Any = buffer.getvalue() or None
+            else:
+                data = self.inner.dumps(value)
+        except Exception as exc:  # a third party's serializer: anything may escape
+            raise SerializationError(
+                f"{self.inner!r} cannot serialize a value of type {type(value).__qualname__}:"
+                f" {exc!r}"
+            ) from exc
+        if not isinstance(data, bytes | bytearray):
+            raise SerializationError(
+                f"{self.inner!r} returned {type(data).__qualname__} for a value of type"
+                f" {type(value).__qualname__}, not bytes (a cachelib serializer returns None"
+                " for a value it cannot serialize)"
+            )
+        return bytes(data)
+
+    def loads(self, data: bytes) -> Any:
+        """Return the value held in ``data`` through the cachelib serializer."""
+        try:
+            if self.stream:
+                return self.inner.load(io.BytesIO(data))
+            return self.inner.loads(data)
+        except Exception as exc:  # a third party's serializer: anything may escape
+            raise DeserializationError(f"{self.inner!r} cannot read stored bytes: {exc!r}") from exc
+
+    def __repr__(self) -> str:
+        return f"CachelibSerializer({self.inner!r}, stream={self.stream})"
+
+
+def as_serializer(serializer: Any, *, stream: bool = False) -> Serializer:
+    """Return ``serializer`` as a :class:`Serializer`: a cachelib one adapted, ours as it is.
+
+    Args:
+        serializer: A :class:`Serializer`, or a cachelib ``BaseSerializer``.
+        stream: For a cachelib serializer: use its file interface (``dump``/``load``).
+
+    Raises:
+        TypeError: ``serializer`` has no ``dumps`` and ``loads``.
+    """
+    if isinstance(serializer, BaseSerializer):
+        return CachelibSerializer(serializer, stream=stream)
+    if isinstance(serializer, type) or not isinstance(serializer, Serializer):
+        raise TypeError(
+            f"{serializer!r} is not a serializer: give an object with dumps(value) -> bytes"
+            " and loads(data) -> value (stratacache.Serializer), or a cachelib serializer"
+            " instance"
+        )
+    return serializer
+
+
+class SerializerAttribute:
+    """The ``serializer`` of a backend, chosen as cachelib chooses it.
+
+    Reading it on an instance gives what was given (``serializer=``, an assignment, or the
+    class's); on the class, the class's own (``type(cache).serializer``). Assigning it
+    (cachelib's ``cache.serializer = JSONSerializer()``) takes effect for every later read
+    and write. A subclass's ``serializer = MySerializer()`` class attribute becomes the
+    class's serializer (:meth:`Backend.__init_subclass__ <stratacache.Backend>`). What the
+    backend calls is the adapted one (:func:`as_serializer`), its ``_codec``; a backend that
+    binds the codec's methods defines ``_serializer_changed()`` to rebind them.
+    """
+
+    def __get__(self, obj: Any, owner: type[Any] | None = None) -> Any:
+        if obj is None:
+            return getattr(owner, "_declared_serializer", None)
+        return obj.__dict__["_serializer"]
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        codec = as_serializer(value, stream=type(obj).serializer_stream)
+        obj.__dict__["_serializer"] = value
+        obj.__dict__["_codec"] = codec
+        rebind = getattr(obj, "_serializer_changed", None)
+        if rebind is not None:  # a backend that binds the codec's methods (SimpleCache)
+            rebind()
 
 
 @hookimpl

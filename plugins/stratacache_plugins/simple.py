@@ -94,12 +94,12 @@ class SimpleCache(Backend):
         # Bound once: the read path is the hot path of every cache hit.
         self._find = self._cache.get
         self._touch = self._cache.move_to_end
-        self._dumps: Callable[[Any], Any] | None = (
-            self.serializer.dumps if self.serializes else None
-        )
-        self._loads: Callable[[Any], Any] | None = (
-            self.serializer.loads if self.serializes else None
-        )
+
+    def _serializer_changed(self) -> None:
+        # Bound once per serializer: the read path is the hot path of every cache hit.
+        codec = self._codec
+        self._dumps: Callable[[Any], Any] | None = codec.dumps if self.serializes else None
+        self._loads: Callable[[Any], Any] | None = codec.loads if self.serializes else None
 
     def __len__(self) -> int:
         return len(self._cache)

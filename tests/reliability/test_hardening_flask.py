@@ -7,22 +7,28 @@ a silent incompatibility: ``unless=bool`` on Python 3.13, ``view.make_cache_key`
 returning ``None`` once (500 until the entry expired), cachelib's class paths in
 ``CACHE_TYPE``, generators, the missing API (``delete_cached(view, **view_args)``,
 ``delete_memoized_verhash``, ``cache.app``) and a ``Cache`` subclass that saw none of the
-decorators' reads and writes.
+decorators' reads and writes. Scenario 117 (``subclass-serializer``): a serializer set as a
+subclass attribute, cachelib's way, which was ignored for pickle.
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cachelib import serializers as cachelib_serializers
 from flask import Flask
 
 import stratacache
 from stratacache.flask import Cache
+from stratacache_plugins.filesystem import FileSystemCache
+from stratacache_plugins.rediscache import RedisCache
+from stratacache_plugins.simple import SimpleCache
 
 from .figures import record
 
@@ -227,6 +233,85 @@ def test_flask_caching_incompatibilities_are_fixed(
             "cases": len(rows),
             "fixed": len(rows) - len(broken),
             "requests per case": REQUESTS,
+        },
+        table=rows,
+    )
+    assert broken == []
+
+
+# -- a serializer set as a subclass attribute (cachelib's mechanism) ----------------------
+
+
+class _TaggingSerializer(cachelib_serializers.BaseSerializer):
+    """Writes JSON behind a tag, so the bytes show which serializer wrote them."""
+
+    def dumps(self, value: Any, protocol: int | None = None) -> bytes:
+        return b"tag:" + json.dumps(value).encode()
+
+    def loads(self, bvalue: bytes) -> Any:
+        return json.loads(bvalue.removeprefix(b"tag:"))
+
+    def dump(self, value: Any, f: Any, protocol: int | None = None) -> None:
+        f.write(self.dumps(value))
+
+    def load(self, f: Any) -> Any:
+        return self.loads(f.read())
+
+
+def test_a_subclass_serializer_is_used_not_pickle(tmp_path: Path, redis_url: str) -> None:
+    class TaggedSimple(SimpleCache):
+        serializer = _TaggingSerializer()
+
+    class TaggedFiles(FileSystemCache):
+        serializer = _TaggingSerializer()
+
+    class TaggedRedis(RedisCache):
+        serializer = _TaggingSerializer()
+
+    def stored_simple(cache: Any) -> bytes:
+        return bytes(cache._cache["k"][1])
+
+    def stored_files(cache: Any) -> bytes:
+        return next(
+            p.read_bytes() for p in (tmp_path / "files").rglob("*") if b"tag:" in p.read_bytes()
+        )
+
+    def stored_redis(cache: Any) -> bytes:
+        return bytes(cache.client.get("k"))
+
+    backends: list[tuple[str, Any, Callable[[Any], bytes]]] = [
+        ("SimpleCache", TaggedSimple(), stored_simple),
+        ("FileSystemCache", TaggedFiles(str(tmp_path / "files")), stored_files),
+        ("RedisCache", TaggedRedis(redis_url), stored_redis),
+    ]
+    rows = []
+    for name, backend, stored in backends:
+        value = {"user": 7, "roles": ["a", "b"]}
+        writes = [backend.set("k", value) for _ in range(REQUESTS)]
+        read = [backend.get("k") for _ in range(REQUESTS)]
+        data = stored(backend)
+        used = data.endswith(json.dumps(value).encode()) and b"tag:" in data
+        ok = all(writes) and read == [value] * REQUESTS and used
+        rows.append(
+            {
+                "backend": name,
+                "outcome": "subclass serializer" if ok else "BROKEN (pickle)",
+                "stored": data[-40:].decode(errors="replace"),
+            }
+        )
+    broken = [row["backend"] for row in rows if not row["outcome"].startswith("subclass")]
+    record(
+        scenario=117,
+        name="subclass-serializer",
+        title="Hardening 11 (migration): a serializer set as a subclass attribute",
+        requirement=(
+            "class MyCache(Backend): serializer = S() stores what S writes, on SimpleCache,"
+            " FileSystemCache (through S.dump/S.load) and RedisCache, never silently pickle"
+        ),
+        figures={
+            "backends": len(rows),
+            "using the subclass serializer": len(rows) - len(broken),
+            "writes and reads per backend": REQUESTS,
         },
         table=rows,
     )

@@ -97,6 +97,7 @@ class FileSystemCache(Backend):
     """
 
     in_process = False
+    serializer_stream = True  # a cachelib serializer's dump/load, as cachelib's FileSystemCache
     options_model = FileSystemCacheOptions
 
     _index_min_size = 64 * 1024

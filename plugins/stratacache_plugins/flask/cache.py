@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Mapping
 from datetime import timedelta
@@ -20,6 +21,7 @@ from stratacache import (
 )
 from stratacache_plugins.flask.calls import (
     WRITE_GROUP,
+    async_refused,
     memoized,
 )
 from stratacache_plugins.flask.config import settings_from_config
@@ -35,6 +37,10 @@ R = TypeVar("R")
 
 EXTENSION_NAME: Final = "stratacache"
 """The key of the :class:`Cache` in ``app.extensions``."""
+
+FLASK_CACHING_EXTENSION: Final = "cache"
+"""Flask-Caching's key in ``app.extensions``: ``{cache: backend}``, kept for code that reads
+``app.extensions["cache"][cache]`` (the backend of the shared layer here)."""
 
 
 class Cache:
@@ -83,10 +89,14 @@ class Cache:
             ConfigurationError: Every problem of the configuration at once.
 
         The stack is process-wide: initialising a second application reconfigures it.
+        ``app.extensions["cache"][self]`` is the shared layer's backend, as in Flask-Caching
+        (where it is the one backend).
         """
         merged = {**app.config, **self.config, **(config or {})}
         self.settings = self.stack.configure(settings_from_config(merged))
         app.extensions[EXTENSION_NAME] = self
+        # Flask-Caching's own entry: {Cache: its backend}, here the shared layer's backend.
+        app.extensions.setdefault(FLASK_CACHING_EXTENSION, {})[self] = self.stack.shared_cache.cache
         self.app = app
 
     # -- the decorators -------------------------------------------------------------------
@@ -108,7 +118,8 @@ class Cache:
             **unsupported: Flask-Caching's other options, refused with an explanation.
 
         Raises:
-            TypeError: An option stratacache does not support, or no parentheses.
+            TypeError: An option stratacache does not support, no parentheses, or an
+                ``async def`` function (asyncio support is planned; docs/flask.md).
             ValueError: ``timeout=0`` or a negative timeout.
 
         The decorated function has ``invalidate(*args)``, ``clear_cache()``, ``cache_key``,
@@ -128,6 +139,8 @@ class Cache:
             )
 
         def decorate(func: Callable[P, R]) -> CachedFunction[P, R]:
+            if inspect.iscoroutinefunction(func):
+                raise TypeError(async_refused("cache.memoize()", "function", func))
             inner = cached_for(seconds=seconds or 0, stack=self.stack)(func)
             overridden = type(self).get is not Cache.get or type(self).set is not Cache.set
             return memoized(inner, timeout, self, overridden, unless)

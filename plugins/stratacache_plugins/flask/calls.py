@@ -21,6 +21,7 @@ from stratacache.cachedfunction import CachedMethod
 
 __all__ = [
     "WRITE_GROUP",
+    "async_refused",
     "bypass",
     "join_generator",
     "memoized",
@@ -42,6 +43,20 @@ _BUILTIN_KINDS = (
     types.MethodDescriptorType,
     types.ClassMethodDescriptorType,
 )
+
+
+def async_refused(decorator: str, what: str, func: Callable[..., Any]) -> str:
+    """The message of the ``TypeError`` for an ``async def`` given to a Flask decorator.
+
+    Async caching waits for stratacache's asyncio support (issue 13): until then the
+    decorators refuse a coroutine function when they decorate it, never at request time.
+    """
+    return (
+        f"{decorator} does not support async {what}s yet ({func.__qualname__} is 'async def');"
+        f" stratacache's asyncio support is planned: until then make the {what} synchronous"
+        " (a Flask view may be a plain def), or cache a synchronous helper it calls"
+        " (docs/flask.md#async-views)"
+    )
 
 
 def takes_arguments(func: Callable[..., Any]) -> bool:
@@ -147,7 +162,8 @@ def memoized(
         unless: Bypass the cache when it returns ``True``.
 
     ``f.cache_timeout`` is read at every call (as Flask-Caching does); ``f.make_cache_key``
-    returns the key of a call.
+    returns the key of a call; ``f.delete_memoized(*args)`` is
+    ``cache.delete_memoized(f, *args)``.
     """
     call = cast(Any, inner.invalidate).__self__  # the _CachedCall: its timeout and route
     func = call.func
@@ -185,6 +201,12 @@ def memoized(
         setattr(outer, name, getattr(inner, name))
     outer.cache_timeout = timeout
     outer.make_cache_key = make_cache_key
+
+    def delete_memoized(*args: Any, **kwargs: Any) -> None:
+        # Flask-Caching's f.delete_memoized(*args): cache.delete_memoized(f, *args).
+        owner.delete_memoized(outer, *args, **kwargs)
+
+    outer.delete_memoized = delete_memoized
     return cast(CachedFunction[P, R], outer)
 
 

@@ -13,6 +13,7 @@ from flask import has_app_context, has_request_context, request, url_for
 from stratacache import NO_VALUE, SerializationError, Timeout, engine
 from stratacache.engine import Route
 from stratacache_plugins.flask.calls import (
+    async_refused,
     bypass,
     join_generator,
     normalize_timeout,
@@ -77,7 +78,7 @@ def cached_view(
     stack = cache.stack
     unless_args = unless is not None and takes_arguments(unless)
     if inspect.iscoroutinefunction(view):
-        raise TypeError(f"cache.cached() does not support async views yet ({view.__qualname__})")
+        raise TypeError(async_refused("cache.cached()", "view", view))
     warned = False
 
     def unstorable(exc: SerializationError) -> None:
