@@ -358,6 +358,7 @@ class TestRedisAtomicOptions:
         assert keys - set(option_keys(RedisCacheOptions, "CACHE_")) == {
             "CACHE_ATOMIC_LOCK_TIMEOUT",
             "CACHE_ATOMIC_WAIT",
+            "CACHE_ATOMIC_OUTAGE_AFTER",
             "CACHE_ATOMIC_RETRIES",
         }
 

@@ -33,16 +33,17 @@ where it deviates.
 from __future__ import annotations
 
 import inspect
-import reprlib
 import threading
-from collections.abc import Iterable, Mapping, Sized
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any, ClassVar, Self
 
 from cachelib import BaseCache
 
 from stratacache.computation import NO_VALUE, Computation, NoValue, Timeout
+from stratacache.errors import key_type_error
 from stratacache.forksafe import renew_in_child
+from stratacache.inspection import Inspectable
 from stratacache.options import BackendOptions
 from stratacache.serializers import PickleSerializer, Serializer, SerializerAttribute
 from stratacache.signing import Signer
@@ -55,20 +56,7 @@ _GROUP_INDEX_PREFIX = "__stratacache_group__:"
 _VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 
-def key_type_error(key: object) -> TypeError:
-    """The error every backend raises for a key that is not a ``str``.
-
-    Keys are text in every backend (cachelib's contract), so that a program that works on
-    one backend works on all: an int or a tuple that an in-memory dict would take is refused
-    by all of them alike, not only by those that send keys over the wire.
-    """
-    return TypeError(
-        f"cache keys are str, got {type(key).__name__} {reprlib.repr(key)}: pass str(key), or"
-        " let cached_for build the key from the function's arguments, of any type"
-    )
-
-
-class Backend(BaseCache):
+class Backend(Inspectable, BaseCache):
     """Base class of every stratacache backend (see the module docstring for the contract).
 
     Subclasses implement at least ``get``, ``set``, ``delete``, ``has`` and ``clear`` with
@@ -362,52 +350,6 @@ class Backend(BaseCache):
         nothing; within one process ``cached_for`` already runs the function once per key.
         """
         return Computation(self, key, timeout, group)
-
-    # -- monitoring (the operator CLI) ----------------------------------------------------
-
-    def ping(self) -> None:
-        """Make one round trip to the store; raise if it cannot answer.
-
-        ``stratacache ping`` times it. This default asks :meth:`has` about a key nobody
-        writes; a backend that swallows failures (RedisCacheNoExceptions) overrides it to let
-        them through.
-        """
-        self.has("__stratacache_ping__")
-
-    def ping_nodes(self) -> list[dict[str, Any]]:
-        """Ping each server behind the store, for ``stratacache ping``: one dict per server.
-
-        Each has ``node`` (its address), ``role`` (``master``, ``replica``...), ``ok`` and
-        ``latency_ms`` or ``error``. This default returns ``[]``: the store is one thing,
-        which :meth:`ping` checks. A store of several servers (Redis Cluster) lists them.
-        """
-        return []
-
-    def describe(self) -> dict[str, Any]:
-        """Return what the store is and how big, for ``stratacache info``: a JSON-ready dict.
-
-        This default gives the backend's class, its default timeout, what :meth:`clear`
-        removes and, for a backend with ``len()``, its entry count. A backend adds where it
-        lives (a URL, a directory) and its size; it raises when the store cannot answer.
-        """
-        described: dict[str, Any] = {
-            "backend": type(self).__name__,
-            "default_timeout": self.default_timeout,
-            "clears": "every entry of this backend",
-        }
-        if isinstance(self, Sized):
-            described["entries"] = len(self)
-        return described
-
-    def store_stats(self) -> dict[str, Any]:
-        """Return the store's own statistics, for ``stratacache stats``: a JSON-ready dict.
-
-        These are what the store itself knows, shared by every process using it (a Redis
-        server's hits, misses and evictions, the entries of each function), unlike the
-        in-process counters of :attr:`stats`. This default gives the entry count of a
-        backend with ``len()``, else nothing; it raises when the store cannot answer.
-        """
-        return {"entries": len(self)} if isinstance(self, Sized) else {}
 
     # -- resources ------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ keep working. Errors raised while handling another one chain it with ``from``.
 from __future__ import annotations
 
 import pickle
+import reprlib
 
 __all__ = [
     "BackendNotFound",
@@ -18,6 +19,7 @@ __all__ = [
     "InvalidBackend",
     "PluginError",
     "SerializationError",
+    "key_type_error",
 ]
 
 
@@ -82,3 +84,16 @@ class SerializationError(CacheError, pickle.PicklingError):
 
 class DeserializationError(CacheError, pickle.UnpicklingError):
     """Stored bytes could not be turned back into a value (corrupted, or from old code)."""
+
+
+def key_type_error(key: object) -> TypeError:
+    """The error every backend raises for a key that is not a ``str``.
+
+    Keys are text in every backend (cachelib's contract), so that a program that works on
+    one backend works on all: an int or a tuple that an in-memory dict would take is refused
+    by all of them alike, not only by those that send keys over the wire.
+    """
+    return TypeError(
+        f"cache keys are str, got {type(key).__name__} {reprlib.repr(key)}: pass str(key), or"
+        " let cached_for build the key from the function's arguments, of any type"
+    )
