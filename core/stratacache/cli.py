@@ -170,9 +170,13 @@ def _ping(backend: Backend, count: int) -> dict[str, Any]:
             start = time.perf_counter()
             backend.ping()
             times.append((time.perf_counter() - start) * 1000)
+        nodes = backend.ping_nodes()  # a store of several servers: each, with its role
     except Exception as exc:  # a health check reports whatever stops the layer answering
         return {**result, "ok": False, "error": _error(exc)}
-    return {**result, "ok": True, "latency_ms": round(statistics.median(times), 3)}
+    result.update(ok=True, latency_ms=round(statistics.median(times), 3))
+    if nodes:
+        result.update(ok=all(node["ok"] for node in nodes), nodes=nodes)
+    return result
 
 
 @main.command(short_help="Check that every layer answers, with its latency.")
@@ -196,15 +200,15 @@ def ping(count: int, as_json: bool) -> None:
     if as_json:
         _echo_json({"ok": ok, "layers": results})
     else:
-        rows = [
-            [
-                name,
-                result["backend"],
-                "ok" if result["ok"] else "FAILED",
-                f"{result['latency_ms']:.3f} ms" if result["ok"] else result["error"],
-            ]
-            for name, result in results.items()
-        ]
+        rows = []
+        for name, result in results.items():
+            status = "ok" if result["ok"] else "FAILED"
+            latency = f"{result['latency_ms']:.3f} ms" if "latency_ms" in result else None
+            rows.append([name, result["backend"], status, latency or result["error"]])
+            for node in result.get("nodes", []):  # a Cluster's nodes, each with its role
+                shown = f"{node['latency_ms']:.3f} ms" if node["ok"] else node["error"]
+                label = f"  {node['node']} ({node['role']})"
+                rows.append([label, "", "ok" if node["ok"] else "FAILED", shown])
         click.echo(_table(["LAYER", "BACKEND", "STATUS", "LATENCY"], rows))
     sys.exit(EXIT_OK if ok else EXIT_FAILED)
 

@@ -24,7 +24,7 @@ from stratacache import NO_VALUE, Serializer, Timeout
 from stratacache_plugins.rediscache.client import RedisCacheError, RedisClient
 from stratacache_plugins.rediscache.codec import RedisCodec
 from stratacache_plugins.rediscache.monitoring import RedisMonitoring
-from stratacache_plugins.rediscache.naming import fetch_many, namespace, unlink_under
+from stratacache_plugins.rediscache.naming import fetch_many, namespace, one_slot, unlink_under
 from stratacache_plugins.rediscache.options import RedisCacheOptions
 from stratacache_plugins.rediscache.protocol import RedisLike
 from stratacache_plugins.rediscache.tracking import (
@@ -231,7 +231,7 @@ class RedisCache(RedisMonitoring, RedisClient, RedisCodec):
 
     def _track_written(self, key: str, group: str, ms: int) -> None:
         def track(r: RedisLike) -> None:
-            pipe = r.pipeline(transaction=True)
+            pipe = r.pipeline(transaction=one_slot(r, self._key(key), self._tracking_key(group)))
             self._queue_tracking(pipe, self._key(key), group, ms)
             pipe.execute()
 
@@ -248,8 +248,12 @@ class RedisCache(RedisMonitoring, RedisClient, RedisCodec):
                 )
             )
 
+        names = [self._key(key)] + ([self._tracking_key(group)] if group else [])
+
         def write(r: RedisLike) -> bool:
-            pipe = r.pipeline(transaction=True)
+            # One transaction in the key's slot; a key tracked under another function's tag
+            # (not one the decorator builds) is written and tracked apart on a Cluster.
+            pipe = r.pipeline(transaction=one_slot(r, *names))
             self._write(pipe, key, data, ms, group)
             pipe.execute()
             return True

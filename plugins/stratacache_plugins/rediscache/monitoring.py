@@ -62,7 +62,7 @@ def _per_node(direct: Direct, section: str | None) -> list[dict[str, Any]]:
         nodes = []
         for address, role, client in server_nodes(r):
             info = client.info(section) if section else client.info()
-            nodes.append({"node": address, "role": role, **info, "dbsize": client.dbsize()})
+            nodes.append({**info, "node": address, "role": role, "dbsize": client.dbsize()})
         return nodes
 
     found: list[dict[str, Any]] = direct("INFO", read)

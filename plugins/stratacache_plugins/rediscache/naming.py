@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from redis.cluster import RedisCluster
+from redis.crc import key_slot
 
 from stratacache import Backend, key_type_error
 from stratacache_plugins.rediscache.protocol import RedisLike
@@ -31,6 +32,7 @@ __all__ = [
     "fetch_many",
     "keys_under",
     "namespace",
+    "one_slot",
     "unlink_under",
     "what_clear_deletes",
 ]
@@ -131,6 +133,17 @@ def keys_under(r: RedisLike, prefix: str) -> Iterator[bytes]:
     """Yield the name of every key under ``prefix`` (``SCAN`` in batches, never ``KEYS``)."""
     pattern = _escape_glob(prefix) + "*"
     yield from r.scan_iter(match=pattern, count=_SCAN_COUNT)
+
+
+def one_slot(r: RedisLike, *names: str) -> bool:
+    """Whether ``names`` can share one transaction.
+
+    Always on one server; on a Cluster, if they hash to one slot (a decorated function's
+    keys and its tracking set always do).
+    """
+    if not isinstance(r, RedisCluster):
+        return True
+    return len({key_slot(name.encode("utf-8", "surrogatepass")) for name in names}) == 1
 
 
 def fetch_many(r: RedisLike, names: list[str]) -> list[Any]:

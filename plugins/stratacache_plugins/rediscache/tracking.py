@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from stratacache_plugins.rediscache.naming import one_slot
 from stratacache_plugins.rediscache.protocol import RedisLike
 from stratacache_plugins.rediscache.scripts import TRACK
 
@@ -29,7 +30,7 @@ def queue_tracking(pipe: Any, tracking: str, full: str, ms: int) -> None:
 
 def delete_untracking(r: RedisLike, full: str, tracking: str) -> bool:
     """Delete the key ``full`` and its member of the set ``tracking``, in one transaction."""
-    pipe = r.pipeline(transaction=True)
+    pipe = r.pipeline(transaction=one_slot(r, full, tracking))
     pipe.delete(full)
     pipe.zrem(tracking, full)
     return bool(pipe.execute()[0])
@@ -42,7 +43,8 @@ def delete_tracked(r: RedisLike, tracking: str) -> int:
         members = r.zrange(tracking, 0, _BATCH - 1)
         if not members:
             break
-        pipe = r.pipeline(transaction=True)
+        names = [tracking, *(cast(bytes, m).decode("utf-8", "surrogatepass") for m in members)]
+        pipe = r.pipeline(transaction=one_slot(r, *names))
         for member in members:
             pipe.delete(cast(bytes, member))
         pipe.zrem(tracking, *members)
