@@ -55,6 +55,13 @@ RULES: Final[tuple[Rule, ...]] = (
     Rule(r"dynamodb", "not-shipped", "DynamoDB (cachelib's DynamoDbCache)", _KEYS),
     Rule(r"Sentinel|ClientsOverride", "not-shipped", "Redis Sentinel", _KEYS),
     Rule(r"test_interface_uniformity", "not-shipped", "needs cachelib's memcached", _KEYS),
+    Rule(
+        r"test_empty_host",
+        "deliberate",
+        "host=None is refused with a ValueError naming the option, its value and the fix, not"
+        " cachelib's exact text",
+        _SWITCH,
+    ),
     # -- asyncio ---------------------------------------------------------------------------
     Rule(r"test_async_", "async", "async views raise TypeError at decoration", _ASYNC),
     # -- Flask-Caching options and features refused loudly ---------------------------------

@@ -1048,3 +1048,23 @@ def test_a_subclass_sees_the_decorators_reads_and_writes(app: Flask, calls: Coun
     assert calls == {"square": 1, "view": 1}
     assert cache.delete_memoized(square) is None
     assert not cache.has(key)  # the write was tracked in the function's group
+
+
+def test_delete_memoized_of_a_classmethod_takes_the_class_first(app: Flask) -> None:
+    cache = Cache(app, config={"CACHE_TYPE": "SimpleCache"})
+    calls: list[tuple[int, int]] = []
+
+    class Prices:
+        @classmethod
+        @cache.memoize(5)
+        def total(cls, a: int, b: int) -> int:
+            calls.append((a, b))
+            return a + b
+
+    assert Prices.total(5, 2) == Prices.total(5, 2) == 7
+    with pytest.raises(ValueError, match="give the class first"):
+        cache.delete_memoized(Prices.total, 5, 2)  # Flask-Caching refuses it too
+    assert len(calls) == 1
+    cache.delete_memoized(Prices.total, Prices, 5, 2)
+    assert Prices.total(5, 2) == 7
+    assert len(calls) == 2

@@ -130,6 +130,11 @@ def test_host_given_as_a_url(
     assert raw.exists("app_k") == 0, "not the default database 0"
 
 
+def test_no_host_is_refused_with_the_fix() -> None:
+    with pytest.raises(ValueError, match=r"host=None: give a host name, a redis:// URL"):
+        RedisCache(host=None)  # type: ignore[arg-type]
+
+
 def test_bare_host_with_port_and_db(redis_server: RedisServer, raw: redis.Redis) -> None:
     stack = CacheStack()
     stack.configure(

@@ -220,14 +220,27 @@ class Cache:
 
         Raises:
             TypeError: ``f`` is not memoized.
+            ValueError: ``f`` is a classmethod and the arguments do not fit it (the class
+                comes first).
         """
-        invalidate = getattr(f, "invalidate", None)
-        clear_cache = getattr(f, "clear_cache", None)
+        # A classmethod over a memoized function: the class is an argument like the others,
+        # given first, as Flask-Caching has it.
+        target = f.__func__ if inspect.ismethod(f) else f
+        invalidate = getattr(target, "invalidate", None)
+        clear_cache = getattr(target, "clear_cache", None)
         if invalidate is None or clear_cache is None:
             raise TypeError(
                 f"delete_memoized: {f!r} is not memoized (decorate it with @cache.memoize())"
             )
         if args or kwargs:
+            if target is not f:
+                try:
+                    inspect.signature(target).bind(*args, **kwargs)
+                except TypeError as exc:
+                    raise ValueError(
+                        f"delete_memoized: these arguments do not fit {f.__qualname__} ({exc});"
+                        " for a classmethod, give the class first: delete_memoized(C.f, C, ...)"
+                    ) from None
             invalidate(*args, **kwargs)
         else:
             clear_cache()

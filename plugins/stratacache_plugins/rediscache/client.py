@@ -46,7 +46,7 @@ class RedisClient(Backend):
 
     def _connect(
         self,
-        host: str | redis.Redis | RedisCluster,
+        host: str | redis.Redis | RedisCluster | None,
         *,
         port: int,
         password: str | None,
@@ -68,6 +68,9 @@ class RedisClient(Backend):
                 stratacache's contract (see :mod:`.checks`), or settings naming two
                 topologies at once.
         """
+        if host is None:  # cachelib's RedisCache refuses it too (with a ValueError)
+            text = "give a host name, a redis:// URL or a redis.Redis client"
+            raise OptionsError.refusing([OptionProblem("host", None, text)])
         given = host if isinstance(host, redis.Redis | RedisCluster) else None
         self._given_client: RedisLike | None = given
         server = "" if given is not None else server_url(str(host), port, db, url)
