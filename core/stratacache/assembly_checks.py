@@ -104,9 +104,17 @@ def rejected(
         if plan.prefix == "LOCALCACHE_"
         else "CACHE_DEFAULT_TIMEOUT",
     }
+    # The option the message names first is the one at fault ("key_prefix 'a{' has...").
+    candidates = []
     for option, where in {**plan.names, **generic}.items():
-        if option in options and (mentioned(option) or (filename and filename == options[option])):
-            return f"{where}={shown[option]!r}: {name} refuses it: {detail}"
+        if option not in options:
+            continue
+        found = re.search(rf"\b{re.escape(option)}\b", text)
+        if found is not None or (filename and filename == options[option]):
+            candidates.append((found.start() if found else len(text), option, where))
+    if candidates:
+        _, option, where = min(candidates)
+        return f"{where}={shown[option]!r}: {name} refuses it: {detail}"
     return f"{plan.type_key}={plan.type!r}: {name} cannot be built from the settings: {detail}"
 
 

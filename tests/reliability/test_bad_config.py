@@ -558,7 +558,7 @@ CASES = [
         ConfigurationError,
         "CACHE_KEY_PREFIX",
         "'app{'",
-        "or a whole tag such as '{myapp}_'",
+        "remove them",
     ),
     # -- from the environment, in a fresh process ---------------------------------------
     Case(

@@ -7,7 +7,7 @@ under the prefix are found with ``SCAN``, never ``KEYS``.
 
 The prefix ends at a boundary, so that the keys under it are this application's and no
 other's (:func:`namespace`): a prefix that ends with a separator (any character but a
-letter or a digit: ``myapp_``, ``myapp:``, ``{myapp}``) is used as written; one that ends
+letter or a digit: ``myapp_``, ``myapp:``) is used as written; one that ends
 with a letter or a digit gets ``:`` (``myapp`` names its keys ``myapp:...``, so that
 ``clear()`` leaves ``myapp2:...`` and ``myapplication`` alone). An empty prefix is no
 namespace: every key of the database is the application's.
@@ -112,7 +112,8 @@ def check_prefix(prefix: str) -> None:
     if not _BALANCED_BRACES.fullmatch(prefix):
         raise ValueError(
             f"key_prefix {prefix!r} has an unmatched brace; braces in a Redis key mark its"
-            " cluster hash tag, so use none, or a whole tag such as '{myapp}_'"
+            " Cluster hash tag: remove them (a tagged prefix would also pin every key to one"
+            " Cluster slot; each decorated function's keys carry their own tag)"
         )
 
 
