@@ -90,7 +90,7 @@ class RedisClient(Backend):
             type(self),
             host=host,
             url=url,
-            server=self._url or "redis://localhost:6379/0",
+            server=self._url or self._topology.first_node_url(),
             options=options,
             timeouts=timeouts,
         )

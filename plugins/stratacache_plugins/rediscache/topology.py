@@ -192,6 +192,13 @@ class Topology:
     sentinel_auth: tuple[str | None, str | None] = field(default=(None, None), repr=False)
     read_from_replicas: bool = False
 
+    def first_node_url(self) -> str:
+        """A URL of the first node (``rediss://`` for TLS): what redis-py's checks look at."""
+        if not self.nodes:
+            return self.url or "redis://localhost:6379/0"
+        node = self.nodes[0]
+        return f"{'rediss' if node.tls else 'redis'}://{node}/0"
+
     def describe(self) -> str:
         """Where the tier is, in words, without secrets (for errors, logs and ``repr``)."""
         from stratacache.masking import mask_url
