@@ -17,7 +17,8 @@ from stratacache import cached_for
 from stratacache.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, main
 
 from .conftest import clean_env
-from .redis_server import RedisServer
+from .redis_server import RedisServer, wait_until
+from .redis_topologies import RedisClusterNodes
 
 
 @pytest.fixture
@@ -338,3 +339,43 @@ def test_subprocess_ping_and_clear_against_redis(
     down = run("ping", env={**env, "CACHE_REDIS_URL": server.url})
     assert down.returncode == EXIT_FAILED
     assert "FAILED" in down.stdout
+
+
+def test_ping_info_and_stats_report_each_cluster_node_with_its_role(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, redis_cluster: RedisClusterNodes
+) -> None:
+    monkeypatch.setenv("CACHE_TYPE", "RedisCache")
+    monkeypatch.setenv("CACHE_REDIS_CLUSTER", redis_cluster.startup_nodes)
+    monkeypatch.setenv("CACHE_KEY_PREFIX", "cli_nodes")
+    replicas_listed(redis_cluster)
+    result = runner.invoke(main, ["ping"])
+    assert result.exit_code == EXIT_OK, result.output
+    roles = [line.split()[1] for line in result.output.splitlines() if line.startswith("  127.")]
+    assert sorted(roles) == ["(master)"] * 3 + ["(replica)"] * 3
+    data = json.loads(runner.invoke(main, ["ping", "--json"]).stdout)
+    assert len(data["layers"]["shared"]["nodes"]) == 6
+    info = json.loads(runner.invoke(main, ["info", "--json"]).stdout)["layers"]["shared"]
+    assert sorted(node["role"] for node in info["nodes"].values()) == sorted(roles_of(data))
+    stats = json.loads(runner.invoke(main, ["stats", "--json"]).stdout)["stats"]
+    masters = [node for node in stats["nodes"].values() if node["role"] == "master"]
+    assert stats["keyspace_hits"] == sum(node["keyspace_hits"] for node in masters)
+
+
+def replicas_listed(cluster: RedisClusterNodes) -> None:
+    """Wait until CLUSTER SLOTS lists each master's replica, as clients discover them.
+
+    Redis leaves out a replica whose replication offset is still 0: on a cluster that has
+    taken no write yet, each master gets one (FLUSHALL and WAIT) first.
+    """
+    cluster.flush()
+
+    def missing() -> str | None:
+        ranges = cluster.masters[0].probe().execute_command("CLUSTER", "SLOTS")
+        short = [r for r in ranges if len(r) < 4]
+        return f"{len(short)} slot ranges without their replica" if short else None
+
+    wait_until(missing, "the replicas in CLUSTER SLOTS", 10)
+
+
+def roles_of(ping: dict[str, Any]) -> list[str]:
+    return [node["role"] for node in ping["layers"]["shared"]["nodes"]]
