@@ -9,8 +9,10 @@ classes for ours where the test modules will look them up:
   ``RedisCache``, in the package and in their modules) and cachelib's (``cachelib.SimpleCache``,
   ``cachelib.simple.SimpleCache``...) become stratacache's backends of the same name.
 
-The backends we do not ship (memcached, uWSGI, Valkey, MongoDB, DynamoDB, Redis Sentinel and
-Cluster) are left as they are: their tests are classified, not run against anything of ours.
+The backends we do not ship (memcached, uWSGI, Valkey, MongoDB and DynamoDB), and the
+classes of Flask-Caching's Redis Sentinel and Cluster backends (a ``CACHE_TYPE`` naming them
+selects our RedisCache on that topology), are left as they are: their tests are
+classified, not run against anything of ours.
 
 The peers' ``clock`` fixture replaces ``cachelib.simple.time`` to move time forward without
 sleeping; our backends take their clock as an argument instead (``clock=``), so the plugin

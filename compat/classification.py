@@ -53,7 +53,13 @@ RULES: Final[tuple[Rule, ...]] = (
     Rule(r"valkey", "not-shipped", "Valkey (cachelib's ValkeyCache)", _KEYS),
     Rule(r"mongodb", "not-shipped", "MongoDB (cachelib's MongoDbCache)", _KEYS),
     Rule(r"dynamodb", "not-shipped", "DynamoDB (cachelib's DynamoDbCache)", _KEYS),
-    Rule(r"Sentinel|ClientsOverride", "not-shipped", "Redis Sentinel", _KEYS),
+    Rule(
+        r"ClientsOverride",
+        "private",
+        "assigns stand-in objects to the private _write_client/_read_client of a"
+        " RedisSentinelCache",
+        _PRIVATE,
+    ),
     Rule(r"test_interface_uniformity", "not-shipped", "needs cachelib's memcached", _KEYS),
     Rule(
         r"test_empty_host",

@@ -36,8 +36,8 @@ Flask-Caching's `Cache` for `stratacache.flask.Cache`, and their `SimpleCache`,
 `FileSystemCache`, `NullCache` and `RedisCache` (Flask-Caching's and cachelib's) for ours.
 Their Redis tests run against a `redis-server` the runner starts on a free port (their
 port, 6360, is rewritten in the unpacked copy); their fake `clock` fixture drives our
-backends' clocks. Backends we do not ship (memcached, uWSGI, Valkey, MongoDB, DynamoDB,
-Redis Sentinel) are not swapped: their tests are counted below, as what they are.
+backends' clocks. Backends we do not ship (memcached, uWSGI, Valkey, MongoDB, DynamoDB)
+are not swapped: their tests are counted below, as what they are.
 
 Every test that does not pass is classified (`compat/classification.py`): a deliberate
 difference, with a link to where it is documented; a backend we do not ship; waiting for
