@@ -14,109 +14,173 @@ and the Flask integration all call it. The rules:
   commit takes the place of its write; the tiers above get the value that won.
 * Invalidation deletes from every tier of the stack.
 
-A :class:`Route` is what one function (or the stack's own API) reads and writes: its tiers,
-their timeouts, its group and its counters.
+Each rule is written once, as a generator of the tier operations it needs (the ``*_rule``
+functions, see :mod:`stratacache.driver`); the functions without the suffix run a rule
+synchronously. A :class:`~stratacache.route.Route` is what one function (or the stack's own
+API) reads and writes.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from stratacache.backend import NO_VALUE
+from stratacache.driver import RUN, Rule, drive
 from stratacache.errors import SerializationError
 from stratacache.guard import WriteGuard
-from stratacache.stats import FunctionStats
-from stratacache.tier import Tier, bounded
-
-if TYPE_CHECKING:
-    from stratacache.stack import StackState
+from stratacache.route import UNCOUNTED, Route
+from stratacache.tier import Tier
 
 __all__ = [
     "UNCOUNTED",
     "Route",
+    "below_rule",
     "compute",
     "compute_coordinated",
+    "compute_rule",
+    "coordinated_rule",
     "fill",
+    "fill_rule",
     "peek",
     "read",
     "read_below",
     "remove_everywhere",
     "write",
+    "write_rule",
 ]
 
-logger = logging.getLogger("stratacache.engine")
 
-UNCOUNTED = FunctionStats()
-"""Where the engine counts when ``CACHE_STATS`` is off: never read."""
+# -- the rules ---------------------------------------------------------------------------
 
 
-class Route:
-    """The tiers one function reads and writes, first to deepest, with their timeouts.
+def below_rule(route: Route, key: str, *, counted: bool) -> Rule[Any]:
+    """Read the tiers below the first, deepest last; a hit fills the tiers above it."""
+    tiers, group, fills = route.tiers, route.group, route.fills
+    for index in range(1, len(tiers)):
+        tier = tiers[index]
+        if fills[index]:
+            value, remaining = yield (tier, "lookup_entry", (key, group))
+        else:
+            value, remaining = (yield (tier, "lookup", (key, group))), None
+        if value is not NO_VALUE:
+            if counted:
+                tier.stats.hits += 1
+                route.counts.shared_hits += 1
+            yield from fill_rule(route, index, key, value, remaining)
+            return value
+        if counted:
+            tier.stats.misses += 1
+    if counted:
+        route.counts.misses += 1
+    return NO_VALUE
 
-    Attributes:
-        state: The stack state the route was built for (a reconfiguration makes a new one).
-        tiers: The tiers, first to deepest.
-        timeouts: Seconds each tier keeps a computed value: the function's timeout for the
-            deepest tier, bounded by each tier's cap above it (0 = never expire).
-        group: The key-tracking group (the function's ``module.qualname``) or ``None``.
-        counts: The function's counters (:data:`UNCOUNTED` when the stack does not count).
-        counting: Whether the stack counts (``CACHE_STATS``).
-        first: The first tier.
-        fills: For each tier, whether a tier above it keeps copies (so a hit there reads
-            the entry's remaining lifetime to fill them).
-        lookup: The first tier's read, as the hot path calls it: the backend's own bound
-            ``lookup`` when no plugin hooks reads.
-        on_unstorable: Called with the error when a tier cannot serialize a value.
-    """
 
-    __slots__ = (
-        "counting",
-        "counts",
-        "fills",
-        "first",
-        "group",
-        "lookup",
-        "on_unstorable",
-        "state",
-        "tiers",
-        "timeouts",
-    )
+def fill_rule(
+    route: Route, index: int, key: str, value: Any, remaining: float | None
+) -> Rule[None]:
+    """Copy a value found in tier ``index`` into the tiers above it, deepest first."""
+    tiers, timeouts, group, counts = route.tiers, route.timeouts, route.group, route.counts
+    for above in range(index - 1, -1, -1):
+        tier = tiers[above]
+        seconds = tier.fill_timeout(remaining, timeouts[above])
+        if seconds is None:  # expired on the way up
+            return
+        try:
+            if (yield (tier, "store", (key, value, seconds, group))):
+                counts.sets += 1
+        except SerializationError as exc:
+            counts.errors += 1
+            route.on_unstorable(exc)
 
-    def __init__(
-        self,
-        state: StackState | None,
-        tiers: tuple[Tier, ...],
-        timeout: float,
-        group: str | None,
-        counts: FunctionStats,
-        *,
-        on_unstorable: Callable[[SerializationError], None] | None = None,
-    ) -> None:
-        self.state = state
-        self.tiers = tiers
-        last = len(tiers) - 1
-        self.timeouts = tuple(
-            timeout if i == last else bounded(timeout, tier.cap) for i, tier in enumerate(tiers)
-        )
-        # Whether a hit in tier i has a tier above it that keeps copies: only then does the
-        # read ask for the entry's remaining lifetime (Redis: PTTL beside the GET).
-        self.fills = tuple(any(t.cache.stores for t in tiers[:i]) for i in range(len(tiers)))
-        self.group = group
-        self.counting = state is not None and state.counting
-        self.counts = counts if self.counting else UNCOUNTED
-        self.first = tiers[0]
-        fast = self.first.fast_lookup
-        first, grp = self.first, group
-        self.lookup: Callable[[str], Any] = (
-            fast if fast is not None else (lambda key: first.lookup(key, grp))
-        )
-        self.on_unstorable = on_unstorable or _warn_unstorable
 
-    def __repr__(self) -> str:
-        names = " > ".join(t.name for t in self.tiers)
-        return f"<Route {self.group or '(stack)'}: {names}>"
+def write_rule(
+    route: Route, key: str, value: Any, *, below: int | None = None, strict: bool = False
+) -> Rule[bool]:
+    """Write a computed ``value`` into the route's tiers, deepest first (see :func:`write`)."""
+    tiers, timeouts, group, counts = route.tiers, route.timeouts, route.group, route.counts
+    start = len(tiers) - 1 if below is None else below - 1
+    deepest_stored = False
+    for index in range(start, -1, -1):
+        try:
+            stored = yield (tiers[index], "store", (key, value, timeouts[index], group))
+        except SerializationError as exc:  # the tiers above may still take it (pickle)
+            if strict and index == start:
+                raise
+            counts.errors += 1
+            route.on_unstorable(exc)
+            stored = False
+        if stored:
+            counts.sets += 1
+        if index == start:
+            deepest_stored = bool(stored)
+    return deepest_stored
+
+
+def compute_rule(
+    route: Route, key: str, mode: str | None = None, guard: WriteGuard | None = None
+) -> Rule[Any]:
+    """Run the function for a missing ``key``, store its value, return it (see :func:`compute`)."""
+    if mode is not None and not (len(route.tiers) == 1 and route.first.cache.in_process):
+        return (yield from coordinated_rule(route, key, mode, guard))
+    if guard is None:
+        value = yield (None, RUN, ())
+        yield from write_rule(route, key, value)
+        return value
+    stamp = guard.begin(key)
+    try:
+        value = yield (None, RUN, ())
+    finally:
+        fresh = guard.end(key, stamp)
+    if fresh:
+        yield from write_rule(route, key, value)
+    return value
+
+
+def coordinated_rule(
+    route: Route, key: str, mode: str, guard: WriteGuard | None = None
+) -> Rule[Any]:
+    """Compute under the deepest tier's coordination (see :func:`compute_coordinated`)."""
+    tiers, counts = route.tiers, route.counts
+    deepest = tiers[-1]
+    computation = yield (deepest, "start_computation", (key, route.timeouts[-1], route.group, mode))
+    if computation.waited:
+        counts.lock_waits += 1
+    value = computation.value
+    theirs = value is not NO_VALUE
+    if not theirs:
+        stamp = guard.begin(key) if guard is not None else (0, 0)
+        try:
+            value = yield (None, RUN, ())
+        except BaseException:
+            yield (deepest, "abort", (computation,))
+            raise
+        finally:
+            fresh = guard.end(key, stamp) if guard is not None else True
+        if not fresh:  # invalidated while computing: the caller gets it, no tier does
+            yield (deepest, "abort", (computation,))
+            return value
+        try:
+            committed = yield (deepest, "commit", (computation, value))
+        except SerializationError as exc:
+            yield (deepest, "abort", (computation,))
+            counts.errors += 1
+            route.on_unstorable(exc)
+        else:
+            if computation.stored:
+                counts.sets += 1
+            theirs = committed is not value  # another caller's value won
+            value = committed
+    if theirs:
+        found, remaining = yield (deepest, "lookup_entry", (key, route.group))
+        if found is not NO_VALUE:
+            yield from fill_rule(route, len(tiers) - 1, key, found, remaining)
+        return value
+    yield from write_rule(route, key, value, below=len(tiers) - 1)
+    return value
+
+
+# -- the rules, run synchronously --------------------------------------------------------
 
 
 def read(route: Route, key: str) -> Any:
@@ -144,7 +208,10 @@ def read_below(route: Route, key: str) -> Any:
 
     Returns the value, or :data:`~stratacache.NO_VALUE` when no tier below has it.
     """
-    return _below(route, key, counted=True)
+    if len(route.tiers) == 1:
+        route.counts.misses += 1
+        return NO_VALUE
+    return drive(below_rule(route, key, counted=True))
 
 
 def peek(route: Route, key: str) -> Any:
@@ -153,44 +220,14 @@ def peek(route: Route, key: str) -> Any:
     Single flight's leader uses it to re-check after its miss, which was counted once.
     """
     value = route.first.lookup(key, route.group)
-    return value if value is not NO_VALUE else _below(route, key, counted=False)
-
-
-def _below(route: Route, key: str, *, counted: bool) -> Any:
-    tiers, group, fills = route.tiers, route.group, route.fills
-    for index in range(1, len(tiers)):
-        tier = tiers[index]
-        if fills[index]:
-            value, remaining = tier.lookup_entry(key, group)
-        else:
-            value, remaining = tier.lookup(key, group), None
-        if value is not NO_VALUE:
-            if counted:
-                tier.stats.hits += 1
-                route.counts.shared_hits += 1
-            fill(route, index, key, value, remaining)
-            return value
-        if counted:
-            tier.stats.misses += 1
-    if counted:
-        route.counts.misses += 1
-    return NO_VALUE
+    if value is not NO_VALUE or len(route.tiers) == 1:
+        return value
+    return drive(below_rule(route, key, counted=False))
 
 
 def fill(route: Route, index: int, key: str, value: Any, remaining: float | None) -> None:
     """Copy a value found in tier ``index`` into the tiers above it, deepest first."""
-    tiers, timeouts, group, counts = route.tiers, route.timeouts, route.group, route.counts
-    for above in range(index - 1, -1, -1):
-        tier = tiers[above]
-        seconds = tier.fill_timeout(remaining, timeouts[above])
-        if seconds is None:  # expired on the way up
-            return
-        try:
-            if tier.store(key, value, seconds, group):
-                counts.sets += 1
-        except SerializationError as exc:
-            counts.errors += 1
-            route.on_unstorable(exc)
+    drive(fill_rule(route, index, key, value, remaining))
 
 
 def write(
@@ -210,23 +247,7 @@ def write(
     Returns:
         Whether the deepest tier written stored the value.
     """
-    tiers, timeouts, group, counts = route.tiers, route.timeouts, route.group, route.counts
-    start = len(tiers) - 1 if below is None else below - 1
-    deepest_stored = False
-    for index in range(start, -1, -1):
-        try:
-            stored = tiers[index].store(key, value, timeouts[index], group)
-        except SerializationError as exc:  # the tiers above may still take it (pickle)
-            if strict and index == start:
-                raise
-            counts.errors += 1
-            route.on_unstorable(exc)
-            stored = False
-        if stored:
-            counts.sets += 1
-        if index == start:
-            deepest_stored = stored
-    return deepest_stored
+    return drive(write_rule(route, key, value, below=below, strict=strict))
 
 
 def compute(
@@ -249,20 +270,7 @@ def compute(
         guard: The function's :class:`~stratacache.guard.WriteGuard`: a value whose key was
             invalidated while it was computed is returned, not written.
     """
-    if mode is not None and not (len(route.tiers) == 1 and route.first.cache.in_process):
-        return compute_coordinated(route, key, run, mode, guard)
-    if guard is None:
-        value = run()
-        write(route, key, value)
-        return value
-    stamp = guard.begin(key)
-    try:
-        value = run()
-    finally:
-        fresh = guard.end(key, stamp)
-    if fresh:
-        write(route, key, value)
-    return value
+    return drive(compute_rule(route, key, mode, guard), run)
 
 
 def compute_coordinated(
@@ -276,49 +284,9 @@ def compute_coordinated(
     tier, like any hit. A value the deepest tier cannot serialize is not stored there (its
     lock is released), and the tiers above still take it.
     """
-    tiers, counts = route.tiers, route.counts
-    deepest = tiers[-1]
-    computation = deepest.start_computation(key, route.timeouts[-1], route.group, mode)
-    if computation.waited:
-        counts.lock_waits += 1
-    value = computation.value
-    theirs = value is not NO_VALUE
-    if not theirs:
-        stamp = guard.begin(key) if guard is not None else (0, 0)
-        try:
-            value = run()
-        except BaseException:
-            computation.abort()
-            raise
-        finally:
-            fresh = guard.end(key, stamp) if guard is not None else True
-        if not fresh:  # invalidated while computing: the caller gets it, no tier does
-            computation.abort()
-            return value
-        try:
-            committed = deepest.commit(computation, value)
-        except SerializationError as exc:
-            computation.abort()
-            counts.errors += 1
-            route.on_unstorable(exc)
-        else:
-            if computation.stored:
-                counts.sets += 1
-            theirs = committed is not value  # another caller's value won
-            value = committed
-    if theirs:
-        found, remaining = deepest.lookup_entry(key, route.group)
-        if found is not NO_VALUE:
-            fill(route, len(tiers) - 1, key, found, remaining)
-        return value
-    write(route, key, value, below=len(tiers) - 1)
-    return value
+    return drive(coordinated_rule(route, key, mode, guard), run)
 
 
 def remove_everywhere(tiers: tuple[Tier, ...], key: str, group: str | None = None) -> int:
     """Delete ``key`` from every tier (each is asked); return how many held it."""
     return sum(tier.remove(key, group) for tier in tiers)
-
-
-def _warn_unstorable(exc: SerializationError) -> None:
-    logger.warning("value not cached in a tier, it cannot be serialized: %s", exc)

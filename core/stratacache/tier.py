@@ -207,6 +207,10 @@ class Tier:
             self.stats.sets += 1
         return result
 
+    def abort(self, computation: Computation) -> None:
+        """Give up ``computation`` (releasing its lock, if it holds one): nothing is stored."""
+        computation.abort()
+
     # -- deletes --------------------------------------------------------------------------
 
     def remove(self, key: str, group: str | None = None) -> bool:

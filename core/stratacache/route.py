@@ -1,0 +1,96 @@
+"""A route: the tiers one function (or the stack's own API) reads and writes, first to deepest.
+
+The engine (:mod:`stratacache.engine`) walks routes; the stack builds them
+(:meth:`CacheStack.route <stratacache.CacheStack.route>`), one per function and stack state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from stratacache.errors import SerializationError
+from stratacache.stats import FunctionStats
+from stratacache.tier import Tier, bounded
+
+if TYPE_CHECKING:
+    from stratacache.stack import StackState
+
+__all__ = ["UNCOUNTED", "Route"]
+
+logger = logging.getLogger("stratacache.engine")
+
+UNCOUNTED = FunctionStats()
+"""Where the engine counts when ``CACHE_STATS`` is off: never read."""
+
+
+class Route:
+    """The tiers one function reads and writes, first to deepest, with their timeouts.
+
+    Attributes:
+        state: The stack state the route was built for (a reconfiguration makes a new one).
+        tiers: The tiers, first to deepest.
+        timeouts: Seconds each tier keeps a computed value: the function's timeout for the
+            deepest tier, bounded by each tier's cap above it (0 = never expire).
+        group: The key-tracking group (the function's ``module.qualname``) or ``None``.
+        counts: The function's counters (:data:`UNCOUNTED` when the stack does not count).
+        counting: Whether the stack counts (``CACHE_STATS``).
+        first: The first tier.
+        fills: For each tier, whether a tier above it keeps copies (so a hit there reads
+            the entry's remaining lifetime to fill them).
+        lookup: The first tier's read, as the hot path calls it: the backend's own bound
+            ``lookup`` when no plugin hooks reads.
+        on_unstorable: Called with the error when a tier cannot serialize a value.
+    """
+
+    __slots__ = (
+        "counting",
+        "counts",
+        "fills",
+        "first",
+        "group",
+        "lookup",
+        "on_unstorable",
+        "state",
+        "tiers",
+        "timeouts",
+    )
+
+    def __init__(
+        self,
+        state: StackState | None,
+        tiers: tuple[Tier, ...],
+        timeout: float,
+        group: str | None,
+        counts: FunctionStats,
+        *,
+        on_unstorable: Callable[[SerializationError], None] | None = None,
+    ) -> None:
+        self.state = state
+        self.tiers = tiers
+        last = len(tiers) - 1
+        self.timeouts = tuple(
+            timeout if i == last else bounded(timeout, tier.cap) for i, tier in enumerate(tiers)
+        )
+        # Whether a hit in tier i has a tier above it that keeps copies: only then does the
+        # read ask for the entry's remaining lifetime (Redis: PTTL beside the GET).
+        self.fills = tuple(any(t.cache.stores for t in tiers[:i]) for i in range(len(tiers)))
+        self.group = group
+        self.counting = state is not None and state.counting
+        self.counts = counts if self.counting else UNCOUNTED
+        self.first = tiers[0]
+        fast = self.first.fast_lookup
+        first, grp = self.first, group
+        self.lookup: Callable[[str], Any] = (
+            fast if fast is not None else (lambda key: first.lookup(key, grp))
+        )
+        self.on_unstorable = on_unstorable or _warn_unstorable
+
+    def __repr__(self) -> str:
+        names = " > ".join(t.name for t in self.tiers)
+        return f"<Route {self.group or '(stack)'}: {names}>"
+
+
+def _warn_unstorable(exc: SerializationError) -> None:
+    logger.warning("value not cached in a tier, it cannot be serialized: %s", exc)
