@@ -68,6 +68,9 @@ class Route:
         on_unstorable: Callable[[SerializationError], None] | None = None,
     ) -> None:
         self.state = state
+        # A tier that stores nothing (NullCache as LOCALCACHE_TYPE) only costs a miss and a
+        # fill on every read: routes skip it, unless it is all there is.
+        tiers = tuple(tier for tier in tiers if tier.cache.stores) or tiers[-1:]
         self.tiers = tiers
         last = len(tiers) - 1
         self.timeouts = tuple(
