@@ -27,6 +27,9 @@ CASES = {
     "growth": "growth",
     "concurrency": "concurrency",
     "memory": "memory",
+    "cluster_hit": "Cluster shared hit",
+    "sentinel_hit": "Sentinel shared hit",
+    "cluster_throughput": "Cluster concurrency",
 }
 FIGURES = {"median", "p99", "min", "max", "runs", "ratio"}
 
