@@ -115,19 +115,19 @@ def sentinel_hit(sentinel: RedisSentinelSet, batches: int, calls: int) -> Table:
     """The Sentinel hit, its tier alone, and a plain GET on the master."""
     discovered = sentinel.master_for()
     discovered.set(RAW_KEY, PAYLOAD)
-    options = {"sentinels": sentinel.sentinels, "sentinel_master": sentinel.master_name}
+    settings = {
+        "CACHE_REDIS_SENTINELS": sentinel.sentinels,
+        "CACHE_REDIS_SENTINEL_MASTER": sentinel.master_name,
+    }
+    tier = RedisCache(
+        sentinels=sentinel.sentinels,
+        sentinel_master=sentinel.master_name,
+        key_prefix="topology_tier_",
+    )
     cases = {
         RAW_SENTINEL: raw_get(discovered),
-        SENTINEL: hit(
-            shared_stack(
-                "topology_",
-                CACHE_REDIS_SENTINELS=sentinel.sentinels,
-                CACHE_REDIS_SENTINEL_MASTER=sentinel.master_name,
-            )
-        ),
-        SENTINEL_TIER: hit(
-            CacheStack.from_tiers([RedisCache(key_prefix="topology_tier_", **options)])
-        ),
+        SENTINEL: hit(shared_stack("topology_", **settings)),
+        SENTINEL_TIER: hit(CacheStack.from_tiers([tier])),
         RAW_NODE: raw_get(sentinel.master.client()),
     }
     for case in cases.values():
