@@ -14,7 +14,7 @@ import functools
 import multiprocessing
 import pickle
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Barrier
 from typing import Any
@@ -37,6 +37,9 @@ CHUNK = 10
 """Calls between two looks at the clock."""
 START_TIMEOUT = 60.0
 """Seconds a worker may take to start, or to answer beyond its round's length."""
+
+Build = Callable[[], dict[str, Callable[[], Any]]]
+"""Builds the contenders of a worker, by name, in the worker (after the fork)."""
 
 
 def _receive(conn: Connection, timeout: float) -> Any:
@@ -67,9 +70,14 @@ def contenders(port: int) -> dict[str, Callable[[], Any]]:
     }
 
 
-def worker(conn: Connection, barrier: Barrier, port: int) -> None:
+def processes(count: int) -> str:
+    """``"1 process"``, ``"2 processes"``."""
+    return f"{count} process{'es' if count > 1 else ''}"
+
+
+def worker(conn: Connection, barrier: Barrier, build: Build) -> None:
     """Serve rounds: receive ``(contender, seconds)``, loop that long, send back the count."""
-    cases = contenders(port)
+    cases = build()
     for case in cases.values():
         for _ in range(20):
             assert case() == VALUE
@@ -91,16 +99,16 @@ def worker(conn: Connection, barrier: Barrier, port: int) -> None:
 
 
 class Workers:
-    """``count`` forked workers that run timed rounds together."""
+    """``count`` forked workers that run timed rounds together, each with ``build()``."""
 
-    def __init__(self, count: int, port: int) -> None:
+    def __init__(self, count: int, build: Build) -> None:
         context = multiprocessing.get_context("fork")
         barrier = context.Barrier(count)
         self.conns: list[Connection] = []
         self.processes = []
         for _ in range(count):
             parent, child = context.Pipe()
-            process = context.Process(target=worker, args=(child, barrier, port), daemon=True)
+            process = context.Process(target=worker, args=(child, barrier, build), daemon=True)
             process.start()
             child.close()
             self.conns.append(parent)
@@ -128,18 +136,28 @@ class Workers:
                 process.join(timeout=10)
 
 
-def throughput(port: int, count: int, rounds: int, seconds: float) -> Table:
-    """Measure both contenders with ``count`` processes."""
-    workers = Workers(count, port)
+def throughput(
+    build: Build,
+    count: int,
+    rounds: int,
+    seconds: float,
+    *,
+    names: Sequence[str] = (RAW, STRATACACHE),
+    title: str = "shared-hit throughput",
+) -> Table:
+    """Measure the contenders ``names`` of ``build`` with ``count`` processes.
+
+    The first of ``names`` is the anchor of the table.
+    """
+    workers = Workers(count, build)
     try:
-        cases = {
-            name: functools.partial(workers.round, name, seconds) for name in (RAW, STRATACACHE)
-        }
+        cases = {name: functools.partial(workers.round, name, seconds) for name in names}
         samples = measure_rounds(cases, rounds)
     finally:
         workers.close()
-    title = f"shared-hit throughput, {count} process{'es' if count > 1 else ''}"
-    return make_table(title, samples, RAW, unit="ops/s", higher_is_better=True)
+    return make_table(
+        f"{title}, {processes(count)}", samples, names[0], unit="ops/s", higher_is_better=True
+    )
 
 
 def run(ctx: Context) -> list[CaseResult]:
@@ -148,14 +166,15 @@ def run(ctx: Context) -> list[CaseResult]:
     client.set(RAW_KEY, pickle.dumps(VALUE, pickle.HIGHEST_PROTOCOL))
     assert contenders(ctx.server.port)[STRATACACHE]() == VALUE  # the miss that writes it
     rounds, seconds = ctx.pick((10, 0.5), (1, 0.2))
-    tables = [throughput(ctx.server.port, count, rounds, seconds) for count in PROCESSES]
+    build = functools.partial(contenders, ctx.server.port)
+    tables = [throughput(build, count, rounds, seconds) for count in PROCESSES]
     checks = [
         check(
             "concurrency",
             table,
             STRATACACHE,
-            f">= 0.85x raw with {count} process{'es' if count > 1 else ''}",
-            short=f"{count} process{'es' if count > 1 else ''}, ops/s vs raw",
+            f">= 0.85x raw with {processes(count)}",
+            short=f"{processes(count)}, ops/s vs raw",
             at_least=0.85,
             label=f"{STRATACACHE}, {count} proc.",
         )

@@ -33,6 +33,9 @@ CASE_TITLES: dict[str, str] = {
     "growth": "growth",
     "concurrency": "concurrency",
     "memory": "memory",
+    "cluster_hit": "Cluster shared hit",
+    "sentinel_hit": "Sentinel shared hit",
+    "cluster_throughput": "Cluster concurrency",
 }
 """Every case of the issue, by id (what ``--only`` takes), in the issue's order."""
 

@@ -5,9 +5,11 @@
     .venv/bin/python benchmarks/run.py --only local_hit,shared_hit --out /tmp/bench
     .venv/bin/python benchmarks/run.py --callgrind      # instructions per call instead
 
-It starts its own redis-server on a free loopback port and writes ``results.json``,
-``results.md`` and ``benchmarks.png`` into ``--out`` (default ``benchmarks/results``). A full
-run of every case also writes ``docs/benchmarks.md`` and ``docs/benchmarks.png``.
+It starts its own redis-server on a free loopback port (and, for the Cluster and Sentinel
+cases, a Redis Cluster and a Sentinel set, started once and stopped at the end) and writes
+``results.json``, ``results.md`` and ``benchmarks.png`` into ``--out`` (default
+``benchmarks/results``). A full run of every case also writes ``docs/benchmarks.md`` and
+``docs/benchmarks.png``.
 
 ``--callgrind`` runs ``benchmarks/callgrind.py`` instead (with ``--smoke`` and ``--out``): the
 instructions per call of the local hits, counted by valgrind's callgrind, which do not drift
@@ -41,6 +43,7 @@ import cases_memory  # noqa: E402
 import cases_payload  # noqa: E402
 import cases_shared  # noqa: E402
 import cases_stats  # noqa: E402
+import cases_topology  # noqa: E402
 import cases_write  # noqa: E402
 import report  # noqa: E402
 from harness import environment  # noqa: E402
@@ -56,6 +59,7 @@ FAMILIES: tuple[ModuleType, ...] = (
     cases_payload,
     cases_file,
     cases_concurrency,  # forks: before growth makes this process big
+    cases_topology,  # forks too
     cases_memory,
     cases_growth,
 )

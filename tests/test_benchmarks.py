@@ -27,6 +27,9 @@ CASES = {
     "growth": "growth",
     "concurrency": "concurrency",
     "memory": "memory",
+    "cluster_hit": "Cluster shared hit",
+    "sentinel_hit": "Sentinel shared hit",
+    "cluster_throughput": "Cluster concurrency",
 }
 FIGURES = {"median", "p99", "min", "max", "runs", "ratio"}
 
@@ -74,6 +77,10 @@ def test_smoke_run_writes_every_case_with_figures_tables_and_chart(tmp_path: Pat
         assert case["checks"], case_id
         assert all(isinstance(c["met"], bool) for c in case["checks"])
     assert data["cases"]["growth"]["notes"]["clear_cache_commands"].get("keys", 0) == 0
+    # The topology family started a real Cluster and Sentinel set, and measured each count.
+    for case_id in ("cluster_hit", "sentinel_hit"):
+        assert data["cases"][case_id]["notes"]["start_seconds"] > 0, case_id
+    assert len(data["cases"]["cluster_throughput"]["tables"]) == 4
 
     markdown = (tmp_path / "results.md").read_text(encoding="utf-8")
     for title in measured.values():
