@@ -83,4 +83,4 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
     import stratacache
 
     with pytest.raises(AttributeError, match="has no attribute 'CacheSetings'"):
-        stratacache.CacheSetings  # type: ignore[attr-defined]  # noqa: B018
+        stratacache.CacheSetings  # noqa: B018
