@@ -64,12 +64,18 @@ def build(kind: str, directory: Path) -> Path:
 # -- the wheel ----------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel of this checkout."""
+    return build("wheel", tmp_path_factory.mktemp("wheel"))
+
+
 @pytest.mark.subprocess
-def test_the_wheel_ships_the_typing_markers_and_the_license(tmp_path: Path) -> None:
-    with zipfile.ZipFile(build("wheel", tmp_path)) as wheel:
-        names = set(wheel.namelist())
+def test_the_wheel_ships_the_typing_markers_and_the_license(wheel: Path) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
         [metadata] = [n for n in names if n.endswith(".dist-info/METADATA")]
-        message = email.message_from_bytes(wheel.read(metadata))
+        message = email.message_from_bytes(archive.read(metadata))
     assert {"stratacache/py.typed", "stratacache_plugins/py.typed"} <= names
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert message["License-Expression"] == "MIT"
@@ -80,6 +86,39 @@ def test_the_wheel_ships_the_typing_markers_and_the_license(tmp_path: Path) -> N
         "redis",
         "testing",
     ]
+
+
+TYPED_IMPORTS = """\
+from stratacache import cached_for
+from stratacache_plugins.filesystem import FileSystemCache
+from stratacache_plugins.simple import SimpleCache
+
+cache: FileSystemCache = FileSystemCache("/tmp/never-created")
+local: SimpleCache = SimpleCache()
+"""
+
+
+@pytest.mark.subprocess
+def test_mypy_strict_reads_the_installed_packages(wheel: Path, tmp_path: Path) -> None:
+    # The imports the docs show, checked against the wheel installed in a fresh venv (without
+    # py.typed, mypy --strict reports import-untyped on stratacache_plugins).
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    [site_packages] = venv.glob("lib/python3*/site-packages")
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(site_packages)
+    (tmp_path / "snippet.py").write_text(TYPED_IMPORTS)
+    python = str(venv / "bin" / "python")
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--python-executable", python, "snippet.py"],
+        cwd=tmp_path,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_the_license_is_mit() -> None:
