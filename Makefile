@@ -1,11 +1,15 @@
-# Set-up and checks in one place. `make demo` and `make test` each create the virtual
-# environment in .venv (from pyproject.toml) when it is missing or older than the project file.
+# Set-up and checks in one place. `make test` creates the development environment in .venv
+# (the package and the `dev` dependency group of pyproject.toml), `make demo` a small one in
+# .venv-demo (the package alone), each when it is missing or older than the project file.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEMO_VENV := .venv-demo
+DEMO_STAMP := $(DEMO_VENV)/.installed
+PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: demo test lint typecheck docs pytest bench reliability compat clean redis-server
+.PHONY: demo test lint typecheck docs pytest sdist-smoke bench reliability compat clean redis-server
 
 # The Redis tests start their own redis-server processes: install it when missing (as root,
 # from Debian's packages), or say how to.
@@ -22,13 +26,21 @@ redis-server:
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("stratacache needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@# `--group` (PEP 735 dependency groups) needs pip >= 25.1: upgrade the venv's pip first.
+	$(BIN)/python -m pip install $(PIP_QUIET) --upgrade 'pip>=25.1'
+	$(BIN)/python -m pip install $(PIP_QUIET) -e . --group dev
 	@touch $@
 
-## Run the quickstart demo on the embedded default (no Redis needed).
-demo: $(STAMP)
-	$(BIN)/python examples/quickstart.py
+# The demo needs the package and its runtime dependencies only, not the development tools.
+$(DEMO_STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit("stratacache needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(DEMO_VENV)
+	$(DEMO_VENV)/bin/python -m pip install $(PIP_QUIET) -e .
+	@touch $@
+
+## Run the quickstart demo on the embedded default (no Redis needed), in its own small venv.
+demo: $(DEMO_STAMP)
+	$(DEMO_VENV)/bin/python examples/quickstart.py
 
 ## Run the whole test suite: lint, format, types, the docs site, and pytest with branch coverage >= 90%.
 test: lint typecheck docs pytest
@@ -67,4 +79,4 @@ compat: $(STAMP) redis-server
 	$(BIN)/python compat/run.py
 
 clean:
-	rm -rf $(VENV) .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist site
+	rm -rf $(VENV) $(DEMO_VENV) .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist site

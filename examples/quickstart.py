@@ -1,14 +1,16 @@
-"""stratacache in one minute: a local layer in front of a shared one.
+"""stratacache in one minute: a local layer in front of a shared one, signed.
 
 Runs on an embedded default that needs no server: SimpleCache (in this process) in front of
-FileSystemCache (in a temporary directory, standing in for Redis). It prints what was
-computed, which layer answered each call, and how long each call took.
+FileSystemCache (in a temporary directory, standing in for Redis), with CACHE_SECRET_KEY set
+so that every shared entry is signed. It prints what was computed, which layer answered each
+call and how long it took, an invalidation, and the counters of ``cache.stats()``.
 
     make demo        # or: python examples/quickstart.py
 """
 
 from __future__ import annotations
 
+import secrets
 import tempfile
 import time
 from collections.abc import Callable
@@ -64,6 +66,23 @@ def timed(label: str, func: Callable[..., Any], *args: Any) -> Any:
     return result
 
 
+def show_stats() -> None:
+    """Print the counters of ``cache.stats()``, per layer and per function."""
+    snapshot = cache.stats()
+    print(f"  {'layer':<22}{'hits':>6}{'misses':>8}{'sets':>6}{'deletes':>9}")
+    for name, layer in snapshot["layers"].items():
+        print(
+            f"  {name:<22}{layer['hits']:>6}{layer['misses']:>8}{layer['sets']:>6}"
+            f"{layer['deletes']:>9}"
+        )
+    for name, f in snapshot["functions"].items():
+        print(
+            f"  {name.rpartition('.')[2]}: {f['local_hits']} local hits, {f['shared_hits']}"
+            f" shared hits, {f['misses']} misses, {f['computations']} computations"
+            f" ({f['compute_seconds']:.2f} s)"
+        )
+
+
 def main() -> None:
     """Walk through the read path of the two layers."""
     with tempfile.TemporaryDirectory(prefix="stratacache-demo-") as shared_dir:
@@ -73,10 +92,15 @@ def main() -> None:
                 "CACHE_DIR": shared_dir,
                 "LOCALCACHE_TYPE": "SimpleCache",
                 "LOCALCACHE_THRESHOLD": 1000,
+                # Signs every shared entry (HMAC-SHA256): one that is unsigned or signed with
+                # another key is never unpickled. A deployment sets it in its environment.
+                "CACHE_SECRET_KEY": secrets.token_urlsafe(32),
             }
         )
-        print(f"shared layer: {cache.shared_cache.cache!r} in {shared_dir}")
-        print(f"local layer:  {cache.local_cache.cache!r}\n")
+        shared = cache.shared_cache.cache
+        print(f"shared layer: {shared!r} in {shared_dir}")
+        print(f"local layer:  {cache.local_cache.cache!r}")
+        print(f"signing:      {'on' if shared.signer else 'off'} (CACHE_SECRET_KEY, HMAC-SHA256)\n")
 
         print("1. A miss computes the value and writes both layers:")
         timed("exchange_rates('EUR')", exchange_rates, "EUR")
@@ -101,6 +125,9 @@ def main() -> None:
         removed = exchange_rates.clear_cache()
         print(f"    exchange_rates.clear_cache() removed {removed} entries across the layers")
         timed("exchange_rates('USD') after clear_cache", exchange_rates, "USD")
+
+        print("6. What cache.stats() counted:")
+        show_stats()
 
 
 if __name__ == "__main__":

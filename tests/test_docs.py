@@ -125,11 +125,18 @@ def test_quickstart_demo(tmp_path: Path) -> None:
         check=True,
     )
     out = result.stdout
+    # The product first: the layers and signing on, never the unsigned-pickle warning.
+    assert out.startswith("shared layer: FileSystemCache(")
+    assert "signing:      on" in out
+    assert "without a signature" not in result.stderr
+    assert not result.stderr.strip(), result.stderr
     assert out.count("computing exchange_rates('EUR')") == 2
     assert "answered by the local layer" in out
     assert "answered by the shared layer" in out
     assert "same object both times: True" in out
     assert "clear_cache() removed 4 entries" in out
+    assert "6. What cache.stats() counted:" in out
+    assert "exchange_rates: 2 local hits, 1 shared hits, 4 misses, 4 computations" in out
 
 
 @pytest.mark.subprocess

@@ -185,7 +185,9 @@ class Service:
 def gunicorn_command(port: int) -> list[str]:
     gunicorn = Path(sys.executable).with_name("gunicorn")
     if not gunicorn.is_file():
-        pytest.fail(f"gunicorn is not installed next to {sys.executable}: pip install -e '.[dev]'")
+        pytest.fail(
+            f"gunicorn is not installed next to {sys.executable}: pip install -e . --group dev"
+        )
     command = [str(gunicorn), "-w", "2", "-b", f"127.0.0.1:{port}", "--graceful-timeout", "5"]
     if tuple(int(p) for p in version("gunicorn").split(".")[:2]) >= (25, 1):
         command.append("--no-control-socket")  # no socket in $HOME shared with other runs

@@ -164,6 +164,19 @@ def test_threshold_zero_means_no_limit_and_negative_is_refused(tmp_path: Path) -
         FileSystemCache(tmp_path, threshold=-1)
 
 
+def test_a_platform_without_flock_is_refused_at_construction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Windows has no fcntl.flock: the cache refuses to start rather than run unlocked.
+    from stratacache_plugins.filesystem import tracking
+
+    monkeypatch.setattr(tracking, "HAS_FLOCK", False)
+    with pytest.raises(NotImplementedError, match=r"FileSystemCache needs fcntl\.flock") as err:
+        FileSystemCache(tmp_path / "never")
+    assert "Use SimpleCache" in str(err.value)
+    assert not (tmp_path / "never").exists(), "refused before creating anything"
+
+
 # -- corrupted entries --------------------------------------------------------------------
 
 HEADER = struct.Struct("<4sB3xd")

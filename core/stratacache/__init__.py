@@ -14,7 +14,8 @@ Configure it from the environment (``CACHE_LAYERS``, or the seed's ``CACHE_TYPE`
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from stratacache.backend import NO_VALUE, Backend, Computation, NoValue, Timeout, key_type_error
 from stratacache.decorator import AtomicWrites, BoundCachedFunction, CachedFunction, cached_for
@@ -31,15 +32,17 @@ from stratacache.errors import (
 from stratacache.forksafe import renew_in_child
 from stratacache.hookspecs import hookimpl, hookspec
 from stratacache.layers import Layer, LayerConfig
-from stratacache.options import BackendOptions, option
 from stratacache.pluginmanager import plugin_manager
 from stratacache.registry import BackendInfo, installed_backends, load_backend
 from stratacache.serializers import JsonSerializer, PickleSerializer, Serializer
-from stratacache.settings import CacheSettings
 from stratacache.signing import SignatureError, Signer
 from stratacache.stack import CacheStack
 from stratacache.stats import BackendStats, StatsSnapshot
 from stratacache.tier import Tier, TierConfig, TierSpecOf
+
+if TYPE_CHECKING:
+    from stratacache.options import BackendOptions, option
+    from stratacache.settings import CacheSettings
 
 __all__ = [
     "NO_VALUE",
@@ -87,6 +90,27 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "BackendOptions": "stratacache.options",
+    "CacheSettings": "stratacache.settings",
+    "option": "stratacache.options",
+}
+"""Public names whose modules import pydantic and pydantic-settings (about 0.3 s): they load
+at first use (the first configure, or an access here), not at ``import stratacache``."""
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once: the next access is a plain module attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
 
 
 def configure(settings: CacheSettings | Any | None = None, /, **overrides: Any) -> CacheSettings:

@@ -212,7 +212,7 @@ def check_signing(tier: Tier, settings: CacheSettings) -> None:
                 f" ({type(backend).__qualname__}) does not take a secret_key, so it would store"
                 " unsigned payloads; use a backend that signs (RedisCache, FileSystemCache...),"
                 " or make this one accept secret_key and store through Backend.dump_value and"
-                " load_value (docs/security.md)"
+                ' load_value (stratacache docs, page "Signed payloads")'
             ]
         )
     if _warned_unsigned or backend.signer is not None or settings.cache_serializer != "pickle":
@@ -221,8 +221,9 @@ def check_signing(tier: Tier, settings: CacheSettings) -> None:
     which = "the shared layer" if tier.name == "shared" else f"the tier {tier.name!r}"
     logger.warning(
         "%s (%s) stores pickles without a signature: whoever can write to it can run code"
-        " in this process. Set CACHE_SECRET_KEY to sign every payload (see"
-        " docs/security.md).",
+        " in this process. Set CACHE_SECRET_KEY (a secret, or a JSON list of secrets to"
+        " rotate them) and every payload is signed with HMAC-SHA256, and an unsigned one is"
+        ' never unpickled (stratacache docs, page "Signed payloads").',
         which,
         type(backend).__name__,
     )

@@ -36,7 +36,7 @@ import inspect
 import threading
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from cachelib import BaseCache
 
@@ -44,10 +44,12 @@ from stratacache.computation import NO_VALUE, Computation, NoValue, Timeout
 from stratacache.errors import key_type_error
 from stratacache.forksafe import renew_in_child
 from stratacache.inspection import Inspectable
-from stratacache.options import BackendOptions
 from stratacache.serializers import PickleSerializer, Serializer, SerializerAttribute
 from stratacache.signing import Signer
 from stratacache.stats import BackendStats
+
+if TYPE_CHECKING:
+    from stratacache.options import BackendOptions
 
 __all__ = ["NO_VALUE", "Backend", "Computation", "NoValue", "Timeout", "key_type_error"]
 

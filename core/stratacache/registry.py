@@ -207,7 +207,8 @@ def _load_entry_point(name: str, ep: EntryPoint) -> object:
 def _extra_requiring(dist: Distribution | None, module: str) -> str | None:
     """Return the extra of ``dist`` that installs the package of ``module``, if one does.
 
-    The extra named after the package wins (``stratacache[redis]`` over ``[dev]``).
+    The extra named after the package wins (``stratacache[redis]`` over any other extra
+    that lists redis).
     """
     if dist is None or not module:
         return None

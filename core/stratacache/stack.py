@@ -20,15 +20,17 @@ from stratacache import engine
 from stratacache.backend import NO_VALUE, Backend, Timeout
 from stratacache.errors import SerializationError
 from stratacache.forksafe import renew_in_child
-from stratacache.options import BackendOptions
-from stratacache.settings import CacheSettings, MappingSettings
 from stratacache.state import StackState
 from stratacache.stats import BackendStats, StackStats, StatsSnapshot
 from stratacache.tier import Tier, TierConfig, TierSpecOf
-from stratacache.validation import settings_or_every_problem
 
 if TYPE_CHECKING:
     from stratacache.engine import Route
+    from stratacache.options import BackendOptions
+    from stratacache.settings import CacheSettings
+
+# The settings machinery (pydantic, pydantic-settings) is imported at the first configure,
+# never at ``import stratacache``: a CLI call or a process that only decorates pays nothing.
 
 __all__ = ["CacheStack", "StackState"]
 
@@ -69,6 +71,9 @@ class CacheStack:
         """
         if overrides and settings is not None:
             raise TypeError("give either settings or keyword overrides to configure(), not both")
+        from stratacache.settings import CacheSettings
+        from stratacache.validation import settings_or_every_problem
+
         if settings is None or isinstance(settings, Mapping):
             resolved = settings_or_every_problem(settings, overrides)
         elif isinstance(settings, CacheSettings):
@@ -104,6 +109,7 @@ class CacheStack:
         """
         from stratacache.assembly import assemble
         from stratacache.pluginmanager import load_plugins
+        from stratacache.validation import settings_or_every_problem
 
         settings = settings_or_every_problem(mapping, {})
         assemble(settings, load_plugins())
@@ -131,6 +137,7 @@ class CacheStack:
         """
         from stratacache.assembly import BY_REFERENCE, tier_hooks
         from stratacache.pluginmanager import load_plugins
+        from stratacache.settings import MappingSettings
 
         manager = load_plugins()
         hook, hooked = tier_hooks(manager)  # plugins see these tiers' operations too

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from stratacache import engine
-from stratacache.options import BackendOptions
-from stratacache.settings import CacheSettings
 from stratacache.tier import Tier
+
+if TYPE_CHECKING:
+    from stratacache.options import BackendOptions
+    from stratacache.settings import CacheSettings
 
 __all__ = ["StackState"]
 

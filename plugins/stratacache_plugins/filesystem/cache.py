@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import platformdirs
 
 from stratacache import NO_VALUE, Backend, DeserializationError, Serializer, Timeout, renew_in_child
+from stratacache_plugins.filesystem import tracking
 from stratacache_plugins.filesystem.entry import (
     ENTRY,
     HEADER,
@@ -56,9 +57,9 @@ class _Digest(Protocol):
 class FileSystemCache(Backend):
     """Cache in a directory: entries survive restarts and are shared by local processes.
 
-    ``inc``/``dec`` and the key tracking take ``fcntl.flock`` locks (on ``stratacache.lock``
-    and the group index files), so they are atomic across threads and processes on Linux and
-    other POSIX systems; on Windows, only across threads. ``clear()`` removes every entry of
+    ``inc``/``dec``, the key tracking and the pruning take ``fcntl.flock`` locks, so they are
+    atomic across processes; on a platform without ``flock`` (Windows) the constructor raises
+    ``NotImplementedError`` rather than run without them. ``clear()`` removes every entry of
     the directory, whatever its ``key_prefix``, but never a file it did not create (nor the
     temporary file of a write still in progress).
 
@@ -117,6 +118,7 @@ class FileSystemCache(Backend):
         ignore_delete_many_errors: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        tracking.require_flock()
         super().__init__(
             default_timeout,
             serializer=serializer,

@@ -132,9 +132,6 @@ class EntryCount:
         A writer past the threshold waits for a prune in progress, so writers cannot outrun
         it: the count exceeds the threshold by at most one entry per concurrent writer.
         """
-        if sys.platform == "win32":
-            self._remove_expired_then_oldest(keep, count_fd)
-            return
         fcntl.flock(count_fd, fcntl.LOCK_EX)
         try:
             self._remove_expired_then_oldest(keep, count_fd)

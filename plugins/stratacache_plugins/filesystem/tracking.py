@@ -17,10 +17,30 @@ from collections.abc import Callable, Iterator
 
 from stratacache_plugins.filesystem.entry import read_index, unlink
 
-if sys.platform != "win32":
+if sys.platform == "win32":
+    HAS_FLOCK = False
+else:
     import fcntl
 
-__all__ = ["GroupIndexes"]
+    HAS_FLOCK = True
+"""Whether this platform has ``fcntl.flock``: FileSystemCache refuses to start without it."""
+
+__all__ = ["HAS_FLOCK", "GroupIndexes", "require_flock"]
+
+
+def require_flock() -> None:
+    """Refuse a platform without ``fcntl.flock``, rather than run without the locks.
+
+    Raises:
+        NotImplementedError: The platform has no ``fcntl.flock`` (Windows).
+    """
+    if not HAS_FLOCK:
+        raise NotImplementedError(
+            f"FileSystemCache needs fcntl.flock, which this platform ({sys.platform}) does not"
+            " have: without it inc/dec, the key tracking and the pruning would not be atomic"
+            " across processes. Use SimpleCache for a cache of one process, or a Redis backend"
+            " (pip install 'stratacache[redis]') for a shared one"
+        )
 
 
 class GroupIndexes:
@@ -55,8 +75,7 @@ class GroupIndexes:
                 yield None
                 return
             try:
-                if sys.platform != "win32":
-                    fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+                fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
                 if os.fstat(fd).st_nlink > 0:
                     yield fd
                     return

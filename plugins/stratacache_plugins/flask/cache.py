@@ -119,7 +119,7 @@ class Cache:
 
         Raises:
             TypeError: An option stratacache does not support, no parentheses, or an
-                ``async def`` function (asyncio support is planned; docs/flask.md).
+                ``async def`` function (asyncio support is planned; the docs page "Flask").
             ValueError: ``timeout=0`` or a negative timeout.
 
         The decorated function has ``invalidate(*args)``, ``clear_cache()``, ``cache_key``,
@@ -366,7 +366,8 @@ def _refuse(unsupported: Mapping[str, Any], decorator: str, supported: str) -> N
         names = ", ".join(sorted(unsupported))
         raise TypeError(
             f"cache.{decorator}(): stratacache does not support Flask-Caching's {names};"
-            f" it takes {supported} (see docs/flask.md)"
+            f' it takes {supported} (stratacache docs, page "Flask", section'
+            ' "What Cache supports")'
         )
 
 

@@ -55,7 +55,7 @@ def async_refused(decorator: str, what: str, func: Callable[..., Any]) -> str:
         f"{decorator} does not support async {what}s yet ({func.__qualname__} is 'async def');"
         f" stratacache's asyncio support is planned: until then make the {what} synchronous"
         " (a Flask view may be a plain def), or cache a synchronous helper it calls"
-        " (docs/flask.md#async-views)"
+        ' (stratacache docs, page "Flask", section "Async views")'
     )
 
 

@@ -20,7 +20,10 @@ __all__ = [
 logger = logging.getLogger("stratacache.flask")
 
 _NO_MEMCACHED = "there is no memcached backend; use Redis (CACHE_TYPE=RedisCache)"
-_WRITE_ONE = "or write a backend plugin (docs/plugins.md)"
+_WRITE_ONE = (
+    "or write a backend plugin: a stratacache.Backend subclass declared in the"
+    ' stratacache.backends entry-point group (stratacache docs, page "Third-party plugins")'
+)
 
 IGNORED_KEYS: Final[Mapping[str, str]] = {
     "CACHE_IGNORE_ERRORS": (
@@ -40,8 +43,9 @@ UNSUPPORTED_KEYS: Final[Mapping[str, str]] = {
         " the release in CACHE_KEY_PREFIX or call the function's clear_cache()"
     ),
     "CACHE_ENABLE_SIGNALS": (
-        "there are no blinker signals; observe reads with a hook plugin (a stratacache_get"
-        " wrapper, docs/plugins.md)"
+        "there are no blinker signals; observe reads with a hook plugin: a"
+        " @stratacache.hookimpl(wrapper=True) stratacache_get in a module declared in the"
+        ' stratacache.plugins entry-point group (stratacache docs, page "Third-party plugins")'
     ),
     "CACHE_MEMCACHED_SERVERS": f"{_NO_MEMCACHED}, {_WRITE_ONE}",
     "CACHE_MEMCACHED_USERNAME": f"{_NO_MEMCACHED}, {_WRITE_ONE}",
