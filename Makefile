@@ -59,7 +59,7 @@ docs: $(STAMP)
 
 pytest: $(STAMP) redis-server
 	rm -f .coverage .coverage.*
-	$(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --cov --cov-report=term --durations=25 $(PYTEST_ARGS)
 
 ## Benchmarks (side by side, ratios to the anchors).
 bench: $(STAMP) redis-server

@@ -15,12 +15,16 @@ from stratacache_plugins.simple import SimpleCache, SimpleCacheNoSerializer
 
 
 class TestSimpleCache(BackendConformance):
+    accepts_clock = True
+
     @pytest.fixture
     def make_backend(self) -> BackendFactory:
         return SimpleCache
 
 
 class TestSimpleCacheNoSerializer(BackendConformance):
+    accepts_clock = True
+
     @pytest.fixture
     def make_backend(self) -> BackendFactory:
         return SimpleCacheNoSerializer
@@ -36,6 +40,8 @@ class TestNullCache(BackendConformance):
 
 @pytest.mark.parametrize("key_prefix", ["", "app_"], ids=["no-prefix", "prefix"])
 class TestFileSystemCache(BackendConformance):
+    accepts_clock = True
+
     @pytest.fixture
     def make_backend(self, tmp_path: Path, key_prefix: str) -> BackendFactory:
         return lambda **options: FileSystemCache(
@@ -72,6 +78,8 @@ SECRET = "conformance-secret-0123456789"
 
 class TestSignedFileSystemCache(BackendConformance):
     """With CACHE_SECRET_KEY, FileSystemCache keeps every promise of the contract."""
+
+    accepts_clock = True
 
     @pytest.fixture
     def make_backend(self, tmp_path: Path) -> BackendFactory:

@@ -14,7 +14,9 @@ that returns a factory of fresh, empty backend instances::
 
 The factory receives the options a test needs (``default_timeout``); everything else is up
 to the fixture. Set ``stores_values = False`` for a backend that stores nothing (NullCache):
-the same tests then check that every read misses. A backend that overrides
+the same tests then check that every read misses. Set ``accepts_clock = True`` when the
+factory passes ``clock=`` on to the backend: the expiry tests then move that clock instead of
+sleeping. A backend that overrides
 :meth:`~stratacache.Backend.lookup_entry` must report each hit's remaining lifetime; one that
 keeps the default, or sets ``knows_remaining = False``, must report ``None``. The
 monitoring tests check the operator's methods (``ping``, ``describe``, ``store_stats``) and
@@ -60,6 +62,19 @@ SAMPLE_VALUES: list[Any] = [
 ]
 
 
+class _Clock:
+    """A clock the expiry tests move by hand, from a plausible UNIX time."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 # Every operation that takes a key, in the contract of Backend.
 KEY_OPERATIONS = ["get", "lookup", "lookup_entry", "has", "delete", "set", "add", "inc"]
 KEY_OPERATIONS += ["set_tracked", "delete_many", "get_many"]
@@ -76,6 +91,20 @@ class BackendConformance:
 
     A backend that keeps the default ``lookup_entry`` cannot, whatever this says.
     """
+
+    accepts_clock: ClassVar[bool] = False
+    """True when the factory takes ``clock=``, a callable returning the time expiry follows.
+
+    The expiry tests then move that clock instead of sleeping. A store that keeps time
+    itself (a server) leaves it False: those tests sleep past the timeouts in real time.
+    """
+
+    def timed(self, make_backend: BackendFactory, **options: Any) -> tuple[Backend, Any]:
+        """A backend and a way to let ``seconds`` pass for its expiry (its clock, or sleep)."""
+        if not self.accepts_clock:
+            return make_backend(**options), time.sleep
+        clock = _Clock()
+        return make_backend(clock=clock, **options), clock.advance
 
     @pytest.fixture
     def make_backend(self) -> BackendFactory:
@@ -185,20 +214,21 @@ class BackendConformance:
     # -- timeouts -------------------------------------------------------------------------
 
     def test_zero_timeout_never_expires(self, make_backend: BackendFactory) -> None:
-        backend = make_backend(default_timeout=1)
+        backend, wait = self.timed(make_backend, default_timeout=1)
         backend.set("forever", 1, timeout=0)
         backend.set("short", 1)
-        time.sleep(1.3)
+        wait(1.3)
         assert backend.get("forever") == self.hit(1)
         assert backend.get("short") is None
         assert backend.has("short") is False
 
-    def test_timeouts_expire(self, backend: Backend) -> None:
+    def test_timeouts_expire(self, make_backend: BackendFactory) -> None:
+        backend, wait = self.timed(make_backend)
         backend.set("int", 1, timeout=1)
         backend.set("delta", 2, timeout=timedelta(seconds=1))
         backend.set("long", 3, timeout=60)
         assert backend.get("int") == self.hit(1)
-        time.sleep(1.3)
+        wait(1.3)
         assert backend.get_many("int", "delta", "long") == [None, None, self.hit(3)]
         assert backend.lookup_entry("int")[0] is NO_VALUE
 
