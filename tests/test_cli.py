@@ -369,10 +369,13 @@ def replicas_listed(cluster: RedisClusterNodes) -> None:
     """
     cluster.flush()
 
-    def missing() -> str | None:
-        ranges = cluster.masters[0].probe().execute_command("CLUSTER", "SLOTS")
-        short = [r for r in ranges if len(r) < 4]
-        return f"{len(short)} slot ranges without their replica" if short else None
+    def missing() -> str | None:  # in the view of every node: a client may ask any of them
+        for node in cluster.nodes:
+            ranges = node.probe().execute_command("CLUSTER", "SLOTS")
+            short = [r for r in ranges if len(r) < 4]
+            if short:
+                return f"{node.port} lists {len(short)} slot ranges without their replica"
+        return None
 
     wait_until(missing, "the replicas in CLUSTER SLOTS", 10)
 

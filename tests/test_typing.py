@@ -35,6 +35,20 @@ assert_type(Repository().count("users"), int)
 assert_type(Repository().count.clear_cache(), int)
 rates(42)
 rates("EUR", precise="yes")
+
+
+@cached_for(minutes=1)
+async def fetch(currency: str) -> dict[str, float]:
+    return {}
+
+
+async def use() -> None:
+    assert_type(await fetch("EUR"), dict[str, float])
+    assert_type(await fetch.invalidate("EUR"), bool)
+    assert_type(await fetch.clear_cache(), int)
+    assert_type(fetch.cache_key("EUR"), str)
+    assert_type(await fetch.uncached("EUR"), dict[str, float])
+    await fetch(42)
 """
 
 
@@ -54,6 +68,6 @@ def test_decorated_signatures_reach_the_type_checker(tmp_path: Path) -> None:
         ]
     )
     errors = [line.split(": error: ")[0].rsplit(":", 1)[-1] for line in stdout.splitlines()]
-    assert errors == ["24", "25"], stdout
+    assert errors == ["24", "25", "39"], stdout
     assert 'incompatible type "int"; expected "str"' in stdout
     assert 'incompatible type "str"; expected "bool"' in stdout

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
-__all__ = ["BoundCachedFunction", "CachedFunction", "CachedMethod"]
+__all__ = [
+    "AsyncCachedFunction",
+    "BoundCachedFunction",
+    "CachedFunction",
+    "CachedMethod",
+    "Decorator",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 R_co = TypeVar("R_co", covariant=True)
 
 
@@ -59,6 +66,42 @@ class CachedFunction(Protocol[P, R]):
     ) -> BoundCachedFunction[R]: ...
     def __get__(self, instance: object | None, owner: type[Any] | None = None) -> Any:
         """Bind like a function, so methods can be cached."""
+
+
+class AsyncCachedFunction(Protocol[P, R]):
+    """What ``cached_for`` returns for an ``async def``: a coroutine function, cached.
+
+    Its management methods that do I/O are coroutines; ``cache_key`` and ``uncached`` are
+    plain, as for a synchronous function.
+    """
+
+    uncached: Callable[P, Coroutine[Any, Any, R]]
+    __wrapped__: Callable[P, Coroutine[Any, Any, R]]
+
+    async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Return the cached result of ``await func(*args, **kwargs)``."""
+
+    async def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
+        """Delete the entry of this call from every layer; True if some layer held it."""
+
+    def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str:
+        """Return the key this call is stored under (before a backend's own prefix)."""
+
+    async def clear_cache(self) -> int:
+        """Delete every entry of the function from every layer; return how many went."""
+
+
+class Decorator(Protocol):
+    """What ``cached_for(...)`` returns: it caches a function, or a coroutine function."""
+
+    @overload
+    def __call__(  # type: ignore[overload-overlap]
+        self, func: Callable[P, Coroutine[Any, Any, T]], /
+    ) -> AsyncCachedFunction[P, T]: ...
+    @overload
+    def __call__(self, func: Callable[P, R], /) -> CachedFunction[P, R]: ...
+    def __call__(self, func: Callable[..., Any], /) -> Any:
+        """Return the cached form of ``func``."""
 
 
 class _Managed(Protocol):

@@ -11,201 +11,33 @@ from __future__ import annotations
 
 import functools
 import inspect
-import logging
 import math
 import numbers
-import time
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, Literal, ParamSpec, TypeVar, cast, get_args
+from typing import Any, ParamSpec, TypeVar, cast, get_args
 
-from stratacache import engine
+from stratacache.asynccall import AsyncCachedCall, make_async_wrapper
 from stratacache.backend import NO_VALUE
-from stratacache.cachedfunction import BoundCachedFunction, CachedFunction, CachedMethod
-from stratacache.engine import Route
-from stratacache.errors import CacheError, SerializationError
-from stratacache.guard import WriteGuard
-from stratacache.keys import KeyBuilder
-from stratacache.singleflight import Flights
+from stratacache.cachedfunction import (
+    AsyncCachedFunction,
+    BoundCachedFunction,
+    CachedFunction,
+    CachedMethod,
+    Decorator,
+)
+from stratacache.call import AtomicWrites, CachedCall
 from stratacache.stack import CacheStack
-from stratacache.stats import FunctionStats
 
-__all__ = ["AtomicWrites", "BoundCachedFunction", "CachedFunction", "cached_for"]
-
-logger = logging.getLogger(__name__)
+__all__ = [
+    "AsyncCachedFunction",
+    "AtomicWrites",
+    "BoundCachedFunction",
+    "CachedFunction",
+    "cached_for",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-AtomicWrites = Literal["at_most_once", "at_least_once"]
-"""The coordination modes of ``atomic_writes``."""
-
-
-class _CachedCall(Generic[P, R]):
-    """The state and slow paths of one decorated function; the hot path is a closure.
-
-    ``route`` is the function's :class:`~stratacache.engine.Route` through the current
-    stack state, rebuilt when the stack is reconfigured. Every rule of reading, filling and
-    writing is the engine's; this class only picks the tiers and runs the function.
-    """
-
-    def __init__(
-        self,
-        func: Callable[P, R],
-        *,
-        stack: CacheStack,
-        timeout: int | None,
-        local_only: bool,
-        by_reference: bool,
-        tiers: tuple[str, ...] | None,
-        atomic: AtomicWrites | None,
-    ) -> None:
-        self.func = func
-        self.stack = stack
-        self.timeout = timeout
-        self.local_only = local_only
-        self.by_reference = by_reference
-        self.tier_names = tiers
-        self.atomic = atomic
-        self.keys = KeyBuilder(func)
-        self.group = self.keys.name
-        self.route: Route = _UNROUTED
-        self.flights = Flights()
-        self.guard = WriteGuard()
-        self._warned = False
-        self._warned_atomic = False
-
-    def reroute(self) -> Route:
-        """Build the route through the stack's current state (configuring it if needed)."""
-        state = self.stack._layers()
-        if self.tier_names is not None:
-            tiers = state.select(self.tier_names, f"cached_for({self.group})")
-        elif self.by_reference:
-            tiers = (state.by_reference,)
-        elif self.local_only:
-            tiers = state.in_process_tiers(f"cached_for({self.group})")
-        else:
-            tiers = state.chain
-        settings = state.settings
-        timeout = self.timeout if self.timeout is not None else settings.cache_default_timeout
-        counts = self.stack._stats.function(self.group, tiers[0].name)
-        route = Route(
-            state, tiers, timeout, self.group, counts, on_unstorable=self._warn_unstorable
-        )
-        self.route = route
-        return route
-
-    def miss(self, route: Route, key: str, args: Any, kwargs: Any) -> R:
-        """Continue after a miss in the first tier: the tiers below, then the function."""
-        route.first.stats.misses += 1
-        counts = route.counts
-        try:
-            value = engine.read_below(route, key)
-            if value is not NO_VALUE:
-                return cast(R, value)
-            if self.atomic is None:
-                run = functools.partial(self._run, counts, args, kwargs)
-                return cast(R, engine.compute(route, key, run, guard=self.guard))
-            return self._single_flight(route, key, args, kwargs)
-        except CacheError:
-            counts.errors += 1
-            raise
-
-    def _run(self, counts: FunctionStats, args: Any, kwargs: Any) -> R:
-        """Call the function; count the run and its time (a clock read only here)."""
-        if counts is engine.UNCOUNTED:
-            return self.func(*args, **kwargs)
-        start = time.perf_counter()
-        try:
-            return self.func(*args, **kwargs)
-        except BaseException:
-            counts.compute_errors += 1
-            raise
-        finally:
-            counts.computations += 1
-            counts.compute_seconds += time.perf_counter() - start
-
-    def _single_flight(self, route: Route, key: str, args: Any, kwargs: Any) -> R:
-        counts = route.counts
-
-        def run() -> R:
-            return self._run(counts, args, kwargs)
-
-        def lead() -> Any:
-            value = engine.peek(route, key)  # a flight may have finished since our miss
-            if value is not NO_VALUE:
-                return value
-            self._warn_uncoordinated(route)
-            return engine.compute(route, key, run, self.atomic, self.guard)
-
-        def on_wait() -> None:
-            counts.lock_waits += 1
-
-        return cast(
-            R, self.flights.run(key, lead, lambda: route.first.lookup(key, self.group), on_wait)
-        )
-
-    def _warn_uncoordinated(self, route: Route) -> None:
-        deepest = route.tiers[-1]
-        backend = deepest.cache
-        if backend.coordinates_processes or backend.in_process or self._warned_atomic:
-            return
-        self._warned_atomic = True
-        fix = (
-            'give it a backend that coordinates, e.g. {"type": "RedisCacheAtomic"} in CACHE_LAYERS'
-            if route.state is not None and route.state.settings.cache_layers
-            else "use CACHE_TYPE=RedisCacheAtomic"
-        )
-        logger.warning(
-            "%s: atomic_writes=%r holds within this process only: its deepest tier %r (%s)"
-            " does not coordinate processes; %s",
-            self.group,
-            self.atomic,
-            deepest.name,
-            type(backend).__name__,
-            fix,
-        )
-
-    def _warn_unstorable(self, exc: SerializationError) -> None:
-        if not self._warned:
-            self._warned = True
-            logger.warning(
-                "%s: result not cached, it cannot be serialized (%s); the function will run"
-                " on every call. Use no_serialization=True with local_ram_cache_only=True to"
-                " keep it by reference.",
-                self.group,
-                exc,
-            )
-
-    def _current(self) -> Route:
-        route = self.route
-        return route if route.state is self.stack._state else self.reroute()
-
-    def invalidate(self, *args: Any, **kwargs: Any) -> bool:
-        route = self._current()
-        key = self.keys(args, kwargs)
-        self.guard.invalidate(key)  # a computation running now must not write it back
-        removed = self.stack._remove_everywhere(key, self.group)
-        route.counts.deletes += removed
-        return removed > 0
-
-    def cache_key(self, *args: Any, **kwargs: Any) -> str:
-        return self.keys(args, kwargs)
-
-    def clear_cache(self) -> int:
-        route = self._current()
-        self.guard.invalidate_all()
-        removed = self.stack.clear_group(self.group)
-        route.counts.deletes += removed
-        return removed
-
-
-class _Unrouted:
-    """The route of a function not called yet: its state is never the stack's."""
-
-    state = object()
-
-
-_UNROUTED = cast(Route, _Unrouted())
 
 
 def _default_stack() -> CacheStack:
@@ -227,8 +59,14 @@ def cached_for(
     atomic_writes: AtomicWrites | None = None,
     tiers: Sequence[str] | None = None,
     stack: CacheStack | None = None,
-) -> Callable[[Callable[P, R]], CachedFunction[P, R]]:
+) -> Decorator:
     """Cache the results of the decorated function for the given duration.
+
+    On an ``async def``, it returns a coroutine function with the same options and methods;
+    those that do I/O are coroutines there (``await f.invalidate(...)``,
+    ``await f.clear_cache()``), while ``f.cache_key(...)`` and ``f.uncached`` stay plain.
+    A hit in an in-process tier is served without an ``await`` or a thread; a tier that
+    talks to a store runs in a worker thread, so the event loop never blocks on it.
 
     Args:
         func: Not accepted: it is there to explain ``@cached_for`` without parentheses.
@@ -253,8 +91,8 @@ def cached_for(
 
     Raises:
         ValueError: An invalid combination of options or a negative duration.
-        TypeError: Applied to something that is not a plain function (an ``async def``,
-            a ``classmethod`` object).
+        TypeError: Applied to something that is not a function or a coroutine function
+            (an async generator, a ``classmethod`` object).
 
     A result of ``None`` is cached like any other; an exception is never cached.
     """
@@ -317,46 +155,52 @@ def cached_for(
             )
     timeout = None if total == 0 else max(1, int(-(-total // 1)))
 
-    def decorate(func: Callable[P, R]) -> CachedFunction[P, R]:
+    def decorate(func: Callable[..., Any]) -> Any:
         if isinstance(func, classmethod | staticmethod):
             raise TypeError(
                 f"cached_for cannot wrap a {type(func).__name__} object; put @cached_for"
                 f" below @{type(func).__name__} so it wraps the function itself"
             )
-        if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
+        if inspect.isasyncgenfunction(func):
             raise TypeError(
-                f"cached_for does not support async functions yet ({func.__qualname__} is"
-                " 'async def'); cache a synchronous helper instead"
+                f"cached_for cannot cache an async generator ({func.__qualname__}): its"
+                " values arrive over time; cache a coroutine that collects them instead"
             )
         if not callable(func):
             raise TypeError(f"cached_for decorates functions, not {func!r}")
-        call = _CachedCall(
-            func,
-            stack=stack or _default_stack(),
-            timeout=timeout,
-            local_only=local_ram_cache_only,
-            by_reference=no_serialization,
-            tiers=tuple(tiers) if tiers is not None else None,
-            atomic=atomic_writes,
-        )
+        options: dict[str, Any] = {
+            "stack": stack or _default_stack(),
+            "timeout": timeout,
+            "local_only": local_ram_cache_only,
+            "by_reference": no_serialization,
+            "tiers": tuple(tiers) if tiers is not None else None,
+            "atomic": atomic_writes,
+        }
+        call: CachedCall[Any, Any]
+        wrapper: Any
+        if inspect.iscoroutinefunction(func):
+            call = async_call = AsyncCachedCall(func, **options)
+            wrapper = make_async_wrapper(async_call)
+        else:
+            call = CachedCall(func, **options)
+            wrapper = _make_wrapper(call)
         call.stack._register(call)
-        wrapper = _make_wrapper(call)
         if next(iter(inspect.signature(func).parameters), None) == "self":
             wrapper = CachedMethod(wrapper, call)
         # A partial has no name of its own: the wrapper takes its function's.
         named = func.func if isinstance(func, functools.partial) else func
         functools.update_wrapper(wrapper, named)
-        wrapper.__wrapped__ = func  # type: ignore[attr-defined]
-        wrapper.uncached = func  # type: ignore[attr-defined]
-        wrapper.invalidate = call.invalidate  # type: ignore[attr-defined]
-        wrapper.clear_cache = call.clear_cache  # type: ignore[attr-defined]
-        wrapper.cache_key = call.cache_key  # type: ignore[attr-defined]
-        return cast(CachedFunction[P, R], wrapper)
+        wrapper.__wrapped__ = func
+        wrapper.uncached = func
+        wrapper.invalidate = call.invalidate
+        wrapper.clear_cache = call.clear_cache
+        wrapper.cache_key = call.cache_key
+        return wrapper
 
-    return decorate
+    return cast(Decorator, decorate)
 
 
-def _make_wrapper(call: _CachedCall[P, R]) -> Callable[P, R]:
+def _make_wrapper(call: CachedCall[P, R]) -> Callable[P, R]:
     # The hot path: every name it needs is a local of this closure. A first-tier hit is
     # counted by one increment of the function's counters (the tier's hits derive from it).
     stack, make_key, miss, reroute = call.stack, call.keys.build, call.miss, call.reroute

@@ -1,0 +1,143 @@
+"""``cached_for`` on an ``async def``: the same route, keys and rules, awaited.
+
+An :class:`AsyncCachedCall` is a :class:`~stratacache.call.CachedCall` whose slow paths are
+coroutines. The hot path reads the first tier directly when it is in-process (a local hit
+costs no ``await`` and no thread); every other tier operation goes through the engine's
+rules, run by :func:`~stratacache.driver.adrive`, which runs a tier that talks to a store
+in a worker thread. Concurrent awaiters of one key in one event loop share one computation
+(:class:`~stratacache.asyncflight.AsyncFlights`), with or without ``atomic_writes``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from stratacache import engine
+from stratacache.asyncflight import AsyncFlights
+from stratacache.backend import NO_VALUE
+from stratacache.call import CachedCall
+from stratacache.driver import adrive
+from stratacache.engine import Route
+from stratacache.errors import CacheError
+from stratacache.stats import FunctionStats
+
+__all__ = ["AsyncCachedCall", "make_async_wrapper"]
+
+logger = logging.getLogger("stratacache.decorator")
+
+T = TypeVar("T")
+
+
+class AsyncCachedCall(CachedCall[Any, Any]):
+    """The state and slow paths of one decorated ``async def``."""
+
+    def __init__(self, func: Callable[..., Any], **options: Any) -> None:
+        super().__init__(func, **options)
+        self.async_flights = AsyncFlights()
+        self._warned_threads = False
+
+    async def amiss(self, route: Route, key: str, args: Any, kwargs: Any, *, read: bool) -> Any:
+        """Continue after a miss (``read``: the first tier was read too), then compute."""
+        counts = route.counts
+        try:
+            if read:
+                route.first.stats.misses += 1
+                value = await adrive(engine.below_rule(route, key, counted=True))
+            else:
+                value = await self._read_all(route, key)
+            if value is not NO_VALUE:
+                return value
+            self._warn_threads(route)
+
+            async def lead() -> Any:
+                found = await adrive(engine.below_rule(route, key, counted=False))
+                if found is not NO_VALUE:  # another flight finished since our miss
+                    return found
+                run = functools.partial(self._arun, counts, args, kwargs)
+                return await adrive(engine.compute_rule(route, key, self.atomic, self.guard), run)
+
+            def on_wait() -> None:
+                counts.lock_waits += 1
+
+            def reread() -> Any:  # a waiter's own copy, from a first tier in memory
+                first = route.first
+                return first.lookup(key, self.group) if first.cache.in_process else NO_VALUE
+
+            return await self.async_flights.run(key, lead, reread, on_wait)
+        except CacheError:
+            counts.errors += 1
+            raise
+
+    async def _read_all(self, route: Route, key: str) -> Any:
+        """Read every tier, the first included (it talks to a store: in a thread)."""
+        first = route.first
+        value = await asyncio.to_thread(first.lookup, key, route.group)
+        if value is not NO_VALUE:  # counted as the hot path counts a first-tier hit
+            if route.counting:
+                route.counts.local_hits += 1
+            else:
+                first.stats.hits += 1
+            return value
+        first.stats.misses += 1
+        return await adrive(engine.below_rule(route, key, counted=True))
+
+    async def _arun(self, counts: FunctionStats, args: Any, kwargs: Any) -> Any:
+        """Await the function; count the run and its time."""
+        if counts is engine.UNCOUNTED:
+            return await self.func(*args, **kwargs)
+        start = time.perf_counter()
+        try:
+            return await self.func(*args, **kwargs)
+        except BaseException:
+            counts.compute_errors += 1
+            raise
+        finally:
+            counts.computations += 1
+            counts.compute_seconds += time.perf_counter() - start
+
+    def _warn_threads(self, route: Route) -> None:
+        if self._warned_threads:
+            return
+        self._warned_threads = True
+        blocking = [tier.name for tier in route.tiers if not tier.cache.in_process]
+        if blocking:
+            logger.warning(
+                "%s is async, and its tiers %s have no async client: their operations run in"
+                " worker threads (asyncio.to_thread), so the event loop never blocks on them",
+                self.group,
+                ", ".join(repr(name) for name in blocking),
+            )
+
+    async def invalidate(self, *args: Any, **kwargs: Any) -> bool:  # type: ignore[override]
+        """Delete this call's entry from every tier (in a worker thread)."""
+        return await asyncio.to_thread(super().invalidate, *args, **kwargs)
+
+    async def clear_cache(self) -> int:  # type: ignore[override]
+        """Delete every entry of the function from every tier (in a worker thread)."""
+        return await asyncio.to_thread(super().clear_cache)
+
+
+def make_async_wrapper(call: AsyncCachedCall) -> Callable[..., Coroutine[Any, Any, Any]]:
+    """The coroutine function ``cached_for`` returns for an ``async def``."""
+    stack, make_key, amiss, reroute = call.stack, call.keys.build, call.amiss, call.reroute
+
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        route = call.route
+        if route.state is not stack._state:
+            route = reroute()
+        key = make_key(args, kwargs)
+        if not route.first.cache.in_process:
+            return await amiss(route, key, args, kwargs, read=False)
+        value = route.lookup(key)  # in memory: no await, no thread
+        if value is not NO_VALUE:
+            if route.counting:
+                route.counts.local_hits += 1
+            return value
+        return await amiss(route, key, args, kwargs, read=True)
+
+    return wrapper
