@@ -678,7 +678,7 @@ def test_memoize_refuses_async_functions_when_decorated(cache: Cache) -> None:
 
     with pytest.raises(TypeError, match=r"cache.memoize\(\) does not support async") as refused:
         cache.memoize()(fetch)
-    assert "cache a synchronous helper" in str(refused.value)
+    assert "stratacache.cached_for, which caches async def" in str(refused.value)
 
 
 def test_app_extensions_cache_maps_the_cache_to_its_backend(app: Flask, cache: Cache) -> None:

@@ -93,8 +93,8 @@ def _plain(x: int) -> int:
     return x
 
 
-async def _coroutine(x: int) -> int:
-    return x
+async def _async_generator(x: int) -> Any:
+    yield x
 
 
 def _no_parentheses() -> Any:
@@ -102,9 +102,9 @@ def _no_parentheses() -> Any:
     return cached_for(_plain)  # type: ignore[call-overload,arg-type]
 
 
-def _async_function() -> Any:
-    """@cached_for(minutes=1) on an async def"""
-    return cached_for(minutes=1)(_coroutine)
+def _async_generator_function() -> Any:
+    """@cached_for(minutes=1) on an async generator"""
+    return cached_for(minutes=1)(_async_generator)
 
 
 def _classmethod_object() -> Any:
@@ -673,13 +673,13 @@ CASES = [
         "write @cached_for(minutes=5)",
     ),
     Case(
-        "decorator-on-async-def",
+        "decorator-on-async-generator",
         "call",
-        _async_function,
+        _async_generator_function,
         TypeError,
-        "async def",
-        "_coroutine",
-        "cache a synchronous helper instead",
+        "async generator",
+        "_async_generator",
+        "cache a coroutine that collects them instead",
     ),
     Case(
         "decorator-above-classmethod",

@@ -48,13 +48,13 @@ _BUILTIN_KINDS = (
 def async_refused(decorator: str, what: str, func: Callable[..., Any]) -> str:
     """The message of the ``TypeError`` for an ``async def`` given to a Flask decorator.
 
-    Async caching waits for stratacache's asyncio support (issue 13): until then the
-    decorators refuse a coroutine function when they decorate it, never at request time.
+    ``stratacache.cached_for`` caches coroutine functions; the Flask decorators do not yet
+    (issue 13), and refuse one when they decorate it, never at request time.
     """
     return (
         f"{decorator} does not support async {what}s yet ({func.__qualname__} is 'async def');"
-        f" stratacache's asyncio support is planned: until then make the {what} synchronous"
-        " (a Flask view may be a plain def), or cache a synchronous helper it calls"
+        f" make the {what} synchronous (a Flask view may be a plain def), or have it await a"
+        " function decorated with stratacache.cached_for, which caches async def"
         ' (stratacache docs, page "Flask", section "Async views")'
     )
 
