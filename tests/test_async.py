@@ -11,7 +11,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import subprocess
+import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +23,7 @@ import pytest
 from stratacache import CacheStack, cached_for
 from stratacache_plugins.rediscache import RedisCache
 from stratacache_plugins.simple import SimpleCache
+from tests.conftest import clean_env
 from tests.redis_server import RedisServer
 
 
@@ -211,3 +216,66 @@ def test_a_redis_tier_runs_in_threads_and_is_shared(
     assert asyncio.run(second(4)) == {"n": 4}, "the second instance hits the shared tier"
     assert calls == [4]
     assert "run in worker threads" in caplog.text
+
+
+MIXED_WORKER = r"""
+import asyncio, sys, threading, time
+from stratacache import CacheStack, cached_for
+from stratacache_plugins.rediscache import RedisCacheAtomic
+
+url, flavour, start, marks = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
+stack = CacheStack.from_tiers([RedisCacheAtomic(url=url, key_prefix="mixed")])
+
+def compute(n):
+    with open(marks, "a") as out:  # one line per computation, whatever the process
+        out.write(f"{flavour} {n}\n")
+    time.sleep(0.3)
+    return {"n": n}
+
+if flavour == "async":
+    @cached_for(minutes=5, stack=stack, atomic_writes="at_most_once")
+    async def report(n):
+        return compute(n)
+    async def main():
+        return await asyncio.gather(*(report(n) for n in range(3) for _ in range(4)))
+    time.sleep(max(0, start - time.time()))
+    results = asyncio.run(main())
+else:
+    @cached_for(minutes=5, stack=stack, atomic_writes="at_most_once")
+    def report(n):
+        return compute(n)
+    results = []
+    def call(n):
+        results.append(report(n))
+    threads = [threading.Thread(target=call, args=(n,)) for n in range(3) for _ in range(2)]
+    time.sleep(max(0, start - time.time()))
+    for t in threads: t.start()
+    for t in threads: t.join()
+assert all(r == {"n": r["n"]} for r in results), results
+print(len(results))
+"""
+
+
+def test_sync_and_async_processes_coordinate_under_at_most_once(
+    make_redis_server: Callable[[], RedisServer], tmp_path: Path
+) -> None:
+    server = make_redis_server()
+    script, marks = tmp_path / "worker.py", tmp_path / "computations.txt"
+    script.write_text(MIXED_WORKER)
+    start = time.time() + 1.5  # every process past its imports, then all at once
+    workers = [
+        subprocess.Popen(
+            [sys.executable, str(script), server.url, flavour, str(start), str(marks)],
+            env=clean_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for flavour in ("async", "sync", "async", "sync")
+    ]
+    for worker in workers:
+        _, err = worker.communicate(timeout=60)
+        assert worker.returncode == 0, err
+    computed = marks.read_text().split("\n")[:-1]
+    # 4 processes (2 async: 12 tasks each; 2 sync: 6 threads each) on 3 keys: 3 computations.
+    assert sorted(line.split()[1] for line in computed) == ["0", "1", "2"], computed
