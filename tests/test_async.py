@@ -40,7 +40,8 @@ def test_the_wrapper_is_a_coroutine_function_with_its_methods() -> None:
     assert inspect.iscoroutinefunction(price.invalidate)
     assert inspect.iscoroutinefunction(price.clear_cache)
     assert price.cache_key(1).startswith("{tests.test_async.")
-    assert price.__name__ == "price"
+    assert price.__wrapped__.__name__ == "price"
+    assert vars(price)["__name__"] == "price"  # functools.wraps: the function's own name
 
 
 def test_values_are_cached_none_too_exceptions_never() -> None:

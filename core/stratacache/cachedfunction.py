@@ -7,6 +7,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
 __all__ = [
+    "AsyncBoundCachedFunction",
     "AsyncCachedFunction",
     "BoundCachedFunction",
     "CachedFunction",
@@ -89,6 +90,30 @@ class AsyncCachedFunction(Protocol[P, R]):
 
     async def clear_cache(self) -> int:
         """Delete every entry of the function from every layer; return how many went."""
+
+    @overload
+    def __get__(
+        self, instance: None, owner: type[Any] | None = None
+    ) -> AsyncCachedFunction[P, R]: ...
+    @overload
+    def __get__(
+        self, instance: object, owner: type[Any] | None = None
+    ) -> AsyncBoundCachedFunction[R]: ...
+    def __get__(self, instance: object | None, owner: type[Any] | None = None) -> Any:
+        """Bind like a function, so methods can be cached."""
+
+
+class AsyncBoundCachedFunction(Protocol[R_co]):
+    """A cached ``async def`` method bound to an instance (``obj.method``)."""
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> R_co:
+        """Return the cached result of the call."""
+
+    async def invalidate(self, *args: Any, **kwargs: Any) -> bool:
+        """Delete the entry of one call (for this instance) from every layer."""
+
+    async def clear_cache(self) -> int:
+        """Delete every entry of the method from every layer."""
 
 
 class Decorator(Protocol):
