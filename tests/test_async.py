@@ -280,3 +280,24 @@ def test_sync_and_async_processes_coordinate_under_at_most_once(
     computed = marks.read_text().split("\n")[:-1]
     # 4 processes (2 async: 12 tasks each; 2 sync: 6 threads each) on 3 keys: 3 computations.
     assert sorted(line.split()[1] for line in computed) == ["0", "1", "2"], computed
+
+
+def test_the_stack_api_awaited(redis_server: RedisServer) -> None:
+    def stack() -> CacheStack:
+        return CacheStack.from_tiers(
+            [SimpleCache(), RedisCache(url=redis_server.url, key_prefix="astack")]
+        )
+
+    one, two = stack(), stack()
+
+    async def main() -> None:
+        assert await one.aget("k", "absent") == "absent"
+        assert await one.aset("k", {"v": 1}) is True
+        assert await two.aget("k") == {"v": 1}  # from the shared tier, filling two's local
+        assert two.local_cache.cache.get("k") == {"v": 1}
+        assert await two.adelete("k") is True
+        assert await one.aget("k", "gone") == {"v": 1}, "one's local copy lives on"
+        assert await one.aclear() is True
+        assert await one.aget("k", "gone") == "gone"
+
+    asyncio.run(main())

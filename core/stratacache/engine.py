@@ -42,9 +42,11 @@ __all__ = [
     "coordinated_rule",
     "fill",
     "fill_rule",
+    "first_counted",
     "peek",
     "read",
     "read_below",
+    "read_rule",
     "remove_everywhere",
     "write",
     "write_rule",
@@ -52,6 +54,31 @@ __all__ = [
 
 
 # -- the rules ---------------------------------------------------------------------------
+
+
+def read_rule(route: Route, key: str) -> Rule[Any]:
+    """Read the route's tiers top-down (see :func:`read`), counting each lookup."""
+    value = yield (route.first, "lookup", (key, route.group))
+    if first_counted(route, value):
+        return value
+    return (yield from below_rule(route, key, counted=True))
+
+
+def first_counted(route: Route, value: Any) -> bool:
+    """Count the first tier's answer ``value``; return whether it was a hit.
+
+    A function's first-tier hits are counted as its ``local_hits`` (the tier's hits derive
+    from them); the stack's own route counts the tier's hits.
+    """
+    first = route.first
+    if value is NO_VALUE:
+        first.stats.misses += 1
+        return False
+    if route.counts is UNCOUNTED:
+        first.stats.hits += 1
+    else:
+        route.counts.local_hits += 1
+    return True
 
 
 def below_rule(route: Route, key: str, *, counted: bool) -> Rule[Any]:
@@ -190,16 +217,13 @@ def read(route: Route, key: str) -> Any:
     :data:`~stratacache.NO_VALUE` when no tier has it. Counts one lookup per tier read (a
     function's first-tier hits are counted as its ``local_hits``, from which its first
     tier's hits are derived).
+
+    This is :func:`read_rule` with its first step made inline: a first-tier hit does not
+    pay for the driver.
     """
-    first, counts = route.first, route.counts
-    value = first.lookup(key, route.group)
-    if value is not NO_VALUE:
-        if counts is UNCOUNTED:
-            first.stats.hits += 1
-        else:
-            counts.local_hits += 1
+    value = route.first.lookup(key, route.group)
+    if first_counted(route, value):
         return value
-    first.stats.misses += 1
     return read_below(route, key)
 
 

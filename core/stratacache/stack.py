@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from stratacache import engine
+from stratacache.asyncstack import AsyncOperations
 from stratacache.backend import NO_VALUE, Backend, Timeout
 from stratacache.errors import SerializationError
 from stratacache.forksafe import renew_in_child
@@ -37,7 +38,7 @@ __all__ = ["CacheStack", "StackState"]
 logger = logging.getLogger("stratacache.stack")
 
 
-class CacheStack:
+class CacheStack(AsyncOperations):
     """A stack of cache tiers (``stratacache.cache`` is the process-wide one).
 
     Built by :meth:`configure` from settings, or by :meth:`from_tiers` from backends made in

@@ -1,0 +1,52 @@
+"""The stack's own API for ``async def`` code: ``await cache.aget/aset/adelete/aclear``.
+
+The same rules as ``get``/``set``/``delete``/``clear`` (the engine's), run by the async
+driver: an in-process tier is read and written directly, a tier that talks to a store in
+a worker thread, so the event loop never blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from stratacache import engine
+from stratacache.backend import NO_VALUE, Timeout
+from stratacache.driver import adrive
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from stratacache.state import StackState
+
+__all__ = ["AsyncOperations"]
+
+
+class AsyncOperations:
+    """The awaitable twins of :class:`~stratacache.CacheStack`'s operations across tiers."""
+
+    # CacheStack's, declared for the type checker only.
+    _layers: Callable[[], StackState]
+    delete: Callable[[str], bool]
+    clear: Callable[[], bool]
+
+    async def aget(self, key: str, default: Any = None) -> Any:
+        """``get``, awaited: the value of ``key`` from the first tier that has it."""
+        route = self._layers().stack_route
+        value = await adrive(engine.read_rule(route, key))
+        return default if value is NO_VALUE else value
+
+    async def aset(self, key: str, value: Any, timeout: Timeout = None) -> bool:
+        """``set``, awaited: store ``value`` in every tier, deepest first."""
+        state = self._layers()
+        seconds = state.shared.cache.timeout_seconds(timeout)
+        route = engine.Route(state, state.chain, seconds, None, engine.UNCOUNTED)
+        return await adrive(engine.write_rule(route, key, value, strict=True))
+
+    async def adelete(self, key: str) -> bool:
+        """``delete``, awaited (in a worker thread): remove ``key`` from every tier."""
+        return await asyncio.to_thread(self.delete, key)
+
+    async def aclear(self) -> bool:
+        """``clear``, awaited (in a worker thread): clear every tier."""
+        return await asyncio.to_thread(self.clear)
