@@ -187,3 +187,47 @@ def test_redis_cache_raises_only_its_own_error_in_a_failover(
     assert raised, "the fault reached the callers"
     assert max(longest)[0] <= LONGEST_ALLOWED, max(longest)
     assert set(succeeded_after) == set(OPERATIONS), "every operation works after the promotion"
+
+
+MANY = [f"many{i}" for i in range(60)]  # some 20 on each master
+
+
+def test_a_pipeline_on_a_frozen_master_fails_within_two_timeouts(
+    make_redis_cluster: Callable[..., RedisClusterNodes],
+) -> None:
+    # No replica and a long node timeout: the frozen master keeps its slots, the cluster
+    # stays up, and every key of the frozen master's slots meets the timeout.
+    cluster = make_redis_cluster(replicas=0, node_timeout_ms=10_000)
+    backend = RedisCache(cluster=cluster.startup_nodes, key_prefix="strict_", **TIMEOUTS)
+    backend.set_many(dict.fromkeys(MANY, 1))
+    frozen = cluster.masters[0]
+    on_frozen = sum(1 for key in MANY if cluster.master_for_key(backend._key(key)) is frozen)
+    operations: dict[str, Callable[[], Any]] = {
+        "get_many": lambda: backend.get_many(*MANY),
+        "set_many": lambda: backend.set_many(dict.fromkeys(MANY, 2)),
+        "delete_many": lambda: backend.delete_many(*MANY),
+    }
+    took: dict[str, float] = {}
+    causes: dict[str, str] = {}
+    frozen.pause()
+    try:
+        for name, operation in operations.items():
+            began = time.monotonic()
+            with pytest.raises(RedisCacheError) as raised:
+                operation()
+            took[name] = time.monotonic() - began
+            causes[name] = type(raised.value.__cause__).__name__
+    finally:
+        frozen.resume()
+    backend.close()
+    record(
+        205,
+        "A pipeline (get_many, set_many, delete_many) on a frozen Cluster master",
+        requirement=f"fails with RedisCacheError within {LONGEST_ALLOWED:g} s, however many"
+        f" of its keys the frozen master holds (60 keys, {on_frozen} there; before the fix"
+        " redis-py resent each of them alone, one read timeout each)",
+        figures={f"{name} (ms)": round(seconds * 1000, 1) for name, seconds in took.items()},
+        name="frozen-pipeline",
+    )
+    assert set(causes.values()) == {"TimeoutError"}, causes
+    assert max(took.values()) <= LONGEST_ALLOWED, took
