@@ -17,9 +17,10 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
+from redis.backoff import ExponentialWithJitterBackoff
 from redis.cluster import ClusterNode, LoadBalancingStrategy, RedisCluster
 from redis.connection import parse_url
+from redis.exceptions import AskError, MovedError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
@@ -148,12 +149,38 @@ def _cluster(topology: Topology, options: dict[str, Any]) -> RedisLike:
         options.setdefault("ssl", True)
     if topology.read_from_replicas:  # redis-py's name for it: replicas and masters in turn
         options.setdefault("load_balancing_strategy", LoadBalancingStrategy.ROUND_ROBIN)
-    # redis-py's cluster client retries a failed command 10 times, backing off up to 1 s
-    # each time: a call to a dead master took 1.9 s, one to a frozen master far longer.
-    # Like our other clients, it makes one attempt; a failure still refreshes its slot map,
-    # so the next call finds a promoted replica.
-    options.setdefault("retry", Retry(NoBackoff(), 0))
+    options.setdefault("retry", RedirectRetry())
     return OneAttemptCluster(startup_nodes=nodes, **options)
+
+
+class RedirectRetry(Retry):
+    """The cluster client's retry policy: one attempt, but redirected transactions again.
+
+    redis-py's default retries a failed command 10 times, backing off up to 1 s each time:
+    a call to a killed master took 1.9 s, one to a frozen master far longer. Like our other
+    clients, the cluster client makes one attempt (:meth:`get_retries` is 0 to its own
+    loop); a failure still refreshes its slot map, so the next call finds a promoted
+    replica. Single commands and pipelines follow ``MOVED`` and ``ASK`` by themselves; a
+    transaction (``MULTI``/``EXEC``, as a tracked write is) on a migrating slot meets ``ASK``
+    until the slot has moved, then ``MOVED``: it is retried on those (and ``TRYAGAIN``) as
+    redis-py's default does, 10 times backing off up to 1 s, but never on a connection
+    error or a timeout.
+    """
+
+    _REDIRECTIONS = (AskError, MovedError, TryAgainError)
+
+    def __init__(self) -> None:
+        backoff = ExponentialWithJitterBackoff(base=0.01, cap=1)
+        super().__init__(backoff, 10, self._REDIRECTIONS)
+
+    def get_retries(self) -> int:
+        """0: the client's own loop retries nothing."""
+        return 0
+
+    def update_supported_errors(self, specified_errors: Any) -> None:
+        """Add only redirections: a transaction adds connection errors and timeouts too."""
+        redirections = [e for e in specified_errors if issubclass(e, self._REDIRECTIONS)]
+        super().update_supported_errors(redirections)
 
 
 class OneAttemptCluster(RedisCluster):
