@@ -152,4 +152,5 @@ def test_a_holder_that_lost_its_lock_never_overwrites_a_newer_value(
     assert computations[:2] == ["old", "new"]
     assert "reader" not in computations, "the newer value is stored"
     assert read == "new value"
+    assert old_errors == 0, "the commit script itself refused to overwrite"
     assert returned == {"old": "new value", "new": "new value"}
