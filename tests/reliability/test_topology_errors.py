@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from stratacache import CacheStack
-from stratacache_plugins.rediscache import RedisCache, RedisCacheError
+from stratacache_plugins.rediscache import RedisCache, RedisCacheError, RedisCacheNoExceptions
 from tests.redis_sentinel import RedisSentinelSet
 from tests.redis_server import wait_until
 from tests.redis_topologies import RedisClusterNodes
@@ -231,3 +231,72 @@ def test_a_pipeline_on_a_frozen_master_fails_within_two_timeouts(
     )
     assert set(causes.values()) == {"TimeoutError"}, causes
     assert max(took.values()) <= LONGEST_ALLOWED, took
+
+
+DOWN_SECONDS = 1.5
+DOWN_THREADS = 4
+KNOWN_DOWN_AFTER = 0.5  # the first calls cannot know the cluster is down: not counted
+
+
+def test_a_cluster_that_is_down_is_skipped_for_the_back_off(
+    make_redis_cluster: Callable[..., RedisClusterNodes],
+) -> None:
+    # No replica: a dead master's slots stay uncovered, and every node answers CLUSTERDOWN.
+    cluster = make_redis_cluster(replicas=0)
+    backend = RedisCacheNoExceptions(
+        cluster=cluster.startup_nodes, key_prefix="lenient_", retry_interval=0.2, **TIMEOUTS
+    )
+    dead = cluster.masters[0]
+    alive = [k for k in KEYS if cluster.master_for_key(backend._key(k)) is not dead][:10]
+    backend.set_many(dict.fromkeys(alive, 1))
+    dead.kill()
+
+    def down() -> str | None:
+        survivor = cluster.masters[1]
+        with survivor.probe() as client:
+            info = str(client.execute_command("CLUSTER", "INFO"))
+        return None if "cluster_state:fail" in info else "the cluster is still ok"
+
+    wait_until(down, "CLUSTERDOWN")
+    blocked = [0.0] * DOWN_THREADS
+    calls = [0] * DOWN_THREADS
+    wrong: list[Any] = []
+    start = time.monotonic()
+    deadline = start + KNOWN_DOWN_AFTER + DOWN_SECONDS
+
+    def worker(n: int) -> None:
+        i = n
+        while time.monotonic() < deadline:
+            began = time.monotonic()
+            if backend.get(alive[i % len(alive)]) is not None:
+                wrong.append(i)  # a down cluster serves nothing
+            took = time.monotonic() - began
+            calls[n] += 1
+            # redis-py sleeps 0.25 s on CLUSTERDOWN before raising
+            if took > 0.1 and began > start + KNOWN_DOWN_AFTER:
+                blocked[n] += took
+            i += 1
+            time.sleep(0.001)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(DOWN_THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(KNOWN_DOWN_AFTER + DOWN_SECONDS + 10)
+    backend.close()
+    share = sum(blocked) / (DOWN_THREADS * DOWN_SECONDS)
+    record(
+        208,
+        "RedisCacheNoExceptions on a Redis Cluster that is down (CLUSTERDOWN)",
+        requirement="CLUSTERDOWN is an outage: Redis is skipped for retry_interval, one"
+        f" probe at a time; at most 1/{DOWN_THREADS} of thread time blocked (every call"
+        " waited redis-py's 0.25 s before)",
+        figures={
+            "threads": DOWN_THREADS,
+            "seconds": DOWN_SECONDS,
+            "calls": sum(calls),
+            "blocked share of thread time": round(share, 3),
+        },
+    )
+    assert wrong == []
+    assert share <= 1 / DOWN_THREADS + 0.05, share

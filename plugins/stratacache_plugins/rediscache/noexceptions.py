@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from redis.exceptions import BusyLoadingError, ReadOnlyError, ResponseError
+from redis.exceptions import BusyLoadingError, ClusterDownError, ReadOnlyError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from stratacache import NO_VALUE, DeserializationError, renew_in_child
@@ -28,7 +28,9 @@ logger = logging.getLogger(__package__)  # one logger for the Redis backends
 # Error replies that say the server cannot serve now (so it is skipped for a back-off), as
 # opposed to replies about one key, value or command. OOM is of the second kind: under
 # maxmemory with noeviction, Redis refuses the writes that need memory and serves the rest.
-_SERVER_STATE_ERRORS = (BusyLoadingError, ReadOnlyError)
+# CLUSTERDOWN (and MASTERDOWN, its subclass) is of the first: redis-py sleeps 0.25 s on it
+# before raising, so without a back-off every call paid that while a cluster was down.
+_SERVER_STATE_ERRORS = (BusyLoadingError, ReadOnlyError, ClusterDownError)
 
 # Redis answers a bulk string longer than its proto-max-bulk-len (1 MiB at the least) by
 # closing the connection. A write at least this big that loses its connection may have been
