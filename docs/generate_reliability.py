@@ -78,7 +78,8 @@ asynchronous): one more caller may compute. What holds: a holder whose lock was 
 never overwrites a newer value (207), and once the tier is back no argument is computed
 twice. During a slot migration, an `at_most_once` commit whose keys the migration has
 split between two masters is refused (`TRYAGAIN`) until they are together again, and
-redis-py gives up after some 0.4 s: the caller gets its value, which is not stored (206).
+redis-py gives up after some 0.4 s: the caller gets its value, which is not stored, and the
+tier stays in use (206).
 """
 
 
