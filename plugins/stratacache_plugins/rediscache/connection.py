@@ -33,6 +33,7 @@ from stratacache_plugins.rediscache.topology import Topology
 __all__ = [
     "LazyClient",
     "OneAttemptCluster",
+    "RedirectRetry",
     "RetiringPool",
     "acquire",
     "drop",
