@@ -37,7 +37,8 @@ def record(
 
     Args:
         scenario: The scenario's number in issue 5 (1-15), or 100 + the item's number for
-            the hardening items of issue 11 (``102`` for item 2).
+            the hardening items of issue 11 (``102`` for item 2), or 201-207 for the Redis
+            Cluster and Sentinel scenarios of issue 12.
         title: What the scenario does, in a few words.
         requirement: What must hold (the pass condition the test asserts).
         figures: The measured figures, by name (numbers or short strings).

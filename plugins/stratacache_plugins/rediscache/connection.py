@@ -17,15 +17,29 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
+from redis.backoff import ExponentialWithJitterBackoff
 from redis.cluster import ClusterNode, LoadBalancingStrategy, RedisCluster
 from redis.connection import parse_url
+from redis.exceptions import AskError, MovedError, TryAgainError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
 from stratacache_plugins.rediscache.protocol import RedisLike
 from stratacache_plugins.rediscache.resolution import bounded_class
 from stratacache_plugins.rediscache.topology import Topology
 
-__all__ = ["LazyClient", "RetiringPool", "acquire", "drop", "release", "server_url"]
+__all__ = [
+    "LazyClient",
+    "OneAttemptCluster",
+    "RedirectRetry",
+    "RetiringPool",
+    "acquire",
+    "drop",
+    "release",
+    "server_url",
+]
 
 
 class _Retiring:
@@ -136,7 +150,67 @@ def _cluster(topology: Topology, options: dict[str, Any]) -> RedisLike:
         options.setdefault("ssl", True)
     if topology.read_from_replicas:  # redis-py's name for it: replicas and masters in turn
         options.setdefault("load_balancing_strategy", LoadBalancingStrategy.ROUND_ROBIN)
-    return RedisCluster(startup_nodes=nodes, **options)
+    options.setdefault("retry", RedirectRetry())
+    return OneAttemptCluster(startup_nodes=nodes, **options)
+
+
+class RedirectRetry(Retry):
+    """The cluster client's retry policy: one attempt, but redirected transactions again.
+
+    redis-py's default retries a failed command 10 times, backing off up to 1 s each time:
+    a call to a killed master took 1.9 s, one to a frozen master far longer. Like our other
+    clients, the cluster client makes one attempt (:meth:`get_retries` is 0 to its own
+    loop); a failure still refreshes its slot map, so the next call finds a promoted
+    replica. Single commands and pipelines follow ``MOVED`` and ``ASK`` by themselves; a
+    transaction (``MULTI``/``EXEC``, as a tracked write is) on a migrating slot meets ``ASK``
+    until the slot has moved, then ``MOVED``: it is retried on those (and ``TRYAGAIN``) as
+    redis-py's default does, 10 times backing off up to 1 s, but never on a connection
+    error or a timeout.
+    """
+
+    _REDIRECTIONS = (AskError, MovedError, TryAgainError)
+
+    def __init__(self) -> None:
+        backoff = ExponentialWithJitterBackoff(base=0.01, cap=1)
+        super().__init__(backoff, 10, self._REDIRECTIONS)
+
+    def get_retries(self) -> int:
+        """0: the client's own loop retries nothing."""
+        return 0
+
+    def update_supported_errors(self, specified_errors: Any) -> None:
+        """Add only redirections: a transaction adds connection errors and timeouts too."""
+        redirections = [e for e in specified_errors if issubclass(e, self._REDIRECTIONS)]
+        super().update_supported_errors(redirections)
+
+
+class OneAttemptCluster(RedisCluster):
+    """redis-py's cluster client, whose pipelines give up on a cluster that failed them again.
+
+    redis-py resends, one by one, each command of a pipeline that met a connection error or
+    a timeout: a ``get_many`` of 20 keys on a frozen master waited 21 read timeouts. Here
+    the first resend that fails so too fails the rest at once. A resend that succeeds (the
+    slot map was refreshed: a replica took over) lets the others go on, and ``MOVED`` and
+    ``ASK`` are followed as before.
+    """
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> Any:
+        """redis-py's ``ClusterPipeline``, whose resends stop at the first that fails."""
+        pipe = super().pipeline(transaction, shard_hint)  # type: ignore[no-untyped-call]
+        resend = pipe.parent_execute_command
+        failed: list[Exception] = []
+
+        def once(*args: Any, **options: Any) -> Any:
+            if failed:
+                raise failed[0]
+            try:
+                return resend(*args, **options)
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                failed.append(exc)
+                raise
+
+        pipe.parent_execute_command = once
+        return pipe
 
 
 def _sentinel(topology: Topology, options: dict[str, Any]) -> RedisLike:

@@ -11,7 +11,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from redis.exceptions import BusyLoadingError, ReadOnlyError, ResponseError
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    ClusterError,
+    ReadOnlyError,
+    ResponseError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from stratacache import NO_VALUE, DeserializationError, renew_in_child
@@ -28,7 +34,9 @@ logger = logging.getLogger(__package__)  # one logger for the Redis backends
 # Error replies that say the server cannot serve now (so it is skipped for a back-off), as
 # opposed to replies about one key, value or command. OOM is of the second kind: under
 # maxmemory with noeviction, Redis refuses the writes that need memory and serves the rest.
-_SERVER_STATE_ERRORS = (BusyLoadingError, ReadOnlyError)
+# CLUSTERDOWN (and MASTERDOWN, its subclass) is of the first: redis-py sleeps 0.25 s on it
+# before raising, so without a back-off every call paid that while a cluster was down.
+_SERVER_STATE_ERRORS = (BusyLoadingError, ReadOnlyError, ClusterDownError)
 
 # Redis answers a bulk string longer than its proto-max-bulk-len (1 MiB at the least) by
 # closing the connection. A write at least this big that loses its connection may have been
@@ -44,10 +52,11 @@ class RedisCacheNoExceptions(RedisCache):
     and for ``retry_interval`` seconds (up to a quarter more, at random) Redis is not called
     at all, so callers do not each wait for a timeout; then one thread per process probes
     Redis, and the others skip it until that probe has its answer. An error about one call (an
-    error reply about its key or value, ``OOM``, a value over the server's size limit) is
-    not an outage: that call fails, and Redis stays in use. Outages are logged when they
-    start, at most every ``log_interval`` seconds while they last, and when they end; errors
-    about one call at most every ``log_interval`` seconds. Each failed or skipped operation
+    error reply about its key or value, ``OOM``, a value over the server's size limit, a
+    Cluster slot that kept redirecting it while it migrated) is not an outage: that call
+    fails, and Redis stays in use. Outages are logged when they start, at most every
+    ``log_interval`` seconds while they last, and when they end; errors about one call at
+    most every ``log_interval`` seconds. Each failed or skipped operation
     counts in ``stats.errors``, each unreadable entry in ``stats.deserialization_failures``.
 
     Args:
@@ -142,6 +151,10 @@ class RedisCacheNoExceptions(RedisCache):
         """Whether ``exc`` is about one call (its key or value), not about Redis."""
         if isinstance(exc, ResponseError):  # "not an integer", WRONGTYPE, OOM, too large...
             return not isinstance(exc, _SERVER_STATE_ERRORS)
+        if isinstance(exc, ClusterError):
+            # redis-py's "TTL exhausted": its key's slot kept redirecting it (ASK, MOVED,
+            # TRYAGAIN while the slot migrates); the cluster serves the other slots.
+            return True
         if isinstance(exc, RedisConnectionError) and payload >= _SMALLEST_BULK_LIMIT:
             try:  # the server may have hung up on this value only
                 return bool(self.client.ping())
