@@ -36,6 +36,7 @@ CASE_TITLES: dict[str, str] = {
     "cluster_hit": "Cluster shared hit",
     "sentinel_hit": "Sentinel shared hit",
     "cluster_throughput": "Cluster concurrency",
+    "async_local_hit": "async local hit",
 }
 """Every case of the issue, by id (what ``--only`` takes), in the issue's order."""
 

@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT)]
 
 import callgrind  # noqa: E402
+import cases_async  # noqa: E402
 import cases_concurrency  # noqa: E402
 import cases_file  # noqa: E402
 import cases_growth  # noqa: E402
@@ -53,6 +54,7 @@ from tests.redis_server import INSTALL_HINT, RedisServer  # noqa: E402
 
 FAMILIES: tuple[ModuleType, ...] = (
     cases_local,
+    cases_async,
     cases_stats,
     cases_shared,
     cases_write,
@@ -65,7 +67,16 @@ FAMILIES: tuple[ModuleType, ...] = (
 )
 """The modules that measure the cases, in the order they run."""
 
-PACKAGES = ("redis", "cachetools", "cachelib", "dogpile.cache", "Flask-Caching", "diskcache")
+PACKAGES = (
+    "redis",
+    "cachetools",
+    "cachelib",
+    "dogpile.cache",
+    "Flask-Caching",
+    "diskcache",
+    "cashews",
+    "aiocache",
+)
 DOCS = ROOT / "docs"
 
 

@@ -30,6 +30,7 @@ CASES = {
     "cluster_hit": "Cluster shared hit",
     "sentinel_hit": "Sentinel shared hit",
     "cluster_throughput": "Cluster concurrency",
+    "async_local_hit": "async local hit",
 }
 FIGURES = {"median", "p99", "min", "max", "runs", "ratio"}
 
