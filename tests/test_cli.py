@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -379,3 +381,74 @@ def replicas_listed(cluster: RedisClusterNodes) -> None:
 
 def roles_of(ping: dict[str, Any]) -> list[str]:
     return [node["role"] for node in ping["layers"]["shared"]["nodes"]]
+
+
+# -- unknown and Kubernetes-injected environment variables ------------------------------------
+
+
+KUBERNETES_SERVICE_LINKS = {  # what a Service named cache, and one named cache-redis, inject
+    "CACHE_SERVICE_HOST": "10.0.0.1",
+    "CACHE_SERVICE_PORT": "6379",
+    "CACHE_SERVICE_PORT_REDIS": "6379",
+    "CACHE_PORT": "tcp://10.0.0.1:6379",
+    "CACHE_PORT_6379_TCP": "tcp://10.0.0.1:6379",
+    "CACHE_PORT_6379_TCP_PROTO": "tcp",
+    "CACHE_PORT_6379_TCP_PORT": "6379",
+    "CACHE_PORT_6379_TCP_ADDR": "10.0.0.1",
+    "CACHE_REDIS_SERVICE_HOST": "10.0.0.2",
+    "CACHE_REDIS_SERVICE_PORT": "6379",
+    "CACHE_REDIS_PORT_6379_TCP_ADDR": "10.0.0.2",
+}
+
+
+def config_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "stratacache.assembly"]
+
+
+def test_a_misspelt_environment_variable_warns_with_a_did_you_mean(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("CACHE_REDIS_PROT", "6380")
+    Path(".env").write_text("LOCALCACHE_TRESHOLD=10\n")  # in the test's own directory
+    with caplog.at_level(logging.WARNING, logger="stratacache"):
+        result = runner.invoke(main, ["config", "--json"])
+    assert result.exit_code == EXIT_OK, result.output
+    (warning,) = config_warnings(caplog)
+    assert "CACHE_REDIS_PROT: unknown configuration key; did you mean CACHE_REDIS_PORT?" in warning
+    assert "LOCALCACHE_TRESHOLD: unknown configuration key; did you mean" in warning
+
+
+def test_the_unknown_variable_warning_can_be_silenced(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("CACHE_REDIS_PROT", "6380")
+    monkeypatch.setenv("CACHE_WARN_UNKNOWN_ENV", "false")
+    with caplog.at_level(logging.WARNING, logger="stratacache"):
+        assert runner.invoke(main, ["ping"]).exit_code == EXIT_OK
+    assert config_warnings(caplog) == []
+
+
+def test_kubernetes_service_links_are_not_unknown_keys(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    for key, value in KUBERNETES_SERVICE_LINKS.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("CACHE_REDIS_PORT", "tcp://10.0.0.2:6379")  # no Redis tier: unused
+    with caplog.at_level(logging.WARNING, logger="stratacache"):
+        assert runner.invoke(main, ["ping"]).exit_code == EXIT_OK
+    assert config_warnings(caplog) == []
+
+
+def test_a_kubernetes_variable_colliding_with_a_key_says_how_to_avoid_it(
+    runner: CliRunner, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CACHE_TYPE", "RedisCache")
+    monkeypatch.setenv("CACHE_REDIS_PORT", "tcp://10.0.0.1:6379")
+    result = runner.invoke(main, ["ping"])
+    assert result.exit_code == EXIT_CONFIG
+    assert "CACHE_REDIS_PORT='tcp://10.0.0.1:6379'" in result.output
+    assert "Kubernetes injects for a Service named 'cache-redis'" in result.output
+    assert "enableServiceLinks: false" in result.output
+    port = redis_url.rsplit(":", 1)[1].split("/", maxsplit=1)[0]
+    monkeypatch.setenv("CACHE_REDIS_PORT", port)  # set explicitly in the pod spec: it wins
+    assert runner.invoke(main, ["ping"]).exit_code == EXIT_OK
