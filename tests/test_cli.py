@@ -691,7 +691,7 @@ def test_stats_watch_prints_a_line_per_interval(runner: CliRunner, filled: redis
 def test_stats_watch_counts_the_lookups_per_second(
     runner: CliRunner, filled: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from stratacache import cli
+    from stratacache.cli import _watch as cli
 
     sleeps: list[float] = []
 
@@ -710,7 +710,7 @@ def test_stats_watch_counts_the_lookups_per_second(
 
 
 def test_stats_watch_stops_on_ctrl_c(runner: CliRunner, filled: redis.Redis) -> None:
-    from stratacache import cli
+    from stratacache.cli import _watch as cli
 
     def interrupted(seconds: float) -> None:
         raise KeyboardInterrupt
