@@ -616,8 +616,9 @@ Cache(app)
 
 
 @pytest.fixture
-def app_modules(tmp_path: Path) -> Iterator[None]:
+def app_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Application modules in the working directory, forgotten by sys.modules after."""
+    monkeypatch.setattr(sys, "path", list(sys.path))  # --app puts the directory first
     for name, code in APP_MODULES.items():
         (tmp_path / f"{name}.py").write_text(code)
     yield

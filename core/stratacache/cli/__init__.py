@@ -142,7 +142,7 @@ def _ping(backend: Backend, count: int) -> dict[str, Any]:
     return result
 
 
-@main.command(short_help="Check that every layer answers, with its latency.")
+@main.command(short_help="Check that every shared layer answers, with its latency.")
 @click.option(
     "--count",
     default=3,
@@ -180,7 +180,7 @@ def ping(count: int, as_json: bool) -> None:
     sys.exit(EXIT_OK if ok else EXIT_FAILED)
 
 
-@main.command(short_help="Describe each layer's store: where it is, how big.")
+@main.command(short_help="Describe each shared layer's store: where it is, how big.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of text.")
 def info(as_json: bool) -> None:
     r"""Describe each layer's store: backend, where it lives, how big it is.
