@@ -32,8 +32,15 @@ line: `CACHE_TYPE=RedisCacheNoExceptions` in the environment and
 
 Everything is validated once, at start-up: a `ConfigurationError` lists every problem at
 once, each naming the key, the bad value and what is accepted; an unknown `CACHE_*` key in a
-mapping or in keyword arguments gets a "did you mean". `stratacache config` prints the
-effective settings, secrets masked, with where each value came from. The keys a backend
+mapping or in keyword arguments gets a "did you mean". The same key from the environment or
+`.env` is one logged warning at configure, with the same "did you mean" over every installed
+backend's and plugin's keys (`CACHE_WARN_UNKNOWN_ENV=false` silences it). The variables
+Kubernetes injects for a Service named `cache` or `cache-redis` (`CACHE_SERVICE_HOST`,
+`CACHE_PORT_6379_TCP_ADDR`, `CACHE_REDIS_SERVICE_PORT`...) are left out; when one collides with
+a key (`CACHE_REDIS_PORT=tcp://10.0.0.1:6379`), the error says so and how to avoid it: rename
+the Service, set `enableServiceLinks: false` in the pod spec, or set the key in the container's
+`env`. `stratacache config` prints the effective settings, secrets masked, with where each
+value came from. The keys a backend
 reads are listed on its page under [Backends](backends/index.md).
 
 | key (environment variable) | type | default | example | meaning |

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from stratacache.assembly_checks import (
     BuildError,
     check_signing,
+    kubernetes_hints,
     leftover_problems,
     named_problem,
     rejected,
@@ -143,6 +144,7 @@ def assemble(settings: CacheSettings, manager: pluggy.PluginManager) -> Assembly
         config = TierConfig(plan.type, backend_cls, shown, settings, plan.cap)
         tiers.append(Tier(plan.name, backend, config, hook, hooked))
     problems += leftover_problems(settings, keys, consumed, tiers)
+    problems = kubernetes_hints(settings, problems)
     if problems:  # a key two tiers read (LOCALCACHE_THRESHOLD) is reported once
         raise ConfigurationError(list(dict.fromkeys(problems)))
     for tier in tiers:

@@ -23,6 +23,8 @@ __all__ = [
     "BuildError",
     "check_signing",
     "installed_option_keys",
+    "is_kubernetes_service_link",
+    "kubernetes_hints",
     "leftover_problems",
     "named_problem",
     "rejected",
@@ -32,6 +34,53 @@ __all__ = [
 logger = logging.getLogger("stratacache.assembly")
 
 _EXPLICIT_SOURCES = ("argument", "mapping")
+
+# The variables Kubernetes injects for a Service named "cache" or "cache-redis" (service
+# links): CACHE_SERVICE_HOST, CACHE_SERVICE_PORT[_NAME], CACHE_PORT,
+# CACHE_PORT_6379_TCP[_PROTO|_PORT|_ADDR], and the same under CACHE_REDIS_.
+_SERVICE_LINK = re.compile(
+    r"CACHE(?:_REDIS)?_(?:SERVICE_HOST|SERVICE_PORT(?:_\w+)?"
+    r"|PORT(?:_\d+_(?:TCP|UDP|SCTP)(?:_(?:PROTO|PORT|ADDR))?)?)"
+)
+_SERVICE_LINK_VALUE = re.compile(r"(?:tcp|udp|sctp)://\S+:\d+")
+_PROBLEM_KEY = re.compile(r"(?P<key>[A-Z][A-Z0-9_]*)=")
+
+
+def is_kubernetes_service_link(key: str) -> bool:
+    """Whether ``key`` is a variable Kubernetes injects for a Service ``cache``/``cache-redis``."""
+    return _SERVICE_LINK.fullmatch(key.upper()) is not None
+
+
+def _injected(key: str, value: Any) -> bool:
+    """Whether ``key=value`` has the name and the form of a Kubernetes service link."""
+    text = value if isinstance(value, str) else ""
+    return is_kubernetes_service_link(key) and _SERVICE_LINK_VALUE.fullmatch(text) is not None
+
+
+def kubernetes_hints(settings: CacheSettings, problems: list[str]) -> list[str]:
+    """Say so when a problem's key is a value Kubernetes injected (``CACHE_REDIS_PORT``).
+
+    A Service named ``cache-redis`` gives every pod of its namespace
+    ``CACHE_REDIS_PORT=tcp://10.0.0.1:6379``, which is also our key.
+    """
+    sources = settings.backend_key_sources()
+    values = settings.backend_keys
+    out = []
+    for problem in problems:
+        found = _PROBLEM_KEY.match(problem)
+        key = found["key"] if found else ""
+        if sources.get(key) in ("environment", ".env") and _injected(key, values.get(key)):
+            service = "cache-redis" if key.startswith("CACHE_REDIS_") else "cache"
+            hint = (
+                f"; this looks like the variable Kubernetes injects for a Service named"
+                f" {service!r} (service links), not a setting: rename the Service, set"
+                " enableServiceLinks: false in the pod spec, or set"
+                f" {key} explicitly in the container's env (it wins over service links)"
+            )
+            out.append(problem + hint)
+        else:
+            out.append(problem)
+    return out
 
 
 class BuildError(Exception):
@@ -138,7 +187,9 @@ def leftover_problems(
     """Explain the backend keys no tier took.
 
     Given explicitly (``configure()`` arguments, a mapping), each is an error. From the
-    environment or ``.env`` they are one warning: deployments carry leftovers. Beside
+    environment or ``.env`` they are one warning (unless ``CACHE_WARN_UNKNOWN_ENV`` is
+    false): deployments carry leftovers; the variables Kubernetes injects for a Service
+    named ``cache`` or ``cache-redis`` are left out. Beside
     ``CACHE_LAYERS``, a backend's flat key is an error whatever its source.
     """
     leftovers = [k for k in keys if k not in consumed]
@@ -160,6 +211,11 @@ def leftover_problems(
     for key in leftovers:
         explicit = sources.get(key) in _EXPLICIT_SOURCES
         value = settings.backend_keys_masked()[key]
+        if not explicit and (
+            _injected(key, settings.backend_keys[key])
+            or (key not in known and is_kubernetes_service_link(key))
+        ):
+            continue  # Kubernetes' service links for a Service named cache or cache-redis
         if layers and key in known:
             problems.append(
                 f"{key}={value!r}: a per-layer key beside CACHE_LAYERS; remove {key}, and give"
@@ -182,7 +238,7 @@ def leftover_problems(
                 problems.append(f"{key}: unknown configuration key; {hint}")
             else:
                 ignored.append(f"{key}: unknown configuration key; {hint}")
-    if ignored:
+    if ignored and settings.cache_warn_unknown_env:
         logger.warning(
             "ignoring configuration keys from the environment that no tier takes: %s",
             "; ".join(ignored),

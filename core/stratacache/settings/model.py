@@ -145,6 +145,14 @@ class CacheSettings(BaseSettings):
         examples=["false"],
         description="Count hits, misses, writes, errors and compute time in cache.stats().",
     )
+    cache_warn_unknown_env: bool = _key(
+        "CACHE_WARN_UNKNOWN_ENV",
+        "true or false (also 1/0, yes/no, on/off)",
+        True,
+        examples=["false"],
+        description="Warn, at configure, on CACHE_*/LOCALCACHE_* environment and .env"
+        " variables no tier takes (with a did-you-mean); false silences it.",
+    )
 
     PER_LAYER_KEYS: ClassVar[frozenset[str]] = frozenset(
         {
