@@ -298,7 +298,8 @@ def test_5_at_most_once_under_small_events(
         " lock 1 result and at most 1 more computation per evicted lock (2 and 2 before,"
         " one eviction); a lock timeout of 1e30"
         " refused at start-up, naming the key, the value and the bound; a frozen Redis (an"
-        " outage) lets each process compute after CACHE_ATOMIC_OUTAGE_AFTER, no caller waits longer",
+        " outage) lets each process compute after CACHE_ATOMIC_OUTAGE_AFTER, no caller waits"
+        " longer",
         figures={
             "cases": len(rows),
             "computations under slow reply / paused writes": max(r["computations"] for r in held),
