@@ -16,7 +16,7 @@ import trustme
 from stratacache import CacheStack, cached_for
 from stratacache_plugins.rediscache import RedisCache, RedisCacheError
 from tests.redis_sentinel import RedisSentinelSet
-from tests.redis_server import RedisServer, free_port
+from tests.redis_server import RedisServer, free_port, free_ports
 from tests.redis_topologies import RedisClusterNodes
 
 
@@ -165,3 +165,56 @@ def test_sentinels_with_a_password_of_their_own(
     refused.configure(settings)  # without the sentinels' password, no master is found
     with pytest.raises(RedisCacheError):
         refused.shared_cache.cache.set("k", 2)
+
+
+def test_a_tls_cluster_with_client_certificates(tmp_path: Path, certificates: Certificates) -> None:
+    cluster = RedisClusterNodes(tmp_path / "tls-cluster")
+    tls_ports = free_ports(len(cluster.nodes))
+    for node, port in zip(cluster.nodes, tls_ports, strict=True):
+        # TLS for clients, for the cluster bus and for replication; the plain port stays
+        # for the fixtures' probes.
+        node.options += [*certificates.server_options(port), "--tls-cluster", "yes"]
+        node.options += ["--tls-replication", "yes"]
+    cluster.start()
+    try:
+        nodes = ",".join(f"rediss://127.0.0.1:{port}" for port in tls_ports[:3])
+        stack = CacheStack()
+        stack.configure(
+            {
+                "CACHE_TYPE": "RedisCacheNoExceptions",
+                "CACHE_REDIS_CLUSTER": nodes,
+                "CACHE_OPTIONS": certificates.client_options(),
+                "CACHE_KEY_PREFIX": "tlsc",
+            }
+        )
+        for n in range(50):  # over every master's slots
+            assert stack.set(f"k{n}", n) is True
+        assert all(stack.get(f"k{n}") == n for n in range(50))
+        discovered = {node.port for node in stack.shared_cache.cache.client.get_nodes()}  # type: ignore[attr-defined]
+        assert discovered <= set(tls_ports), "every node is reached on its TLS port"
+    finally:
+        cluster.stop()
+
+
+def test_an_acl_user_for_the_sentinels(
+    make_redis_sentinel: Callable[..., RedisSentinelSet],
+) -> None:
+    sentinel = make_redis_sentinel()
+    for server in sentinel.sentinel_servers:
+        server.probe().execute_command(
+            "ACL", "SETUSER", "watcher", "on", ">watch-pw", "+@all", "~*", "&*"
+        )
+        server.probe().execute_command("ACL", "SETUSER", "default", "off")
+    stack = CacheStack()
+    stack.configure(
+        {
+            "CACHE_TYPE": "RedisCache",
+            "CACHE_REDIS_SENTINELS": sentinel.sentinels,
+            "CACHE_REDIS_SENTINEL_MASTER": sentinel.master_name,
+            "CACHE_REDIS_SENTINEL_USERNAME": "watcher",
+            "CACHE_REDIS_SENTINEL_PASSWORD": "watch-pw",
+            "CACHE_KEY_PREFIX": "s",
+        }
+    )
+    stack.set("k", 1)
+    assert stack.get("k") == 1
