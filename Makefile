@@ -43,7 +43,7 @@ demo: $(DEMO_STAMP)
 	$(DEMO_VENV)/bin/python examples/quickstart.py
 
 ## Run the whole test suite: lint, format, types, the docs site, and pytest with branch coverage >= 90%.
-test: lint typecheck docs pytest
+test: lint typecheck docs pytest pythons
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -60,6 +60,12 @@ docs: $(STAMP)
 pytest: $(STAMP) redis-server
 	rm -f .coverage .coverage.*
 	$(BIN)/python -m pytest --cov --cov-report=term --durations=25 $(PYTEST_ARGS)
+
+## The conformance, decorator, settings and asyncio suites on Python 3.12 and 3.13 (noxfile.py),
+## with pyenv's interpreters on PATH; a missing interpreter fails the target.
+PYENV_BINS := $(subst $(eval) ,:,$(wildcard $(shell pyenv root 2>/dev/null)/versions/3.1[23].*/bin))
+pythons: $(STAMP) redis-server
+	PATH="$(PYENV_BINS):$$PATH" $(BIN)/nox --error-on-missing-interpreters
 
 ## Benchmarks (side by side, ratios to the anchors).
 bench: $(STAMP) redis-server

@@ -31,7 +31,15 @@ from .conftest import ROOT, clean_env
 TIMEOUT = 240
 """Seconds any one subprocess may take."""
 
-SDIST_FILES = ["Makefile", "mkdocs.yml", ".ci/run", "LICENSE", "README.md", "pyproject.toml"]
+SDIST_FILES = [
+    "Makefile",
+    "mkdocs.yml",
+    "noxfile.py",
+    ".ci/run",
+    "LICENSE",
+    "README.md",
+    "pyproject.toml",
+]
 
 
 def readme_links() -> ModuleType:
