@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import nox
 
-nox.options.default_venv_backend = "venv"
+nox.options.default_venv_backend = "uv|venv"  # uv installs in seconds; venv without it
 nox.options.error_on_missing_interpreters = True
 
 SUITES = [

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
-from redis.backoff import ExponentialWithJitterBackoff
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.cluster import ClusterNode, LoadBalancingStrategy, RedisCluster
 from redis.connection import parse_url
 from redis.exceptions import AskError, MovedError, TryAgainError
@@ -217,10 +217,13 @@ def _sentinel(topology: Topology, options: dict[str, Any]) -> RedisLike:
     username, password = topology.sentinel_auth
     own = {"username": username, "password": password}
     timeouts = {k: options[k] for k in ("socket_connect_timeout", "socket_timeout")}
+    # One attempt per sentinel, as for every client of ours: redis-py's default retries each
+    # with back-offs, and a refused password held every call 11 s while it tried them all.
+    once = {"retry": Retry(NoBackoff(), 0)}
     sentinel = Sentinel(  # type: ignore[no-untyped-call]
         [(node.host, node.port) for node in topology.nodes],
-        sentinel_kwargs={**timeouts, **{k: v for k, v in own.items() if v}},
-        **options,
+        sentinel_kwargs={**timeouts, **once, **{k: v for k, v in own.items() if v}},
+        **{**once, **options},
     )
     master = str(topology.master)
     client: RedisLike = sentinel.master_for(master, connection_pool_class=RetiringSentinelPool)  # type: ignore[no-untyped-call]
