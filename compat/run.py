@@ -22,11 +22,9 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,17 +44,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--report-only", action="store_true", help="render the last results")
     args = parser.parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    from compat.report import write_report
+    from tests.redis_server import RedisServer
+
     if not args.report_only:
         sdists = download()
         environment(sdists)
         suites = unpack(sdists)
-        port = free_port()
-        rewrite_port(suites, port)
-        with redis_server(port):
+        server = RedisServer(BUILD / "redis")  # the suite's own: a free port, no persistence
+        rewrite_port(suites, server.port)
+        server.start()
+        try:
             for name, directory in suites.items():
                 run_suite(name, directory)
-    sys.path.insert(0, str(ROOT))
-    from compat.report import write_report
+        finally:
+            server.stop()
 
     page = write_report(RESULTS, ROOT / "docs" / "compatibility.md")
     print(f"wrote {page.relative_to(ROOT)}")
@@ -119,16 +122,6 @@ def unpack(sdists: dict[str, Path]) -> dict[str, Path]:
     return suites
 
 
-def free_port() -> int:
-    """Return a TCP port on the loopback interface that nothing listens on (never 6379)."""
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port != 6379:
-            return port
-
-
 def rewrite_port(suites: dict[str, Path], port: int) -> None:
     """Point the peers' Redis tests (their port 6360) at our server's port."""
     for directory in suites.values():
@@ -136,39 +129,6 @@ def rewrite_port(suites: dict[str, Path], port: int) -> None:
             text = path.read_text()
             if THEIR_REDIS_PORT in text:
                 path.write_text(text.replace(THEIR_REDIS_PORT, str(port)))
-
-
-class redis_server:  # noqa: N801 (used as a context manager, like a function)
-    """A ``redis-server`` on ``port`` of the loopback interface, without persistence."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> redis_server:
-        if shutil.which("redis-server") is None:
-            print("redis-server is missing: the peers' Redis tests will fail (make redis-server)")
-            return self
-        self.process = subprocess.Popen(
-            [
-                *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no", "--daemonize", "no"),
-            ],
-            stdout=subprocess.DEVNULL,
-            cwd=BUILD,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return self
-            time.sleep(0.05)
-        raise SystemExit(f"redis-server did not listen on port {self.port} within 10 s")
-
-    def __exit__(self, *exc: object) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
 
 
 def run_suite(name: str, directory: Path) -> None:

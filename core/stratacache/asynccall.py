@@ -46,17 +46,21 @@ class AsyncCachedCall(CachedCall[Any, Any]):
         counts = route.counts
         try:
             if read:
-                route.first.stats.misses += 1
+                engine.first_counted(route, NO_VALUE)
                 value = await adrive(engine.below_rule(route, key, counted=True))
-            else:
-                value = await self._read_all(route, key)
+            else:  # the first tier talks to a store too: the whole read in the driver
+                value = await adrive(engine.read_rule(route, key))
             if value is not NO_VALUE:
                 return value
             self._warn_threads(route)
+            first = route.first
+
+            def in_memory() -> Any:  # the first tier, when it costs no await
+                return first.lookup(key, self.group) if first.cache.in_process else NO_VALUE
 
             async def lead() -> Any:
-                found = await adrive(engine.below_rule(route, key, counted=False))
-                if found is not NO_VALUE:  # another flight finished since our miss
+                found = in_memory()  # another flight of this loop may have finished since
+                if found is not NO_VALUE:
                     return found
                 run = functools.partial(self._arun, counts, args, kwargs)
                 return await adrive(engine.compute_rule(route, key, self.atomic, self.guard), run)
@@ -64,27 +68,11 @@ class AsyncCachedCall(CachedCall[Any, Any]):
             def on_wait() -> None:
                 counts.lock_waits += 1
 
-            def reread() -> Any:  # a waiter's own copy, from a first tier in memory
-                first = route.first
-                return first.lookup(key, self.group) if first.cache.in_process else NO_VALUE
-
-            return await self.async_flights.run(key, lead, reread, on_wait)
+            # A waiter reads its own copy from a first tier in memory, once the flight is done.
+            return await self.async_flights.run(key, lead, in_memory, on_wait)
         except CacheError:
             counts.errors += 1
             raise
-
-    async def _read_all(self, route: Route, key: str) -> Any:
-        """Read every tier, the first included (it talks to a store: in a thread)."""
-        first = route.first
-        value = await asyncio.to_thread(first.lookup, key, route.group)
-        if value is not NO_VALUE:  # counted as the hot path counts a first-tier hit
-            if route.counting:
-                route.counts.local_hits += 1
-            else:
-                first.stats.hits += 1
-            return value
-        first.stats.misses += 1
-        return await adrive(engine.below_rule(route, key, counted=True))
 
     async def _arun(self, counts: FunctionStats, args: Any, kwargs: Any) -> Any:
         """Await the function; count the run and its time."""

@@ -232,7 +232,7 @@ def read_below(route: Route, key: str) -> Any:
 
     Returns the value, or :data:`~stratacache.NO_VALUE` when no tier below has it.
     """
-    if len(route.tiers) == 1:
+    if len(route.tiers) == 1:  # below_rule's answer without it: a local-only miss is hot
         route.counts.misses += 1
         return NO_VALUE
     return drive(below_rule(route, key, counted=True))
