@@ -13,6 +13,9 @@ and the Flask integration all call it. The rules:
   warning, and the tiers above still take it. With ``atomic_writes``, the deepest tier's
   commit takes the place of its write; the tiers above get the value that won.
 * Invalidation deletes from every tier of the stack.
+* With coherent local tiers (:mod:`stratacache.coherence`), a value read from (or written
+  to) a deeper tier fills the tiers above only if no other instance's change reached this
+  stack meanwhile: the value may be older than that change.
 
 Each rule is written once, as a generator of the tier operations it needs (the ``*_rule``
 functions, see :mod:`stratacache.driver`); the functions without the suffix run a rule
@@ -26,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from stratacache.backend import NO_VALUE
+from stratacache.coherence import InvalidationReceiver, epoch_of, unchanged_since
 from stratacache.driver import RUN, Rule, drive
 from stratacache.errors import SerializationError
 from stratacache.guard import WriteGuard
@@ -84,6 +88,7 @@ def first_counted(route: Route, value: Any) -> bool:
 def below_rule(route: Route, key: str, *, counted: bool) -> Rule[Any]:
     """Read the tiers below the first, deepest last; a hit fills the tiers above it."""
     tiers, group, fills = route.tiers, route.group, route.fills
+    since = epoch_of(receiver := _receiver(route))
     for index in range(1, len(tiers)):
         tier = tiers[index]
         if fills[index]:
@@ -94,7 +99,8 @@ def below_rule(route: Route, key: str, *, counted: bool) -> Rule[Any]:
             if counted:
                 tier.stats.hits += 1
                 route.counts.shared_hits += 1
-            yield from fill_rule(route, index, key, value, remaining)
+            if unchanged_since(receiver, since):
+                yield from fill_rule(route, index, key, value, remaining)
             return value
         if counted:
             tier.stats.misses += 1
@@ -128,7 +134,10 @@ def write_rule(
     tiers, timeouts, group, counts = route.tiers, route.timeouts, route.group, route.counts
     start = len(tiers) - 1 if below is None else below - 1
     deepest_stored = False
+    since = epoch_of(receiver := _receiver(route))
     for index in range(start, -1, -1):
+        if index < start and not unchanged_since(receiver, since):
+            break  # another instance changed something meanwhile: maybe this key
         try:
             stored = yield (tiers[index], "store", (key, value, timeouts[index], group))
         except SerializationError as exc:  # the tiers above may still take it (pickle)
@@ -199,12 +208,18 @@ def coordinated_rule(
             theirs = committed is not value  # another caller's value won
             value = committed
     if theirs:
+        since = epoch_of(receiver := _receiver(route))
         found, remaining = yield (deepest, "lookup_entry", (key, route.group))
-        if found is not NO_VALUE:
+        if found is not NO_VALUE and unchanged_since(receiver, since):
             yield from fill_rule(route, len(tiers) - 1, key, found, remaining)
         return value
     yield from write_rule(route, key, value, below=len(tiers) - 1)
     return value
+
+
+def _receiver(route: Route) -> InvalidationReceiver | None:
+    state = route.state
+    return None if state is None else state.coherence
 
 
 # -- the rules, run synchronously --------------------------------------------------------

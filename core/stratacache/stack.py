@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from stratacache import engine
 from stratacache.asyncstack import AsyncOperations
 from stratacache.backend import NO_VALUE, Backend, Timeout
+from stratacache.coherence import attach_receivers, detach
 from stratacache.errors import SerializationError
 from stratacache.forksafe import renew_in_child
 from stratacache.state import StackState
@@ -202,6 +203,7 @@ class CacheStack(AsyncOperations):
                 if isinstance(built, BackendStats) and built is not tier.stats:
                     tier.stats.add(built)
             tier.cache.stats = tier.stats
+        state.coherence = attach_receivers(state.every)
         replaced, self._state = self._state, state
         if replaced is not None:
             kept = {id(t.cache) for t in state.every}
@@ -351,6 +353,8 @@ class CacheStack(AsyncOperations):
 
     @staticmethod
     def _close_tiers(tiers: Iterable[Tier]) -> None:
+        tiers = tuple(tiers)
+        detach(tiers)  # a closed backend neither announces nor listens
         for tier in tiers:
             try:
                 tier.cache.close()
@@ -373,8 +377,16 @@ class CacheStack(AsyncOperations):
         :meth:`reset_stats` was called; :meth:`configure` keeps them (a tier's counts carry
         on across a change of its backend). With ``CACHE_STATS=false`` nothing is counted
         and ``enabled`` is false. Reading them never configures the stack.
+
+        With coherent local tiers (a tier above Redis, ``CACHE_INVALIDATION``), an
+        ``invalidation`` entry adds the channel's state and counters
+        (:class:`~stratacache.coherence.InvalidationCounts`).
         """
-        return self._stats.snapshot()
+        snapshot = self._stats.snapshot()
+        state = self._state
+        if state is not None and state.coherence is not None:
+            snapshot["invalidation"] = state.coherence.counts()
+        return snapshot
 
     def reset_stats(self) -> None:
         """Set every counter of :meth:`stats` back to zero."""

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from stratacache import engine
+from stratacache.coherence import InvalidationReceiver
 from stratacache.tier import Tier
 
 if TYPE_CHECKING:
@@ -46,6 +47,8 @@ class StackState:
         self.local_chain: tuple[Tier, ...] | None = above or (
             self.chain[-1:] if self.chain[-1].cache.in_process else None
         )
+        self.coherence: InvalidationReceiver | None = None
+        """The receiver of other instances' changes, once the stack is installed."""
         self.stack_route = engine.Route(
             self, self.chain, settings.cache_default_timeout, None, engine.UNCOUNTED
         )

@@ -286,7 +286,14 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
         lost = 0
         for pause in self._pauses(deadline):
             try:
-                outcome = int(self.client.eval(COMMIT_IF_OWNER, 3, *keys, *args))
+                outcome = int(
+                    self._announced(
+                        self.client,
+                        (key,),
+                        lambda c: c.eval(COMMIT_IF_OWNER, 3, *keys, *args),
+                        group,
+                    )
+                )
             except REDIS_FAILURES as exc:
                 if not self._note_error("commit (lock owner)", exc, len(data)):
                     # Refused (too large, OOM), not lost: release the lock for the next caller.
@@ -349,6 +356,7 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
                             return existing
                         pipe.multi()
                         self._write(pipe, key, data, ms, group)
+                        self._queue_keys(pipe, (key,), group)
                         pipe.execute()
                         return data
                     except WatchError:

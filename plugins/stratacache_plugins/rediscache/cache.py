@@ -23,6 +23,7 @@ from redis.cluster import RedisCluster
 from stratacache import NO_VALUE, Serializer, Timeout
 from stratacache_plugins.rediscache.client import RedisCacheError, RedisClient
 from stratacache_plugins.rediscache.codec import RedisCodec
+from stratacache_plugins.rediscache.invalidation import Announcing
 from stratacache_plugins.rediscache.monitoring import RedisMonitoring
 from stratacache_plugins.rediscache.naming import fetch_many, namespace, one_slot, unlink_under
 from stratacache_plugins.rediscache.options import RedisCacheOptions
@@ -40,7 +41,7 @@ logger = logging.getLogger(__package__)  # one logger for the Redis backends
 _PTTL_PERSISTENT, _PTTL_GONE = -1, -2  # PTTL's replies for a key without expiry, no key
 
 
-class RedisCache(RedisMonitoring, RedisClient, RedisCodec):
+class RedisCache(Announcing, RedisMonitoring, RedisClient, RedisCodec):
     """The shared layer on Redis: every instance of the service sees the same entries.
 
     Accepts cachelib's ``RedisCache`` arguments, so it drops in where that one is used.
@@ -81,6 +82,9 @@ class RedisCache(RedisMonitoring, RedisClient, RedisCodec):
         read_from_replicas: On a Cluster, let reads go to replicas. Off by default:
             replication is asynchronous, so a replica can serve an entry that was just
             invalidated on its master.
+        invalidation: ``"auto"`` (announce changes and apply other instances' to the
+            in-process tiers above, when there are some), ``"on"`` (announce always) or
+            ``"off"`` (see :mod:`~stratacache_plugins.rediscache.invalidation`).
         **kwargs: Further arguments of redis-py's connection pool (``ssl_cert_reqs``...).
     """
 
@@ -108,6 +112,7 @@ class RedisCache(RedisMonitoring, RedisClient, RedisCodec):
         sentinel_password: str | None = None,
         read_from_replicas: bool = False,
         ignore_delete_many_errors: bool = True,
+        invalidation: str = "auto",
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -140,6 +145,7 @@ class RedisCache(RedisMonitoring, RedisClient, RedisCodec):
                 "read_from_replicas": read_from_replicas,
             },
         )
+        self._setup_invalidation(invalidation, cluster=self._topology.kind == "cluster")
 
     # -- timeouts -----------------------------------------------------------------------
 
@@ -240,7 +246,7 @@ class RedisCache(RedisMonitoring, RedisClient, RedisCodec):
     def _store(self, key: str, value: Any, timeout: Timeout, group: str | None) -> bool:
         data = self._dumps(key, value)
         ms = self._milliseconds(timeout)
-        if group is None and ms >= 0:  # a plain write: one SET, no transaction needed
+        if group is None and ms >= 0 and self._channel is None:  # one SET, no transaction
             full = self._key(key)
             return bool(
                 self._run(
@@ -255,6 +261,7 @@ class RedisCache(RedisMonitoring, RedisClient, RedisCodec):
             # (not one the decorator builds) is written and tracked apart on a Cluster.
             pipe = r.pipeline(transaction=one_slot(r, *names))
             self._write(pipe, key, data, ms, group)
+            self._queue_keys(pipe, (key,), group)
             pipe.execute()
             return True
 
@@ -269,7 +276,9 @@ class RedisCache(RedisMonitoring, RedisClient, RedisCodec):
         return bool(
             self._run(
                 "SET NX",
-                lambda r: r.set(self._key(key), data, px=ms or None, nx=True),
+                lambda r: self._announced(
+                    r, (key,), lambda c: c.set(self._key(key), data, px=ms or None, nx=True)
+                ),
                 False,
                 payload=len(data),
             )
@@ -284,6 +293,7 @@ class RedisCache(RedisMonitoring, RedisClient, RedisCodec):
             pipe = r.pipeline(transaction=False)
             for key, data in datas.items():
                 self._write(pipe, key, data, ms, None)
+            self._queue_keys(pipe, list(datas))
             pipe.execute()
             return list(datas)
 
@@ -291,7 +301,8 @@ class RedisCache(RedisMonitoring, RedisClient, RedisCodec):
 
     def delete(self, key: str) -> bool:
         """``DEL``; True if the key existed."""
-        return bool(self._run("DEL", lambda r: r.delete(self._key(key)), 0))
+        full = self._key(key)
+        return bool(self._run("DEL", lambda r: self._announced(r, (key,), lambda c: c.delete(full)), 0))
 
     def delete_many(self, *keys: str) -> list[Any]:
         """Delete ``keys`` in one pipelined round trip (one ``DEL`` each, cluster-safe)."""
@@ -302,6 +313,7 @@ class RedisCache(RedisMonitoring, RedisClient, RedisCodec):
             pipe = r.pipeline(transaction=False)
             for key in keys:
                 pipe.delete(self._key(key))
+            self._queue_keys(pipe, keys)
             pipe.execute()
             return list(keys)
 
@@ -319,8 +331,10 @@ class RedisCache(RedisMonitoring, RedisClient, RedisCodec):
 
         def increment(r: RedisLike) -> int:
             if signed:
-                return self._signed_inc(r, key, delta)
-            return int(r.incrby(self._key(key), delta))
+                value = self._signed_inc(r, key, delta)
+                self._publish_keys(r, (key,))  # after its WATCH/MULTI/EXEC
+                return value
+            return int(self._announced(r, (key,), lambda c: c.incrby(self._key(key), delta)))
 
         result: int | None = self._run("INCRBY", increment, None)
         return result
@@ -339,6 +353,7 @@ class RedisCache(RedisMonitoring, RedisClient, RedisCodec):
 
         def clear(r: RedisLike) -> bool:
             unlink_under(r, prefix)
+            self._publish_all(r)
             return True
 
         return bool(self._run("SCAN/UNLINK", clear, False))
@@ -356,12 +371,24 @@ class RedisCache(RedisMonitoring, RedisClient, RedisCodec):
             removed = bool(self.delete(key))
             self._run("ZREM", lambda r: r.zrem(tracking, full), 0)
             return removed
-        return bool(self._run("DEL+ZREM", lambda r: delete_untracking(r, full, tracking), False))
+
+        def delete(r: RedisLike) -> bool:
+            return delete_untracking(
+                r, full, tracking, lambda pipe: self._queue_keys(pipe, (key,), group)
+            )
+
+        return bool(self._run("DEL+ZREM", delete, False))
 
     def clear_tracked(self, group: str) -> int:
         """Delete the keys tracked for ``group`` in batches, then its tracking set."""
         tracking = self._tracking_key(group)
-        return int(self._run("clear_tracked", lambda r: delete_tracked(r, tracking), 0))
+
+        def clear(r: RedisLike) -> int:
+            removed = delete_tracked(r, tracking)
+            self._publish_group(r, group)
+            return removed
+
+        return int(self._run("clear_tracked", clear, 0))
 
     def __repr__(self) -> str:
         return (

@@ -39,6 +39,7 @@ __all__ = [
     "drop",
     "release",
     "server_url",
+    "subscriber_client",
 ]
 
 
@@ -126,14 +127,35 @@ def acquire(
     with _pools_lock:
         client, holders = _pools.get(key, (None, 0))
         if client is None:
-            timeouts = {"socket_connect_timeout": connect_timeout, "socket_timeout": read_timeout}
-            # Keys are encoded as the other backends hash them: a lone surrogate (a file
-            # name's undecodable byte) is a key like any other, not a UnicodeEncodeError.
-            options = {"encoding_errors": "surrogatepass", **timeouts, **extra}
+            options = _client_options(connect_timeout, read_timeout, extra)
             build = _BUILDERS[topology.kind]
             client = LazyClient(lambda: build(topology, options))
         _pools[key] = (client, holders + 1)
         return client
+
+
+def subscriber_client(
+    topology: Topology, connect_timeout: float, read_timeout: float, extra: dict[str, Any]
+) -> redis.Redis:
+    """Return a client of its own for a pub/sub connection to one server (or master).
+
+    It makes one attempt per call: a connection that fails raises, never reconnects (and
+    resubscribes) unseen, so its listener knows every loss.
+    """
+    options = {**_client_options(connect_timeout, read_timeout, extra)}
+    options["retry"] = Retry(NoBackoff(), 0)
+    client = _BUILDERS[topology.kind](topology, options)
+    assert isinstance(client, redis.Redis)
+    return client
+
+
+def _client_options(
+    connect_timeout: float, read_timeout: float, extra: dict[str, Any]
+) -> dict[str, Any]:
+    timeouts = {"socket_connect_timeout": connect_timeout, "socket_timeout": read_timeout}
+    # Keys are encoded as the other backends hash them: a lone surrogate (a file name's
+    # undecodable byte) is a key like any other, not a UnicodeEncodeError.
+    return {"encoding_errors": "surrogatepass", **timeouts, **extra}
 
 
 def _server(topology: Topology, options: dict[str, Any]) -> RedisLike:
