@@ -29,6 +29,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
 
+from stratacache.forksafe import renew_in_child
 from stratacache.tier import Tier
 
 __all__ = [
@@ -96,6 +97,7 @@ class InvalidationReceiver:
         self.flushes_after_loss = 0
         self._lost = False
         self._lock = threading.Lock()
+        renew_in_child(self, "_lock")
 
     def drop_keys(self, keys: Iterable[str], group: str | None = None) -> None:
         """Drop ``keys`` (tracked in ``group``, if given) from the upper tiers."""
@@ -169,12 +171,16 @@ class InvalidationReceiver:
             logger.exception("applying an invalidation to a local tier failed")
 
 
-def attach_receivers(every: tuple[Tier, ...]) -> InvalidationReceiver | None:
+def attach_receivers(
+    every: tuple[Tier, ...], configured: tuple[Tier, ...]
+) -> InvalidationReceiver | None:
     """Attach a receiver to each announcing backend of ``every``; return the stack's one.
 
-    ``every`` is a stack's tiers, the by-reference one first. The receiver covers the
-    in-process tiers above the first announcing backend; a deeper announcing backend (a
-    second Redis) gets ``None``, and announces without listening.
+    ``every`` is a stack's tiers, the by-reference one first; ``configured`` those the
+    configuration names. A backend with a configured in-process tier above it gets a
+    receiver, which drops from every in-process tier above it (the by-reference one
+    included); a deeper announcing backend (a second Redis) gets ``None``, and so does one
+    with only the implicit by-reference tier above it.
     """
     receiver: InvalidationReceiver | None = None
     for index, tier in enumerate(every):
@@ -182,7 +188,8 @@ def attach_receivers(every: tuple[Tier, ...]) -> InvalidationReceiver | None:
         if not isinstance(cache, InvalidationSource) or cache.in_process:
             continue
         above = tuple(t for t in every[:index] if t.cache.in_process and t.cache.stores)
-        mine = InvalidationReceiver(above) if above and receiver is None else None
+        wanted = any(t in configured for t in above)
+        mine = InvalidationReceiver(above) if wanted and receiver is None else None
         cache.attach_invalidation(mine)
         receiver = receiver or mine
     return receiver

@@ -203,7 +203,7 @@ class CacheStack(AsyncOperations):
                 if isinstance(built, BackendStats) and built is not tier.stats:
                     tier.stats.add(built)
             tier.cache.stats = tier.stats
-        state.coherence = attach_receivers(state.every)
+        state.coherence = attach_receivers(state.every, state.tiers)
         replaced, self._state = self._state, state
         if replaced is not None:
             kept = {id(t.cache) for t in state.every}
