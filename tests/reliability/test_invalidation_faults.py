@@ -1,0 +1,110 @@
+"""A lost invalidation channel never leaves a stale local copy: kill -9, SIGSTOP and CLIENT
+KILL of a redis-server the test started, while another instance writes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from stratacache import NO_VALUE, CacheStack
+from stratacache_plugins.rediscache.listener import HEALTH_INTERVAL
+from tests.redis_server import RedisServer
+from tests.test_invalidation import gone_within, instance, local, subscribed
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # unsigned pickles
+
+READ_TIMEOUT = 1.0  # CACHE_REDIS_READ_TIMEOUT's default
+DETECTED = HEALTH_INTERVAL + READ_TIMEOUT + 1.0  # a frozen server is found within this
+
+
+def channel(stack: CacheStack) -> Any:
+    return stack.stats()["invalidation"]
+
+
+def until(check: Callable[[], bool], timeout: float) -> float:
+    start = time.monotonic()
+    while not check():
+        assert time.monotonic() - start < timeout
+        time.sleep(0.005)
+    return time.monotonic() - start
+
+
+def test_kill_9_flushes_and_it_resubscribes_when_the_server_is_back(
+    make_redis_server: Callable[[], RedisServer],
+) -> None:
+    server = make_redis_server()
+    a, b = instance(server.url), instance(server.url)
+    subscribed(a)
+    subscribed(b)
+    a.set("k", "before the loss")
+    assert local(a, "k") == "before the loss"
+    server.kill()
+    lost = until(lambda: channel(a)["state"] == "lost", DETECTED)
+    assert local(a, "k") is NO_VALUE  # nothing cached before the loss is served
+    assert channel(a)["flushes_after_loss"] == 1
+    server.start()
+    back = until(lambda: channel(a)["state"] == "subscribed", 5.0)
+    print(f"kill -9: loss seen in {lost * 1000:.0f} ms, resubscribed {back * 1000:.0f} ms after")
+    assert channel(a)["flushes_after_loss"] == 2  # what was cached during the loss goes too
+    subscribed(b)
+    assert a.get("k") is None  # the restarted server lost it
+    a.set("k", "mine")
+    b.set("k", "theirs")
+    gone_within(lambda: local(a, "k") is NO_VALUE)
+    assert a.get("k") == "theirs"
+    a.close()
+    b.close()
+
+
+def test_sigstop_is_found_within_a_bounded_time(
+    make_redis_server: Callable[[], RedisServer],
+) -> None:
+    server = make_redis_server()
+    a, b = instance(server.url), instance(server.url)
+    subscribed(a)
+    subscribed(b)
+    a.set("k", "before the freeze")
+    server.pause()
+    try:
+        lost = until(lambda: channel(a)["state"] == "lost", DETECTED)
+        assert local(a, "k") is NO_VALUE
+    finally:
+        server.resume()
+    back = until(lambda: channel(a)["state"] == "subscribed", 5.0)
+    print(f"SIGSTOP: loss seen in {lost * 1000:.0f} ms, resubscribed {back * 1000:.0f} ms after")
+    subscribed(b)
+    assert a.get("k") == "before the freeze"  # Redis kept it: a fresh read, not a stale copy
+    b.set("k", "after the freeze")
+    gone_within(lambda: local(a, "k") is NO_VALUE)
+    assert a.get("k") == "after the freeze"
+    a.close()
+    b.close()
+
+
+def test_writes_while_the_subscriber_is_cut_off_are_not_missed(
+    make_redis_server: Callable[[], RedisServer],
+) -> None:
+    server = make_redis_server()
+    a, b = instance(server.url), instance(server.url)
+    subscribed(a)
+    subscribed(b)
+    for round_ in range(20):
+        b.set("k", f"v{round_}")
+        until(lambda: a.get("k") == f"v{round_}", 2.0)  # within the window; now A's copy
+        assert local(a, "k") == f"v{round_}"
+        flushes = channel(a)["flushes_after_loss"]
+        server.client().client_kill_filter(_type="pubsub")  # every subscriber's connection
+        b.set("k", f"w{round_}")  # while A may not listen: its message may be lost
+
+        def back() -> bool:  # A saw the loss, and is subscribed again
+            return channel(a)["flushes_after_loss"] == flushes + 2 and channel(b)["state"] == (
+                "subscribed"
+            )
+
+        until(back, 5.0)
+        assert a.get("k") == f"w{round_}", round_
+    a.close()
+    b.close()
