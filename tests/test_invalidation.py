@@ -322,7 +322,8 @@ def test_a_forked_child_subscribes_again(redis_url: str) -> None:
             t = time.perf_counter()
             gone = wait(lambda: parent.local_cache.cache.lookup("k") is NO_VALUE)
             took = time.perf_counter() - t
-            result = {"subscribed": ok, "cached": cached, "gone": gone, "value": parent.get("k"), "ms": took * 1000}
+            result = {"subscribed": ok, "cached": cached, "gone": gone,
+                      "value": parent.get("k"), "ms": took * 1000}
             os.write(write, json.dumps(result).encode())
             os._exit(0)
         os.close(write); os.close(back)
@@ -338,5 +339,7 @@ def test_a_forked_child_subscribes_again(redis_url: str) -> None:
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     print(f"forked child: its copy gone {result['ms']:.2f} ms after the parent's change")
-    assert result["subscribed"] and result["cached"] and result["gone"]
+    assert result["subscribed"]
+    assert result["cached"]
+    assert result["gone"]
     assert result["value"] == "after fork"

@@ -27,10 +27,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
-from typing import Any, Literal, Protocol, TypedDict, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict, runtime_checkable
 
 from stratacache.forksafe import renew_in_child
 from stratacache.tier import Tier
+
+if TYPE_CHECKING:
+    from stratacache.stats import StatsSnapshot
 
 __all__ = [
     "ChannelState",
@@ -41,6 +44,7 @@ __all__ = [
     "detach",
     "epoch_of",
     "unchanged_since",
+    "with_channel",
 ]
 
 logger = logging.getLogger("stratacache.coherence")
@@ -210,3 +214,10 @@ def epoch_of(receiver: InvalidationReceiver | None) -> int:
 def unchanged_since(receiver: InvalidationReceiver | None, epoch: int) -> bool:
     """Whether no drop happened since ``epoch``: a value read then may fill the upper tiers."""
     return receiver is None or receiver.epoch == epoch
+
+
+def with_channel(snapshot: StatsSnapshot, receiver: InvalidationReceiver | None) -> StatsSnapshot:
+    """Return ``snapshot`` with the receiver's counters as its ``invalidation``, if any."""
+    if receiver is not None:
+        snapshot["invalidation"] = receiver.counts()
+    return snapshot

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from stratacache import engine
 from stratacache.asyncstack import AsyncOperations
 from stratacache.backend import NO_VALUE, Backend, Timeout
-from stratacache.coherence import attach_receivers, detach
+from stratacache.coherence import attach_receivers, detach, with_channel
 from stratacache.errors import SerializationError
 from stratacache.forksafe import renew_in_child
 from stratacache.state import StackState
@@ -353,8 +353,7 @@ class CacheStack(AsyncOperations):
 
     @staticmethod
     def _close_tiers(tiers: Iterable[Tier]) -> None:
-        tiers = tuple(tiers)
-        detach(tiers)  # a closed backend neither announces nor listens
+        detach(tiers := tuple(tiers))  # a closed backend neither announces nor listens
         for tier in tiers:
             try:
                 tier.cache.close()
@@ -376,17 +375,10 @@ class CacheStack(AsyncOperations):
         The counts are those of this process since the stack was created or
         :meth:`reset_stats` was called; :meth:`configure` keeps them (a tier's counts carry
         on across a change of its backend). With ``CACHE_STATS=false`` nothing is counted
-        and ``enabled`` is false. Reading them never configures the stack.
-
-        With coherent local tiers (a tier above Redis, ``CACHE_INVALIDATION``), an
-        ``invalidation`` entry adds the channel's state and counters
-        (:class:`~stratacache.coherence.InvalidationCounts`).
+        and ``enabled`` is false. Reading them never configures the stack. With coherent local
+        tiers, ``invalidation`` has the channel's counts (see :mod:`stratacache.coherence`).
         """
-        snapshot = self._stats.snapshot()
-        state = self._state
-        if state is not None and state.coherence is not None:
-            snapshot["invalidation"] = state.coherence.counts()
-        return snapshot
+        return with_channel(self._stats.snapshot(), getattr(self._state, "coherence", None))
 
     def reset_stats(self) -> None:
         """Set every counter of :meth:`stats` back to zero."""

@@ -53,6 +53,8 @@ from stratacache import (
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
+    from stratacache.coherence import InvalidationCounts
+
 __all__ = ["StratacacheCollector", "default_collector", "stratacache_configured"]
 
 logger = logging.getLogger(__name__)
@@ -138,6 +140,35 @@ class StratacacheCollector:
                 value = function_counts[counter]  # type: ignore[literal-required]
                 family.add_metric([function], value)
             yield family
+        yield from _invalidation_families(stats.get("invalidation"))
+
+
+def _invalidation_families(counts: InvalidationCounts | None) -> Iterator[Metric]:
+    """The invalidation channel's counters, and its state as a 0/1 gauge per state."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    for counter, help_text in INVALIDATION_COUNTERS.items():
+        family = CounterMetricFamily(f"stratacache_invalidation_{counter}", help_text)
+        if counts is not None:
+            family.add_metric([], counts[counter])  # type: ignore[literal-required]
+        yield family
+    state = GaugeMetricFamily(
+        "stratacache_invalidation_channel",
+        "1 for the invalidation channel's state (connecting, subscribed, lost, off).",
+        labels=["state"],
+    )
+    if counts is not None:
+        for name in ("connecting", "subscribed", "lost", "off"):
+            state.add_metric([name], int(counts["state"] == name))
+    yield state
+
+
+INVALIDATION_COUNTERS = {
+    "received": "Invalidations received from other instances and applied to the local tiers.",
+    "keys_dropped": "Keys those invalidations dropped from the local tiers.",
+    "flushes_after_loss": "Flushes of the local tiers because the invalidation channel was"
+    " lost, or back after a loss.",
+}
 
 
 def _sum(snapshots: Iterator[StatsSnapshot]) -> StatsSnapshot:
@@ -145,14 +176,26 @@ def _sum(snapshots: Iterator[StatsSnapshot]) -> StatsSnapshot:
     layers: dict[str, dict[str, Any]] = {}
     functions: dict[str, dict[str, Any]] = {}
     enabled = False
+    channels: dict[str, int] = {}
+    states: set[str] = set()
     for snapshot in snapshots:
         enabled |= snapshot["enabled"]
+        found_channel = snapshot.get("invalidation")
+        if found_channel is not None:
+            states.add(found_channel["state"])
+            for counter in INVALIDATION_COUNTERS:
+                value = found_channel[counter]  # type: ignore[literal-required]
+                channels[counter] = channels.get(counter, 0) + value
         for into, found in ((layers, snapshot["layers"]), (functions, snapshot["functions"])):
             for name, counts in found.items():
                 total = into.setdefault(name, dict.fromkeys(counts, 0))
                 for counter, value in counts.items():
                     total[counter] += value
-    return cast(StatsSnapshot, {"enabled": enabled, "layers": layers, "functions": functions})
+    summed: dict[str, Any] = {"enabled": enabled, "layers": layers, "functions": functions}
+    if channels:
+        worst = next((s for s in ("lost", "connecting", "subscribed") if s in states), "off")
+        summed["invalidation"] = {**channels, "state": worst}
+    return cast(StatsSnapshot, summed)
 
 
 def default_collector() -> StratacacheCollector:

@@ -93,13 +93,14 @@ def test_writes_while_the_subscriber_is_cut_off_are_not_missed(
     subscribed(b)
     for round_ in range(20):
         b.set("k", f"v{round_}")
-        until(lambda: a.get("k") == f"v{round_}", 2.0)  # within the window; now A's copy
+        wanted = f"v{round_}"
+        until(lambda: a.get("k") == wanted, 2.0)  # within the window; now A's copy  # noqa: B023
         assert local(a, "k") == f"v{round_}"
         flushes = channel(a)["flushes_after_loss"]
         server.client().client_kill_filter(_type="pubsub")  # every subscriber's connection
         b.set("k", f"w{round_}")  # while A may not listen: its message may be lost
 
-        def back() -> bool:  # A saw the loss, and is subscribed again
+        def back(flushes: int = flushes) -> bool:  # A saw the loss, and is subscribed again
             return channel(a)["flushes_after_loss"] == flushes + 2 and channel(b)["state"] == (
                 "subscribed"
             )

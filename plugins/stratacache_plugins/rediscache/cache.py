@@ -21,9 +21,9 @@ import redis
 from redis.cluster import RedisCluster
 
 from stratacache import NO_VALUE, Serializer, Timeout
+from stratacache_plugins.rediscache.announcing import Announcing
 from stratacache_plugins.rediscache.client import RedisCacheError, RedisClient
 from stratacache_plugins.rediscache.codec import RedisCodec
-from stratacache_plugins.rediscache.invalidation import Announcing
 from stratacache_plugins.rediscache.monitoring import RedisMonitoring
 from stratacache_plugins.rediscache.naming import fetch_many, namespace, one_slot, unlink_under
 from stratacache_plugins.rediscache.options import RedisCacheOptions
@@ -302,7 +302,9 @@ class RedisCache(Announcing, RedisMonitoring, RedisClient, RedisCodec):
     def delete(self, key: str) -> bool:
         """``DEL``; True if the key existed."""
         full = self._key(key)
-        return bool(self._run("DEL", lambda r: self._announced(r, (key,), lambda c: c.delete(full)), 0))
+        return bool(
+            self._run("DEL", lambda r: self._announced(r, (key,), lambda c: c.delete(full)), 0)
+        )
 
     def delete_many(self, *keys: str) -> list[Any]:
         """Delete ``keys`` in one pipelined round trip (one ``DEL`` each, cluster-safe)."""

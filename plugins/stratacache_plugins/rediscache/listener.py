@@ -41,7 +41,15 @@ if TYPE_CHECKING:
 
     from stratacache.coherence import InvalidationReceiver
 
-__all__ = ["HEALTH_INTERVAL", "MAX_BACKOFF", "MIN_BACKOFF", "Listener", "Subscription", "subscribe"]
+__all__ = [
+    "FIRST_WAIT",
+    "HEALTH_INTERVAL",
+    "MAX_BACKOFF",
+    "MIN_BACKOFF",
+    "Listener",
+    "Subscription",
+    "subscribe",
+]
 
 logger = logging.getLogger(__package__)
 
@@ -51,6 +59,8 @@ MIN_BACKOFF = 0.05
 """Seconds before the first reconnection attempt after a loss."""
 MAX_BACKOFF = 1.0
 """The longest wait between two reconnection attempts."""
+FIRST_WAIT = 0.25
+"""The longest wait of a new subscription for its channel, when the stack is configured."""
 _POLL = 0.1  # seconds a read waits: how soon the thread sees a stop or a new subscription
 
 
@@ -64,7 +74,14 @@ class Subscription:
         self.channel = channel
         self.serial = serial
         self.receiver = receiver
+        self.ready = threading.Event()
+        """Set once the receiver was told its channel is subscribed."""
         receiver.origin = origin_of(serial)
+
+    def tell_ready(self) -> None:
+        """The channel is subscribed: the receiver flushes, and trusts its tiers again."""
+        self.receiver.channel_ready()
+        self.ready.set()
 
     def close(self) -> None:
         """Stop applying messages to the receiver; the last one stops the listener."""
@@ -82,6 +99,7 @@ class Listener:
         self._subscriptions: list[Subscription] = []
         self._by_channel: dict[str, tuple[Subscription, ...]] = {}
         self._fresh: list[Subscription] = []  # added, not told ready yet
+        self._confirmed: frozenset[str] = frozenset()  # the channels Redis confirmed
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.connected = False
@@ -93,10 +111,14 @@ class Listener:
         """Start applying messages of ``subscription.channel`` to its receiver."""
         with self._lock:
             self._subscriptions.append(subscription)
-            self._fresh.append(subscription)
             self._reindex()
+            ready = self.connected and subscription.channel in self._confirmed
+            if not ready:
+                self._fresh.append(subscription)
             if self._thread is None:
                 self._start()
+        if ready:  # a loss from now on tells it, as every other subscription
+            subscription.tell_ready()
 
     def remove(self, subscription: Subscription) -> None:
         """Stop it; stop the thread after the last one."""
@@ -158,6 +180,7 @@ class Listener:
 
     def _lost(self, exc: BaseException | None) -> None:
         was, self.connected = self.connected, False
+        self._confirmed = frozenset()
         self._resubscribe_all()
         for sub in list(self._subscriptions):
             sub.receiver.channel_lost()
@@ -170,7 +193,7 @@ class Listener:
 
     def _serve(self, stop: threading.Event) -> None:
         client = self._build()
-        pubsub = client.pubsub()
+        pubsub = client.pubsub()  # type: ignore[no-untyped-call]
         try:
             self._listen(pubsub, stop)
         finally:
@@ -212,6 +235,7 @@ class Listener:
                 self._dispatch(_text(message["channel"]), message["data"])
             elif kind == "subscribe":
                 subscribed.add(_text(message["channel"]))
+                self._confirmed = frozenset(subscribed)
                 if not self.connected and subscribed >= asked:
                     self.connected = True
                     logger.info("the invalidation channel is subscribed")
@@ -224,7 +248,7 @@ class Listener:
             ready = [s for s in self._fresh if s.channel in subscribed]
             self._fresh = [s for s in self._fresh if s.channel not in subscribed]
         for sub in ready:
-            sub.receiver.channel_ready()
+            sub.tell_ready()
 
     def _dispatch(self, channel: str, data: bytes) -> None:
         message = decode(data)
@@ -258,8 +282,10 @@ _registry_lock = threading.Lock()
 def subscribe(
     backend: Any, channel: str, serial: int, receiver: InvalidationReceiver
 ) -> Subscription:
-    """Subscribe ``receiver`` to ``channel`` through this process's listener of ``backend``'s
-    server (started now if there is none)."""
+    """Subscribe ``receiver`` to ``channel`` through this process's listener of a server.
+
+    The listener of ``backend``'s server is started now if there is none.
+    """
     key, build, read_timeout = _server_of(backend)
     with _registry_lock:
         listener = _listeners.get(key)
@@ -267,6 +293,9 @@ def subscribe(
             listener = _listeners[key] = Listener(key, build, read_timeout)
     subscription = Subscription(listener, channel, serial, receiver)
     listener.add(subscription)
+    # A short, bounded wait: subscribed before the stack's first use, nothing it caches
+    # then is flushed by the first subscription (a server down only delays configure so).
+    subscription.ready.wait(min(read_timeout, FIRST_WAIT))
     return subscription
 
 
@@ -314,6 +343,7 @@ def _restart_in_child() -> None:
         for sub in old._subscriptions:
             sub.receiver.state = "connecting"
             sub.listener = listener
+            sub.ready = threading.Event()
             sub.receiver.origin = origin_of(sub.serial)
             listener._subscriptions.append(sub)
             listener._fresh.append(sub)

@@ -1,0 +1,190 @@
+"""The invalidation channel's costs, side by side in one run, on a redis-server of its own::
+
+    .venv/bin/python benchmarks/invalidation.py            # 5,000 writes per contender
+    .venv/bin/python benchmarks/invalidation.py --smoke    # a few hundred: seconds
+
+Write path (``cache.set`` of a 100-byte value through a local tier over RedisCache, one
+thread, loopback), three contenders:
+
+* ``off``: ``CACHE_INVALIDATION=off``, one ``SET``;
+* ``publish``: the channel of ours, ``SET`` and ``PUBLISH`` in one pipeline (one round trip);
+* ``tracking``: ``off``, plus server-assisted client-side caching on the writer's
+  connections (``CLIENT TRACKING on REDIRECT <id> BCAST PREFIX <prefix>``, the redirect to a
+  RESP2 connection subscribed to ``__redis__:invalidate``): the server itself sends each
+  write's invalidation, and to every tracking connection, the writer's own included.
+
+Delivery: instance A holds a local copy, instance B writes the key; the time from B's write
+returning to A's copy being gone, p50/p99/max. And the local hit with the channel on against
+off. Prints a table; ``--json PATH`` writes the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "core"), str(ROOT / "plugins")]
+
+import redis  # noqa: E402
+
+from stratacache import NO_VALUE, CacheStack  # noqa: E402
+from tests.redis_server import RedisServer  # noqa: E402
+
+VALUE = "x" * 100
+
+
+def stack(url: str, mode: str) -> CacheStack:
+    """One instance: SimpleCache (long timeout) over RedisCache."""
+    built = CacheStack()
+    built.configure(
+        {
+            "CACHE_TYPE": "RedisCache",
+            "CACHE_REDIS_URL": url,
+            "CACHE_KEY_PREFIX": "bench",
+            "CACHE_INVALIDATION": mode,
+            "LOCALCACHE_DEFAULT_TIMEOUT": 3600,
+        }
+    )
+    return built
+
+
+def per_write(target: CacheStack, writes: int) -> float:
+    """Microseconds per ``set``, the best of three runs."""
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        for n in range(writes):
+            target.set(f"k{n % 100}", VALUE)
+        best = min(best, (time.perf_counter() - start) / writes * 1e6)
+    return best
+
+
+def with_tracking(url: str, target: CacheStack) -> redis.client.PubSub:
+    """Turn on BCAST tracking for every connection of ``target``'s pool, redirected."""
+    listener = redis.Redis.from_url(url, protocol=2, client_name="bench-tracking").pubsub()
+    listener.subscribe("__redis__:invalidate")
+    listener.get_message(timeout=1)
+    clients = redis.Redis.from_url(url).client_list(_type="pubsub")
+    redirect = next(int(c["id"]) for c in clients if c["name"] == "bench-tracking")
+    client: Any = target.shared_cache.cache.client
+    pool = client.connection_pool
+    pool.disconnect()
+
+    def track(connection: Any) -> None:
+        tracking = ("CLIENT", "TRACKING", "on", "REDIRECT", redirect, "BCAST", "PREFIX", "bench:")
+        connection.send_command(*tracking)
+        connection.read_response()
+
+    original = pool.connection_class.on_connect
+
+    def on_connect(connection: Any) -> None:
+        original(connection)
+        track(connection)
+
+    pool.connection_class.on_connect = on_connect  # every connection of this run tracks
+
+    def drain() -> None:  # read what the server sends, as a subscriber would
+        while listener.subscribed:
+            try:
+                listener.get_message(timeout=0.1)
+            except (redis.RedisError, ValueError, OSError):  # closed under it: done
+                return
+
+    threading.Thread(target=drain, daemon=True).start()
+    return listener
+
+
+def delivery(url: str, changes: int) -> list[float]:
+    """Milliseconds from B's write returning to A's local copy being gone, per change."""
+    a, b = stack(url, "auto"), stack(url, "auto")
+    seen: list[float] = []
+    for n in range(changes):
+        a.set("hot", n)  # A's own copy (its own write keeps it)
+        b.set("hot", -n)
+        start = time.perf_counter()
+        while a.local_cache.cache.lookup("hot") is not NO_VALUE:
+            if time.perf_counter() - start > 2:
+                raise AssertionError("A's copy outlived 2 s")
+        seen.append((time.perf_counter() - start) * 1000)
+    a.close()
+    b.close()
+    return seen
+
+
+def local_hit(url: str, mode: str, calls: int) -> float:
+    """Nanoseconds per local hit of a decorated function."""
+    from stratacache import cached_for
+
+    target = stack(url, mode)
+
+    @cached_for(hours=1, stack=target)
+    def f(x: int) -> int:
+        return x
+
+    f(1)
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(calls):
+            f(1)
+        best = min(best, (time.perf_counter() - start) / calls * 1e9)
+    target.close()
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every measurement and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="few iterations: seconds")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    args = parser.parse_args(argv)
+    writes, changes, calls = (300, 100, 20_000) if args.smoke else (5_000, 1_000, 200_000)
+    server = RedisServer(Path(tempfile.mkdtemp(prefix="bench-inv-"))).start()
+    try:
+        figures: dict[str, Any] = {}
+        off = stack(server.url, "off")
+        figures["write_us_off"] = per_write(off, writes)
+        on = stack(server.url, "on")
+        figures["write_us_publish"] = per_write(on, writes)
+        on.close()
+        listener = with_tracking(server.url, off)
+        figures["write_us_tracking"] = per_write(off, writes)
+        listener.close()
+        off.close()
+        latencies = delivery(server.url, changes)
+        q = statistics.quantiles(latencies, n=100)
+        figures.update(
+            delivery_ms_p50=statistics.median(latencies),
+            delivery_ms_p99=q[98],
+            delivery_ms_max=max(latencies),
+            local_hit_ns_off=local_hit(server.url, "off", calls),
+            local_hit_ns_on=local_hit(server.url, "auto", calls),
+        )
+    finally:
+        server.stop()
+    base = figures["write_us_off"]
+    print(f"write, off:      {base:8.1f} us   1.00x")
+    for name in ("publish", "tracking"):
+        value = figures[f"write_us_{name}"]
+        print(f"write, {name + ':':9s}{value:8.1f} us   {value / base:.2f}x")
+    print(
+        f"delivery ({changes} changes): p50 {figures['delivery_ms_p50']:.3f} ms,"
+        f" p99 {figures['delivery_ms_p99']:.3f} ms, max {figures['delivery_ms_max']:.3f} ms"
+    )
+    hit_off, hit_on = figures["local_hit_ns_off"], figures["local_hit_ns_on"]
+    print(f"local hit: off {hit_off:.0f} ns, on {hit_on:.0f} ns, {hit_on / hit_off:.2f}x")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
