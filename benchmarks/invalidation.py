@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/invalidation.py            # 5,000 writes per contender
     .venv/bin/python benchmarks/invalidation.py --smoke    # a few hundred: seconds
 
-Write path (``cache.set`` of a 100-byte value through a local tier over RedisCache, one
-thread, loopback), three contenders:
+Write path (a 100-byte value through a local tier over RedisCache, one thread, loopback;
+``cache.set``, and a decorated function's tracked write), three contenders:
 
 * ``off``: ``CACHE_INVALIDATION=off``, one ``SET``;
 * ``publish``: the channel of ours, ``SET`` and ``PUBLISH`` in one pipeline (one round trip);
@@ -15,7 +15,8 @@ thread, loopback), three contenders:
 
 Delivery: instance A holds a local copy, instance B writes the key; the time from B's write
 returning to A's copy being gone, p50/p99/max. And the local hit with the channel on against
-off. Prints a table; ``--json PATH`` writes the figures.
+off: timed, and counted in instructions by callgrind (``benchmarks/callgrind.py``'s method,
+which a shared machine does not disturb). Prints a table; ``--json PATH`` writes the figures.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "core"), str(ROOT / "plugins")]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "core"), str(ROOT / "plugins")]
 
 import redis  # noqa: E402
 
@@ -56,15 +57,28 @@ def stack(url: str, mode: str) -> CacheStack:
     return built
 
 
-def per_write(target: CacheStack, writes: int) -> float:
-    """Microseconds per ``set``, the best of three runs."""
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        for n in range(writes):
-            target.set(f"k{n % 100}", VALUE)
-        best = min(best, (time.perf_counter() - start) / writes * 1e6)
-    return best
+def per_write(target: CacheStack, writes: int) -> tuple[float, float]:
+    """Microseconds per write, the best of three runs: a ``set``, and a tracked write.
+
+    The tracked write is a decorated function's (its key recorded in the function's
+    tracking set, in one ``MULTI``/``EXEC``), through the engine as the decorator writes.
+    """
+    from stratacache import engine
+
+    route = target.route(3600, group="bench.f")
+    found = []
+    for write in (
+        lambda key: target.set(key, VALUE),
+        lambda key: engine.write(route, key, VALUE),
+    ):
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            for n in range(writes):
+                write(f"{{bench.f}}k{n % 100}")
+            best = min(best, (time.perf_counter() - start) / writes * 1e6)
+        found.append(best)
+    return found[0], found[1]
 
 
 def with_tracking(url: str, target: CacheStack) -> redis.client.PubSub:
@@ -140,23 +154,46 @@ def local_hit(url: str, mode: str, calls: int) -> float:
     return best
 
 
+def local_hit_instructions(url: str, calls: int) -> dict[str, float]:
+    """Instructions per local hit (callgrind), the channel on and off: a figure that holds."""
+    from callgrind import Contender, measure
+
+    setup = """
+from stratacache import CacheStack, cached_for
+stack = CacheStack()
+stack.configure({{"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": {url!r},
+                 "CACHE_KEY_PREFIX": "ir", "CACHE_INVALIDATION": {mode!r}}})
+f = cached_for(minutes=5, stack=stack)(rates)
+"""
+    contenders = [
+        Contender(
+            f"hit_{mode}", f"local hit, invalidation {mode}", setup.format(url=url, mode=mode)
+        )
+        for mode in ("off", "auto")
+    ]
+    with tempfile.TemporaryDirectory(prefix="bench-inv-ir-") as workdir:
+        found = measure(contenders, calls, 1, 2, Path(workdir))
+    return {f["id"]: f["ir_per_call_mean"] for f in found.values()}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run every measurement and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="few iterations: seconds")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--no-callgrind", action="store_true", help="skip the instruction counts")
     args = parser.parse_args(argv)
     writes, changes, calls = (300, 100, 20_000) if args.smoke else (5_000, 1_000, 200_000)
     server = RedisServer(Path(tempfile.mkdtemp(prefix="bench-inv-"))).start()
     try:
         figures: dict[str, Any] = {}
         off = stack(server.url, "off")
-        figures["write_us_off"] = per_write(off, writes)
+        figures["write_us_off"], figures["tracked_us_off"] = per_write(off, writes)
         on = stack(server.url, "on")
-        figures["write_us_publish"] = per_write(on, writes)
+        figures["write_us_publish"], figures["tracked_us_publish"] = per_write(on, writes)
         on.close()
         listener = with_tracking(server.url, off)
-        figures["write_us_tracking"] = per_write(off, writes)
+        figures["write_us_tracking"], figures["tracked_us_tracking"] = per_write(off, writes)
         listener.close()
         off.close()
         latencies = delivery(server.url, changes)
@@ -168,19 +205,25 @@ def main(argv: list[str] | None = None) -> int:
             local_hit_ns_off=local_hit(server.url, "off", calls),
             local_hit_ns_on=local_hit(server.url, "auto", calls),
         )
+        if not args.no_callgrind:
+            ir = local_hit_instructions(server.url, 300 if args.smoke else 5_000)
+            figures.update(local_hit_ir_off=ir["hit_off"], local_hit_ir_on=ir["hit_auto"])
     finally:
         server.stop()
-    base = figures["write_us_off"]
-    print(f"write, off:      {base:8.1f} us   1.00x")
-    for name in ("publish", "tracking"):
-        value = figures[f"write_us_{name}"]
-        print(f"write, {name + ':':9s}{value:8.1f} us   {value / base:.2f}x")
+    for kind, label in (("write", "set"), ("tracked", "tracked write")):
+        base = figures[f"{kind}_us_off"]
+        for name in ("off", "publish", "tracking"):
+            value = figures[f"{kind}_us_{name}"]
+            print(f"{label}, {name + ':':9s}{value:8.1f} us   {value / base:.2f}x")
     print(
         f"delivery ({changes} changes): p50 {figures['delivery_ms_p50']:.3f} ms,"
         f" p99 {figures['delivery_ms_p99']:.3f} ms, max {figures['delivery_ms_max']:.3f} ms"
     )
     hit_off, hit_on = figures["local_hit_ns_off"], figures["local_hit_ns_on"]
     print(f"local hit: off {hit_off:.0f} ns, on {hit_on:.0f} ns, {hit_on / hit_off:.2f}x")
+    if "local_hit_ir_off" in figures:
+        ir_off, ir_on = figures["local_hit_ir_off"], figures["local_hit_ir_on"]
+        print(f"local hit: off {ir_off:.0f} Ir, on {ir_on:.0f} Ir, {ir_on / ir_off:.3f}x")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     return 0

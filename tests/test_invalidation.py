@@ -343,3 +343,67 @@ def test_a_forked_child_subscribes_again(redis_url: str) -> None:
     assert result["cached"]
     assert result["gone"]
     assert result["value"] == "after fork"
+
+
+def test_async_code_is_served_by_the_same_listener(pair: tuple[CacheStack, CacheStack]) -> None:
+    import asyncio
+
+    a, b = pair
+    prices = {1: "old"}
+
+    @cached_for(hours=1, stack=a)
+    async def quote(item: int) -> str:
+        return prices[item]
+
+    assert asyncio.run(quote(1)) == "old"
+    key = quote.cache_key(1)
+    assert local(a, key) == "old"
+    prices[1] = "new"
+    asyncio.run(b.aset(key, "new"))
+    gone_within(lambda: local(a, key) is NO_VALUE)
+    assert asyncio.run(quote(1)) == "new"
+
+
+def test_info_shows_the_channel_and_its_subscribers(
+    pair: tuple[CacheStack, CacheStack], redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from stratacache.cli import main
+
+    for key, value in {
+        "CACHE_TYPE": "RedisCache",
+        "CACHE_REDIS_URL": redis_url,
+        "CACHE_KEY_PREFIX": "inv",
+    }.items():
+        monkeypatch.setenv(key, value)
+    result = CliRunner().invoke(main, ["info", "--json"])
+    assert result.exit_code == 0, result.output
+    shared = json.loads(result.stdout)["layers"]["shared"]
+    assert shared["invalidation"] == "auto"
+    assert shared["invalidation_channel"] == f"{CHANNEL_PREFIX}0:inv:"
+    assert shared["invalidation_subscribers"] >= 1  # this process's one listener connection
+
+
+def test_prometheus_exports_the_channel(pair: tuple[CacheStack, CacheStack]) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from stratacache_plugins.prometheus import StratacacheCollector
+
+    a, b = pair
+    b.set("k", 1)
+    gone_within(lambda: a.stats()["invalidation"]["received"] == 1)
+    registry = CollectorRegistry()
+    registry.register(StratacacheCollector(a))
+    text = generate_latest(registry).decode()
+    found = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert found["stratacache_invalidation_received_total", ()] == 1
+    assert found["stratacache_invalidation_keys_dropped_total", ()] == 1
+    assert found["stratacache_invalidation_flushes_after_loss_total", ()] == 0
+    assert found["stratacache_invalidation_channel", (("state", "subscribed"),)] == 1
+    assert found["stratacache_invalidation_channel", (("state", "lost"),)] == 0

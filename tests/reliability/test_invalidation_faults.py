@@ -109,3 +109,21 @@ def test_writes_while_the_subscriber_is_cut_off_are_not_missed(
         assert a.get("k") == f"w{round_}", round_
     a.close()
     b.close()
+
+
+def test_a_quiet_channel_is_checked_not_lost(make_redis_server: Callable[[], RedisServer]) -> None:
+    server = make_redis_server()
+    a = instance(server.url)
+    subscribed(a)
+    a.set("k", "kept")
+    server.reset_stats()
+    time.sleep(4 * HEALTH_INTERVAL)  # silence: the listener PINGs, and the PONGs come back
+    assert server.command_counts().get("ping", 0) >= 2
+    assert channel(a) == {
+        "state": "subscribed",
+        "received": 0,
+        "keys_dropped": 0,
+        "flushes_after_loss": 0,
+    }
+    assert local(a, "k") == "kept"
+    a.close()

@@ -246,13 +246,13 @@ class RedisCache(Announcing, RedisMonitoring, RedisClient, RedisCodec):
     def _store(self, key: str, value: Any, timeout: Timeout, group: str | None) -> bool:
         data = self._dumps(key, value)
         ms = self._milliseconds(timeout)
-        if group is None and ms >= 0 and self._channel is None:  # one SET, no transaction
+        if group is None and ms >= 0:  # a plain write: one SET, no transaction needed
             full = self._key(key)
-            return bool(
-                self._run(
-                    "SET", lambda r: r.set(full, data, px=ms or None), False, payload=len(data)
-                )
-            )
+
+            def plain(r: RedisLike) -> Any:
+                return self._announced(r, (key,), lambda c: c.set(full, data, px=ms or None))
+
+            return bool(self._run("SET", plain, False, payload=len(data)))
 
         names = [self._key(key)] + ([self._tracking_key(group)] if group else [])
 

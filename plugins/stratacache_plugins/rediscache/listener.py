@@ -31,7 +31,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from redis.retry import Retry
 
 from stratacache_plugins.rediscache.connection import subscriber_client
 from stratacache_plugins.rediscache.invalidation import decode, origin_of
@@ -305,7 +307,7 @@ def _server_of(backend: Any) -> tuple[Any, Callable[[], redis.Redis], float]:
         import redis
 
         pool = given.connection_pool
-        kwargs = {**pool.connection_kwargs, "retry": None}
+        kwargs = {**pool.connection_kwargs, "retry": Retry(NoBackoff(), 0)}
 
         def build_given() -> redis.Redis:
             return redis.Redis(
