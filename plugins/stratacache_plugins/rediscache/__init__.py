@@ -22,8 +22,9 @@ prefix), ``codec`` (values to bytes and back), ``tracking`` (the tracking sets),
 (the Lua scripts), ``monitoring`` (what ``stratacache info`` and ``stats`` read),
 ``invalidation`` (the messages that keep other instances' local tiers coherent),
 ``announcing`` (how a backend sends them), ``listener`` (the process's pub/sub thread that
-applies them), ``cache`` (RedisCache), ``noexceptions`` and ``atomic``. Everything public is exported here:
-``stratacache_plugins.rediscache.RedisCacheNoExceptions`` is the dotted path to give.
+applies them), ``cache`` (RedisCache), ``noexceptions`` and ``atomic``. Everything public
+is exported here: ``stratacache_plugins.rediscache.RedisCacheNoExceptions`` is the dotted
+path to give.
 """
 
 from stratacache_plugins.rediscache.atomic import AtomicWaitTimeout, RedisCacheAtomic

@@ -172,7 +172,8 @@ class Listener:
             except (RedisError, OSError) as exc:
                 if stop.is_set():
                     break
-                self._lost(exc)
+                if self._lost(exc):  # it was subscribed: a new outage, a new back-off
+                    backoff = MIN_BACKOFF
                 stop.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
             except Exception:  # a bug must not end coherence silently: flush and retry
@@ -180,7 +181,8 @@ class Listener:
                 self._lost(None)
                 stop.wait(MAX_BACKOFF)
 
-    def _lost(self, exc: BaseException | None) -> None:
+    def _lost(self, exc: BaseException | None) -> bool:
+        """Tell every receiver the channel is lost; return whether it was subscribed."""
         was, self.connected = self.connected, False
         self._confirmed = frozenset()
         self._resubscribe_all()
@@ -192,6 +194,7 @@ class Listener:
                 " flushed, and serve only what they cache until it is back",
                 exc,
             )
+        return was
 
     def _serve(self, stop: threading.Event) -> None:
         client = self._build()
