@@ -407,3 +407,23 @@ def test_prometheus_exports_the_channel(pair: tuple[CacheStack, CacheStack]) -> 
     assert found["stratacache_invalidation_flushes_after_loss_total", ()] == 0
     assert found["stratacache_invalidation_channel", (("state", "subscribed"),)] == 1
     assert found["stratacache_invalidation_channel", (("state", "lost"),)] == 0
+
+
+def test_an_acl_user_without_the_channel_goes_on_without_it(
+    make_redis_server: Callable[[], RedisServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    server = make_redis_server()
+    server.client().acl_setuser(  # keys and commands, no channel (Redis 7's default)
+        "cache-user", enabled=True, passwords=["+s3cret"], keys=["~app:*"], commands=["+@all"]
+    )
+    stack = instance(
+        server.url,
+        CACHE_KEY_PREFIX="app",
+        CACHE_REDIS_USERNAME="cache-user",
+        CACHE_REDIS_PASSWORD="s3cret",
+    )
+    stack.set("k", 1)  # no PUBLISH refused: the backend no longer announces
+    assert stack.get("k") == 1
+    assert stack.stats()["invalidation"]["state"] == "off"
+    assert "ACL SETUSER <user> &__stratacache__:*" in caplog.text
+    stack.close()

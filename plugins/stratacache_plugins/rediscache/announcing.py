@@ -78,7 +78,12 @@ class Announcing:
             receiver.state = "off"
             return
         assert self._channel is not None
-        self._subscription = subscribe(self, self._channel, self._serial, receiver)
+        self._subscription = subscribe(
+            self, self._channel, self._serial, receiver, on_refused=self._go_quiet
+        )
+
+    def _go_quiet(self) -> None:
+        self._channel = None
 
     def close(self) -> None:
         """Stop listening, then let go of the pool."""

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import NoPermissionError, RedisError
 from redis.retry import Retry
 
 from stratacache_plugins.rediscache.connection import subscriber_client
@@ -77,8 +77,16 @@ class Subscription:
         self.serial = serial
         self.receiver = receiver
         self.ready = threading.Event()
-        """Set once the receiver was told its channel is subscribed."""
+        """Set once the receiver was told its channel is subscribed (or it was refused)."""
+        self.on_refused: Callable[[], None] | None = None
+        """Called when Redis refuses the channel."""
         receiver.origin = origin_of(serial)
+
+    def refused(self) -> None:
+        """Redis refused the channel (ACL): the backend stops announcing on it."""
+        self.receiver.state = "off"
+        if self.on_refused is not None:
+            self.on_refused()
 
     def tell_ready(self) -> None:
         """The channel is subscribed: the receiver flushes, and trusts its tiers again."""
@@ -169,6 +177,8 @@ class Listener:
             try:
                 self._serve(stop)
                 backoff = MIN_BACKOFF
+            except NoPermissionError as exc:  # an ACL user without the channel
+                self._refuse(exc)
             except (RedisError, OSError) as exc:
                 if stop.is_set():
                     break
@@ -180,6 +190,26 @@ class Listener:
                 logger.exception("the invalidation listener failed")
                 self._lost(None)
                 stop.wait(MAX_BACKOFF)
+
+    def _refuse(self, exc: NoPermissionError) -> None:
+        """Redis refused to subscribe: the waiting subscriptions end, their backends go quiet.
+
+        Their writes would fail on the ``PUBLISH`` too; without the channel, their local
+        tiers are what they were before coherence: copies that live their timeout.
+        """
+        with self._lock:
+            refused, self._fresh = self._fresh, []
+        for sub in refused:
+            logger.warning(
+                "Redis refused the invalidation channel %s (%s): the local tiers above Redis"
+                " are not kept coherent. Grant the ACL user the channel (ACL SETUSER <user>"
+                " &__stratacache__:*), or set CACHE_INVALIDATION=off",
+                sub.channel,
+                exc,
+            )
+            sub.refused()
+            self.remove(sub)
+            sub.ready.set()
 
     def _lost(self, exc: BaseException | None) -> bool:
         """Tell every receiver the channel is lost; return whether it was subscribed."""
@@ -285,7 +315,11 @@ _registry_lock = threading.Lock()
 
 
 def subscribe(
-    backend: Any, channel: str, serial: int, receiver: InvalidationReceiver
+    backend: Any,
+    channel: str,
+    serial: int,
+    receiver: InvalidationReceiver,
+    on_refused: Callable[[], None] | None = None,
 ) -> Subscription:
     """Subscribe ``receiver`` to ``channel`` through this process's listener of a server.
 
@@ -297,6 +331,7 @@ def subscribe(
         if listener is None:
             listener = _listeners[key] = Listener(key, build, read_timeout)
     subscription = Subscription(listener, channel, serial, receiver)
+    subscription.on_refused = on_refused
     listener.add(subscription)
     # A short, bounded wait: subscribed before the stack's first use, nothing it caches
     # then is flushed by the first subscription (a server down only delays configure so).
