@@ -355,7 +355,9 @@ def _server_of(backend: Any) -> tuple[Any, Callable[[], redis.Redis], float]:
             )
 
         timeout = kwargs.get("socket_timeout") or 1.0
-        return (os.getpid(), id(given)), build_given, float(timeout)
+        # By what it connects to, never by id(): a collected client's id is reused.
+        shown = repr(sorted((k, repr(v)) for k, v in pool.connection_kwargs.items()))
+        return (os.getpid(), pool.connection_class, shown), build_given, float(timeout)
     server = (
         backend.topology,
         backend._connect_timeout,
