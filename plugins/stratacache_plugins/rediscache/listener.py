@@ -4,19 +4,15 @@ Every stack of the process whose Redis tier announces (see :mod:`.invalidation`)
 through :func:`subscribe`; the listener serves sync and async code alike, since the tiers it
 drops from are in this process. It:
 
-* subscribes to the channels of its subscriptions, and tells each receiver it is ready
-  (:meth:`~stratacache.coherence.InvalidationReceiver.channel_ready`, which flushes) only
-  once Redis has confirmed the subscription;
-* applies each message to the receivers of its channel, except the one whose backend sent
-  it;
+* tells a receiver it is ready (``channel_ready``, which flushes) once Redis confirmed its
+  channel, and applies each message to the receivers of its channel but the sender's;
 * sends a ``PING`` when the connection was quiet for :data:`HEALTH_INTERVAL` and counts the
   channel lost if nothing answers within the read timeout, so a frozen server (SIGSTOP) is
   found within ``HEALTH_INTERVAL`` + ``CACHE_REDIS_READ_TIMEOUT``; a closed connection (a
   restart, ``kill -9``, ``CLIENT KILL``) at once;
 * on a loss, tells every receiver (which flushes its tiers), then reconnects with a back-off
   from :data:`MIN_BACKOFF` to :data:`MAX_BACKOFF`;
-* stops when its last subscription goes (the stack closed), and at interpreter exit; it is a
-  daemon thread, which never holds the interpreter's exit.
+* stops when its last subscription goes (the stack closed), and at exit (a daemon thread).
 
 A forked child starts a listener of its own at once, for the subscriptions it inherited.
 """
@@ -215,7 +211,8 @@ class Listener:
         """Tell every receiver the channel is lost; return whether it was subscribed."""
         was, self.connected = self.connected, False
         self._confirmed = frozenset()
-        self._resubscribe_all()
+        with self._lock:  # every subscription waits for its channel's confirmation again
+            self._fresh = list(self._subscriptions)
         for sub in list(self._subscriptions):
             sub.receiver.channel_lost()
         if was:
@@ -299,11 +296,6 @@ class Listener:
                 receiver.drop_group(message.group)
             elif message.op == "a":
                 receiver.drop_all()
-
-    def _resubscribe_all(self) -> None:
-        """After a loss: every subscription waits for its channel's confirmation again."""
-        with self._lock:
-            self._fresh = list(self._subscriptions)
 
 
 def _text(value: bytes | str) -> str:
