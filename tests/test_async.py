@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from stratacache import CacheStack, cached_for
+from stratacache_plugins.filesystem import FileSystemCache
 from stratacache_plugins.rediscache import RedisCache
 from stratacache_plugins.simple import SimpleCache
 from tests.conftest import clean_env
@@ -195,7 +196,7 @@ def test_each_event_loop_has_its_own_flights() -> None:
         assert asyncio.run(square(n)) == n * n
 
 
-def test_a_redis_tier_runs_in_threads_and_is_shared(
+def test_a_redis_tier_is_awaited_and_shared(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     def stack() -> CacheStack:
@@ -211,12 +212,34 @@ def test_a_redis_tier_runs_in_threads_and_is_shared(
 
         return shared
 
-    first, second = define(stack()), define(stack())  # two instances of a service
-    with caplog.at_level(logging.WARNING, logger="stratacache.decorator"):
+    with caplog.at_level(logging.WARNING, logger="stratacache.stack"):
+        first, second = define(stack()), define(stack())  # two instances of a service
         assert asyncio.run(first(4)) == {"n": 4}
     assert asyncio.run(second(4)) == {"n": 4}, "the second instance hits the shared tier"
     assert calls == [4]
-    assert "run in worker threads" in caplog.text
+    assert "worker threads" not in caplog.text, "Redis serves async code natively"
+
+
+def test_a_sync_only_tier_under_async_code_runs_in_threads_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    stack = CacheStack.from_tiers([SimpleCache(), FileSystemCache(str(tmp_path))])
+    assert [t.native_async for t in stack.tiers] == [False, False]
+    with caplog.at_level(logging.WARNING, logger="stratacache.stack"):
+
+        @cached_for(minutes=5, stack=stack)
+        def sync_only(n: int) -> int:
+            return n
+
+        assert "worker threads" not in caplog.text, "no async function: nothing to say"
+
+        @cached_for(minutes=5, stack=stack)
+        async def on_files(n: int) -> int:
+            return n
+
+    assert "'FileSystemCache' (FileSystemCache) have no async API" in caplog.text
+    assert asyncio.run(on_files(2)) == 2
+    assert caplog.text.count("worker threads") == 1, "once per configuration"
 
 
 MIXED_WORKER = r"""

@@ -1,13 +1,12 @@
 """The stack's own API for ``async def`` code: ``await cache.aget/aset/adelete/aclear``.
 
 The same rules as ``get``/``set``/``delete``/``clear`` (the engine's), run by the async
-driver: an in-process tier is read and written directly, a tier that talks to a store in
-a worker thread, so the event loop never blocks.
+driver: an in-process tier is read and written directly, a tier whose backend serves async
+code (Redis) is awaited, any other in a worker thread, so the event loop never blocks.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
 from stratacache import engine
@@ -27,8 +26,7 @@ class AsyncOperations:
 
     # CacheStack's, declared for the type checker only.
     _layers: Callable[[], StackState]
-    delete: Callable[[str], bool]
-    clear: Callable[[], bool]
+    _calls: Any
 
     async def aget(self, key: str, default: Any = None) -> Any:
         """``get``, awaited: the value of ``key`` from the first tier that has it."""
@@ -44,9 +42,16 @@ class AsyncOperations:
         return await adrive(engine.write_rule(route, key, value, strict=True))
 
     async def adelete(self, key: str) -> bool:
-        """``delete``, awaited (in a worker thread): remove ``key`` from every tier."""
-        return await asyncio.to_thread(self.delete, key)
+        """``delete``, awaited: remove ``key`` from every tier.
+
+        A decorated function computing ``key`` right now will not write it back.
+        """
+        for call in list(self._calls):
+            call.guard.invalidate(key)
+        return await adrive(engine.remove_rule(self._layers().every, key)) > 0
 
     async def aclear(self) -> bool:
-        """``clear``, awaited (in a worker thread): clear every tier."""
-        return await asyncio.to_thread(self.clear)
+        """``clear``, awaited: clear every tier; True if all did."""
+        for call in list(self._calls):
+            call.guard.invalidate_all()
+        return await adrive(engine.clear_rule(self._layers().every))
