@@ -97,7 +97,10 @@ class TestAsyncStackOnACluster(AsyncStackConformance):
     def make_stack(self, redis_cluster: RedisClusterNodes) -> Callable[[], CacheStack]:
         prefix = fresh_prefix()
         return lambda: CacheStack.from_tiers(
-            [SimpleCache(), RedisCacheAtomic(cluster=redis_cluster.startup_nodes, key_prefix=prefix)]
+            [
+                SimpleCache(),
+                RedisCacheAtomic(cluster=redis_cluster.startup_nodes, key_prefix=prefix),
+            ]
         )
 
 
@@ -217,3 +220,37 @@ def test_a_user_client_is_run_in_threads(redis_url: str) -> None:
     backend: Backend = RedisCache(client, key_prefix=fresh_prefix())
     run(lambda: backend.aset_tracked("k", {"v": 1}, 60))
     assert run(lambda: backend.alookup("k")) == {"v": 1}
+
+
+@pytest.mark.parametrize("atomic", [None, "at_most_once"])
+def test_a_thousand_tasks_on_one_cold_key_compute_once_over_redis(
+    redis_url: str, atomic: str | None
+) -> None:
+    stack = CacheStack.from_tiers(
+        [SimpleCache(), RedisCacheAtomic(url=redis_url, key_prefix=fresh_prefix())]
+    )
+    calls: list[int] = []
+
+    @cached_for(minutes=5, stack=stack, atomic_writes=atomic)  # type: ignore[arg-type]
+    async def slow(n: int) -> dict[str, int]:
+        calls.append(n)
+        await asyncio.sleep(0.05)
+        return {"n": n}
+
+    async def main() -> list[Any]:
+        return list(await asyncio.gather(*(slow(7) for _ in range(1000))))
+
+    results = asyncio.run(main())
+    assert calls == [7]
+    assert all(result == {"n": 7} for result in results)
+
+
+def test_a_burst_wider_than_the_pool_waits_for_connections(redis_url: str) -> None:
+    backend = RedisCacheNoExceptions(url=redis_url, key_prefix=fresh_prefix(), max_connections=4)
+
+    async def main() -> list[Any]:
+        await asyncio.gather(*(backend.aset_tracked(f"b{i}", i, 60) for i in range(300)))
+        return list(await asyncio.gather(*(backend.alookup(f"b{i}") for i in range(300))))
+
+    assert asyncio.run(main()) == list(range(300))
+    assert backend.stats.errors == 0, "a full pool is not an outage"

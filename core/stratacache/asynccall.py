@@ -44,31 +44,37 @@ class AsyncCachedCall(CachedCall[Any, Any]):
     """Read by the stack, which warns when async functions reach tiers through threads."""
 
     async def amiss(self, route: Route, key: str, args: Any, kwargs: Any, *, read: bool) -> Any:
-        """Continue after a miss (``read``: the first tier was read too), then compute."""
+        """Continue after a miss (``read``: the first tier was read too), then compute.
+
+        The concurrent awaiters of ``key`` in this loop share one flight: one read of the
+        tiers below (1,000 awaiters of a cold key make one Redis round trip, not 1,000) and,
+        if they all miss, one computation.
+        """
         counts = route.counts
-        try:
+        if read:
+            engine.first_counted(route, NO_VALUE)
+        first = route.first
+
+        def in_memory() -> Any:  # the first tier, when it costs no await
+            return first.lookup(key, self.group) if first.cache.in_process else NO_VALUE
+
+        async def lead() -> Any:
+            found = in_memory()  # another flight of this loop may have finished since
+            if found is not NO_VALUE:
+                return found
             if read:
-                engine.first_counted(route, NO_VALUE)
-                value = await adrive(engine.below_rule(route, key, counted=True))
+                found = await adrive(engine.below_rule(route, key, counted=True))
             else:  # the first tier talks to a store too: the whole read in the driver
-                value = await adrive(engine.read_rule(route, key))
-            if value is not NO_VALUE:
-                return value
-            first = route.first
+                found = await adrive(engine.read_rule(route, key))
+            if found is not NO_VALUE:
+                return found
+            run = functools.partial(self._arun, counts, args, kwargs)
+            return await adrive(engine.compute_rule(route, key, self.atomic, self.guard), run)
 
-            def in_memory() -> Any:  # the first tier, when it costs no await
-                return first.lookup(key, self.group) if first.cache.in_process else NO_VALUE
+        def on_wait() -> None:
+            counts.lock_waits += 1
 
-            async def lead() -> Any:
-                found = in_memory()  # another flight of this loop may have finished since
-                if found is not NO_VALUE:
-                    return found
-                run = functools.partial(self._arun, counts, args, kwargs)
-                return await adrive(engine.compute_rule(route, key, self.atomic, self.guard), run)
-
-            def on_wait() -> None:
-                counts.lock_waits += 1
-
+        try:
             # A waiter reads its own copy from a first tier in memory, once the flight is done.
             return await self.async_flights.run(key, lead, in_memory, on_wait)
         except CacheError:

@@ -142,7 +142,9 @@ def build_async(topology: Topology, options: dict[str, Any]) -> tuple[Any, ...]:
     ``options`` are the pool options the synchronous client gets (timeouts, credentials,
     TLS...). Like it, the client makes one attempt per command: the backend's own policy
     (``RedisCacheNoExceptions``' back-off) decides what a failure means. The connect timeout
-    bounds the name lookup too (asyncio resolves inside the connection's timeout).
+    bounds the name lookup too (asyncio resolves inside the connection's timeout). On one
+    server, the pool holds ``max_connections`` (100 by default), and a call waits for a free
+    one rather than failing.
     """
     options = {**options, "retry": Retry(NoBackoff(), 0)}
     if topology.kind == "cluster":
@@ -163,5 +165,9 @@ def build_async(topology: Topology, options: dict[str, Any]) -> tuple[Any, ...]:
             **options,
         )
         return (sentinel.master_for(str(topology.master)), *sentinel.sentinels)
-    pool = aioredis.ConnectionPool.from_url(topology.url, **options)
+    # Many awaits at once (a burst of requests) wait for a free connection, for one connect
+    # and one read timeout at most, where a plain pool would fail them as an outage.
+    wait = options["socket_connect_timeout"] + options["socket_timeout"]
+    options.setdefault("max_connections", 100)  # redis-py's default for its plain pool
+    pool = aioredis.BlockingConnectionPool.from_url(topology.url, timeout=wait, **options)
     return (aioredis.Redis(connection_pool=pool),)
