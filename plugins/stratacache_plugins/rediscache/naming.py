@@ -137,7 +137,7 @@ def keys_under(r: RedisLike, prefix: str) -> Iterator[bytes]:
     yield from r.scan_iter(match=pattern, count=_SCAN_COUNT)
 
 
-def one_slot(r: RedisLike, *names: str) -> bool:
+def one_slot(r: RedisLike | AsyncRedisCluster, *names: str) -> bool:
     """Whether ``names`` can share one transaction.
 
     Always on one server; on a Cluster, if they hash to one slot (a decorated function's
