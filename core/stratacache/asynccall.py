@@ -46,35 +46,34 @@ class AsyncCachedCall(CachedCall[Any, Any]):
     async def amiss(self, route: Route, key: str, args: Any, kwargs: Any, *, read: bool) -> Any:
         """Continue after a miss (``read``: the first tier was read too), then compute.
 
-        The concurrent awaiters of ``key`` in this loop share one flight: one read of the
-        tiers below (1,000 awaiters of a cold key make one Redis round trip, not 1,000) and,
-        if they all miss, one computation.
+        A caller reads the tiers below by itself, with no task of its own: a shared hit
+        costs one round trip and no more. The concurrent awaiters of a key that every tier
+        misses share one flight, and one computation.
         """
         counts = route.counts
-        if read:
-            engine.first_counted(route, NO_VALUE)
-        first = route.first
-
-        def in_memory() -> Any:  # the first tier, when it costs no await
-            return first.lookup(key, self.group) if first.cache.in_process else NO_VALUE
-
-        async def lead() -> Any:
-            found = in_memory()  # another flight of this loop may have finished since
-            if found is not NO_VALUE:
-                return found
-            if read:
-                found = await adrive(engine.below_rule(route, key, counted=True))
-            else:  # the first tier talks to a store too: the whole read in the driver
-                found = await adrive(engine.read_rule(route, key))
-            if found is not NO_VALUE:
-                return found
-            run = functools.partial(self._arun, counts, args, kwargs)
-            return await adrive(engine.compute_rule(route, key, self.atomic, self.guard), run)
-
-        def on_wait() -> None:
-            counts.lock_waits += 1
-
         try:
+            if read:
+                engine.first_counted(route, NO_VALUE)
+                value = await adrive(engine.below_rule(route, key, counted=True))
+            else:  # the first tier talks to a store too: the whole read in the driver
+                value = await adrive(engine.read_rule(route, key))
+            if value is not NO_VALUE:
+                return value
+            first = route.first
+
+            def in_memory() -> Any:  # the first tier, when it costs no await
+                return first.lookup(key, self.group) if first.cache.in_process else NO_VALUE
+
+            async def lead() -> Any:
+                found = in_memory()  # another flight of this loop may have finished since
+                if found is not NO_VALUE:
+                    return found
+                run = functools.partial(self._arun, counts, args, kwargs)
+                return await adrive(engine.compute_rule(route, key, self.atomic, self.guard), run)
+
+            def on_wait() -> None:
+                counts.lock_waits += 1
+
             # A waiter reads its own copy from a first tier in memory, once the flight is done.
             return await self.async_flights.run(key, lead, in_memory, on_wait)
         except CacheError:

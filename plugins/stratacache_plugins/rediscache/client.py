@@ -56,6 +56,7 @@ class RedisClient(Backend):
     """
 
     _prefix: str | Callable[[], str] = ""
+    _async_key: tuple[int, Any, Callable[[], tuple[Any, ...]]] | None = None
 
     def _connect(
         self,
@@ -178,10 +179,17 @@ class RedisClient(Backend):
         """
         if self._given_client is not None:
             return self._given_client
-        timeouts = (self._connect_timeout, self._read_timeout)
-        key = pool_key(self._topology, *timeouts, self._pool_options)
-        options = client_options(*timeouts, self._pool_options)
-        return async_client(key, lambda: build_async(self._topology, options))
+        found = self._async_key
+        if found is None or found[0] != os.getpid():
+            timeouts = (self._connect_timeout, self._read_timeout)
+            options = client_options(*timeouts, self._pool_options)
+            topology = self._topology
+            found = self._async_key = (
+                os.getpid(),
+                pool_key(topology, *timeouts, self._pool_options),
+                lambda: build_async(topology, options),
+            )
+        return async_client(found[1], found[2])
 
     async def _acall(self, action: Callable[[Any], Any]) -> Any:
         """Run ``action`` on this loop's client and await what it returns."""
