@@ -6,7 +6,7 @@ import inspect
 import logging
 from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import Any, Final, ParamSpec, TypeVar
+from typing import Any, Final, ParamSpec, TypeVar, cast
 
 from flask import Flask
 
@@ -19,6 +19,7 @@ from stratacache import (
     cached_for,
     engine,
 )
+from stratacache.cachedfunction import Decorator
 from stratacache_plugins.flask.calls import WRITE_GROUP
 from stratacache_plugins.flask.config import settings_from_config
 from stratacache_plugins.flask.memoize import memoized, synchronous
@@ -104,7 +105,7 @@ class Cache:
         *,
         unless: Callable[..., Any] | None = None,
         **unsupported: Any,
-    ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]:
+    ) -> Decorator:
         """Cache a function's results by its arguments: :func:`~stratacache.cached_for`.
 
         Args:
@@ -141,7 +142,8 @@ class Cache:
             overridden = type(self).get is not Cache.get or type(self).set is not Cache.set
             return memoized(inner, timeout, self, overridden, unless)
 
-        return decorate
+        # The typing of cached_for's: a coroutine function gives an AsyncCachedFunction.
+        return cast(Decorator, decorate)
 
     def cached(
         self,
