@@ -11,8 +11,9 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -103,16 +104,12 @@ def test_stratacache_config_reads_the_env_file(tmp_path: Path) -> None:
 # -- flask_app under gunicorn ------------------------------------------------------------
 
 BOOT_TIMEOUT = 20.0
-"""Seconds gunicorn may take to answer (two workers importing Flask on a loaded machine)."""
+"""Seconds a server may take to answer (two workers importing the app on a loaded machine)."""
 
 
 def gunicorn_command(port: int) -> list[str]:
-    gunicorn = Path(sys.executable).with_name("gunicorn")
-    if not gunicorn.is_file():
-        pytest.fail(
-            f"gunicorn is not installed next to {sys.executable}: pip install -e . --group dev"
-        )
-    command = [str(gunicorn), "-w", "2", "-b", f"127.0.0.1:{port}", "--graceful-timeout", "5"]
+    gunicorn = installed("gunicorn")
+    command = [gunicorn, "-w", "2", "-b", f"127.0.0.1:{port}", "--graceful-timeout", "5"]
     if tuple(int(p) for p in version("gunicorn").split(".")[:2]) >= (25, 1):
         command.append("--no-control-socket")  # no socket in $HOME shared with other runs
     # --pythonpath rather than --chdir: the working directory stays the test's empty one,
@@ -120,19 +117,33 @@ def gunicorn_command(port: int) -> list[str]:
     return [*command, "--pythonpath", str(FLASK_APP), "app:app"]
 
 
-@pytest.fixture
-def service(redis_url: str, tmp_path: Path) -> Iterator[Service]:
+def installed(script: str) -> str:
+    """The path of ``script`` in this virtual environment (fail, never skip, without it)."""
+    path = Path(sys.executable).with_name(script)
+    if not path.is_file():
+        pytest.fail(
+            f"{script} is not installed next to {sys.executable}: pip install -e . --group dev"
+        )
+    return str(path)
+
+
+@contextmanager
+def two_workers(
+    command: Callable[[int], list[str]], redis_url: str, tmp_path: Path
+) -> Iterator[Service]:
+    """Run ``command(port)`` (an example's server) with its shared layer on ``redis_url``."""
     port = free_port()
     env = clean_env(CACHE_TYPE="RedisCache", CACHE_REDIS_URL=redis_url, PYTHONDONTWRITEBYTECODE="1")
+    argv = command(port)
     with running(
-        "gunicorn",
-        gunicorn_command(port),
-        port,
-        env=env,
-        cwd=tmp_path,
-        workers=2,
-        boot_timeout=BOOT_TIMEOUT,
+        Path(argv[0]).name, argv, port, env=env, cwd=tmp_path, workers=2, boot_timeout=BOOT_TIMEOUT
     ) as service:
+        yield service
+
+
+@pytest.fixture
+def service(redis_url: str, tmp_path: Path) -> Iterator[Service]:
+    with two_workers(gunicorn_command, redis_url, tmp_path) as service:
         yield service
 
 
@@ -192,14 +203,9 @@ RATES = "app.exchange_rates"
 
 
 def uvicorn_command(port: int) -> list[str]:
-    uvicorn = Path(sys.executable).with_name("uvicorn")
-    if not uvicorn.is_file():
-        pytest.fail(
-            f"uvicorn is not installed next to {sys.executable}: pip install -e . --group dev"
-        )
     # --app-dir rather than a working directory: the test's empty one, so no .env is read.
     return [
-        *(str(uvicorn), "app:app", "--app-dir", str(FASTAPI_APP)),
+        *(installed("uvicorn"), "app:app", "--app-dir", str(FASTAPI_APP)),
         *("--workers", "2", "--host", "127.0.0.1", "--port", str(port)),
         *("--timeout-graceful-shutdown", "5"),
     ]
@@ -207,17 +213,7 @@ def uvicorn_command(port: int) -> list[str]:
 
 @pytest.fixture
 def fastapi_service(redis_url: str, tmp_path: Path) -> Iterator[Service]:
-    port = free_port()
-    env = clean_env(CACHE_TYPE="RedisCache", CACHE_REDIS_URL=redis_url, PYTHONDONTWRITEBYTECODE="1")
-    with running(
-        "uvicorn",
-        uvicorn_command(port),
-        port,
-        env=env,
-        cwd=tmp_path,
-        workers=2,
-        boot_timeout=BOOT_TIMEOUT,
-    ) as service:
+    with two_workers(uvicorn_command, redis_url, tmp_path) as service:
         yield service
 
 

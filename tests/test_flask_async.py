@@ -23,6 +23,7 @@ from stratacache import CacheStack, cached_for
 from stratacache.flask import Cache
 
 from .redis_server import RedisServer
+from .test_flask import CountingCache
 
 Stats = dict[str, Any]
 
@@ -257,20 +258,6 @@ def test_an_async_memoized_function_is_invalidated_awaited_or_by_delete_memoized
     assert not cache.stack.shared_cache.cache.has(asquare.cache_key(2))
     assert asyncio.run(twice(2)) == [4, 4]
     assert calls["asquare"] == 4
-
-
-class CountingCache(Cache):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.seen: list[tuple[str, str]] = []
-        super().__init__(*args, **kwargs)
-
-    def get(self, key: str) -> Any:
-        self.seen.append(("get", key))
-        return super().get(key)
-
-    def set(self, key: str, value: Any, timeout: Any = None) -> bool:
-        self.seen.append(("set", key))
-        return super().set(key, value, timeout)
 
 
 def test_a_subclass_sees_the_async_decorators_reads_and_writes(redis_url: str) -> None:
