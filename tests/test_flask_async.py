@@ -13,6 +13,7 @@ import inspect
 import threading
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import flask
@@ -258,6 +259,34 @@ def test_an_async_memoized_function_is_invalidated_awaited_or_by_delete_memoized
     assert not cache.stack.shared_cache.cache.has(asquare.cache_key(2))
     assert asyncio.run(twice(2)) == [4, 4]
     assert calls["asquare"] == 4
+
+
+def test_an_async_memoized_method_binds_and_is_deleted_per_instance(redis_url: str) -> None:
+    cache, calls = redis_app(redis_url), Counter[str]()
+
+    @dataclass
+    class Wallet:
+        owner: str
+
+        def __cache_key__(self) -> str:
+            return self.owner
+
+        @cache.memoize(timeout=60)
+        async def balance(self) -> int:
+            calls[self.owner] += 1
+            return len(self.owner)
+
+    first, second = Wallet("ann"), Wallet("bob")
+
+    async def balances() -> list[int]:
+        return [await first.balance(), await second.balance()]
+
+    assert asyncio.run(balances()) == [3, 3]
+    cache.delete_memoized(Wallet.balance, first)
+    assert asyncio.run(balances()) == [3, 3]
+    assert asyncio.run(second.balance.invalidate()) is True  # bound: this instance's entry
+    assert asyncio.run(balances()) == [3, 3]
+    assert calls == {"ann": 2, "bob": 2}
 
 
 def test_a_subclass_sees_the_async_decorators_reads_and_writes(redis_url: str) -> None:
