@@ -7,6 +7,7 @@ code (Redis) is awaited, any other in a worker thread, so the event loop never b
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from stratacache import engine
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncOperations"]
 
+logger = logging.getLogger("stratacache.stack")
+
 
 class AsyncOperations:
     """The awaitable twins of :class:`~stratacache.CacheStack`'s operations across tiers."""
@@ -27,6 +30,21 @@ class AsyncOperations:
     # CacheStack's, declared for the type checker only.
     _layers: Callable[[], StackState]
     _calls: Any
+
+    def _warn_threaded(self, state: StackState) -> None:
+        """Warn once per configuration when async functions reach tiers through threads."""
+        if state.warned_threads or not state.threaded:
+            return
+        if not any(getattr(call, "is_async", False) for call in list(self._calls)):
+            return
+        state.warned_threads = True
+        logger.warning(
+            "the tiers %s have no async API (their backends declare api='sync'): async"
+            " functions run their operations in worker threads (asyncio.to_thread), so the"
+            " event loop never blocks; a backend with api='both' (the Redis backends) is"
+            " awaited instead",
+            ", ".join(f"{t.name!r} ({type(t.cache).__name__})" for t in state.threaded),
+        )
 
     async def aget(self, key: str, default: Any = None) -> Any:
         """``get``, awaited: the value of ``key`` from the first tier that has it."""

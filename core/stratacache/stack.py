@@ -178,21 +178,6 @@ class CacheStack(AsyncOperations):
         if self._state is not None:
             self._warn_threaded(self._state)
 
-    def _warn_threaded(self, state: StackState) -> None:
-        """Warn once per configuration when async functions reach tiers through threads."""
-        if state.warned_threads or not state.threaded:
-            return
-        if not any(getattr(call, "is_async", False) for call in list(self._calls)):
-            return
-        state.warned_threads = True
-        logger.warning(
-            "the tiers %s have no async API (their backends declare api='sync'): async"
-            " functions run their operations in worker threads (asyncio.to_thread), so the"
-            " event loop never blocks; a backend with api='both' (the Redis backends) is"
-            " awaited instead",
-            ", ".join(f"{t.name!r} ({type(t.cache).__name__})" for t in state.threaded),
-        )
-
     def _check_selections(self, state: StackState) -> None:
         problems = []
         for call in list(self._calls):
