@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from stratacache import CacheStack, cached_for
+from stratacache import NO_VALUE, AsyncOnlyBackend, CacheError, CacheStack, cached_for
 from stratacache_plugins.filesystem import FileSystemCache
 from stratacache_plugins.rediscache import RedisCache
 from stratacache_plugins.simple import SimpleCache
@@ -324,3 +324,55 @@ def test_the_stack_api_awaited(redis_server: RedisServer) -> None:
         assert await one.aget("k", "gone") == "gone"
 
     asyncio.run(main())
+
+
+class AsyncOnlyDict(AsyncOnlyBackend):
+    """A third-party backend that serves async code only (api = "async")."""
+
+    def __init__(self) -> None:
+        super().__init__(300)
+        self.data: dict[str, Any] = {}
+
+    async def alookup(self, key: str) -> Any:
+        await asyncio.sleep(0)
+        return self.data.get(key, NO_VALUE)
+
+    async def alookup_entry(self, key: str) -> tuple[Any, float | None]:
+        return await self.alookup(key), None
+
+    async def aset_tracked(
+        self, key: str, value: Any, timeout: Any = None, group: str | None = None
+    ) -> bool:
+        self.data[key] = value
+        return True
+
+    async def adelete(self, key: str) -> bool:
+        return self.data.pop(key, NO_VALUE) is not NO_VALUE
+
+    async def adelete_tracked(self, key: str, group: str) -> bool:
+        return await self.adelete(key)
+
+
+def test_an_async_only_backend_serves_async_code_and_refuses_sync_calls() -> None:
+    store = AsyncOnlyDict()
+    stack = CacheStack.from_tiers([SimpleCache(), store])
+    assert [t.native_async for t in stack.tiers] == [False, True]
+
+    @cached_for(minutes=5, stack=stack)
+    async def double(n: int) -> int:
+        return 2 * n
+
+    assert asyncio.run(double(21)) == 42
+    assert store.data == {double.cache_key(21): 42}
+    assert asyncio.run(stack.aget(double.cache_key(21))) == 42
+    assert asyncio.run(double.invalidate(21)) is True
+    assert store.data == {}
+
+    @cached_for(minutes=5, stack=stack)
+    def sync_double(n: int) -> int:
+        return 2 * n
+
+    with pytest.raises(
+        CacheError, match=r"AsyncOnlyDict.lookup_entry\(\) was called from synchronous"
+    ):
+        sync_double(1)
