@@ -21,17 +21,20 @@ import shutil
 import subprocess
 import sys
 import threading
+import tomllib
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
+from types import ModuleType
 from typing import Any, NamedTuple
 from urllib.parse import urldefrag
 
 import pytest
 
 from .conftest import ROOT, clean_env
+from .test_docs import _generator
 
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -107,6 +110,28 @@ def browser() -> Iterator[Any]:
         yield driver
     finally:
         driver.quit()
+
+
+# -- site_url ------------------------------------------------------------------------------
+
+
+def _hook() -> ModuleType:
+    return _generator("site_url")  # docs/site_url.py
+
+
+def test_site_url_is_the_root_of_docs_url() -> None:
+    hook = _hook()
+    assert hook.site_url("https://example.org/stratacache") == "https://example.org/stratacache/"
+    assert hook.site_url("https://example.org/stratacache/") == "https://example.org/stratacache/"
+    assert hook.site_url("") is None, "no public URL yet: no site_url"
+
+
+def test_the_build_takes_site_url_from_pyproject() -> None:
+    from mkdocs.config.defaults import MkDocsConfig
+
+    hook = _hook()
+    docs_url = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["stratacache"]
+    assert hook.on_config(MkDocsConfig()).site_url == hook.site_url(docs_url["docs_url"])
 
 
 # -- reading every page ------------------------------------------------------------------
