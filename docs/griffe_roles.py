@@ -26,10 +26,13 @@ ROLE = re.compile(
     r"`(?P<tilde>~?)(?P<body>[^`<]+?)(?:\s*<(?P<target>[^`>]+)>)?`"
 )
 
-
 OURS = frozenset({"stratacache", "stratacache_plugins"})
 """The packages whose objects have pages here; other names (the standard library, pydantic)
 are shown as code: the site reads offline, so it has no other project's inventory."""
+
+LITERAL = re.compile(r"(?<=\S)::$", re.MULTILINE)
+"""reStructuredText's ``text::`` before an indented block: a colon (the block is code in
+Markdown too)."""
 
 
 def _absolute(obj: griffe.Object, name: str) -> str:
@@ -80,7 +83,7 @@ def _resolve(obj: griffe.Object, name: str) -> str | None:
 
 
 def rewrite(text: str, obj: griffe.Object) -> str:
-    """Return ``text`` with every Sphinx role replaced by a cross-reference.
+    """Return ``text`` with every Sphinx role replaced by a cross-reference, ``::`` by ``:``.
 
     A reference to one of our objects links to its page when it has one, and is shown as
     code otherwise (a private module, a helper); a reference to another project's object is
@@ -100,7 +103,7 @@ def rewrite(text: str, obj: griffe.Object) -> str:
             return f"`{title}`"
         return f'<autoref identifier="{path}" optional><code>{html.escape(title)}</code></autoref>'
 
-    return ROLE.sub(link, text)
+    return LITERAL.sub(":", ROLE.sub(link, text))
 
 
 def _objects(obj: griffe.Object) -> Iterator[griffe.Object]:
