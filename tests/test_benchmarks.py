@@ -37,10 +37,10 @@ CASES = {
 FIGURES = {"median", "p99", "min", "max", "runs", "ratio"}
 
 
-@pytest.mark.subprocess
-def test_smoke_run_writes_every_case_with_figures_tables_and_chart(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--smoke", "--out", str(tmp_path)],
+def run_benchmarks(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``benchmarks/run.py`` with ``args`` from the root, in a clean environment."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), *args],
         env=clean_env(),
         cwd=ROOT,
         capture_output=True,
@@ -48,6 +48,11 @@ def test_smoke_run_writes_every_case_with_figures_tables_and_chart(tmp_path: Pat
         timeout=240,
         check=False,
     )
+
+
+@pytest.mark.subprocess
+def test_smoke_run_writes_every_case_with_figures_tables_and_chart(tmp_path: Path) -> None:
+    result = run_benchmarks("--smoke", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
 
     data = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
@@ -99,16 +104,7 @@ def test_smoke_run_writes_every_case_with_figures_tables_and_chart(tmp_path: Pat
 
     # The stored run renders again, without measuring, to the same page.
     again = tmp_path / "again"
-    render = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--render"]
-    result = subprocess.run(
-        [*render, str(tmp_path / "results.json"), "--out", str(again)],
-        env=clean_env(),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_benchmarks("--render", str(tmp_path / "results.json"), "--out", str(again))
     assert result.returncode == 0, result.stderr
     assert (again / "results.md").read_text(encoding="utf-8") == markdown
     assert (again / "benchmarks.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")

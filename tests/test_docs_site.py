@@ -18,7 +18,6 @@ import contextlib
 import functools
 import http.server
 import shutil
-import subprocess
 import sys
 import threading
 import tomllib
@@ -33,8 +32,9 @@ from urllib.parse import urldefrag
 
 import pytest
 
-from .conftest import ROOT, clean_env
+from .conftest import ROOT
 from .test_docs import _generator
+from .test_packaging import run_in
 
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -46,17 +46,7 @@ def _build(site: Path) -> None:
     mkdocs = shutil.which("mkdocs", path=str(Path(sys.executable).parent))
     if mkdocs is None:
         pytest.fail(f"mkdocs is not installed next to {sys.executable}: the dev group has it")
-    env = clean_env(NO_MKDOCS_2_WARNING="1")
-    env["PYTHONPATH"] = f"{ROOT / 'core'}:{ROOT / 'plugins'}"
-    result = subprocess.run(
-        [mkdocs, "build", "--strict", "--site-dir", str(site)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = run_in(ROOT, mkdocs, "build", "--strict", "--site-dir", str(site))
     assert result.returncode == 0, result.stderr
 
 
