@@ -120,8 +120,8 @@ def markdown(run: Mapping[str, Any], cases: Sequence[CaseResult]) -> str:
         " (for a target, to the anchor its *compared* column names: the stratacache contender"
         " first); *median* and *p99* (the 99th percentile) are over the samples, *runs* is"
         " their number; *proc.* is processes; *raw* is redis-py called directly, the floor a"
-        " shared hit cannot beat. The run's JSON (`benchmarks.json` beside this page) has the"
-        " min and max too, and every sample.",
+        " shared hit cannot beat. The run's JSON (`results.json`, published as"
+        " `benchmarks.json` beside this page) has the min and max too, and every sample.",
         "",
         "## Targets",
         "",
