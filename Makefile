@@ -72,12 +72,14 @@ docs: $(STAMP)
 
 ## The docs site in headless chromium alone (also part of `make pytest`): every page, the
 ## diagrams, the search, the links.
-docs-browser: $(STAMP) chromium
-	$(BIN)/python -m pytest tests/test_docs_site.py
+docs-browser: $(STAMP) chromium docs
+	STRATACACHE_DOCS_SITE=site $(BIN)/python -m pytest tests/test_docs_site.py
 
-pytest: $(STAMP) redis-server chromium
+# The browser test reads the site the docs target built (STRATACACHE_DOCS_SITE) instead of
+# building it again.
+pytest: $(STAMP) redis-server chromium docs
 	rm -f .coverage .coverage.*
-	$(BIN)/python -m pytest --cov --cov-report=term --durations=25 $(PYTEST_ARGS)
+	STRATACACHE_DOCS_SITE=site $(BIN)/python -m pytest --cov --cov-report=term --durations=25 $(PYTEST_ARGS)
 
 ## The conformance, decorator, settings and asyncio suites on Python 3.12 and 3.13 (noxfile.py),
 ## with pyenv's interpreters on PATH; a missing interpreter fails the target.

@@ -1,8 +1,9 @@
 """The documentation site works in a real browser: Debian's chromium, driven by selenium.
 
 The site is built (``mkdocs build --strict``, as ``make docs`` does) into a temporary
-directory, served from a local ``http.server`` on a port the system picks, and read by one
-headless chromium session, page by page. Every page must load without a JavaScript error
+directory, or taken from ``STRATACACHE_DOCS_SITE`` (``make pytest`` gives the site the docs
+target has just built), served from a local ``http.server`` on a port the system picks, and
+read by one headless chromium session, page by page. Every page must load without a JavaScript error
 (a failed request counts: a missing script, stylesheet or image), its mermaid diagrams must
 render as SVG from the vendored mermaid (no request leaves the local server: the site reads
 offline), the search must find ``at_most_once`` with the decorator page first, and no
@@ -17,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
+import os
 import shutil
 import sys
 import threading
@@ -57,7 +59,9 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The site, built as ``make docs`` builds it."""
+    """The site, built as ``make docs`` builds it (``make pytest`` gives that build's)."""
+    if built := os.environ.get("STRATACACHE_DOCS_SITE"):
+        return ROOT / built
     site = tmp_path_factory.mktemp("site")
     _build(site)
     return site
