@@ -295,3 +295,14 @@ def test_no_internal_link_or_image_is_broken(pages: list[Page], base_url: str) -
                 broken.append(f"{page.url}: {link} (no #{anchor} there)")
     assert not broken, "\n".join(broken)
     assert anchors > 1000, "the API reference alone links to hundreds of anchors"
+
+
+def test_the_hook_page_documents_every_hook_spec(base_url: str) -> None:
+    from stratacache import hookspecs
+
+    specs = [name for name, f in vars(hookspecs).items() if hasattr(f, "stratacache_spec")]
+    assert len(specs) >= 10
+    status, ids = _fetch(base_url + "hookspecs/")
+    assert status == 200
+    missing = [name for name in specs if f"stratacache.hookspecs.{name}" not in ids]
+    assert not missing, f"docs/hookspecs.md does not render {missing}"
