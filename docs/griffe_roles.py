@@ -3,10 +3,12 @@
 The docstrings cross-reference in the reStructuredText way (``:class:`CacheStack```,
 ``:meth:`~stratacache.CacheStack.configure```, ``:func:`title <target>```), which is what
 ``help()`` and an IDE show as they are. mkdocstrings renders docstrings as Markdown, where a
-role is plain text; this extension rewrites each role into an autorefs link
-(``[`CacheStack`][stratacache.stack.CacheStack]``), its target resolved the way Python would
-resolve the name in the docstring's module (its imports included). A target that names no
-documented object makes ``mkdocs build --strict`` fail, as a broken link does.
+role is plain text; this extension rewrites each role into an autorefs cross-reference to
+``stratacache.stack.CacheStack``, its target resolved the way Python would resolve the name
+where the docstring is (the module's imports, the class's members). It links to the object's
+page, or shows as code when the object has none (a private module, a helper). A name that
+resolves to nothing is reported, which makes ``mkdocs build --strict`` fail, as a broken link
+does.
 
 Loaded by mkdocs.yml (``extensions`` of the python handler of mkdocstrings).
 """
