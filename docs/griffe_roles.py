@@ -49,12 +49,28 @@ def _absolute(obj: griffe.Object, name: str) -> str:
     return f"{package}.{name[dots:]}"
 
 
+def _class_of(obj: griffe.Object) -> griffe.Class | None:
+    """``obj`` if it is a class, the class ``obj`` is a member of, or ``None``."""
+    cls = obj if obj.is_class else obj.parent
+    return cls if isinstance(cls, griffe.Class) else None
+
+
+def _inherited(obj: griffe.Object, name: str) -> str | None:
+    """The path of ``name`` inherited by the class of ``obj`` from one of our classes."""
+    cls = _class_of(obj)
+    try:
+        member = cls.all_members.get(name) if cls is not None else None
+    except (griffe.AliasResolutionError, griffe.CyclicAliasError):
+        return None
+    if member is None:
+        return None
+    return member.target_path if member.is_alias else member.path  # where it is defined
+
+
 def _inherited_from_elsewhere(obj: griffe.Object) -> bool:
     """Whether the class of ``obj`` (or ``obj``, a class) has a base from another project."""
-    cls = obj if obj.is_class else obj.parent
-    if not isinstance(cls, griffe.Class):
-        return False
-    return any(
+    cls = _class_of(obj)
+    return cls is not None and any(
         str(getattr(base, "canonical_path", base)).partition(".")[0] not in OURS
         for base in cls.bases
     )
@@ -70,6 +86,8 @@ def _resolve(obj: griffe.Object, name: str) -> str | None:
     try:
         path = f"{obj.resolve(head)}{dot}{rest}"
     except griffe.NameResolutionError:
+        if inherited := _inherited(obj, head):  # as ``self.name`` finds it
+            return f"{inherited}{dot}{rest}"
         path = name  # a full path (``stratacache.NO_VALUE``), a built-in, an inherited method
         elsewhere = head not in OURS and (
             dot or hasattr(builtins, head) or _inherited_from_elsewhere(obj)

@@ -14,6 +14,8 @@ from typing import Any
 import griffe
 import pytest
 
+import stratacache
+
 from .conftest import ROOT
 from .test_docs import _generator
 
@@ -88,3 +90,16 @@ def test_a_missing_member_of_our_packages_is_reported(
 
 def test_a_literal_block_marker_becomes_a_colon(package: griffe.Module) -> None:
     assert roles.rewrite("Use it so::\n\n    code\n", package) == "Use it so:\n\n    code\n"
+
+
+def test_a_method_inherited_from_one_of_our_classes_resolves(package: griffe.Module) -> None:
+    aloads = package.modules_collection["stratacache_plugins.rediscache.awaited"]
+    assert roles.rewrite(":meth:`_loads`", aloads["AwaitedRedis._aloads"]) == link(
+        "stratacache_plugins.rediscache.codec.RedisCodec._loads", "_loads"
+    )
+
+
+def test_every_public_name_has_its_entry_in_the_reference() -> None:
+    pages = "".join(page.read_text() for page in (ROOT / "docs" / "api").glob("*.md"))
+    missing = [name for name in stratacache.__all__ if f"::: stratacache.{name}\n" not in pages]
+    assert not missing, f"add ::: stratacache.NAME to a page of docs/api/ for {missing}"
