@@ -19,6 +19,7 @@ from redis.exceptions import (
     ResponseError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import MaxConnectionsError
 
 from stratacache import renew_in_child
 from stratacache.options import OptionsError
@@ -192,6 +193,10 @@ class RedisCacheNoExceptions(RedisCache):
         """Whether ``exc`` is about one call (its key or value), not about Redis."""
         if isinstance(exc, ResponseError):  # "not an integer", WRONGTYPE, OOM, too large...
             return not isinstance(exc, _SERVER_STATE_ERRORS)
+        if isinstance(exc, MaxConnectionsError):
+            # Every connection of this process's pool was busy for a whole connect and read
+            # timeout (a burst, see the asyncio pools): that call fails, Redis is not down.
+            return True
         if isinstance(exc, ClusterError):
             # redis-py's "TTL exhausted": its key's slot kept redirecting it (ASK, MOVED,
             # TRYAGAIN while the slot migrates); the cluster serves the other slots.
