@@ -15,11 +15,11 @@ from redis.exceptions import (
     BusyLoadingError,
     ClusterDownError,
     ClusterError,
+    MaxConnectionsError,
     ReadOnlyError,
     ResponseError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import MaxConnectionsError
 
 from stratacache import renew_in_child
 from stratacache.options import OptionsError
