@@ -121,8 +121,15 @@ def make_async_wrapper(call: AsyncCachedCall) -> Callable[..., Coroutine[Any, An
         if route.state is not stack._state:
             route = reroute()
         key = make_key(args, kwargs)
-        if not route.first.cache.in_process:
-            return await amiss(route, key, args, kwargs, read=False)
+        first = route.first
+        if not first.cache.in_process:
+            if not first.native_async:  # the whole read in the driver, threads and hooks
+                return await amiss(route, key, args, kwargs, read=False)
+            value = await first.alookup(key, route.group)  # a shared hit: one await, no rule
+            if value is not NO_VALUE:
+                engine.first_counted(route, value)
+                return value
+            return await amiss(route, key, args, kwargs, read=True)
         value = route.lookup(key)  # in memory: no await, no thread
         if value is not NO_VALUE:
             if route.counting:
