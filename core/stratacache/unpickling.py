@@ -135,12 +135,14 @@ def _refused(dotted: str, why: str, allow: AllowList) -> GlobalRefused:
 
 
 class _Unpickler(pickle.Unpickler):
-    """A ``pickle.Unpickler`` whose globals go through an :class:`AllowList`."""
+    """A ``pickle.Unpickler`` whose globals go through an :class:`AllowList`.
 
-    def __init__(self, data: bytes, allow: AllowList, resolved: dict[tuple[str, str], Any]):
-        super().__init__(io.BytesIO(data))
-        self._allow = allow
-        self._resolved = resolved
+    Each :class:`RestrictedPickleSerializer` derives its own class with ``_allow`` and the
+    memo ``_resolved`` as class attributes: a load then runs no Python ``__init__``.
+    """
+
+    _allow: AllowList
+    _resolved: dict[tuple[str, str], Any]
 
     def find_class(self, module: str, name: str) -> Any:
         """Return the global ``module.name`` if the allow-list allows it, else refuse it."""
@@ -202,12 +204,15 @@ class RestrictedPickleSerializer(PickleSerializer):
     def __init__(self, allowed: Iterable[str] = (), protocol: int = pickle.HIGHEST_PROTOCOL):
         super().__init__(protocol)
         self.allow = AllowList(allowed)
-        self._resolved: dict[tuple[str, str], Any] = {}  # allowed globals, once resolved
+        resolved: dict[tuple[str, str], Any] = {}  # the allowed globals, once resolved
+        self._unpickler = type(
+            "_Unpickler", (_Unpickler,), {"_allow": self.allow, "_resolved": resolved}
+        )
 
     def loads(self, data: bytes) -> Any:
         """Unpickle ``data``; a refused global or unreadable bytes raise DeserializationError."""
         try:
-            return _Unpickler(data, self.allow, self._resolved).load()
+            return self._unpickler(io.BytesIO(data)).load()
         except GlobalRefused:
             raise
         except Exception as exc:  # truncated data, renamed class, moved module, bad protocol...
