@@ -126,9 +126,9 @@ def test_hook_exports_a_stack_configured_with_cache_prometheus(exporter: None) -
 
 def test_pyproject_declares_the_plugin_entry_point() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert project["entry-points"]["stratacache.plugins"] == {
-        "prometheus": "stratacache_plugins.prometheus"
-    }
+    assert project["entry-points"]["stratacache.plugins"]["prometheus"] == (
+        "stratacache_plugins.prometheus"
+    )
     assert any(
         r.startswith("prometheus-client") for r in project["optional-dependencies"]["prometheus"]
     )
