@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import shutil
+import subprocess
+import sys
 import textwrap
 import tomllib
 from collections.abc import Iterator
@@ -398,3 +402,26 @@ def test_without_opentelemetry_it_warns_once_and_traces_nothing() -> None:
     assert result.stdout.strip() == "ok"
     assert result.stderr.count("CACHE_OTEL is true but opentelemetry cannot be imported") == 1
     assert "pip install 'stratacache[otel]'" in result.stderr
+
+
+@pytest.mark.subprocess
+def test_a_local_hit_costs_the_same_instructions_with_the_plugin_on(tmp_path: Path) -> None:
+    """callgrind's instruction counts: with CACHE_OTEL on, a local hit runs the same code."""
+    if shutil.which("valgrind") is None:  # fail, never skip
+        pytest.fail("valgrind is not installed; `apt-get install valgrind` (3.19 or later)")
+    script = str(ROOT / "benchmarks" / "callgrind.py")
+    counts = ["--calls", "2000", "--repeats", "1", "--out", str(tmp_path)]
+    result = subprocess.run(
+        [sys.executable, script, "--only", "stratacache,stratacache_otel", *counts],
+        env=clean_env(PYTHONPATH=root_pythonpath()),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    results = json.loads((tmp_path / "callgrind.json").read_text(encoding="utf-8"))["results"]
+    plain = results["stratacache cached_for (SimpleCache)"]["ir_per_call_mean"]
+    traced = results["stratacache cached_for (SimpleCache, CACHE_OTEL on)"]["ir_per_call_mean"]
+    assert abs(traced / plain - 1) < 0.02, (plain, traced)
