@@ -111,6 +111,34 @@ CONTENDERS: tuple[Contender, ...] = (
         " stack=stack\n)(rates)",
     ),
 )
+# An ``async def`` hit never suspends: one ``send(None)`` runs the coroutine to its return,
+# with no event loop, so the count is the hit's own cost plus this driver's (the floor below).
+DRIVE = """
+def f(currency, _async=_async):
+    coroutine = _async(currency)
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    raise AssertionError("a hit suspended")
+"""
+CONTENDERS += (
+    Contender(
+        "async_floor",
+        "async def returning the value (floor of one await)",
+        "async def _async(currency):\n    return RATES\n" + DRIVE,
+    ),
+    Contender(
+        "stratacache_async",
+        "stratacache cached_for, async def (SimpleCache)",
+        STRATACACHE_STACK
+        + "async def _arates(currency):\n    return dict(RATES)\n"
+        + "_async = cached_for(minutes=5, stack=stack)(_arates)\n"
+        + "import asyncio\nasyncio.run(_async('EUR'))  # the miss that fills, on a loop\n"
+        + DRIVE,
+    ),
+)
+
 OTEL_SETUP = """
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider

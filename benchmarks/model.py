@@ -38,6 +38,8 @@ CASE_TITLES: dict[str, str] = {
     "sentinel_hit": "Sentinel shared hit",
     "cluster_throughput": "Cluster concurrency",
     "async_local_hit": "async local hit",
+    "async_shared_hit": "async shared hit",
+    "async_throughput": "async shared-hit throughput",
 }
 """Every case of the issue, by id (what ``--only`` takes), in the issue's order."""
 

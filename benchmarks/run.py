@@ -36,6 +36,7 @@ sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT)]
 
 import callgrind  # noqa: E402
 import cases_async  # noqa: E402
+import cases_async_shared  # noqa: E402
 import cases_concurrency  # noqa: E402
 import cases_file  # noqa: E402
 import cases_growth  # noqa: E402
@@ -56,6 +57,7 @@ from tests.redis_server import INSTALL_HINT, RedisServer  # noqa: E402
 FAMILIES: tuple[ModuleType, ...] = (
     cases_local,
     cases_async,
+    cases_async_shared,
     cases_stats,
     cases_shared,
     cases_unpickler,

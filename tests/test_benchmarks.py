@@ -32,6 +32,8 @@ CASES = {
     "sentinel_hit": "Sentinel shared hit",
     "cluster_throughput": "Cluster concurrency",
     "async_local_hit": "async local hit",
+    "async_shared_hit": "async shared hit",
+    "async_throughput": "async shared-hit throughput",
 }
 FIGURES = {"median", "p99", "min", "max", "runs", "ratio"}
 

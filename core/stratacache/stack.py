@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from stratacache import engine
 from stratacache.asyncstack import AsyncOperations
 from stratacache.backend import NO_VALUE, Backend, Timeout
+from stratacache.driver import drive
 from stratacache.errors import SerializationError
 from stratacache.forksafe import renew_in_child
 from stratacache.state import StackState
@@ -94,6 +95,7 @@ class CacheStack(AsyncOperations):
             state = StackState(resolved, built.tiers, built.every, built.plugin_options)
             self._check_selections(state)
             self._install(state)
+        self._warn_threaded(state)
         logger.debug("stratacache configured: %s", " > ".join(t.name for t in built.tiers))
         manager.hook.stratacache_configured(stack=self, settings=resolved)
         return resolved
@@ -173,6 +175,8 @@ class CacheStack(AsyncOperations):
     def _register(self, call: Any) -> None:
         """Remember a decorated function, so a reconfiguration checks the tiers it names."""
         self._calls.add(call)
+        if self._state is not None:
+            self._warn_threaded(self._state)
 
     def _check_selections(self, state: StackState) -> None:
         problems = []
@@ -333,11 +337,11 @@ class CacheStack(AsyncOperations):
         """
         for call in list(self._calls):
             call.guard.invalidate_all()
-        return all([tier.clear() for tier in self._layers().every])  # noqa: C419 (clear each)
+        return drive(engine.clear_rule(self._layers().every))
 
     def clear_group(self, group: str) -> int:
         """Delete every entry tracked in ``group`` from every tier; return how many went."""
-        return sum(tier.clear_group(group) for tier in self._layers().every)
+        return drive(engine.clear_group_rule(self._layers().every, group))
 
     def close(self) -> None:
         """Release what the backends hold (pools, handles); runs at interpreter exit too.

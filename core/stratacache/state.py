@@ -46,6 +46,9 @@ class StackState:
         self.local_chain: tuple[Tier, ...] | None = above or (
             self.chain[-1:] if self.chain[-1].cache.in_process else None
         )
+        self.threaded = tuple(t for t in every if not t.cache.in_process and not t.native_async)
+        """The tiers async code reaches through worker threads (no native async API)."""
+        self.warned_threads = False
         self.stack_route = engine.Route(
             self, self.chain, settings.cache_default_timeout, None, engine.UNCOUNTED
         )

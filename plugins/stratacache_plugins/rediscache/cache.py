@@ -21,6 +21,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from stratacache import NO_VALUE, Serializer, Timeout
+from stratacache_plugins.rediscache.awaited import AwaitedRedis
 from stratacache_plugins.rediscache.client import RedisCacheError, RedisClient
 from stratacache_plugins.rediscache.codec import RedisCodec
 from stratacache_plugins.rediscache.monitoring import RedisMonitoring
@@ -40,12 +41,13 @@ logger = logging.getLogger(__package__)  # one logger for the Redis backends
 _PTTL_PERSISTENT, _PTTL_GONE = -1, -2  # PTTL's replies for a key without expiry, no key
 
 
-class RedisCache(RedisMonitoring, RedisClient, RedisCodec):
+class RedisCache(RedisMonitoring, AwaitedRedis, RedisClient, RedisCodec):
     """The shared layer on Redis: every instance of the service sees the same entries.
 
     Accepts cachelib's ``RedisCache`` arguments, so it drops in where that one is used.
     Values are pickled (``CACHE_SERIALIZER`` applies); a timeout of 0 means no expiry.
-    A hit is one ``GET``; a tracked write is one pipelined round trip. Errors from Redis raise
+    A hit is one ``GET``; a tracked write is one pipelined round trip. It serves async code
+    natively (``api = "both"``, on ``redis.asyncio``, see :mod:`.awaited`). Errors from Redis raise
     :class:`RedisCacheError`; an unreadable entry raises
     :class:`~stratacache.DeserializationError`.
 
@@ -141,6 +143,10 @@ class RedisCache(RedisMonitoring, RedisClient, RedisCodec):
             },
         )
 
+    def _overridden(self, name: str) -> bool:
+        """Whether a subclass overrides the operation ``name`` (which then sees every call)."""
+        return getattr(type(self), name) is not getattr(RedisCache, name)
+
     # -- timeouts -----------------------------------------------------------------------
 
     def _milliseconds(self, timeout: Timeout) -> int:
@@ -152,10 +158,13 @@ class RedisCache(RedisMonitoring, RedisClient, RedisCodec):
 
     def lookup(self, key: str) -> Any:
         """One ``GET``: the value, or ``NO_VALUE`` on a miss."""
-        data = self._run("GET", lambda r: r.get(self._key(key)), None)
-        if data is None:
-            return NO_VALUE
-        return self._loads(key, data)
+        data = self._run("GET", self._reading(key), None)
+        return NO_VALUE if data is None else self._loads(key, data)
+
+    def _reading(self, key: str) -> Callable[[RedisLike], Any]:
+        """The action of :meth:`lookup` (sync or asyncio client)."""
+        full = self._key(key)
+        return lambda r: r.get(full)
 
     def lookup_entry(self, key: str) -> tuple[Any, float | None]:
         """``GET`` and ``PTTL`` in one pipelined round trip: the value and the server's TTL.
@@ -163,18 +172,27 @@ class RedisCache(RedisMonitoring, RedisClient, RedisCodec):
         ``remaining`` is the key's TTL on the server's clock (``math.inf`` without expiry).
         The entry is decoded as :meth:`lookup` decodes it.
         """
+        data, ms = self._run("GET+PTTL", self._reading_entry(key), (None, _PTTL_GONE))
+        return self._entry(key, data, ms, lambda: self._loads(key, data))
+
+    def _reading_entry(self, key: str) -> Callable[[RedisLike], Any]:
+        """The action of :meth:`lookup_entry`: ``GET`` and ``PTTL``, pipelined."""
         full = self._key(key)
 
-        def read(r: RedisLike) -> list[Any]:
+        def read(r: RedisLike) -> Any:
             pipe = r.pipeline(transaction=False)
             pipe.get(full)
             pipe.pttl(full)
-            return list(pipe.execute())
+            return pipe.execute()
 
-        data, ms = self._run("GET+PTTL", read, (None, _PTTL_GONE))
+        return read
+
+    @staticmethod
+    def _entry(key: str, data: Any, ms: Any, decode: Callable[[], Any]) -> tuple[Any, float | None]:
+        """The entry :meth:`lookup_entry` answers for ``GET``'s ``data`` and ``PTTL``'s ``ms``."""
         if data is None or ms == _PTTL_GONE:  # gone, or deleted between the two commands
             return NO_VALUE, None
-        value = self._loads(key, data)
+        value = decode()
         if value is NO_VALUE:
             return NO_VALUE, None
         return value, math.inf if ms == _PTTL_PERSISTENT else int(ms) / 1000
@@ -238,27 +256,32 @@ class RedisCache(RedisMonitoring, RedisClient, RedisCodec):
         self._run("track", track, None)
 
     def _store(self, key: str, value: Any, timeout: Timeout, group: str | None) -> bool:
+        operation, action, payload = self._storing(key, value, timeout, group)
+        return bool(self._run(operation, action, False, payload=payload))
+
+    def _storing(
+        self, key: str, value: Any, timeout: Timeout, group: str | None
+    ) -> tuple[str, Callable[[RedisLike], Any], int]:
+        """The call of a tracked write: its name, its action, and the bytes it sends.
+
+        The value is serialized here, so a serialization error raises before any I/O.
+        """
         data = self._dumps(key, value)
         ms = self._milliseconds(timeout)
         if group is None and ms >= 0:  # a plain write: one SET, no transaction needed
             full = self._key(key)
-            return bool(
-                self._run(
-                    "SET", lambda r: r.set(full, data, px=ms or None), False, payload=len(data)
-                )
-            )
+            return "SET", lambda r: r.set(full, data, px=ms or None), len(data)
 
         names = [self._key(key)] + ([self._tracking_key(group)] if group else [])
 
-        def write(r: RedisLike) -> bool:
+        def write(r: RedisLike) -> Any:
             # One transaction in the key's slot; a key tracked under another function's tag
             # (not one the decorator builds) is written and tracked apart on a Cluster.
             pipe = r.pipeline(transaction=one_slot(r, *names))
             self._write(pipe, key, data, ms, group)
-            pipe.execute()
-            return True
+            return pipe.execute()
 
-        return bool(self._run("SET", write, False, payload=len(data)))
+        return "SET", write, len(data)
 
     def add(self, key: str, value: Any, timeout: Timeout = None) -> bool:
         """``SET ... NX``: store only if ``key`` is absent."""
@@ -356,7 +379,8 @@ class RedisCache(RedisMonitoring, RedisClient, RedisCodec):
             removed = bool(self.delete(key))
             self._run("ZREM", lambda r: r.zrem(tracking, full), 0)
             return removed
-        return bool(self._run("DEL+ZREM", lambda r: delete_untracking(r, full, tracking), False))
+        replies = self._run("DEL+ZREM", lambda r: delete_untracking(r, full, tracking), None)
+        return bool(replies and replies[0])
 
     def clear_tracked(self, group: str) -> int:
         """Delete the keys tracked for ``group`` in batches, then its tracking set."""

@@ -28,12 +28,15 @@ def queue_tracking(pipe: Any, tracking: str, full: str, ms: int) -> None:
     pipe.execute_command("EVAL", TRACK, 1, tracking, full, ms)
 
 
-def delete_untracking(r: RedisLike, full: str, tracking: str) -> bool:
-    """Delete the key ``full`` and its member of the set ``tracking``, in one transaction."""
+def delete_untracking(r: RedisLike, full: str, tracking: str) -> Any:
+    """Delete the key ``full`` and its member of the set ``tracking``, in one transaction.
+
+    Returns the replies (awaitable on an asyncio client): the first counts the key deleted.
+    """
     pipe = r.pipeline(transaction=one_slot(r, full, tracking))
     pipe.delete(full)
     pipe.zrem(tracking, full)
-    return bool(pipe.execute()[0])
+    return pipe.execute()
 
 
 def delete_tracked(r: RedisLike, tracking: str) -> int:

@@ -1,0 +1,97 @@
+"""The Redis backends' operations for ``async def`` code, on ``redis.asyncio``.
+
+Each is the synchronous operation's action (its commands, see :mod:`.client`) run on this
+event loop's client (:mod:`.aioclient`) by ``_arun``, which applies the same failure policy
+as ``_run``: a RedisCache raises :class:`~.client.RedisCacheError`, a
+RedisCacheNoExceptions backs off and answers the fallback. Keys, codec, signing, tracking
+and scripts are the synchronous operations' own. ``aclear`` and ``aclear_tracked`` (a scan,
+batches of deletes) run the synchronous operation in a worker thread. A subclass that
+overrides ``set``, ``delete`` or ``lookup`` keeps seeing every call: then the async
+operation runs the synchronous one in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from stratacache import NO_VALUE, DeserializationError, Timeout
+from stratacache.asyncbackend import API
+from stratacache_plugins.rediscache.client import RedisClient
+from stratacache_plugins.rediscache.codec import RedisCodec
+from stratacache_plugins.rediscache.tracking import delete_untracking
+
+if TYPE_CHECKING:
+    from stratacache_plugins.rediscache.protocol import RedisLike
+
+__all__ = ["AwaitedRedis"]
+
+
+class AwaitedRedis(RedisClient, RedisCodec):
+    """The awaitable operations of the Redis backends (see the module docstring)."""
+
+    api: ClassVar[API] = "both"
+
+    if TYPE_CHECKING:  # RedisCache's, declared for the type checker only
+
+        def _reading(self, key: str) -> Callable[[RedisLike], Any]: ...
+        def _reading_entry(self, key: str) -> Callable[[RedisLike], Any]: ...
+        @staticmethod
+        def _entry(
+            key: str, data: Any, ms: Any, decode: Callable[[], Any]
+        ) -> tuple[Any, float | None]: ...
+        def _storing(
+            self, key: str, value: Any, timeout: Timeout, group: str | None
+        ) -> tuple[str, Callable[[RedisLike], Any], int]: ...
+        def _overridden(self, name: str) -> bool: ...
+
+    async def alookup(self, key: str) -> Any:
+        """One ``GET``, awaited: the value, or ``NO_VALUE`` on a miss."""
+        if self._overridden("lookup"):
+            return await asyncio.to_thread(self.lookup, key)
+        data = await self._arun("GET", self._reading(key), None)
+        return NO_VALUE if data is None else await self._aloads(key, data)
+
+    async def alookup_entry(self, key: str) -> tuple[Any, float | None]:
+        """``GET`` and ``PTTL`` in one round trip, awaited: the value and the server's TTL."""
+        if self._overridden("lookup"):
+            return await asyncio.to_thread(self.lookup_entry, key)
+        data, ms = await self._arun("GET+PTTL", self._reading_entry(key), (None, -2))
+        value = NO_VALUE if data is None else await self._aloads(key, data)
+        return self._entry(key, data, ms, lambda: value)
+
+    async def aset_tracked(
+        self, key: str, value: Any, timeout: Timeout = None, group: str | None = None
+    ) -> bool:
+        """Store ``value`` and track ``key`` in ``group``, in one round trip, awaited."""
+        if self._overridden("set"):
+            return await asyncio.to_thread(self.set_tracked, key, value, timeout, group)
+        operation, action, payload = self._storing(key, value, timeout, group)
+        return bool(await self._arun(operation, action, False, payload=payload))
+
+    async def adelete(self, key: str) -> bool:
+        """``DEL``, awaited; True if the key existed."""
+        if self._overridden("delete"):
+            return bool(await asyncio.to_thread(self.delete, key))
+        full = self._key(key)
+        return bool(await self._arun("DEL", lambda r: r.delete(full), 0))
+
+    async def adelete_tracked(self, key: str, group: str) -> bool:
+        """``DEL`` the key and ``ZREM`` its tracking member in one transaction, awaited."""
+        if self._overridden("delete"):
+            return await asyncio.to_thread(self.delete_tracked, key, group)
+        full, tracking = self._key(key), self._tracking_key(group)
+        replies = await self._arun("DEL+ZREM", lambda r: delete_untracking(r, full, tracking), None)
+        return bool(replies and replies[0])
+
+    async def _aloads(self, key: str, data: Any) -> Any:
+        """:meth:`_loads`, whose deletion of an unreadable entry is awaited."""
+        try:
+            return self._decode_counted(key, data)
+        except DeserializationError as exc:
+            if not self._drops_unreadable:
+                raise
+            self._report_unreadable(key, exc)
+            await self.adelete(key)
+            return NO_VALUE
