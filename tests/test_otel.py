@@ -25,7 +25,7 @@ from opentelemetry.trace import StatusCode
 from stratacache import CacheStack, cached_for, hookimpl, plugin_manager
 from stratacache_plugins.otel import SlowPathTracer, StratacacheMetrics
 
-from .conftest import ROOT, clean_env, root_pythonpath, run_python
+from .conftest import ROOT, clean_env, declaring_site, root_pythonpath, run_python
 
 Points = dict[tuple[str, tuple[tuple[str, Any], ...]], float]
 
@@ -57,6 +57,13 @@ def spans(fresh_plugins: None) -> Iterator[InMemorySpanExporter]:
     plugin_manager().register(SlowPathTracer(tracer_provider=provider), name="tracer")
     yield exporter
     provider.shutdown()
+
+
+def assert_child(child: ReadableSpan, parent: ReadableSpan) -> None:
+    """``child`` was opened while ``parent`` was the current span."""
+    assert child.parent is not None
+    assert parent.context is not None
+    assert child.parent.span_id == parent.context.span_id
 
 
 def finished(exporter: InMemorySpanExporter) -> list[ReadableSpan]:
@@ -152,9 +159,7 @@ def test_a_miss_and_its_computation_make_nested_spans(
     assert (miss.name, compute.name) == ("stratacache.miss", "stratacache.compute")
     assert miss.attributes == {"stratacache.function": name}
     assert compute.attributes == {"stratacache.function": name}
-    assert compute.parent is not None
-    assert miss.context is not None
-    assert compute.parent.span_id == miss.context.span_id
+    assert_child(compute, miss)
 
 
 def test_a_local_hit_makes_no_span_and_calls_no_hook(
@@ -209,9 +214,7 @@ def test_the_functions_own_spans_nest_inside_its_computation(
     query()
     db, compute, _miss = finished(spans)
     assert db.name == "db.query"
-    assert db.parent is not None
-    assert compute.context is not None
-    assert db.parent.span_id == compute.context.span_id
+    assert_child(db, compute)
 
 
 def test_a_raising_function_marks_its_spans_and_still_raises(
@@ -257,9 +260,7 @@ def test_async_functions_get_the_same_spans(spans: InMemorySpanExporter, stack: 
         assert await rates("EUR") == "EUR"
         compute, miss = finished(spans)
         assert (miss.name, compute.name) == ("stratacache.miss", "stratacache.compute")
-        assert compute.parent is not None
-        assert miss.context is not None
-        assert compute.parent.span_id == miss.context.span_id
+        assert_child(compute, miss)
         assert await rates("EUR") == "EUR"
         assert finished(spans) == []
 
@@ -308,13 +309,7 @@ def test_cache_otel_exports_through_the_global_providers_found_by_entry_point(
     tmp_path: Path,
 ) -> None:
     """A distribution declaring the entry point, as stratacache's own metadata does."""
-    site = tmp_path / "site"
-    info = site / "otel_dist-1.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: otel-dist\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(
-        "[stratacache.plugins]\notel = stratacache_plugins.otel\n"
-    )
+    site = declaring_site(tmp_path / "site", "otel", "stratacache_plugins.otel")
     code = GLOBAL_PROVIDERS + textwrap.dedent(
         """
         from stratacache import CacheStack, cached_for

@@ -7,14 +7,15 @@ The Prometheus exporter (:mod:`stratacache_plugins.prometheus`) and the OpenTele
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
 from collections.abc import Iterable
 from typing import Any, cast
 
-from stratacache import CacheStack, StatsSnapshot, renew_in_child
+from stratacache import BackendOptions, CacheSettings, CacheStack, StatsSnapshot, renew_in_child
 
-__all__ = ["FUNCTION_COUNTERS", "LAYER_COUNTERS", "Stacks", "sum_snapshots"]
+__all__ = ["FUNCTION_COUNTERS", "LAYER_COUNTERS", "Stacks", "Switch", "sum_snapshots"]
 
 LAYER_COUNTERS = {
     "hits": "Lookups that found the entry in the layer.",
@@ -80,3 +81,54 @@ class Stacks:
         with self._lock:
             stacks = list(self._stacks)
         return sum_snapshots(stack.stats() for stack in stacks)
+
+
+class Switch:
+    """A metrics plugin's ``CACHE_<KEY>`` switch, and the warnings of turning it on.
+
+    Args:
+        key: The key (``CACHE_PROMETHEUS``), whose model's ``enabled`` field it reads.
+        model: The plugin's options model.
+        module: The client the plugin imports when on (``prometheus_client``).
+        extra: The extra that installs it (``prometheus``).
+        logger: The plugin's logger.
+    """
+
+    def __init__(
+        self,
+        key: str,
+        model: type[BackendOptions],
+        module: str,
+        extra: str,
+        logger: logging.Logger,
+    ) -> None:
+        self.key, self.model, self.module, self.extra = key, model, module, extra
+        self.logger = logger
+        self._warned = False
+
+    def on(self, stack: CacheStack) -> bool:
+        """Whether ``stack`` was configured with the key true."""
+        options = stack.plugin_options(self.model)
+        return isinstance(options, self.model) and getattr(options, "enabled", False) is True
+
+    def missing(self, exc: ImportError, lost: str) -> None:
+        """Warn, once per process, that the client cannot be imported, so ``lost``."""
+        if self._warned:
+            return
+        self._warned = True
+        self.logger.warning(
+            "%s is true but %s cannot be imported (%s): %s. Install it with pip install"
+            " 'stratacache[%s]'.",
+            self.key,
+            self.module,
+            exc,
+            lost,
+            self.extra,
+        )
+
+    def exported(self, settings: CacheSettings) -> None:
+        """Warn when the stack just exported does not count (``CACHE_STATS`` false)."""
+        if not settings.cache_stats:
+            self.logger.warning(
+                "%s is true but CACHE_STATS is false: the exported counters stay 0", self.key
+            )

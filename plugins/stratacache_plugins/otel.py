@@ -52,7 +52,13 @@ from stratacache import (
     plugin_manager,
     renew_in_child,
 )
-from stratacache_plugins._counters import FUNCTION_COUNTERS, FUNCTION_HITS, LAYER_COUNTERS, Stacks
+from stratacache_plugins._counters import (
+    FUNCTION_COUNTERS,
+    FUNCTION_HITS,
+    LAYER_COUNTERS,
+    Stacks,
+    Switch,
+)
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
@@ -76,7 +82,6 @@ TRACER_NAME = "stratacache_plugins.otel.tracer"
 
 _lock = threading.Lock()
 _default: StratacacheMetrics | None = None
-_warned_missing = False
 
 
 def _version() -> str:
@@ -219,12 +224,13 @@ def _default_metrics() -> StratacacheMetrics:
         return _default
 
 
+_switch = Switch("CACHE_OTEL", OtelOptions, "opentelemetry", "otel", logger)
+
+
 @hookimpl
 def stratacache_configured(stack: CacheStack, settings: CacheSettings) -> None:
     """Export ``stack``'s statistics and trace misses when ``CACHE_OTEL`` is true."""
-    global _warned_missing
-    options = stack.plugin_options(OtelOptions)
-    if not (isinstance(options, OtelOptions) and options.enabled):
+    if not _switch.on(stack):
         return
     try:
         metrics = _default_metrics()
@@ -232,17 +238,10 @@ def stratacache_configured(stack: CacheStack, settings: CacheSettings) -> None:
         if manager.get_plugin(TRACER_NAME) is None:
             manager.register(SlowPathTracer(), name=TRACER_NAME)
     except ImportError as exc:
-        if not _warned_missing:
-            _warned_missing = True
-            logger.warning(
-                "CACHE_OTEL is true but opentelemetry cannot be imported (%s): no metrics and"
-                " no spans. Install it with pip install 'stratacache[otel]'.",
-                exc,
-            )
+        _switch.missing(exc, "no metrics and no spans")
         return
     metrics.add(stack)
-    if not settings.cache_stats:
-        logger.warning("CACHE_OTEL is true but CACHE_STATS is false: the exported counters stay 0")
+    _switch.exported(settings)
 
 
 renew_in_child(sys.modules[__name__], "_lock")  # a child never inherits a held lock

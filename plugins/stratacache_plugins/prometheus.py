@@ -48,7 +48,13 @@ from stratacache import (
     option,
     renew_in_child,
 )
-from stratacache_plugins._counters import FUNCTION_COUNTERS, FUNCTION_HITS, LAYER_COUNTERS, Stacks
+from stratacache_plugins._counters import (
+    FUNCTION_COUNTERS,
+    FUNCTION_HITS,
+    LAYER_COUNTERS,
+    Stacks,
+    Switch,
+)
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -65,7 +71,6 @@ logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _default: StratacacheCollector | None = None
-_warned_missing = False
 
 
 class StratacacheCollector:
@@ -154,30 +159,21 @@ def stratacache_options() -> type[BackendOptions]:
     return PrometheusOptions
 
 
+_switch = Switch("CACHE_PROMETHEUS", PrometheusOptions, "prometheus_client", "prometheus", logger)
+
+
 @hookimpl
 def stratacache_configured(stack: CacheStack, settings: CacheSettings) -> None:
     """Export ``stack``'s statistics when ``CACHE_PROMETHEUS`` is true (see the module)."""
-    global _warned_missing
-    options = stack.plugin_options(PrometheusOptions)
-    if not (isinstance(options, PrometheusOptions) and options.enabled):
+    if not _switch.on(stack):
         return
     try:
         collector = default_collector()
     except ImportError as exc:
-        if not _warned_missing:
-            _warned_missing = True
-            logger.warning(
-                "CACHE_PROMETHEUS is true but prometheus_client cannot be imported (%s):"
-                " no metrics are exported. Install it with pip install"
-                " 'stratacache[prometheus]'.",
-                exc,
-            )
+        _switch.missing(exc, "no metrics are exported")
         return
     collector.add(stack)
-    if not settings.cache_stats:
-        logger.warning(
-            "CACHE_PROMETHEUS is true but CACHE_STATS is false: the exported counters stay 0"
-        )
+    _switch.exported(settings)
 
 
 renew_in_child(sys.modules[__name__], "_lock")  # a child never inherits a held lock
