@@ -40,6 +40,8 @@ __all__ = [
     "UNCOUNTED",
     "Route",
     "below_rule",
+    "clear_group_rule",
+    "clear_rule",
     "compute",
     "compute_coordinated",
     "compute_rule",
@@ -52,6 +54,7 @@ __all__ = [
     "read_below",
     "read_rule",
     "remove_everywhere",
+    "remove_rule",
     "write",
     "write_rule",
 ]
@@ -326,6 +329,30 @@ def compute_coordinated(
     return drive(coordinated_rule(route, key, mode, guard), run)
 
 
+def remove_rule(tiers: tuple[Tier, ...], key: str, group: str | None = None) -> Rule[int]:
+    """Delete ``key`` from every tier (each is asked); return how many held it."""
+    removed = 0
+    for tier in tiers:
+        removed += bool((yield (tier, "remove", (key, group))))
+    return removed
+
+
+def clear_group_rule(tiers: tuple[Tier, ...], group: str) -> Rule[int]:
+    """Delete every entry tracked in ``group`` from every tier; return how many went."""
+    removed = 0
+    for tier in tiers:
+        removed += int((yield (tier, "clear_group", (group,))))
+    return removed
+
+
+def clear_rule(tiers: tuple[Tier, ...]) -> Rule[bool]:
+    """Clear every tier (each is asked, whatever the others answer); return if all did."""
+    cleared = True
+    for tier in tiers:
+        cleared = bool((yield (tier, "clear", ()))) and cleared
+    return cleared
+
+
 def remove_everywhere(tiers: tuple[Tier, ...], key: str, group: str | None = None) -> int:
     """Delete ``key`` from every tier (each is asked); return how many held it."""
-    return sum(tier.remove(key, group) for tier in tiers)
+    return drive(remove_rule(tiers, key, group))

@@ -6,6 +6,7 @@ applies other instances' messages: :mod:`.listener`.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,18 @@ if TYPE_CHECKING:
     from stratacache_plugins.rediscache.protocol import RedisLike
 
 __all__ = ["Announcing"]
+
+
+def _first(replies: Any) -> Any:
+    """The first of a pipeline's ``replies``, or an awaitable of it (asyncio pipelines)."""
+    if not inspect.isawaitable(replies):
+        return replies[0]
+
+    async def first() -> Any:
+        return (await replies)[0]
+
+    return first()
+
 
 _serials = itertools.count(1)
 
@@ -106,13 +119,16 @@ class Announcing:
         command: Callable[[Any], Any],
         group: str | None = None,
     ) -> Any:
-        """Run ``command`` on ``r``, with the invalidation of ``keys`` in its round trip."""
+        """Run ``command`` on ``r``, with the invalidation of ``keys`` in its round trip.
+
+        Returns the command's reply, or on a ``redis.asyncio`` client an awaitable of it.
+        """
         if self._channel is None:
             return command(r)
         pipe = r.pipeline(transaction=False)
         command(pipe)
         self._queue_keys(pipe, keys, group)
-        return pipe.execute()[0]
+        return _first(pipe.execute())
 
     def _publish_keys(self, r: RedisLike, keys: Sequence[str], group: str | None = None) -> None:
         """Publish the invalidation of ``keys`` on its own (after a multi-step change)."""

@@ -31,17 +31,18 @@ def queue_tracking(pipe: Any, tracking: str, full: str, ms: int) -> None:
 
 def delete_untracking(
     r: RedisLike, full: str, tracking: str, also: Callable[[Any], None] | None = None
-) -> bool:
+) -> Any:
     """Delete the key ``full`` and its member of the set ``tracking``, in one transaction.
 
     ``also`` queues more commands on the transaction after them (the invalidation).
+    Returns the replies (awaitable on an asyncio client): the first counts the key deleted.
     """
     pipe = r.pipeline(transaction=one_slot(r, full, tracking))
     pipe.delete(full)
     pipe.zrem(tracking, full)
     if also is not None:
         also(pipe)
-    return bool(pipe.execute()[0])
+    return pipe.execute()
 
 
 def delete_tracked(r: RedisLike, tracking: str) -> int:
