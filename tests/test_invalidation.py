@@ -196,16 +196,18 @@ def test_a_write_is_announced_in_its_own_round_trip(
 
 def test_a_fill_racing_an_invalidation_is_not_kept(pair: tuple[CacheStack, CacheStack]) -> None:
     a, b = pair
-    b.set("raced", "old")
     receiver = a._layers().coherence
     assert receiver is not None
+    b.set("raced", "old")
+    gone_within(lambda: receiver.received >= 1)  # that write's message is applied: not later
     shared: Any = a.shared_cache.cache
     real = shared.lookup_entry
 
     def slow_lookup(key: str) -> tuple[Any, float | None]:
         found = real(key)
+        before = receiver.received
         b.set("raced", "new")  # B's change lands while A's old value is on its way up
-        gone_within(lambda: receiver.received >= 1)
+        gone_within(lambda: receiver.received > before)
         return found
 
     shared.lookup_entry = slow_lookup  # type: ignore[method-assign]
@@ -427,3 +429,27 @@ def test_an_acl_user_without_the_channel_goes_on_without_it(
     assert stack.stats()["invalidation"]["state"] == "off"
     assert "ACL SETUSER <user> &__stratacache__:*" in caplog.text
     stack.close()
+
+
+def test_a_stack_following_a_closed_one_on_its_channel_misses_nothing(redis_url: str) -> None:
+    # The listener unsubscribes a channel whose last stack closed; stacks that subscribe to
+    # it afterwards get its messages from the first one on. Another stack keeps the listener
+    # itself running. (The race this guards against, a stale confirmation that let the first
+    # messages go to nobody, showed in the whole Redis suite: tests/test_redis*.py then this
+    # file failed 1 run in 2 before the fix, 0 in 6 after.)
+    keeper = instance(redis_url, CACHE_KEY_PREFIX="keeper")
+    subscribed(keeper)
+    for round_ in range(5):
+        a, b = instance(redis_url), instance(redis_url)
+        subscribed(a)
+        subscribed(b)
+        a.set(f"r{round_}", "old")
+        receiver = a._layers().coherence
+        assert receiver is not None
+        before = receiver.received
+        b.set(f"r{round_}", "new")
+        gone_within(lambda receiver=receiver, before=before: receiver.received > before)
+        a.close()
+        b.close()
+        time.sleep(0.3)  # the listener unsubscribes the channel nobody listens to now
+    keeper.close()

@@ -13,7 +13,6 @@ drops from are in this process. It:
 * on a loss, tells every receiver (which flushes its tiers), then reconnects with a back-off
   from :data:`MIN_BACKOFF` to :data:`MAX_BACKOFF`;
 * stops when its last subscription goes (the stack closed), and at exit (a daemon thread).
-
 A forked child starts a listener of its own at once, for the subscriptions it inherited.
 """
 
@@ -240,16 +239,19 @@ class Listener:
         quiet_since = time.monotonic()
         pinged_at: float | None = None
         while not stop.is_set():
-            wanted = set(self._by_channel)
+            with self._lock:  # add() reads these: a channel that leaves is unconfirmed at once
+                wanted = set(self._by_channel)
+                gone = asked - wanted
+                if gone:
+                    asked -= gone
+                    subscribed -= gone
+                    self._confirmed = frozenset(subscribed)
             new = wanted - asked
             if new:
                 pubsub.subscribe(*sorted(new))
                 asked |= new
-            gone = asked - wanted
             if gone:
                 pubsub.unsubscribe(*sorted(gone))
-                asked -= gone
-                subscribed -= gone
             self._tell_ready(subscribed)
             message = pubsub.get_message(timeout=_POLL)
             now = time.monotonic()
