@@ -10,10 +10,10 @@ drops from are in this process. It:
   channel lost if nothing answers within the read timeout, so a frozen server (SIGSTOP) is
   found within ``HEALTH_INTERVAL`` + ``CACHE_REDIS_READ_TIMEOUT``; a closed connection (a
   restart, ``kill -9``, ``CLIENT KILL``) at once;
-* on a loss, tells every receiver (which flushes its tiers), then reconnects with a back-off
-  from :data:`MIN_BACKOFF` to :data:`MAX_BACKOFF`;
-* stops when its last subscription goes (the stack closed), and at exit (a daemon thread).
-A forked child starts a listener of its own at once, for the subscriptions it inherited.
+* on a loss, tells every receiver (which flushes), then reconnects backing off from
+  :data:`MIN_BACKOFF` to :data:`MAX_BACKOFF`;
+* stops when its last subscription goes (the stack closed), and at exit (a daemon thread);
+* in a forked child, starts again at once for the subscriptions the child inherited.
 """
 
 from __future__ import annotations
@@ -300,7 +300,7 @@ class Listener:
                 receiver.drop_all()
 
 
-def _text(value: bytes | str) -> str:
+def _text(value: bytes | str) -> str:  # a channel's name, as redis-py gives it
     return value.decode() if isinstance(value, bytes) else value
 
 
@@ -327,8 +327,7 @@ def subscribe(
     subscription = Subscription(listener, channel, serial, receiver)
     subscription.on_refused = on_refused
     listener.add(subscription)
-    # A short, bounded wait: subscribed before the stack's first use, nothing it caches
-    # then is flushed by the first subscription (a server down only delays configure so).
+    # Bounded: subscribed before first use, the first subscription flushes nothing cached.
     subscription.ready.wait(min(read_timeout, FIRST_WAIT))
     return subscription
 
@@ -394,7 +393,7 @@ os.register_at_fork(after_in_child=_restart_in_child)
 def _stop_all() -> None:
     with _registry_lock:
         listeners = list(_listeners.values())
-    for listener in listeners:
+    for listener in listeners:  # at exit: no thread left blocking the interpreter
         listener.stop(wait=1.0)
 
 
