@@ -50,6 +50,8 @@ class AsyncCachedCall(CachedCall[Any, Any]):
         costs one round trip and no more. The concurrent awaiters of a key that every tier
         misses share one flight, and one computation.
         """
+        if self.fresh is not None:
+            return await self.fresh.amiss(route, key, args, kwargs)
         counts = route.counts
         try:
             if read:

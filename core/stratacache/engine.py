@@ -28,6 +28,7 @@ from typing import Any
 from stratacache.backend import NO_VALUE
 from stratacache.driver import RUN, Rule, drive
 from stratacache.errors import SerializationError
+from stratacache.freshness import companion_key
 from stratacache.guard import WriteGuard
 from stratacache.route import UNCOUNTED, Route
 from stratacache.tier import Tier
@@ -315,10 +316,16 @@ def compute_coordinated(
 
 
 def remove_rule(tiers: tuple[Tier, ...], key: str, group: str | None = None) -> Rule[int]:
-    """Delete ``key`` from every tier (each is asked); return how many held it."""
+    """Delete ``key`` from every tier (each is asked); return how many held it.
+
+    An in-process tier also drops the key's envelope (see :mod:`stratacache.freshness`).
+    """
     removed = 0
     for tier in tiers:
-        removed += bool((yield (tier, "remove", (key, group))))
+        held = bool((yield (tier, "remove", (key, group))))
+        if tier.cache.in_process:
+            held = bool((yield (tier, "remove", (companion_key(key), group)))) or held
+        removed += held
     return removed
 
 

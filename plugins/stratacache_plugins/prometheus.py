@@ -24,7 +24,9 @@ Metrics (counters; the function family breaks the layer one down, so never add t
 * ``stratacache_function_hits_total{function, layer}`` (``layer`` is ``local`` or
   ``shared``), and ``stratacache_function_<counter>_total{function}`` for ``misses``,
   ``sets``, ``deletes``, ``errors``, ``computations``, ``compute_errors``,
-  ``compute_seconds`` and ``lock_waits``.
+  ``compute_seconds``, ``lock_waits``, and the freshness counters ``refreshes``,
+  ``refreshes_dropped``, ``stale_served``, ``fail_safe_served``, ``soft_timeouts`` and
+  ``hard_timeouts``.
 
 They add up the stacks registered with the collector (normally just ``stratacache.cache``).
 The counts are this process's: under a pre-fork server (gunicorn), each worker exports its
@@ -77,6 +79,12 @@ FUNCTION_COUNTERS = {
     "compute_errors": "Runs of the function that raised.",
     "compute_seconds": "Seconds spent running the function.",
     "lock_waits": "Calls that waited for another caller's computation.",
+    "refreshes": "Background refreshes of stale entries that ran the function.",
+    "refreshes_dropped": "Refreshes not started: CACHE_REFRESH_WORKERS were busy.",
+    "stale_served": "Calls answered with a stale value while a refresh was asked for.",
+    "fail_safe_served": "Calls answered with the last good value after a failure.",
+    "soft_timeouts": "Calls answered with a stale value after soft_timeout.",
+    "hard_timeouts": "Computations that outlived hard_timeout.",
 }
 """The per-function counters (besides hits) and their help texts."""
 

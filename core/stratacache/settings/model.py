@@ -145,6 +145,16 @@ class CacheSettings(BaseSettings):
         examples=["false"],
         description="Count hits, misses, writes, errors and compute time in cache.stats().",
     )
+    cache_refresh_workers: int = _key(
+        "CACHE_REFRESH_WORKERS",
+        "a whole number from 1 to 256",
+        4,
+        ge=1,
+        le=256,
+        description="Threads that run background refreshes and timed computations"
+        " (refresh_after, stale_after, soft_timeout, hard_timeout); at most this many"
+        " refreshes run at once, and a stale read past that is served without one.",
+    )
     cache_warn_unknown_env: bool = _key(
         "CACHE_WARN_UNKNOWN_ENV",
         "true or false (also 1/0, yes/no, on/off)",

@@ -200,6 +200,23 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
             " longer, or CACHE_ATOMIC_LOCK_TIMEOUT if the holder's lock expires first"
         )
 
+    def acquire_refresh(self, key: str) -> str | None:
+        """Take the ``at_most_once`` lock of ``key`` for a background refresh, without waiting.
+
+        Another caller holding it (or no answer) means another refreshes: ``None``. Redis
+        refusing means it is down: the refresh runs here, uncoordinated (``""``).
+        """
+        token = secrets.token_hex(16)
+        acquired = self._acquire(key, token)
+        if acquired is True:
+            return token
+        return "" if acquired is _DOWN else None
+
+    def release_refresh(self, key: str, lease: str) -> None:
+        """Release the lock taken by :meth:`acquire_refresh` (only if still ours)."""
+        if lease:
+            self._release(key, lease)
+
     def _acquire(self, key: str, token: str) -> bool | _Down | None:
         """Ask for the lock of ``key`` with ``token``.
 
