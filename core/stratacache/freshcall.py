@@ -139,6 +139,7 @@ class FreshPath:
                 return future.result(policy.soft_timeout)
             except concurrent.futures.TimeoutError:
                 route.counts.soft_timeouts += 1
+                drive(freshrules.stale_copy_rule(route, key, stale))
                 return stale.value
         if policy.hard_timeout is None:
             return future.result()
@@ -202,6 +203,7 @@ class FreshPath:
                 return await asyncio.wait_for(asyncio.shield(task), policy.soft_timeout)
             except TimeoutError:
                 route.counts.soft_timeouts += 1
+                await adrive(freshrules.stale_copy_rule(route, key, stale))
                 return stale.value
         if policy.hard_timeout is None:
             return await task

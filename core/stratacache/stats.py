@@ -31,7 +31,7 @@ lower bound. They are statistics, never used for correctness. A lock or an
 from __future__ import annotations
 
 import threading
-from typing import TypedDict
+from typing import TypedDict, cast
 
 from stratacache.forksafe import renew_in_child
 
@@ -126,14 +126,7 @@ class FunctionCounts(TypedDict):
     hard_timeouts: int
 
 
-_FRESHNESS_COUNTERS = (
-    "refreshes",
-    "refreshes_dropped",
-    "stale_served",
-    "fail_safe_served",
-    "soft_timeouts",
-    "hard_timeouts",
-)
+_FUNCTION_COUNTERS = tuple(FunctionCounts.__annotations__)
 
 
 class StatsSnapshot(TypedDict):
@@ -277,37 +270,12 @@ class FunctionStats:
 
     def counts(self, into: FunctionCounts | None = None) -> FunctionCounts:
         """Return the counters as a plain dict, added to those of ``into`` if given."""
-        total = into or FunctionCounts(
-            local_hits=0,
-            shared_hits=0,
-            misses=0,
-            sets=0,
-            deletes=0,
-            errors=0,
-            computations=0,
-            compute_errors=0,
-            compute_seconds=0.0,
-            lock_waits=0,
-            refreshes=0,
-            refreshes_dropped=0,
-            stale_served=0,
-            fail_safe_served=0,
-            soft_timeouts=0,
-            hard_timeouts=0,
-        )
-        total["local_hits"] += self.local_hits
-        total["shared_hits"] += self.shared_hits
-        total["misses"] += self.misses
-        total["sets"] += self.sets
-        total["deletes"] += self.deletes
-        total["errors"] += self.errors
-        total["computations"] += self.computations
-        total["compute_errors"] += self.compute_errors
-        total["compute_seconds"] += self.compute_seconds
-        total["lock_waits"] += self.lock_waits
-        for name in _FRESHNESS_COUNTERS:
-            total[name] += getattr(self, name)  # type: ignore[literal-required]
-        return total
+        if into is None:
+            into = cast(FunctionCounts, dict.fromkeys(_FUNCTION_COUNTERS, 0))
+            into["compute_seconds"] = 0.0
+        for name in _FUNCTION_COUNTERS:
+            into[name] += getattr(self, name)  # type: ignore[literal-required]
+        return into
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
