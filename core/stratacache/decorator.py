@@ -177,7 +177,6 @@ def cached_for(
                 "cached_for: give either tiers=... or local_ram_cache_only/no_serialization,"
                 " which are selections of tiers themselves"
             )
-    timeout = None if total == 0 else max(1, int(-(-total // 1)))
     fresh = freshness_options(
         refresh_after=refresh_after,
         stale_after=stale_after,
@@ -202,7 +201,7 @@ def cached_for(
             raise TypeError(f"cached_for decorates functions, not {func!r}")
         options: dict[str, Any] = {
             "stack": stack or _default_stack(),
-            "timeout": timeout,
+            "timeout": None if total == 0 else max(1, int(-(-total // 1))),
             "local_only": local_ram_cache_only,
             "by_reference": no_serialization,
             "tiers": tuple(tiers) if tiers is not None else None,

@@ -81,8 +81,7 @@ class FreshPath:
             raise exc
         route.counts.fail_safe_served += 1
         logger.warning(
-            "%s: serving the last good value of %r (%.0f s old) because its computation"
-            " failed: %r",
+            "%s: serving the last good value of %r (%.0f s old) because its computation failed: %r",
             self.call.group,
             key,
             clock() - entry.created,

@@ -164,13 +164,19 @@ class Freshness:
 
     def envelope(self, value: Any, duration: float, started: float, now: float) -> Envelope:
         """The envelope of ``value``, computed from ``started`` to ``now``."""
-        return Envelope(value, started, now + self.soft_seconds(duration), now + duration, now - started)
+        return Envelope(
+            value, started, now + self.soft_seconds(duration), now + duration, now - started
+        )
 
     def state(self, entry: Envelope, now: float) -> State:
         """What ``entry`` is worth at ``now`` (XFetch may make a fresh entry stale early)."""
         if now < entry.soft:
             beta = self.early_refresh
-            if beta and now - entry.compute_seconds * beta * math.log(1.0 - random.random()) >= entry.soft:
+            if (
+                beta
+                and now - entry.compute_seconds * beta * math.log(1.0 - random.random())
+                >= entry.soft
+            ):
                 return State.STALE
             return State.FRESH
         if now < entry.hard:
@@ -221,7 +227,9 @@ def freshness_options(
             f" hard_timeout={hard_timeout!r}"
         )
     if isinstance(early_refresh, bool) or not isinstance(early_refresh, int | float):
-        raise TypeError(f"cached_for: early_refresh must be a number (XFetch's beta), got {early_refresh!r}")
+        raise TypeError(
+            f"cached_for: early_refresh must be a number (XFetch's beta), got {early_refresh!r}"
+        )
     if not math.isfinite(early_refresh) or early_refresh < 0:
         raise ValueError(
             f"cached_for: early_refresh={early_refresh!r} must be >= 0 (XFetch's beta: 1 is"

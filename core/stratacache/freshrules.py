@@ -87,7 +87,7 @@ def read_rule(route: Route, policy: Freshness, key: str) -> Rule[Envelope | None
         counts.shared_hits += 1
     else:
         counts.local_hits += 1
-    yield from store_rule(route, policy, key, best, best_index, best_remaining)
+    yield from store_rule(route, policy, key, best, best_index, remaining=best_remaining)
     return best
 
 
@@ -97,6 +97,7 @@ def store_rule(
     key: str,
     entry: Envelope,
     below: int,
+    *,
     remaining: float | None = None,
 ) -> Rule[None]:
     """Keep ``entry`` in the tiers above index ``below``, deepest first.
@@ -178,7 +179,9 @@ def refresh_rule(
         data, remaining = yield (deepest, "lookup_entry", (envelope_key(deepest, key), route.group))
         entry = None if data is NO_VALUE else Envelope.read(data)
         if entry is not None and entry.created > seen.created:  # refreshed meanwhile
-            yield from store_rule(route, policy, key, entry, len(route.tiers) - 1, remaining)
+            yield from store_rule(
+                route, policy, key, entry, len(route.tiers) - 1, remaining=remaining
+            )
             return False
         yield from compute_rule(route, policy, key, guard)
         return True
