@@ -39,6 +39,7 @@ import cases_async  # noqa: E402
 import cases_async_shared  # noqa: E402
 import cases_concurrency  # noqa: E402
 import cases_file  # noqa: E402
+import cases_freshness  # noqa: E402
 import cases_growth  # noqa: E402
 import cases_local  # noqa: E402
 import cases_memory  # noqa: E402
@@ -58,6 +59,7 @@ FAMILIES: tuple[ModuleType, ...] = (
     cases_async,
     cases_async_shared,
     cases_stats,
+    cases_freshness,
     cases_shared,
     cases_write,
     cases_payload,

@@ -151,6 +151,7 @@ class CacheSettings(BaseSettings):
         4,
         ge=1,
         le=256,
+        examples=["8"],
         description="Threads that run background refreshes and timed computations"
         " (refresh_after, stale_after, soft_timeout, hard_timeout); at most this many"
         " refreshes run at once, and a stale read past that is served without one.",
