@@ -99,8 +99,8 @@ def cached_for(
             configured (or at the first call of a function decorated after it).
         stack: The layer stack to use (default: :data:`stratacache.cache`).
         refresh_after: A fraction of the duration (e.g. 0.8) after which an entry is stale:
-            a caller then gets it at once, and one background refresh runs (see
-            :doc:`freshness`).
+            a caller then gets it at once, and one background refresh runs (see the page
+            "Keeping values fresh and available").
         stale_after: The same as a time after the computation (seconds or a timedelta).
         fail_safe: How long past its expiry a value is kept to answer for a computation
             that raises (seconds or a timedelta); logged and counted when it does.
@@ -184,6 +184,7 @@ def cached_for(
         soft_timeout=soft_timeout,
         hard_timeout=hard_timeout,
         early_refresh=early_refresh,
+        atomic=atomic_writes is not None,
     )
 
     def decorate(func: Callable[..., Any]) -> Any:

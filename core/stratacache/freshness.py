@@ -194,16 +194,24 @@ def freshness_options(
     soft_timeout: float | None,
     hard_timeout: float | None,
     early_refresh: float,
+    atomic: bool = False,
 ) -> Freshness | None:
     """Validate ``cached_for``'s freshness options; ``None`` when none is given.
 
     Raises:
         TypeError: An option of the wrong type.
-        ValueError: An option out of range, or two that contradict each other.
+        ValueError: An option out of range, two that contradict each other, or
+            ``atomic_writes`` (``atomic``) given with them.
     """
     given = (refresh_after, stale_after, fail_safe, soft_timeout, hard_timeout)
     if all(option is None for option in given) and not early_refresh:
         return None
+    if atomic:
+        raise ValueError(
+            "cached_for: atomic_writes cannot be combined with refresh_after, stale_after,"
+            " fail_safe or the timeouts yet; drop atomic_writes (their refreshes are"
+            " coordinated across processes already) or the freshness options"
+        )
     if refresh_after is not None:
         if isinstance(refresh_after, bool) or not isinstance(refresh_after, int | float):
             raise TypeError(
