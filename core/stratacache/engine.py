@@ -46,6 +46,7 @@ __all__ = [
     "fill",
     "fill_rule",
     "first_counted",
+    "keep_rule",
     "peek",
     "read",
     "read_below",
@@ -111,18 +112,26 @@ def fill_rule(
     route: Route, index: int, key: str, value: Any, remaining: float | None
 ) -> Rule[None]:
     """Copy a value found in tier ``index`` into the tiers above it, deepest first."""
-    tiers, timeouts, group, counts = route.tiers, route.timeouts, route.group, route.counts
+    tiers, timeouts = route.tiers, route.timeouts
     for above in range(index - 1, -1, -1):
         tier = tiers[above]
         seconds = tier.fill_timeout(remaining, timeouts[above])
         if seconds is None:  # expired on the way up
             return
-        try:
-            if (yield (tier, "store", (key, value, seconds, group))):
-                counts.sets += 1
-        except SerializationError as exc:
-            counts.errors += 1
-            route.on_unstorable(exc)
+        yield from keep_rule(route, tier, key, value, seconds)
+
+
+def keep_rule(route: Route, tier: Tier, key: str, value: Any, seconds: float) -> Rule[bool]:
+    """Store one copy of ``value`` in ``tier``; one that cannot serialize it is skipped."""
+    try:
+        stored = bool((yield (tier, "store", (key, value, seconds, route.group))))
+    except SerializationError as exc:
+        route.counts.errors += 1
+        route.on_unstorable(exc)
+        return False
+    if stored:
+        route.counts.sets += 1
+    return stored
 
 
 def write_rule(

@@ -94,14 +94,11 @@ class FreshPath:
     def miss(self, route: Route, key: str, args: Any, kwargs: Any) -> Any:
         """Answer a call whose first tier had no fresh plain value."""
         policy, call = self.policy, self.call
-        entry = drive(freshrules.read_rule(route, policy, key))
-        state = State.DEAD if entry is None else policy.state(entry, clock())
+        entry, state = drive(freshrules.answer_rule(route, policy, key))
         if entry is not None and state is State.FRESH:
             return entry.value
         run = functools.partial(call._run, route.counts, args, kwargs)
         if entry is not None and state is State.STALE:
-            route.counts.stale_served += 1
-            drive(freshrules.stale_copy_rule(route, key, entry))
             self._refresh(route, key, entry, run)
             return entry.value
         stale = entry if state is State.FAIL_SAFE else None
@@ -161,14 +158,11 @@ class FreshPath:
         """:meth:`miss`, for an ``async def`` function: refreshes and computations are tasks."""
         policy = self.policy
         call: AsyncCachedCall = self.call  # type: ignore[assignment]
-        entry = await adrive(freshrules.read_rule(route, policy, key))
-        state = State.DEAD if entry is None else policy.state(entry, clock())
+        entry, state = await adrive(freshrules.answer_rule(route, policy, key))
         if entry is not None and state is State.FRESH:
             return entry.value
         run = functools.partial(call._arun, route.counts, args, kwargs)
         if entry is not None and state is State.STALE:
-            route.counts.stale_served += 1
-            await adrive(freshrules.stale_copy_rule(route, key, entry))
             self._arefresh(route, key, entry, run)
             return entry.value
         stale = entry if state is State.FAIL_SAFE else None

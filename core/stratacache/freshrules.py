@@ -29,7 +29,8 @@ from typing import Any
 
 from stratacache.backend import NO_VALUE
 from stratacache.driver import RUN, Rule
-from stratacache.errors import CacheError, SerializationError
+from stratacache.engine import keep_rule
+from stratacache.errors import CacheError
 from stratacache.freshness import (
     STALE_COPY_SECONDS,
     Envelope,
@@ -42,7 +43,14 @@ from stratacache.guard import WriteGuard
 from stratacache.route import Route
 from stratacache.tier import Tier, bounded
 
-__all__ = ["compute_rule", "read_rule", "refresh_rule", "stale_copy_rule", "store_rule"]
+__all__ = [
+    "answer_rule",
+    "compute_rule",
+    "read_rule",
+    "refresh_rule",
+    "stale_copy_rule",
+    "store_rule",
+]
 
 
 def envelope_key(tier: Tier, key: str) -> str:
@@ -91,6 +99,22 @@ def read_rule(route: Route, policy: Freshness, key: str) -> Rule[Envelope | None
     return best
 
 
+def answer_rule(route: Route, policy: Freshness, key: str) -> Rule[tuple[Envelope | None, State]]:
+    """Read the envelope of ``key`` (:func:`read_rule`) and tell what it is worth now.
+
+    A stale one is served: counted, and kept as a short plain local copy
+    (:func:`stale_copy_rule`); the caller then asks for its refresh.
+    """
+    entry = yield from read_rule(route, policy, key)
+    if entry is None:
+        return None, State.DEAD
+    state = policy.state(entry, clock())
+    if state is State.STALE:
+        route.counts.stale_served += 1
+        yield from stale_copy_rule(route, key, entry)
+    return entry, state
+
+
 def store_rule(
     route: Route,
     policy: Freshness,
@@ -104,7 +128,7 @@ def store_rule(
 
     ``remaining`` is what the tier ``below`` said the entry has left (``None``: unknown).
     """
-    tiers, timeouts, group, counts = route.tiers, route.timeouts, route.group, route.counts
+    tiers, timeouts = route.tiers, route.timeouts
     now = clock()
     life = entry.hard + policy.fail_safe - now
     if remaining is not None and not math.isinf(remaining):
@@ -124,24 +148,14 @@ def store_rule(
         else:
             writes = [(key, stored, life if index == last else bounded(life, tier.cap))]
         for name, data, seconds in writes:
-            try:
-                if (yield (tier, "store", (name, data, seconds, group))):
-                    counts.sets += 1
-            except SerializationError as exc:
-                counts.errors += 1
-                route.on_unstorable(exc)
+            yield from keep_rule(route, tier, name, data, seconds)
 
 
 def stale_copy_rule(route: Route, key: str, entry: Envelope) -> Rule[None]:
     """Keep a served stale value as a short plain copy in the route's in-process tiers."""
-    seconds = STALE_COPY_SECONDS
     for tier in route.tiers:
         if tier.cache.in_process:
-            try:
-                yield (tier, "store", (key, entry.value, seconds, route.group))
-            except SerializationError as exc:
-                route.counts.errors += 1
-                route.on_unstorable(exc)
+            yield from keep_rule(route, tier, key, entry.value, STALE_COPY_SECONDS)
 
 
 def compute_rule(
