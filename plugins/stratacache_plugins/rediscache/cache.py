@@ -143,9 +143,10 @@ class RedisCache(RedisMonitoring, AwaitedRedis, RedisClient, RedisCodec):
             },
         )
 
-    def _overridden(self, name: str) -> bool:
-        """Whether a subclass overrides the operation ``name`` (which then sees every call)."""
-        return getattr(type(self), name) is not getattr(RedisCache, name)
+    def _overridden(self, *names: str) -> bool:
+        """Whether a subclass overrides one of the operations ``names`` (which sees every call)."""
+        kind = type(self)
+        return any(getattr(kind, name) is not getattr(RedisCache, name) for name in names)
 
     # -- timeouts -----------------------------------------------------------------------
 
