@@ -439,3 +439,36 @@ def test_async_fail_safe_and_timeouts(two_tiers: CacheStack) -> None:
     f_counts = {k: v for k, v in two_tiers.stats()["functions"].items() if k.endswith(".f")}
     (found,) = f_counts.values()
     assert (found["fail_safe_served"], found["soft_timeouts"]) == (1, 1)
+
+
+def test_async_refresh_claims_the_redis_lock_and_runs_once(redis_url: str) -> None:
+    async def scenario() -> None:
+        stack = CacheStack()
+        stack.configure({"CACHE_TYPE": "RedisCacheAtomic", "CACHE_REDIS_URL": redis_url})
+        runs: list[int] = []
+
+        @cached_for(seconds=5, stale_after=0.5, stack=stack)
+        async def feed(name: str) -> int:
+            runs.append(1)
+            await asyncio.sleep(0.2)
+            return len(runs)
+
+        assert await feed("news") == 1
+        await asyncio.sleep(0.6)
+        local = stack.tier("local").cache
+        answers = []
+        for _ in range(5):  # each call reads Redis's stale envelope again
+            local.delete(feed.cache_key("news"))
+            local.delete(feed.cache_key("news") + COMPANION)
+            answers.append(await feed("news"))
+        assert answers == [1] * 5, "served stale, at once"
+        for _ in range(100):
+            if counts(stack, feed).get("refreshes") == 1:
+                break
+            await asyncio.sleep(0.02)
+        assert await feed("news") == 2
+        assert len(runs) == 2
+        assert counts(stack, feed)["stale_served"] == 5
+        stack.close()
+
+    asyncio.run(scenario())
