@@ -303,12 +303,13 @@ def test_without_a_stale_value_the_exception_propagates(two_tiers: CacheStack) -
     assert "fail_safe_served" not in counts(two_tiers, f)
 
 
+@pytest.mark.parametrize("backend", ["RedisCacheNoExceptions", "RedisCache"])
 def test_fail_safe_serves_the_local_value_while_redis_is_down(
-    make_redis_server: Callable[[], RedisServer],
+    make_redis_server: Callable[[], RedisServer], backend: str
 ) -> None:
     server = make_redis_server()
     stack = CacheStack()
-    stack.configure({"CACHE_TYPE": "RedisCacheNoExceptions", "CACHE_REDIS_URL": server.url})
+    stack.configure({"CACHE_TYPE": backend, "CACHE_REDIS_URL": server.url})
     failing = threading.Event()
 
     @cached_for(seconds=1, fail_safe=30, stack=stack)
@@ -324,6 +325,8 @@ def test_fail_safe_serves_the_local_value_while_redis_is_down(
     time.sleep(1.1)
     assert profile(1) == {"name": "ada"}, "from the local tier's envelope"
     assert counts(stack, profile)["fail_safe_served"] == 1
+    if backend == "RedisCache":  # its read raised: a miss for the fail-safe read, counted
+        assert counts(stack, profile)["errors"] >= 1
 
 
 # -- factory timeouts --------------------------------------------------------------------
@@ -368,6 +371,52 @@ def test_hard_timeout_raises_and_the_background_result_is_stored(two_tiers: Cach
     assert f(21) == 42, "stored by the computation that went on"
     assert counts(two_tiers, f)["hard_timeouts"] == 1
     assert counts(two_tiers, f)["computations"] == 1
+
+
+def test_a_hard_timeout_with_a_fail_safe_value_serves_it(two_tiers: CacheStack) -> None:
+    slow = threading.Event()
+
+    @cached_for(seconds=1, fail_safe=10, hard_timeout=0.2, stack=two_tiers)
+    def f() -> str:
+        if slow.is_set():
+            time.sleep(0.5)
+            return "late"
+        return "first"
+
+    assert f() == "first"
+    slow.set()
+    time.sleep(1.1)
+    assert f() == "first", "a timeout is a failure: the fail-safe value answers it"
+    assert counts(two_tiers, f)["hard_timeouts"] == 1
+    assert counts(two_tiers, f)["fail_safe_served"] == 1
+    time.sleep(1.1)  # the late value was stored, and the short local copy is gone
+    slow.clear()
+    assert f() == "late"
+
+
+def test_early_refresh_refreshes_a_fresh_entry_read_from_a_tier(
+    two_tiers: CacheStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stratacache import freshness
+
+    runs: list[int] = []
+
+    @cached_for(seconds=30, early_refresh=100.0, stack=two_tiers)
+    def f() -> int:
+        runs.append(1)
+        time.sleep(0.05)
+        return len(runs)
+
+    assert f() == 1
+    two_tiers.tier("local").cache.delete(f.cache_key())  # the next read opens the envelope
+    # -ln(1 - 0.999999999999) = 27.6: 0.05 s x 100 x 27.6 = 138 s early, past the 30 s
+    monkeypatch.setattr(freshness.random, "random", lambda: 1.0 - 1e-12)
+    assert f() == 1, "still served at once"
+    wait_for(lambda: counts(two_tiers, f).get("refreshes") == 1)
+    two_tiers.tier("local").cache.delete(f.cache_key())
+    monkeypatch.setattr(freshness.random, "random", lambda: 0.0)  # -ln(1) = 0: not early
+    assert f() == 2
+    assert counts(two_tiers, f)["refreshes"] == 1
 
 
 # -- async def ---------------------------------------------------------------------------
