@@ -50,6 +50,7 @@ import cases_payload  # noqa: E402
 import cases_shared  # noqa: E402
 import cases_stats  # noqa: E402
 import cases_topology  # noqa: E402
+import cases_unpickler  # noqa: E402
 import cases_write  # noqa: E402
 import report  # noqa: E402
 from harness import environment  # noqa: E402
@@ -64,6 +65,7 @@ FAMILIES: tuple[ModuleType, ...] = (
     cases_stats,
     cases_freshness,
     cases_shared,
+    cases_unpickler,
     cases_write,
     cases_payload,
     cases_file,

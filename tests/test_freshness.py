@@ -521,3 +521,27 @@ def test_async_refresh_claims_the_redis_lock_and_runs_once(redis_url: str) -> No
         stack.close()
 
     asyncio.run(scenario())
+
+
+def test_a_first_tier_outside_the_process_never_hands_out_the_envelope(redis_url: str) -> None:
+    stack = CacheStack()
+    stack.configure({"CACHE_LAYERS": [{"type": "RedisCache", "name": "redis", "url": redis_url}]})
+
+    @cached_for(minutes=5, refresh_after=0.5, stack=stack)
+    def sync_rates(currency: str) -> dict[str, float]:
+        return {"USD": 1.08}
+
+    @cached_for(minutes=5, refresh_after=0.5, stack=stack)
+    async def async_rates(currency: str) -> dict[str, float]:
+        return {"USD": 1.08}
+
+    async def twice() -> list[Any]:
+        return [await async_rates("EUR"), await async_rates("EUR")]
+
+    assert [sync_rates("EUR"), sync_rates("EUR")] == [{"USD": 1.08}] * 2
+    assert asyncio.run(twice()) == [{"USD": 1.08}] * 2
+    for function in (sync_rates, async_rates):
+        stored = stack.tier("redis").cache.get(function.cache_key("EUR"))
+        assert Envelope.read(stored) is not None, "Redis keeps the envelope"
+        assert counts(stack, function)["computations"] == 1
+    stack.close()

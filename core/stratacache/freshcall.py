@@ -29,6 +29,7 @@ from stratacache.backend import NO_VALUE
 from stratacache.driver import adrive, drive
 from stratacache.errors import ComputeTimeout
 from stratacache.freshness import Envelope, Freshness, State, clock
+from stratacache.observe import aobserved_run, observed_run
 from stratacache.refresh import AsyncRefresher, refresher
 from stratacache.route import Route
 
@@ -97,7 +98,7 @@ class FreshPath:
         entry, state = drive(freshrules.answer_rule(route, policy, key))
         if entry is not None and state is State.FRESH:
             return entry.value
-        run = functools.partial(call._run, route.counts, args, kwargs)
+        run = observed_run(route, key, functools.partial(call._run, route.counts, args, kwargs))
         if entry is not None and state is State.STALE:
             self._refresh(route, key, entry, run)
             return entry.value
@@ -161,7 +162,7 @@ class FreshPath:
         entry, state = await adrive(freshrules.answer_rule(route, policy, key))
         if entry is not None and state is State.FRESH:
             return entry.value
-        run = functools.partial(call._arun, route.counts, args, kwargs)
+        run = aobserved_run(route, key, functools.partial(call._arun, route.counts, args, kwargs))
         if entry is not None and state is State.STALE:
             self._arefresh(route, key, entry, run)
             return entry.value

@@ -25,7 +25,9 @@ from pydantic_settings import (
 )
 
 from stratacache.masking import MASK, is_secret_name, mask_options, mask_url
+from stratacache.settings.lists import parse_pickle_allow, string_list
 from stratacache.settings.problems import problems_of, unknown_key_problems
+from stratacache.settings.refresh import REFRESH_WORKERS
 from stratacache.settings.sources import (
     KEY_PREFIXES,
     Source,
@@ -115,6 +117,17 @@ class CacheSettings(BaseSettings):
         description="Signs every shared-layer payload (HMAC-SHA256); unsigned or wrongly"
         " signed entries are never deserialized. The first key signs, any key verifies.",
     )
+    cache_pickle_allow: Annotated[tuple[str, ...] | None, NoDecode] = _key(
+        "CACHE_PICKLE_ALLOW",
+        "a JSON list (or a comma-separated string) of module or class names, e.g."
+        ' ["myapp.models", "fractions"]; [] allows the safe default set alone',
+        None,
+        examples=['["myapp.models", "fractions"]'],
+        description="Restrict the pickle loads of the tiers outside the process (Redis, the"
+        " file system) to a safe default set of globals (plain builtins, collections, datetime,"
+        " decimal, uuid) and these names, matched by dotted prefix; any other global makes the"
+        " entry unreadable. Needs CACHE_SERIALIZER=pickle. Unset: no restriction.",
+    )
     localcache_type: str = _key(
         "LOCALCACHE_TYPE",
         "an installed in-process backend (SimpleCache, SimpleCacheNoSerializer, NullCache)"
@@ -145,17 +158,7 @@ class CacheSettings(BaseSettings):
         examples=["false"],
         description="Count hits, misses, writes, errors and compute time in cache.stats().",
     )
-    cache_refresh_workers: int = _key(
-        "CACHE_REFRESH_WORKERS",
-        "a whole number from 1 to 256",
-        4,
-        ge=1,
-        le=256,
-        examples=["8"],
-        description="Threads that run background refreshes and timed computations"
-        " (refresh_after, stale_after, soft_timeout, hard_timeout); at most this many"
-        " refreshes run at once, and a stale read past that is served without one.",
-    )
+    cache_refresh_workers: int = REFRESH_WORKERS
     cache_warn_unknown_env: bool = _key(
         "CACHE_WARN_UNKNOWN_ENV",
         "true or false (also 1/0, yes/no, on/off)",
@@ -325,6 +328,11 @@ class CacheSettings(BaseSettings):
             raise ValueError("must be a JSON object (a mapping of argument names to values)")
         return dict(value)
 
+    @field_validator("cache_pickle_allow", mode="before")
+    @classmethod
+    def _parse_pickle_allow(cls, value: Any) -> Any:
+        return parse_pickle_allow(value)
+
     @field_validator("cache_secret_key", mode="before")
     @classmethod
     def _parse_secret_keys(cls, value: Any) -> Any:
@@ -335,13 +343,7 @@ class CacheSettings(BaseSettings):
         if isinstance(value, str):
             if not value.strip():
                 return ()
-            if value.lstrip().startswith("["):
-                try:
-                    value = json.loads(value)
-                except ValueError as exc:
-                    raise ValueError(f"starts with '[' but is not a JSON list ({exc})") from None
-            else:
-                value = [value]
+            value = string_list(value, lambda one: [one])
         if not isinstance(value, list | tuple):
             raise ValueError("must be a string or a list of strings")
         if not value:  # given, yet no key: a typo must not turn signing off unseen

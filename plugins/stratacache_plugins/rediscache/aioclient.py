@@ -38,7 +38,7 @@ from redis.exceptions import MaxConnectionsError
 
 from stratacache_plugins.rediscache.topology import Topology
 
-__all__ = ["async_client", "build_async", "retire_async"]
+__all__ = ["async_client", "build_async", "forks", "retire_async"]
 
 
 class _LoopClients:
@@ -57,10 +57,20 @@ _loops: dict[asyncio.AbstractEventLoop, _LoopClients] = {}
 _lock = threading.Lock()
 
 
+class _Forks:
+    """How many times this process's line forked: a key cached in a parent is stale after."""
+
+    count = 0
+
+
+forks = _Forks()
+
+
 def _forget_after_fork() -> None:
     global _loops, _lock
     _loops = {}
     _lock = threading.Lock()
+    forks.count += 1
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)

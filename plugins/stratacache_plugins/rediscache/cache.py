@@ -39,6 +39,20 @@ __all__ = ["RedisCache", "RedisCacheError"]
 logger = logging.getLogger(__package__)  # one logger for the Redis backends
 
 _PTTL_PERSISTENT, _PTTL_GONE = -1, -2  # PTTL's replies for a key without expiry, no key
+_TWINNED = ("lookup", "lookup_entry", "set", "set_tracked", "delete", "delete_tracked")
+
+
+_OVERRIDES: dict[type, frozenset[str]] = {}
+
+
+def _overrides(kind: type[RedisCache]) -> frozenset[str]:
+    """The operations with an async twin that the class ``kind`` overrides (once per class)."""
+    found = _OVERRIDES.get(kind)
+    if found is None:
+        found = _OVERRIDES[kind] = frozenset(
+            name for name in _TWINNED if getattr(kind, name) is not getattr(RedisCache, name)
+        )
+    return found
 
 
 class RedisCache(RedisMonitoring, AwaitedRedis, RedisClient, RedisCodec):
@@ -145,8 +159,7 @@ class RedisCache(RedisMonitoring, AwaitedRedis, RedisClient, RedisCodec):
 
     def _overridden(self, *names: str) -> bool:
         """Whether a subclass overrides one of the operations ``names`` (which sees every call)."""
-        kind = type(self)
-        return any(getattr(kind, name) is not getattr(RedisCache, name) for name in names)
+        return not _overrides(type(self)).isdisjoint(names)
 
     # -- timeouts -----------------------------------------------------------------------
 
