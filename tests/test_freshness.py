@@ -332,28 +332,33 @@ def test_fail_safe_serves_the_local_value_while_redis_is_down(
 # -- factory timeouts --------------------------------------------------------------------
 
 
+def expired_then_slow(stack: CacheStack, pause: float, **options: Any) -> Callable[[], str]:
+    """Cached 1 s with ``options``: "first", then, once expired, "late" after ``pause`` s."""
+    slow = threading.Event()
+
+    @cached_for(seconds=1, fail_safe=10, stack=stack, **options)
+    def f() -> str:
+        if slow.is_set():
+            time.sleep(pause)
+            return "late"
+        return "first"
+
+    assert f() == "first"
+    slow.set()
+    time.sleep(1.1)
+    return f
+
+
 def test_soft_timeout_serves_the_stale_value_and_stores_the_late_result(
     two_tiers: CacheStack,
 ) -> None:
-    slow = threading.Event()
-
-    @cached_for(seconds=1, fail_safe=10, soft_timeout=0.2, stack=two_tiers)
-    def f() -> str:
-        if slow.is_set():
-            time.sleep(0.6)
-            return "new"
-        return "old"
-
-    assert f() == "old"
-    slow.set()
-    time.sleep(1.1)
+    f = expired_then_slow(two_tiers, 0.6, soft_timeout=0.2)
     began = time.monotonic()
-    assert f() == "old", "the stale value after the soft timeout"
+    assert f() == "first", "the stale value after the soft timeout"
     assert time.monotonic() - began < 0.5
     assert counts(two_tiers, f)["soft_timeouts"] == 1
     time.sleep(0.7)  # the computation finished in the background and stored its value
-    slow.clear()
-    assert f() == "new"
+    assert f() == "late"
     assert counts(two_tiers, f)["computations"] == 2
 
 
@@ -374,23 +379,11 @@ def test_hard_timeout_raises_and_the_background_result_is_stored(two_tiers: Cach
 
 
 def test_a_hard_timeout_with_a_fail_safe_value_serves_it(two_tiers: CacheStack) -> None:
-    slow = threading.Event()
-
-    @cached_for(seconds=1, fail_safe=10, hard_timeout=0.2, stack=two_tiers)
-    def f() -> str:
-        if slow.is_set():
-            time.sleep(0.5)
-            return "late"
-        return "first"
-
-    assert f() == "first"
-    slow.set()
-    time.sleep(1.1)
+    f = expired_then_slow(two_tiers, 0.5, hard_timeout=0.2)
     assert f() == "first", "a timeout is a failure: the fail-safe value answers it"
     assert counts(two_tiers, f)["hard_timeouts"] == 1
     assert counts(two_tiers, f)["fail_safe_served"] == 1
     time.sleep(1.1)  # the late value was stored, and the short local copy is gone
-    slow.clear()
     assert f() == "late"
 
 
