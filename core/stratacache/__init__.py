@@ -24,6 +24,7 @@ from stratacache.default import cache
 from stratacache.errors import (
     BackendNotFound,
     CacheError,
+    ComputeTimeout,
     ConfigurationError,
     DeserializationError,
     InvalidBackend,
@@ -60,6 +61,7 @@ __all__ = [
     "CacheStack",
     "CachedFunction",
     "Computation",
+    "ComputeTimeout",
     "ConfigurationError",
     "DeserializationError",
     "InvalidBackend",

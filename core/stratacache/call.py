@@ -16,6 +16,8 @@ from stratacache import engine
 from stratacache.backend import NO_VALUE
 from stratacache.engine import Route
 from stratacache.errors import CacheError, SerializationError
+from stratacache.freshcall import FreshPath
+from stratacache.freshness import Freshness
 from stratacache.guard import WriteGuard
 from stratacache.keys import KeyBuilder
 from stratacache.observe import observed_miss, observed_run
@@ -52,6 +54,7 @@ class CachedCall(Generic[P, R]):
         by_reference: bool,
         tiers: tuple[str, ...] | None,
         atomic: AtomicWrites | None,
+        fresh: Freshness | None = None,
     ) -> None:
         self.func = func
         self.stack = stack
@@ -67,6 +70,7 @@ class CachedCall(Generic[P, R]):
         self.guard = WriteGuard()
         self._warned = False
         self._warned_atomic = False
+        self.fresh = None if fresh is None else FreshPath(self, fresh)
 
     def reroute(self) -> Route:
         """Build the route through the stack's current state (configuring it if needed)."""
@@ -85,12 +89,16 @@ class CachedCall(Generic[P, R]):
         route = Route(
             state, tiers, timeout, self.group, counts, on_unstorable=self._warn_unstorable
         )
+        if self.fresh is not None:
+            self.fresh.adapt(route)
         self.route = route
         return route
 
     @observed_miss
     def miss(self, route: Route, key: str, args: Any, kwargs: Any) -> R:
         """Continue after a miss in the first tier: the tiers below, then the function."""
+        if self.fresh is not None:
+            return cast(R, self.fresh.miss(route, key, args, kwargs))
         route.first.stats.misses += 1
         counts = route.counts
         try:

@@ -14,6 +14,7 @@ import inspect
 import math
 import numbers
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar, cast, get_args
 
 from stratacache.asynccall import AsyncCachedCall, make_async_wrapper
@@ -26,6 +27,7 @@ from stratacache.cachedfunction import (
     Decorator,
 )
 from stratacache.call import AtomicWrites, CachedCall
+from stratacache.freshness import freshness_options
 from stratacache.stack import CacheStack
 
 __all__ = [
@@ -59,6 +61,12 @@ def cached_for(
     atomic_writes: AtomicWrites | None = None,
     tiers: Sequence[str] | None = None,
     stack: CacheStack | None = None,
+    refresh_after: float | None = None,
+    stale_after: float | timedelta | None = None,
+    fail_safe: float | timedelta | None = None,
+    soft_timeout: float | None = None,
+    hard_timeout: float | None = None,
+    early_refresh: float = 0,
 ) -> Decorator:
     """Cache the results of the decorated function for the given duration.
 
@@ -90,6 +98,20 @@ def cached_for(
             by-reference tier. A name the stack lacks is an error when the stack is
             configured (or at the first call of a function decorated after it).
         stack: The layer stack to use (default: :data:`stratacache.cache`).
+        refresh_after: A fraction of the duration (e.g. 0.8) after which an entry is stale:
+            a caller then gets it at once, and one background refresh runs (see the page
+            "Keeping values fresh and available").
+        stale_after: The same as a time after the computation (seconds or a timedelta).
+        fail_safe: How long past its expiry a value is kept to answer for a computation
+            that raises (seconds or a timedelta); logged and counted when it does.
+        soft_timeout: Seconds to wait for a computation when a stale value exists; then
+            that value is the answer and the computation finishes in the background.
+        hard_timeout: Seconds to wait for a computation at most; then
+            :class:`~stratacache.ComputeTimeout` (or the fail-safe value), and the
+            computation finishes in the background and stores its result.
+        early_refresh: XFetch's beta (Vattani et al., VLDB 2015), 0 to turn it off: a fresh
+            entry is refreshed a little early, at random, the earlier the longer its
+            computation took, so hot keys do not all refresh at once.
 
     Raises:
         ValueError: An invalid combination of options or a negative duration.
@@ -155,7 +177,15 @@ def cached_for(
                 "cached_for: give either tiers=... or local_ram_cache_only/no_serialization,"
                 " which are selections of tiers themselves"
             )
-    timeout = None if total == 0 else max(1, int(-(-total // 1)))
+    fresh = freshness_options(
+        refresh_after=refresh_after,
+        stale_after=stale_after,
+        fail_safe=fail_safe,
+        soft_timeout=soft_timeout,
+        hard_timeout=hard_timeout,
+        early_refresh=early_refresh,
+        atomic=atomic_writes is not None,
+    )
 
     def decorate(func: Callable[..., Any]) -> Any:
         if isinstance(func, classmethod | staticmethod):
@@ -172,11 +202,12 @@ def cached_for(
             raise TypeError(f"cached_for decorates functions, not {func!r}")
         options: dict[str, Any] = {
             "stack": stack or _default_stack(),
-            "timeout": timeout,
+            "timeout": None if total == 0 else max(1, int(-(-total // 1))),
             "local_only": local_ram_cache_only,
             "by_reference": no_serialization,
             "tiers": tuple(tiers) if tiers is not None else None,
             "atomic": atomic_writes,
+            "fresh": fresh,
         }
         call: CachedCall[Any, Any]
         wrapper: Any

@@ -32,6 +32,7 @@ from stratacache.backend import NO_VALUE
 from stratacache.coherence import InvalidationReceiver, epoch_of, unchanged_since
 from stratacache.driver import RUN, Rule, drive
 from stratacache.errors import SerializationError
+from stratacache.freshness import companion_key
 from stratacache.guard import WriteGuard
 from stratacache.route import UNCOUNTED, Route
 from stratacache.tier import Tier
@@ -49,6 +50,7 @@ __all__ = [
     "fill",
     "fill_rule",
     "first_counted",
+    "keep_rule",
     "peek",
     "read",
     "read_below",
@@ -116,18 +118,26 @@ def fill_rule(
     route: Route, index: int, key: str, value: Any, remaining: float | None
 ) -> Rule[None]:
     """Copy a value found in tier ``index`` into the tiers above it, deepest first."""
-    tiers, timeouts, group, counts = route.tiers, route.timeouts, route.group, route.counts
+    tiers, timeouts = route.tiers, route.timeouts
     for above in range(index - 1, -1, -1):
         tier = tiers[above]
         seconds = tier.fill_timeout(remaining, timeouts[above])
         if seconds is None:  # expired on the way up
             return
-        try:
-            if (yield (tier, "store", (key, value, seconds, group))):
-                counts.sets += 1
-        except SerializationError as exc:
-            counts.errors += 1
-            route.on_unstorable(exc)
+        yield from keep_rule(route, tier, key, value, seconds)
+
+
+def keep_rule(route: Route, tier: Tier, key: str, value: Any, seconds: float) -> Rule[bool]:
+    """Store one copy of ``value`` in ``tier``; one that cannot serialize it is skipped."""
+    try:
+        stored = bool((yield (tier, "store", (key, value, seconds, route.group))))
+    except SerializationError as exc:
+        route.counts.errors += 1
+        route.on_unstorable(exc)
+        return False
+    if stored:
+        route.counts.sets += 1
+    return stored
 
 
 def write_rule(
@@ -330,10 +340,16 @@ def compute_coordinated(
 
 
 def remove_rule(tiers: tuple[Tier, ...], key: str, group: str | None = None) -> Rule[int]:
-    """Delete ``key`` from every tier (each is asked); return how many held it."""
+    """Delete ``key`` from every tier (each is asked); return how many held it.
+
+    An in-process tier also drops the key's envelope (see :mod:`stratacache.freshness`).
+    """
     removed = 0
     for tier in tiers:
-        removed += bool((yield (tier, "remove", (key, group))))
+        held = bool((yield (tier, "remove", (key, group))))
+        if tier.cache.in_process:
+            held = bool((yield (tier, "remove", (companion_key(key), group)))) or held
+        removed += held
     return removed
 
 

@@ -44,6 +44,12 @@ FUNCTION_COUNTERS = {
     "compute_errors": "Runs of the function that raised.",
     "compute_seconds": "Seconds spent running the function.",
     "lock_waits": "Calls that waited for another caller's computation.",
+    "refreshes": "Background refreshes of stale entries that ran the function.",
+    "refreshes_dropped": "Refreshes not started: CACHE_REFRESH_WORKERS were busy.",
+    "stale_served": "Calls answered with a stale value while a refresh was asked for.",
+    "fail_safe_served": "Calls answered with the last good value after a failure.",
+    "soft_timeouts": "Calls answered with a stale value after soft_timeout.",
+    "hard_timeouts": "Computations that outlived hard_timeout.",
 }
 """The per-function counters (besides hits) and their help texts."""
 

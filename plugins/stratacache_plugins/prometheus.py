@@ -24,7 +24,9 @@ Metrics (counters; the function family breaks the layer one down, so never add t
 * ``stratacache_function_hits_total{function, layer}`` (``layer`` is ``local`` or
   ``shared``), and ``stratacache_function_<counter>_total{function}`` for ``misses``,
   ``sets``, ``deletes``, ``errors``, ``computations``, ``compute_errors``,
-  ``compute_seconds`` and ``lock_waits``.
+  ``compute_seconds``, ``lock_waits``, and the freshness counters ``refreshes``,
+  ``refreshes_dropped``, ``stale_served``, ``fail_safe_served``, ``soft_timeouts`` and
+  ``hard_timeouts``.
 
 They add up the stacks registered with the collector (normally just ``stratacache.cache``).
 The counts are this process's: under a pre-fork server (gunicorn), each worker exports its

@@ -34,6 +34,7 @@ from stratacache_plugins.rediscache.plans import (
     run_plan,
 )
 from stratacache_plugins.rediscache.protocol import RedisLike
+from stratacache_plugins.rediscache.refreshing import RefreshLocks
 from stratacache_plugins.rediscache.scripts import ACQUIRE, COMMIT_IF_OWNER, RELEASE
 
 __all__ = ["AtomicWaitTimeout", "RedisCacheAtomic"]
@@ -43,7 +44,7 @@ class AtomicWaitTimeout(CacheError, TimeoutError):  # noqa: N818 (reads as what 
     """An ``at_most_once`` caller waited ``lock_wait`` seconds for another's result in vain."""
 
 
-class RedisCacheAtomic(RedisCacheNoExceptions):
+class RedisCacheAtomic(RefreshLocks, RedisCacheNoExceptions):
     """RedisCacheNoExceptions that coordinates ``atomic_writes`` across processes and hosts.
 
     * ``at_least_once``: callers may compute at once; each write is a ``WATCH``/``MULTI``/
