@@ -48,6 +48,7 @@ REDIS_KEYS = {
     "CACHE_REDIS_SENTINEL_USERNAME": "sentinel_username",
     "CACHE_REDIS_SENTINEL_PASSWORD": "sentinel_password",
     "CACHE_REDIS_READ_FROM_REPLICAS": "read_from_replicas",
+    "CACHE_INVALIDATION": "invalidation",
 }
 
 

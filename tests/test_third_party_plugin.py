@@ -219,7 +219,7 @@ def test_the_package_own_tests_pass_against_the_installed_copy(plugin: Plugin) -
     # stay out) and names tests/. The source's src/ is not on the path: the tests import the
     # installed copy, and find the backend through its installed entry point.
     result = run(
-        ["-m", "pytest", "-v", "-p", "no:cacheprovider"],
+        ["-m", "pytest", "-v", "-p", "no:cacheprovider", "-p", "no:asyncio"],
         clean_env(plugin.site),
         cwd=plugin.source,
     )

@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict, runtime_checkable
 
 from stratacache.forksafe import renew_in_child
+from stratacache.freshness import companion_key
 from stratacache.tier import Tier
 
 if TYPE_CHECKING:
@@ -82,7 +83,9 @@ class InvalidationReceiver:
     """The upper tiers of one stack, as another instance's changes reach them.
 
     The backend's listener calls its methods from its own thread; each is safe to call from
-    any thread.
+    any thread. They act on the tiers' backends directly: another instance's change is not
+    an operation of this one, so plugins' operation hooks do not see it (its own counters
+    here do).
 
     Attributes:
         tiers: The in-process tiers above the announcing backend.
@@ -111,7 +114,12 @@ class InvalidationReceiver:
             for key in keys:
                 count += 1
                 for tier in self.tiers:
-                    self._quietly(tier.remove, key, group)
+                    cache = tier.cache
+                    if group is None:
+                        self._quietly(cache.delete, key)
+                    else:
+                        self._quietly(cache.delete_tracked, key, group)
+                    self._quietly(cache.delete, companion_key(key))  # its envelope, if any
             self.received += 1
             self.keys_dropped += count
 
@@ -120,7 +128,7 @@ class InvalidationReceiver:
         with self._lock:
             self.epoch += 1
             for tier in self.tiers:
-                self._quietly(tier.clear_group, group)
+                self._quietly(tier.cache.clear_tracked, group)
             self.received += 1
 
     def drop_all(self) -> None:
@@ -163,12 +171,12 @@ class InvalidationReceiver:
     def _flush(self) -> None:
         self.epoch += 1
         for tier in self.tiers:
-            self._quietly(tier.clear)
+            self._quietly(tier.cache.clear)
 
     @staticmethod
     def _quietly(operation: Any, *args: Any) -> None:
-        # An in-process tier does not fail; a plugin hooked on it may, and the listener
-        # must go on applying what it receives.
+        # An in-process tier does not fail; a custom one may, and the listener must go on
+        # applying what it receives.
         try:
             operation(*args)
         except Exception:

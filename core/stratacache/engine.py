@@ -32,7 +32,6 @@ from stratacache.backend import NO_VALUE
 from stratacache.coherence import InvalidationReceiver, epoch_of, unchanged_since
 from stratacache.driver import RUN, Rule, drive
 from stratacache.errors import SerializationError
-from stratacache.freshness import companion_key
 from stratacache.guard import WriteGuard
 from stratacache.route import UNCOUNTED, Route
 from stratacache.tier import Tier
@@ -342,13 +341,14 @@ def compute_coordinated(
 def remove_rule(tiers: tuple[Tier, ...], key: str, group: str | None = None) -> Rule[int]:
     """Delete ``key`` from every tier (each is asked); return how many held it.
 
-    An in-process tier also drops the key's envelope (see :mod:`stratacache.freshness`).
+    An in-process tier also drops the key's envelope (see :mod:`stratacache.freshness`), in
+    the backend itself: an implementation detail, not an operation plugins see or count.
     """
     removed = 0
     for tier in tiers:
         held = bool((yield (tier, "remove", (key, group))))
         if tier.cache.in_process:
-            held = bool((yield (tier, "remove", (companion_key(key), group)))) or held
+            held = bool((yield (tier, "drop_envelope", (key,)))) or held
         removed += held
     return removed
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from stratacache.backend import NO_VALUE, Backend, Computation, Timeout
+from stratacache.freshness import companion_key
 from stratacache.stats import LayerStats
 
 if TYPE_CHECKING:
@@ -238,6 +239,10 @@ class Tier:
         if removed:
             self.stats.deletes += 1
         return removed
+
+    def drop_envelope(self, key: str) -> bool:
+        """Delete the envelope kept beside ``key`` in an in-process tier (no hook, no count)."""
+        return bool(self.cache.delete(companion_key(key)))
 
     def clear_group(self, group: str) -> int:
         """Delete every entry tracked in ``group``; return how many went."""

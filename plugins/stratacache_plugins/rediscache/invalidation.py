@@ -9,7 +9,7 @@ id in this process (renewed in a forked child): the listener (:mod:`.listener`) 
 apply a stack's own messages to that stack, so a write keeps the fresh copy it just stored.
 
 Why explicit messages rather than Redis's server-assisted client-side caching (``CLIENT
-TRACKING ... BCAST``): see ``docs/layers.md`` (coherent local tiers), with the measurements.
+TRACKING ... BCAST``): see the docs page "Coherent local tiers", with the measurements.
 
 :class:`~.announcing.Announcing` is what the backends mix in to send them.
 
