@@ -39,6 +39,9 @@ ZERO_FUNCTION: FunctionCounts = {
     "compute_errors": 0,
     "compute_seconds": 0.0,
     "lock_waits": 0,
+    "bypasses": 0,
+    "not_cached": 0,
+    "refreshes": 0,
 }
 
 

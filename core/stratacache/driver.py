@@ -46,6 +46,7 @@ _AWAITED = {
         "remove",
         "clear_group",
         "clear",
+        "invalidate_tag",
     )
 }
 

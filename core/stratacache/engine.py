@@ -22,6 +22,7 @@ API) reads and writes.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,8 @@ from stratacache.errors import SerializationError
 from stratacache.guard import WriteGuard
 from stratacache.route import UNCOUNTED, Route
 from stratacache.tier import Tier
+
+logger = logging.getLogger("stratacache.engine")
 
 __all__ = [
     "UNCOUNTED",
@@ -45,7 +48,9 @@ __all__ = [
     "fill",
     "fill_rule",
     "first_counted",
+    "kept",
     "peek",
+    "peek_rule",
     "read",
     "read_below",
     "read_rule",
@@ -97,12 +102,16 @@ def below_rule(route: Route, key: str, *, counted: bool) -> Rule[Any]:
             if counted:
                 tier.stats.hits += 1
                 route.counts.shared_hits += 1
+            if route.debug:
+                logger.debug("hit %s in tier %r (%s)", key, tier.name, group)
             yield from fill_rule(route, index, key, value, remaining)
             return value
         if counted:
             tier.stats.misses += 1
     if counted:
         route.counts.misses += 1
+    if route.debug:
+        logger.debug("miss %s in every tier (%s)", key, group)
     return NO_VALUE
 
 
@@ -117,7 +126,7 @@ def fill_rule(
         if seconds is None:  # expired on the way up
             return
         try:
-            if (yield (tier, "store", (key, value, seconds, group))):
+            if (yield (tier, "store", (key, value, seconds, group, route.tags))):
                 counts.sets += 1
         except SerializationError as exc:
             counts.errors += 1
@@ -133,7 +142,7 @@ def write_rule(
     deepest_stored = False
     for index in range(start, -1, -1):
         try:
-            stored = yield (tiers[index], "store", (key, value, timeouts[index], group))
+            stored = yield (tiers[index], "store", (key, value, timeouts[index], group, route.tags))
         except SerializationError as exc:  # the tiers above may still take it (pickle)
             if strict and index == start:
                 raise
@@ -155,16 +164,26 @@ def compute_rule(
         return (yield from coordinated_rule(route, key, mode, guard))
     if guard is None:
         value = yield (None, RUN, ())
-        yield from write_rule(route, key, value)
+        if kept(route, value):
+            yield from write_rule(route, key, value)
         return value
     stamp = guard.begin(key)
     try:
         value = yield (None, RUN, ())
     finally:
         fresh = guard.end(key, stamp)
-    if fresh:
+    if fresh and kept(route, value):
         yield from write_rule(route, key, value)
     return value
+
+
+def kept(route: Route, value: Any) -> bool:
+    """Whether a computed ``value`` is written: ``cache_if`` says so (counted when not)."""
+    keep = route.keep
+    if keep is None or keep(value):
+        return True
+    route.counts.not_cached += 1
+    return False
 
 
 def coordinated_rule(
@@ -187,7 +206,7 @@ def coordinated_rule(
             raise
         finally:
             fresh = guard.end(key, stamp) if guard is not None else True
-        if not fresh:  # invalidated while computing: the caller gets it, no tier does
+        if not fresh or not kept(route, value):  # invalidated while computing, or cache_if
             yield (deepest, "abort", (computation,))
             return value
         try:
@@ -241,10 +260,19 @@ def read_below(route: Route, key: str) -> Any:
     return drive(below_rule(route, key, counted=True))
 
 
+def peek_rule(route: Route, key: str) -> Rule[Any]:
+    """Read the route's tiers top-down without counting (see :func:`peek`)."""
+    value = yield (route.first, "lookup", (key, route.group))
+    if value is not NO_VALUE or len(route.tiers) == 1:
+        return value
+    return (yield from below_rule(route, key, counted=False))
+
+
 def peek(route: Route, key: str) -> Any:
     """Read every tier of ``route`` like :func:`read`, without counting the lookups.
 
-    Single flight's leader uses it to re-check after its miss, which was counted once.
+    Single flight's leader uses it to re-check after its miss, which was counted once, and
+    ``f.get()`` to read. This is :func:`peek_rule` with its first step made inline.
     """
     value = route.first.lookup(key, route.group)
     if value is not NO_VALUE or len(route.tiers) == 1:

@@ -6,10 +6,12 @@ The engine (:mod:`stratacache.engine`) walks routes; the stack builds them
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from stratacache.computation import NO_VALUE
 from stratacache.errors import SerializationError
 from stratacache.stats import FunctionStats
 from stratacache.tier import Tier, bounded
@@ -42,17 +44,26 @@ class Route:
         lookup: The first tier's read, as the hot path calls it: the backend's own bound
             ``lookup`` when no plugin hooks reads.
         on_unstorable: Called with the error when a tier cannot serialize a value.
+        keep: ``cached_for(cache_if=...)``: whether a computed value is written, or ``None``
+            (every value is).
+        tags: The tags the entries of this call carry (see :meth:`tagged`); ``()`` for none.
+        debug: Whether the ``stratacache.engine`` logger logged DEBUG when the route was
+            built: then reads log where a value came from (the first tier's read
+            included), and a route built with DEBUG off pays nothing for it.
     """
 
     __slots__ = (
         "counting",
         "counts",
+        "debug",
         "fills",
         "first",
         "group",
+        "keep",
         "lookup",
         "on_unstorable",
         "state",
+        "tags",
         "tiers",
         "timeouts",
     )
@@ -66,6 +77,7 @@ class Route:
         counts: FunctionStats,
         *,
         on_unstorable: Callable[[SerializationError], None] | None = None,
+        keep: Callable[[Any], bool] | None = None,
     ) -> None:
         self.state = state
         # A tier that stores nothing (NullCache as LOCALCACHE_TYPE) only costs a miss and a
@@ -89,6 +101,19 @@ class Route:
             fast if fast is not None else (lambda key: first.lookup(key, grp))
         )
         self.on_unstorable = on_unstorable or _warn_unstorable
+        self.keep = keep
+        self.tags: tuple[str, ...] = ()
+        self.debug = logger.isEnabledFor(logging.DEBUG)
+        if self.debug:
+            self.lookup = _logged(self.lookup, first.name, group)
+
+    def tagged(self, tags: tuple[str, ...]) -> Route:
+        """Return this route for one call whose entries carry ``tags``."""
+        if not tags:
+            return self
+        route = copy.copy(self)
+        route.tags = tags
+        return route
 
     def __repr__(self) -> str:
         names = " > ".join(t.name for t in self.tiers)
@@ -97,3 +122,14 @@ class Route:
 
 def _warn_unstorable(exc: SerializationError) -> None:
     logger.warning("value not cached in a tier, it cannot be serialized: %s", exc)
+
+
+def _logged(lookup: Callable[[str], Any], tier: str, group: str | None) -> Callable[[str], Any]:
+    def logged(key: str) -> Any:
+        value = lookup(key)
+        logger.debug(
+            "%s %s in tier %r (%s)", "miss" if value is NO_VALUE else "hit", key, tier, group
+        )
+        return value
+
+    return logged

@@ -94,6 +94,10 @@ class FunctionCounts(TypedDict):
         compute_seconds: Time spent in those runs, in seconds.
         lock_waits: Calls that waited for another caller's computation of the same key (in
             this process with ``atomic_writes``, or across processes on the backend's lock).
+        bypasses: Calls that skipped the cache, reading and writing nothing: ``unless=``
+            was true, or they ran inside :func:`stratacache.bypass`.
+        not_cached: Computed results that ``cache_if=`` refused to store.
+        refreshes: Recomputations asked for with ``f.refresh(...)``.
     """
 
     local_hits: int
@@ -106,6 +110,9 @@ class FunctionCounts(TypedDict):
     compute_errors: int
     compute_seconds: float
     lock_waits: int
+    bypasses: int
+    not_cached: int
+    refreshes: int
 
 
 class StatsSnapshot(TypedDict):
@@ -205,6 +212,7 @@ class FunctionStats:
     """
 
     __slots__ = (
+        "bypasses",
         "computations",
         "compute_errors",
         "compute_seconds",
@@ -214,6 +222,8 @@ class FunctionStats:
         "local_layer",
         "lock_waits",
         "misses",
+        "not_cached",
+        "refreshes",
         "sets",
         "shared_hits",
     )
@@ -230,6 +240,9 @@ class FunctionStats:
         self.compute_errors = 0
         self.compute_seconds = 0.0
         self.lock_waits = 0
+        self.bypasses = 0
+        self.not_cached = 0
+        self.refreshes = 0
 
     def reset(self) -> None:
         """Set every counter back to zero, in place."""
@@ -248,6 +261,9 @@ class FunctionStats:
             compute_errors=0,
             compute_seconds=0.0,
             lock_waits=0,
+            bypasses=0,
+            not_cached=0,
+            refreshes=0,
         )
         total["local_hits"] += self.local_hits
         total["shared_hits"] += self.shared_hits
@@ -259,6 +275,9 @@ class FunctionStats:
         total["compute_errors"] += self.compute_errors
         total["compute_seconds"] += self.compute_seconds
         total["lock_waits"] += self.lock_waits
+        total["bypasses"] += self.bypasses
+        total["not_cached"] += self.not_cached
+        total["refreshes"] += self.refreshes
         return total
 
     def __repr__(self) -> str:

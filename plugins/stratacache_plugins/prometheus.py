@@ -24,7 +24,7 @@ Metrics (counters; the function family breaks the layer one down, so never add t
 * ``stratacache_function_hits_total{function, layer}`` (``layer`` is ``local`` or
   ``shared``), and ``stratacache_function_<counter>_total{function}`` for ``misses``,
   ``sets``, ``deletes``, ``errors``, ``computations``, ``compute_errors``,
-  ``compute_seconds`` and ``lock_waits``.
+  ``compute_seconds``, ``lock_waits``, ``bypasses``, ``not_cached`` and ``refreshes``.
 
 They add up the stacks registered with the collector (normally just ``stratacache.cache``).
 The counts are this process's: under a pre-fork server (gunicorn), each worker exports its
@@ -77,6 +77,9 @@ FUNCTION_COUNTERS = {
     "compute_errors": "Runs of the function that raised.",
     "compute_seconds": "Seconds spent running the function.",
     "lock_waits": "Calls that waited for another caller's computation.",
+    "bypasses": "Calls that skipped the cache (unless=, stratacache.bypass()).",
+    "not_cached": "Computed results cache_if= refused to store.",
+    "refreshes": "Recomputations asked for with f.refresh().",
 }
 """The per-function counters (besides hits) and their help texts."""
 

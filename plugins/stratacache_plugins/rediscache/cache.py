@@ -28,6 +28,7 @@ from stratacache_plugins.rediscache.monitoring import RedisMonitoring
 from stratacache_plugins.rediscache.naming import fetch_many, namespace, one_slot, unlink_under
 from stratacache_plugins.rediscache.options import RedisCacheOptions
 from stratacache_plugins.rediscache.protocol import RedisLike
+from stratacache_plugins.rediscache.tags import RedisTags, Tagging
 from stratacache_plugins.rediscache.tracking import (
     delete_tracked,
     delete_untracking,
@@ -41,7 +42,7 @@ logger = logging.getLogger(__package__)  # one logger for the Redis backends
 _PTTL_PERSISTENT, _PTTL_GONE = -1, -2  # PTTL's replies for a key without expiry, no key
 
 
-class RedisCache(RedisMonitoring, AwaitedRedis, RedisClient, RedisCodec):
+class RedisCache(RedisMonitoring, AwaitedRedis, RedisTags, RedisClient, RedisCodec):
     """The shared layer on Redis: every instance of the service sees the same entries.
 
     Accepts cachelib's ``RedisCache`` arguments, so it drops in where that one is used.
@@ -255,12 +256,14 @@ class RedisCache(RedisMonitoring, AwaitedRedis, RedisClient, RedisCodec):
 
         self._run("track", track, None)
 
-    def _store(self, key: str, value: Any, timeout: Timeout, group: str | None) -> bool:
-        operation, action, payload = self._storing(key, value, timeout, group)
+    def _store(
+        self, key: str, value: Any, timeout: Timeout, group: str | None, tags: Any = ()
+    ) -> bool:
+        operation, action, payload = self._storing(key, value, timeout, group, tuple(tags))
         return bool(self._run(operation, action, False, payload=payload))
 
     def _storing(
-        self, key: str, value: Any, timeout: Timeout, group: str | None
+        self, key: str, value: Any, timeout: Timeout, group: str | None, tags: tuple[str, ...] = ()
     ) -> tuple[str, Callable[[RedisLike], Any], int]:
         """The call of a tracked write: its name, its action, and the bytes it sends.
 
@@ -272,13 +275,16 @@ class RedisCache(RedisMonitoring, AwaitedRedis, RedisClient, RedisCodec):
             full = self._key(key)
             return "SET", lambda r: r.set(full, data, px=ms or None), len(data)
 
-        names = [self._key(key)] + ([self._tracking_key(group)] if group else [])
+        tagging = Tagging(self.key_prefix, self._key(key), group, tags, ms)  # in one MULTI
+        names = [self._key(key)] + ([self._tracking_key(group)] if group else []) + tagging.names
 
         def write(r: RedisLike) -> Any:
             # One transaction in the key's slot; a key tracked under another function's tag
             # (not one the decorator builds) is written and tracked apart on a Cluster.
             pipe = r.pipeline(transaction=one_slot(r, *names))
+            tagging.register(r, pipe)
             self._write(pipe, key, data, ms, group)
+            tagging.queue(pipe)
             return pipe.execute()
 
         return "SET", write, len(data)
