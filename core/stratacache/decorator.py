@@ -195,7 +195,9 @@ def cached_for(
             "tiers": tuple(tiers) if tiers is not None else None,
             "atomic": atomic_writes,
             "key_options": key_options if key_options.customized else None,
-            "call_options": CallOptions.checked(func, unless=unless, cache_if=cache_if, tags=tags),
+            "call_options": CallOptions.checked(
+                func, unless=unless, cache_if=cache_if, tags=tags, atomic=atomic_writes
+            ),
         }
         call: CachedCall[Any, Any]
         wrapper: Any
