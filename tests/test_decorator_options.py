@@ -361,10 +361,12 @@ def test_bypass_runs_every_decorated_function_uncached_in_its_block() -> None:
     square(2)
     with stratacache.bypass():
         assert square(2) == square(2) == 4
-        assert square.get(3) is NO_VALUE
-    assert calls == [2, 2, 2]
+        assert square.get(2) is NO_VALUE, "no tier is read"
+        assert square.set(5, 2) is False, "nor written"
+        assert square.refresh(2) == 4
+    assert calls == [2, 2, 2, 2]
     assert square(2) == 4
-    assert calls == [2, 2, 2], "after the block the entry is read again"
+    assert calls == [2, 2, 2, 2], "after the block the entry is read again"
 
 
 def test_bypass_is_scoped_to_its_thread() -> None:

@@ -105,6 +105,8 @@ class AsyncCachedCall(CachedCall[Any, Any]):
 
     async def refresh(self, *args: Any, **kwargs: Any) -> Any:
         """Await the function for this call, store its result in every tier, return it."""
+        if bypassing.active():
+            return await self.abypassed(args, kwargs)
         route = self._tagged(args, kwargs)
         route.counts.refreshes += 1
         key = self.keys(args, kwargs)
@@ -113,10 +115,14 @@ class AsyncCachedCall(CachedCall[Any, Any]):
 
     async def get(self, *args: Any, **kwargs: Any) -> Any:
         """Return the cached result of this call, or ``NO_VALUE``; never runs the function."""
+        if bypassing.active():
+            return NO_VALUE
         return await adrive(engine.peek_rule(self._current(), self.keys(args, kwargs)))
 
     async def set(self, value: Any, /, *args: Any, **kwargs: Any) -> bool:  # type: ignore[override]
         """Store ``value`` as the result of this call in every tier (see ``CachedCall.set``)."""
+        if bypassing.active():
+            return False
         route = self._tagged(args, kwargs)
         key = self.keys(args, kwargs)
         self.guard.invalidate(key)

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from stratacache.computation import NO_VALUE
 from stratacache.stats import LayerStats
 
-__all__ = ["BYPASSED", "Bypassable", "bypass", "register", "route_or_bypass"]
+__all__ = ["BYPASSED", "Bypassable", "active", "bypass", "register", "route_or_bypass"]
 
 _active: contextvars.ContextVar[bool] = contextvars.ContextVar("stratacache_bypass", default=False)
 _lock = threading.Lock()
@@ -99,6 +99,11 @@ def bypass() -> Iterator[None]:
         _active.reset(token)
 
 
+def active() -> bool:
+    """Whether the current thread or task runs inside a :func:`bypass` block."""
+    return bool(_open) and _active.get()
+
+
 def route_or_bypass(
     build: Callable[[], Any], install: Callable[[Any], None], *, honoured: bool = True
 ) -> Any:
@@ -108,7 +113,7 @@ def route_or_bypass(
     is open anywhere; a block opening meanwhile drops it again under the same lock.
     ``honoured=False`` (management methods: ``invalidate``, ``clear_cache``) always builds.
     """
-    if honoured and _open and _active.get():
+    if honoured and active():
         return BYPASSED
     route = build()
     with _lock:

@@ -211,7 +211,13 @@ class CachedCall(Generic[P, R]):
         return self.func(*args, **kwargs)
 
     def refresh(self, *args: Any, **kwargs: Any) -> R:
-        """Run the function for this call, store its result in every tier, return it."""
+        """Run the function for this call, store its result in every tier, return it.
+
+        Inside :func:`stratacache.bypass`, get, set and refresh read and write no tier
+        either: ``get`` misses, ``set`` stores nothing, ``refresh`` only runs the function.
+        """
+        if bypassing.active():
+            return self.bypassed(args, kwargs)
         route = self._tagged(args, kwargs)
         route.counts.refreshes += 1
         key = self.keys(args, kwargs)
@@ -220,6 +226,8 @@ class CachedCall(Generic[P, R]):
 
     def get(self, *args: Any, **kwargs: Any) -> Any:
         """Return the cached result of this call, or ``NO_VALUE``; never runs the function."""
+        if bypassing.active():
+            return NO_VALUE
         return engine.peek(self._current(), self.keys(args, kwargs))
 
     def set(self, value: Any, /, *args: Any, **kwargs: Any) -> bool:
@@ -227,6 +235,8 @@ class CachedCall(Generic[P, R]):
 
         A computation of this call running now does not overwrite it.
         """
+        if bypassing.active():
+            return False
         route = self._tagged(args, kwargs)
         key = self.keys(args, kwargs)
         self.guard.invalidate(key)
