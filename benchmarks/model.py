@@ -156,6 +156,16 @@ class CaseResult:
         """The case as plain JSON data."""
         return {"title": self.title, **asdict(self)}
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CaseResult:
+        """The case :meth:`as_json` wrote (to render a stored run again)."""
+        return cls(
+            data["id"],
+            [Table(**table) for table in data["tables"]],
+            [Check(**item) for item in data["checks"]],
+            data["notes"],
+        )
+
 
 def make_table(
     title: str,

@@ -11,6 +11,7 @@ import asyncio
 import gc
 import itertools
 import threading
+import time
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -254,3 +255,47 @@ def test_a_burst_wider_than_the_pool_waits_for_connections(redis_url: str) -> No
 
     assert asyncio.run(main()) == list(range(300))
     assert backend.stats.errors == 0, "a full pool is not an outage"
+
+
+def test_an_at_most_once_wait_is_awaited_on_the_loop_thread(redis_url: str) -> None:
+    backend = RedisCacheAtomic(url=redis_url, key_prefix=fresh_prefix(), lock_wait=5)
+    stack = CacheStack.from_tiers([SimpleCache(), backend])
+
+    @cached_for(minutes=5, stack=stack, atomic_writes="at_most_once")
+    async def quote(n: int) -> str:
+        raise AssertionError("another process holds the lock and computes it")
+
+    key = quote.cache_key(1)
+    raw = redis.Redis.from_url(redis_url)
+    raw.set(backend._lock_key(key), "another-process", px=5000)  # its holder, elsewhere
+
+    stored = backend._dumps(key, "theirs")
+
+    def holder_commits() -> None:
+        time.sleep(0.3)
+        raw.set(backend._key(key), stored)
+
+    threads: set[str] = set()
+    original_run, original_sync = RedisCacheAtomic._arun, RedisCacheAtomic._run
+
+    async def spy(self: RedisCacheAtomic, *args: Any, **kwargs: Any) -> Any:
+        threads.add(threading.current_thread().name)
+        return await original_run(self, *args, **kwargs)
+
+    def refuse(self: RedisCacheAtomic, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the async wait used the synchronous client")
+
+    async def main() -> tuple[str, str]:
+        return await quote(1), threading.current_thread().name
+
+    committer = threading.Thread(target=holder_commits)
+    RedisCacheAtomic._arun, RedisCacheAtomic._run = spy, refuse  # type: ignore[method-assign]
+    try:
+        committer.start()
+        value, loop_thread = asyncio.run(main())
+    finally:
+        RedisCacheAtomic._arun, RedisCacheAtomic._run = original_run, original_sync  # type: ignore[method-assign]
+        committer.join(5)
+    assert value == "theirs"
+    assert threads == {loop_thread}
+    assert backend.stats.lock_waits == 1

@@ -13,10 +13,12 @@ A backend says which code it serves natively in :attr:`AsyncMethods.api`:
   ``await cache.aget(...)``, and a synchronous call through its tier raises
   :class:`~stratacache.CacheError` saying so.
 
-The ``a``-methods mirror the synchronous operations the engine uses (:meth:`alookup`,
-:meth:`alookup_entry`, :meth:`aset_tracked`, :meth:`adelete`, :meth:`adelete_tracked`,
-:meth:`aclear_tracked`, :meth:`aclear`, :meth:`astart_computation`, :meth:`aset_tagged`,
-:meth:`ainvalidate_tag`), with the same
+The ``a``-methods mirror the synchronous operations the engine uses
+(:meth:`~AsyncMethods.alookup`, :meth:`~AsyncMethods.alookup_entry`,
+:meth:`~AsyncMethods.aset_tracked`, :meth:`~AsyncMethods.adelete`,
+:meth:`~AsyncMethods.adelete_tracked`, :meth:`~AsyncMethods.aclear_tracked`,
+:meth:`~AsyncMethods.aclear`, :meth:`~AsyncMethods.astart_computation`,
+:meth:`~AsyncMethods.aset_tagged`, :meth:`~AsyncMethods.ainvalidate_tag`), with the same
 semantics; an ``atomic_writes`` computation has :meth:`Computation.acommit
 <stratacache.Computation.acommit>` and ``aabort``. The defaults here run the synchronous
 method in a worker thread, so a backend may make native only those that matter (its reads
