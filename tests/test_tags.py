@@ -296,3 +296,32 @@ def test_simplecache_index_never_outgrows_the_cache() -> None:
     cache.delete("k7")
     cache.set("k8", "untagged now")
     assert cache._tags == {"all": {"k9"}, "t9": {"k9"}}
+
+
+def test_async_tags_on_a_cluster(redis_cluster: RedisClusterNodes) -> None:
+    stack = CacheStack.from_tiers(
+        [RedisCache(cluster=redis_cluster.startup_nodes, key_prefix=fresh_prefix())]
+    )
+    calls: list[tuple[str, int]] = []
+
+    @cached_for(minutes=5, tags=["user:{user_id}"], stack=stack)
+    async def profile(user_id: int) -> int:
+        calls.append(("profile", user_id))
+        return user_id
+
+    @cached_for(minutes=5, tags=["user:{user_id}"], stack=stack)
+    async def orders(user_id: int) -> list[int]:
+        calls.append(("orders", user_id))
+        return [user_id]
+
+    async def main() -> None:
+        for user in (1, 2):
+            await profile(user)
+            await orders(user)
+        assert await stack.ainvalidate_tags("user:1") == 2
+        for user in (1, 2):
+            await profile(user)
+            await orders(user)
+
+    asyncio.run(main())
+    assert calls[4:] == [("profile", 1), ("orders", 1)]

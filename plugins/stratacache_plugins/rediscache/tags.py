@@ -108,8 +108,10 @@ class Tagging:
     def register(self, r: RedisLike, pipe: Any) -> None:
         """Make the function a tagged one, before its entry is written.
 
-        Queued in the write's ``MULTI`` on one server; on a Cluster, where the set lives in
-        a slot of its own, sent in a round trip before the write.
+        Queued in the write's ``MULTI`` on one server, and in the pipeline of the asyncio
+        Cluster client (which sends each command to its slot's node, in order); with the
+        sync Cluster client, whose transaction holds one slot and the set lives in a slot
+        of its own, sent in a round trip before the write.
         """
         if self.group is None:
             return
