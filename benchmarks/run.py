@@ -49,6 +49,7 @@ import cases_payload  # noqa: E402
 import cases_shared  # noqa: E402
 import cases_stats  # noqa: E402
 import cases_topology  # noqa: E402
+import cases_unpickler  # noqa: E402
 import cases_write  # noqa: E402
 import report  # noqa: E402
 from harness import environment  # noqa: E402
@@ -62,6 +63,7 @@ FAMILIES: tuple[ModuleType, ...] = (
     cases_async_shared,
     cases_stats,
     cases_shared,
+    cases_unpickler,
     cases_write,
     cases_payload,
     cases_file,

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from stratacache import NO_VALUE, AsyncOnlyBackend, CacheError, CacheStack, cached_for
+from stratacache.testing.asyncsuite import AsyncBackendConformance
 from stratacache_plugins.filesystem import FileSystemCache
 from stratacache_plugins.rediscache import RedisCache
 from stratacache_plugins.simple import SimpleCache
@@ -332,25 +333,30 @@ class AsyncOnlyDict(AsyncOnlyBackend):
     def __init__(self) -> None:
         super().__init__(300)
         self.data: dict[str, Any] = {}
+        self.groups: dict[str, set[str]] = {}
 
     async def alookup(self, key: str) -> Any:
         await asyncio.sleep(0)
         return self.data.get(key, NO_VALUE)
 
-    async def alookup_entry(self, key: str) -> tuple[Any, float | None]:
-        return await self.alookup(key), None
-
     async def aset_tracked(
         self, key: str, value: Any, timeout: Any = None, group: str | None = None
     ) -> bool:
         self.data[key] = value
+        if group is not None:
+            self.groups.setdefault(group, set()).add(key)
         return True
 
     async def adelete(self, key: str) -> bool:
         return self.data.pop(key, NO_VALUE) is not NO_VALUE
 
-    async def adelete_tracked(self, key: str, group: str) -> bool:
-        return await self.adelete(key)
+    async def aclear_tracked(self, group: str) -> int:
+        return sum([await self.adelete(key) for key in self.groups.pop(group, set())])
+
+    async def aclear(self) -> bool:
+        self.data.clear()
+        self.groups.clear()
+        return True
 
 
 def test_an_async_only_backend_serves_async_code_and_refuses_sync_calls() -> None:
@@ -367,6 +373,14 @@ def test_an_async_only_backend_serves_async_code_and_refuses_sync_calls() -> Non
     assert asyncio.run(stack.aget(double.cache_key(21))) == 42
     assert asyncio.run(double.invalidate(21)) is True
     assert store.data == {}
+    asyncio.run(double(2))
+    assert asyncio.run(double.clear_cache()) == 2, "the memory tier's copy, and the store's"
+
+    @cached_for(minutes=5, stack=stack, atomic_writes="at_most_once")
+    async def coordinated(n: int) -> int:
+        return n
+
+    assert asyncio.run(coordinated(3)) == 3
 
     @cached_for(minutes=5, stack=stack)
     def sync_double(n: int) -> int:
@@ -376,3 +390,11 @@ def test_an_async_only_backend_serves_async_code_and_refuses_sync_calls() -> Non
         CacheError, match=r"AsyncOnlyDict.lookup_entry\(\) was called from synchronous"
     ):
         sync_double(1)
+
+
+class TestAsyncOnlyConformance(AsyncBackendConformance):
+    """The async conformance suite on the async-only backend above."""
+
+    @pytest.fixture
+    def make_backend(self) -> Callable[..., Any]:
+        return lambda **options: AsyncOnlyDict()

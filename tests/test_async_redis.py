@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import redis
 
-from stratacache import Backend, CacheStack, cached_for
+from stratacache import NO_VALUE, Backend, CacheStack, cached_for
 from stratacache.testing.asyncsuite import AsyncBackendConformance, AsyncStackConformance, run
 from stratacache_plugins.rediscache import RedisCache, RedisCacheAtomic, RedisCacheNoExceptions
 from stratacache_plugins.simple import SimpleCache
@@ -144,7 +144,11 @@ def test_the_redis_backends_serve_async_code_natively(redis_url: str) -> None:
         threads.add(threading.current_thread().name)
         return x
 
-    RedisCache._acall = spy  # type: ignore[method-assign]
+    def refuse(self: RedisCache, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("an async call went through the synchronous client")
+
+    original_run = RedisCache._run
+    RedisCache._acall, RedisCache._run = spy, refuse  # type: ignore[method-assign]
     try:
 
         async def main() -> tuple[int, str]:
@@ -152,7 +156,7 @@ def test_the_redis_backends_serve_async_code_natively(redis_url: str) -> None:
 
         value, loop_thread = asyncio.run(main())
     finally:
-        RedisCache._acall = original  # type: ignore[method-assign]
+        RedisCache._acall, RedisCache._run = original, original_run  # type: ignore[method-assign]
     assert value == 1
     assert threads == {loop_thread}, "every Redis call ran on the loop's own thread"
 
@@ -202,15 +206,13 @@ def test_a_redis_cache_raises_and_no_exceptions_falls_back_when_down(tmp_path: A
         run(lambda: RedisCache(url=dead).alookup("k"))
     quiet = RedisCacheNoExceptions(url=dead, retry_interval=60)
     assert run(lambda: quiet.aset_tracked("k", 1, 60)) is False
-    assert run(lambda: quiet.alookup("k")) is not None  # NO_VALUE, skipped in the back-off
+    assert run(lambda: quiet.alookup("k")) is NO_VALUE  # skipped in the back-off
     assert quiet.stats.errors == 2
 
 
 def test_an_unreadable_entry_is_a_miss_and_deleted(redis_url: str) -> None:
     backend = RedisCacheNoExceptions(url=redis_url, key_prefix="bad:")
     redis.Redis.from_url(redis_url).set("bad:k", b"\x80not a pickle")
-    from stratacache import NO_VALUE
-
     assert run(lambda: backend.alookup("k")) is NO_VALUE
     assert backend.stats.deserialization_failures == 1
     assert redis.Redis.from_url(redis_url).exists("bad:k") == 0
@@ -299,3 +301,152 @@ def test_an_at_most_once_wait_is_awaited_on_the_loop_thread(redis_url: str) -> N
     assert value == "theirs"
     assert threads == {loop_thread}
     assert backend.stats.lock_waits == 1
+
+
+# -- lifecycles: loops, retirement, cancellation -------------------------------------------
+
+
+def test_a_finished_loop_leaves_nothing_behind(redis_url: str) -> None:
+    from stratacache_plugins.rediscache import aioclient
+
+    backend = RedisCache(url=redis_url, key_prefix=fresh_prefix())
+    for i in range(30):
+        assert run(lambda i=i: backend.aset_tracked(f"k{i}", i, 60)) is True  # type: ignore[misc]
+    assert len(aioclient._loops) == 0, "each loop's clients went with it"
+
+
+def test_a_loop_closed_without_its_shutdown_is_dropped_at_the_next(redis_url: str) -> None:
+    from stratacache_plugins.rediscache import aioclient
+
+    backend = RedisCache(url=redis_url, key_prefix=fresh_prefix())
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(backend.aset_tracked("k", 1, 60))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)  # what such a loop leaves to the GC
+        loop.close()  # no shutdown_asyncgens: the record stays until another loop comes
+        assert run(lambda: backend.alookup("k")) == 1
+        assert loop not in aioclient._loops
+        gc.collect()
+
+
+def test_close_while_calls_run_lets_them_finish(redis_server: RedisServer) -> None:
+    backend = RedisCacheNoExceptions(url=redis_server.url, key_prefix=fresh_prefix())
+    backend.set("k", "v", 60)
+    slow = threading.Thread(
+        target=lambda: redis_server.client().execute_command("DEBUG", "SLEEP", "0.3")
+    )
+
+    async def main() -> list[Any]:
+        slow.start()
+        await asyncio.sleep(0.05)  # the server sleeps: the calls below wait for replies
+        calls = [asyncio.ensure_future(backend.alookup("k")) for _ in range(50)]
+        await asyncio.sleep(0.05)  # they are under way
+        backend.close()  # a reconfiguration replaced it
+        return list(await asyncio.gather(*calls))
+
+    try:
+        assert asyncio.run(main()) == ["v"] * 50
+    finally:
+        slow.join(5)
+    assert backend.stats.errors == 0
+
+
+def test_close_on_an_idle_loop_closes_its_connections_with_it(redis_server: RedisServer) -> None:
+    backend = RedisCache(url=redis_server.url, key_prefix=fresh_prefix())
+    loop = asyncio.new_event_loop()
+    try:
+        assert loop.run_until_complete(backend.aset_tracked("k", 1, 60)) is True
+        backend.close()  # the loop is idle: the clients go when it runs again or shuts down
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()
+    gc.collect()  # an unclosed connection would warn here, and warnings are errors
+
+
+def test_a_cancelled_caller_releases_the_at_most_once_lock(redis_url: str) -> None:
+    backend = RedisCacheAtomic(url=redis_url, key_prefix=fresh_prefix(), lock_timeout=30)
+    raw = redis.Redis.from_url(redis_url)
+    lock = backend._lock_key("{g}k")
+    original = RedisCacheAtomic.alookup
+    held = asyncio.Event()
+
+    async def stalled(self: RedisCacheAtomic, key: str) -> Any:  # the read after the lock
+        held.set()
+        await asyncio.sleep(60)
+
+    async def main() -> None:
+        task = asyncio.ensure_future(backend.astart_computation("{g}k", 60, "g", "at_most_once"))
+        await held.wait()
+        assert raw.exists(lock) == 1, "the caller holds the lock"
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    RedisCacheAtomic.alookup = stalled  # type: ignore[method-assign]
+    try:
+        asyncio.run(main())
+    finally:
+        RedisCacheAtomic.alookup = original  # type: ignore[method-assign]
+    assert raw.exists(lock) == 0, "released on cancellation, not left for its 30 s TTL"
+
+
+def test_a_cancelled_probe_hands_the_probe_back(make_redis_server: Any) -> None:
+    server = make_redis_server()
+    backend = RedisCacheNoExceptions(
+        url=server.url, key_prefix=fresh_prefix(), read_timeout=2, retry_interval=0.05
+    )
+    assert run(lambda: backend.aset_tracked("k", 1, 60)) is True
+    server.pause()  # SIGSTOP: a call waits for its read timeout
+    try:
+
+        async def main() -> None:
+            call = asyncio.ensure_future(backend.alookup("k"))
+            await asyncio.sleep(0.2)
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+
+        run(main)
+    finally:
+        server.resume()
+    assert not backend._prober, "no probe is left claimed by a cancelled call"
+    assert run(lambda: backend.alookup("k")) == 1
+
+
+def test_a_burst_on_a_sentinel_master_waits_for_connections(
+    redis_sentinel: RedisSentinelSet,
+) -> None:
+    backend = RedisCacheNoExceptions(
+        sentinels=redis_sentinel.sentinels,
+        sentinel_master=redis_sentinel.master_name,
+        key_prefix=fresh_prefix(),
+        max_connections=4,
+    )
+
+    async def main() -> list[Any]:
+        await asyncio.gather(*(backend.aset_tracked(f"b{i}", i, 60) for i in range(200)))
+        return list(await asyncio.gather(*(backend.alookup(f"b{i}") for i in range(200))))
+
+    assert asyncio.run(main()) == list(range(200))
+    assert backend.stats.errors == 0
+
+
+def test_sync_connection_options_do_not_reach_the_asyncio_client(redis_url: str) -> None:
+    backend = RedisCacheNoExceptions(url=redis_url, connection_class=redis.Connection)
+    assert run(lambda: backend.aset_tracked("k", 1, 60)) is True
+    assert run(lambda: backend.alookup("k")) == 1
+    assert backend.stats.errors == 0
+
+
+def test_a_subclass_override_sees_async_calls_too(redis_url: str) -> None:
+    seen: list[str] = []
+
+    class Audited(RedisCache):
+        def lookup_entry(self, key: str) -> tuple[Any, float | None]:
+            seen.append(key)
+            return super().lookup_entry(key)
+
+    backend = Audited(url=redis_url, key_prefix=fresh_prefix())
+    backend.set("k", 1, 60)
+    assert run(lambda: backend.alookup_entry("k"))[0] == 1
+    assert seen == ["k"]

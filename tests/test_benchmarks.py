@@ -22,6 +22,7 @@ CASES = {
     "three_tier": "three-tier steady state",
     "miss_write": "miss + write",
     "at_most_once": "at_most_once hit",
+    "restricted_unpickler": "shared hit, restricted unpickler",
     "file_cache": "file cache",
     "payload": "payload size",
     "growth": "growth",

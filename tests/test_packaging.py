@@ -90,6 +90,7 @@ def test_the_wheel_ships_the_typing_markers_and_the_license(wheel: Path) -> None
     # Development tools are dependency groups: users see only the extras meant for them.
     assert sorted(message.get_all("Provides-Extra") or []) == [
         "flask",
+        "otel",
         "prometheus",
         "redis",
         "testing",

@@ -24,6 +24,7 @@ from stratacache.call import CachedCall
 from stratacache.driver import adrive
 from stratacache.engine import Route
 from stratacache.errors import CacheError
+from stratacache.observe import aobserved_miss, aobserved_run
 from stratacache.stats import FunctionStats
 
 __all__ = ["AsyncCachedCall", "make_async_wrapper"]
@@ -43,6 +44,7 @@ class AsyncCachedCall(CachedCall[Any, Any]):
     is_async = True
     """Read by the stack, which warns when async functions reach tiers through threads."""
 
+    @aobserved_miss
     async def amiss(self, route: Route, key: str, args: Any, kwargs: Any, *, read: bool) -> Any:
         """Continue after a miss (``read``: the first tier was read too), then compute.
 
@@ -72,7 +74,7 @@ class AsyncCachedCall(CachedCall[Any, Any]):
                 found = in_memory()  # another flight of this loop may have finished since
                 if found is not NO_VALUE:
                     return found
-                run = functools.partial(self._arun, counts, args, kwargs)
+                run = aobserved_run(route, key, functools.partial(self._arun, counts, args, kwargs))
                 return await adrive(engine.compute_rule(route, key, self.atomic, self.guard), run)
 
             def on_wait() -> None:
@@ -155,8 +157,15 @@ def make_async_wrapper(call: AsyncCachedCall) -> Callable[..., Coroutine[Any, An
         if route.state is not stack._state:
             route = reroute()
         key = make_key(args, kwargs)
-        if not route.first.cache.in_process:
-            return await amiss(route, key, args, kwargs, read=False)
+        first = route.first
+        if not first.cache.in_process:
+            if not first.native_async:  # the whole read in the driver, threads and hooks
+                return await amiss(route, key, args, kwargs, read=False)
+            value = await first.alookup(key, route.group)  # a shared hit: one await, no rule
+            if value is not NO_VALUE:
+                engine.first_counted(route, value)
+                return value
+            return await amiss(route, key, args, kwargs, read=True)
         value = route.lookup(key)  # in memory: no await, no thread
         if value is not NO_VALUE:
             if route.counting:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from stratacache.asyncbackend import API
-from stratacache.backend import Backend
+from stratacache.backend import Backend, Computation, Timeout
 from stratacache.errors import CacheError
 
 __all__ = ["AsyncOnlyBackend"]
@@ -41,9 +41,59 @@ _SYNC_OPERATIONS = (
 
 
 class AsyncOnlyBackend(Backend):
-    """A backend whose operations are coroutines only; its synchronous ones refuse."""
+    """A backend whose operations are coroutines only; its synchronous ones refuse.
+
+    A subclass implements :meth:`alookup`, :meth:`aset_tracked` (recording ``key`` in
+    ``group`` when one is given), :meth:`adelete`, :meth:`aclear_tracked` (for
+    ``f.clear_cache()``) and :meth:`aclear`; :meth:`alookup_entry` (remaining lifetime
+    unknown), :meth:`adelete_tracked` and :meth:`astart_computation` (no coordination across
+    processes) have defaults on top of them.
+    """
 
     api: ClassVar[API] = "async"
+
+    async def alookup(self, key: str) -> Any:
+        """The value of ``key``, or ``NO_VALUE`` on a miss: implement it."""
+        raise self._missing("alookup")
+
+    async def alookup_entry(self, key: str) -> tuple[Any, float | None]:
+        """:meth:`alookup`, with the remaining lifetime unknown (``None``)."""
+        return await self.alookup(key), None
+
+    async def aset_tracked(
+        self, key: str, value: Any, timeout: Timeout = None, group: str | None = None
+    ) -> bool:
+        """Store ``value`` and record ``key`` in ``group``: implement it."""
+        raise self._missing("aset_tracked")
+
+    async def adelete(self, key: str) -> bool:
+        """Delete ``key``; whether it was there: implement it."""
+        raise self._missing("adelete")
+
+    async def adelete_tracked(self, key: str, group: str) -> bool:
+        """:meth:`adelete` (the group's record is the subclass's to prune)."""
+        return await self.adelete(key)
+
+    async def aclear_tracked(self, group: str) -> int:
+        """Delete every entry recorded in ``group``; how many went: implement it."""
+        raise self._missing("aclear_tracked", "f.clear_cache()")
+
+    async def aclear(self) -> bool:
+        """Delete every entry: implement it."""
+        raise self._missing("aclear", "cache.clear()")
+
+    async def astart_computation(
+        self, key: str, timeout: Timeout, group: str | None, mode: str
+    ) -> Computation:
+        """No coordination across processes (single flight still runs once per process)."""
+        return Computation(self, key, timeout, group)
+
+    def _missing(self, name: str, what: str = "") -> CacheError:
+        needed = f" ({what} needs it)" if what else ""
+        return CacheError(
+            f"{type(self).__name__} is an AsyncOnlyBackend without {name}(){needed}:"
+            f" implement {name} in the class"
+        )
 
 
 def _refusing(name: str) -> Callable[..., Any]:

@@ -59,6 +59,7 @@ class _Bypassed:
 
     state = object()
     counting = False
+    observers = None
     first = _Tier()
     tiers = (first,)
 

@@ -20,6 +20,7 @@ from stratacache.errors import CacheError, SerializationError
 from stratacache.guard import WriteGuard
 from stratacache.keyoptions import KeyOptions
 from stratacache.keys import KeyBuilder
+from stratacache.observe import observed_miss, observed_run
 from stratacache.singleflight import Flights
 from stratacache.stack import CacheStack
 from stratacache.stats import FunctionStats
@@ -107,6 +108,7 @@ class CachedCall(Generic[P, R]):
             keep=self.options.cache_if,
         )
 
+    @observed_miss
     def miss(self, route: Route, key: str, args: Any, kwargs: Any) -> R:
         """Continue after a miss in the first tier: the tiers below, then the function."""
         if route is bypassing.BYPASSED:
@@ -120,7 +122,7 @@ class CachedCall(Generic[P, R]):
             if value is not NO_VALUE:
                 return cast(R, value)
             if self.atomic is None:
-                run = functools.partial(self._run, counts, args, kwargs)
+                run = observed_run(route, key, functools.partial(self._run, counts, args, kwargs))
                 return cast(R, engine.compute(route, key, run, guard=self.guard))
             return self._single_flight(route, key, args, kwargs)
         except CacheError:
@@ -144,6 +146,7 @@ class CachedCall(Generic[P, R]):
     def _single_flight(self, route: Route, key: str, args: Any, kwargs: Any) -> R:
         counts = route.counts
 
+        @functools.partial(observed_run, route, key)
         def run() -> R:
             return self._run(counts, args, kwargs)
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from stratacache.computation import NO_VALUE
 from stratacache.errors import SerializationError
+from stratacache.observe import observers
 from stratacache.stats import FunctionStats
 from stratacache.tier import Tier, bounded
 
@@ -44,6 +45,8 @@ class Route:
         lookup: The first tier's read, as the hot path calls it: the backend's own bound
             ``lookup`` when no plugin hooks reads.
         on_unstorable: Called with the error when a tier cannot serialize a value.
+        observers: The ``stratacache_slow_path`` hook when a plugin implements it, else
+            ``None`` (see :mod:`stratacache.observe`).
         keep: ``cached_for(cache_if=...)``: whether a computed value is written, or ``None``
             (every value is).
         tags: The tags the entries of this call carry (see :meth:`tagged`); ``()`` for none.
@@ -61,6 +64,7 @@ class Route:
         "group",
         "keep",
         "lookup",
+        "observers",
         "on_unstorable",
         "state",
         "tags",
@@ -101,6 +105,7 @@ class Route:
             fast if fast is not None else (lambda key: first.lookup(key, grp))
         )
         self.on_unstorable = on_unstorable or _warn_unstorable
+        self.observers = observers()
         self.keep = keep
         self.tags: tuple[str, ...] = ()
         self.debug = logger.isEnabledFor(logging.DEBUG)

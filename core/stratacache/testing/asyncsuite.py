@@ -52,9 +52,9 @@ class AsyncBackendConformance:
 
     @pytest.fixture
     def backend(self, make_backend: Callable[..., Backend]) -> Backend:
-        """A fresh, empty backend."""
+        """A fresh, empty backend (emptied with ``aclear``: an async-only one has no clear)."""
         built = make_backend()
-        built.clear()
+        run(built.aclear)
         return built
 
     def test_declares_its_api(self, backend: Backend) -> None:
@@ -74,6 +74,8 @@ class AsyncBackendConformance:
         assert value is NO_VALUE
 
     def test_sync_and_async_see_the_same_entries(self, backend: Backend) -> None:
+        if backend.api == "async":
+            pytest.skip("an async-only backend has no synchronous side to agree with")
         backend.set("written-sync", {"v": 1}, 60)
         assert run(lambda: backend.alookup("written-sync")) == {"v": 1}
         run(lambda: backend.aset_tracked("written-async", [2], 60, "grp"))
@@ -85,16 +87,18 @@ class AsyncBackendConformance:
         run(lambda: backend.aset_tracked("forever", "v", 0, None))
         value, remaining = run(lambda: backend.alookup_entry("ten"))
         assert value == "v"
-        if type(backend).lookup_entry is not Backend.lookup_entry:
+        knows = backend.api != "async" and type(backend).lookup_entry is not Backend.lookup_entry
+        if knows:  # the sync side tells the lifetime: the async side must too
             assert remaining is not None
+        if remaining is not None:
             assert 0 < remaining <= 10
             assert run(lambda: backend.alookup_entry("forever"))[1] == math.inf
 
     def test_delete(self, backend: Backend) -> None:
-        backend.set("k", 1, 60)
+        run(lambda: backend.aset_tracked("k", 1, 60, None))
         assert run(lambda: backend.adelete("k")) is True
         assert run(lambda: backend.adelete("k")) is False
-        assert backend.get("k") is None
+        assert run(lambda: backend.alookup("k")) is NO_VALUE
 
     def test_tracking_deletes_exactly_the_group(self, backend: Backend) -> None:
         async def fill() -> None:
@@ -106,13 +110,14 @@ class AsyncBackendConformance:
         assert run(lambda: backend.adelete_tracked("f:0", "module.f")) is True
         assert run(lambda: backend.adelete_tracked("f:0", "module.f")) is False
         assert run(lambda: backend.aclear_tracked("module.f")) == 2
-        assert backend.get_many("f:1", "f:2") == [None, None]
-        assert backend.get("g:0") == "g"
+        assert run(lambda: backend.alookup("f:1")) is NO_VALUE
+        assert run(lambda: backend.alookup("f:2")) is NO_VALUE
+        assert run(lambda: backend.alookup("g:0")) == "g"
 
     def test_clear(self, backend: Backend) -> None:
-        backend.set("k", 1, 60)
+        run(lambda: backend.aset_tracked("k", 1, 60, None))
         assert run(backend.aclear) is True
-        assert backend.get("k") is None
+        assert run(lambda: backend.alookup("k")) is NO_VALUE
 
     def test_many_loops_one_after_another(self, backend: Backend) -> None:
         for i in range(5):  # a client bound to a finished loop would fail the next one
@@ -138,7 +143,7 @@ class AsyncBackendConformance:
             return await computation.acommit({"computed": True})
 
         assert run(compute) == {"computed": True}
-        assert backend.get("{grp}x") == {"computed": True}
+        assert run(lambda: backend.alookup("{grp}x")) == {"computed": True}
         assert run(compute) == {"computed": True}, "a second caller gets the stored value"
 
 

@@ -149,27 +149,31 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
         token = secrets.token_hex(16)  # one token per wait: a lost request's lock is ours
         waited = False  # counted once per wait in stats.lock_waits, however many polls
         acquired: bool | Down | None = None
-        for pause in self._pauses(deadline):
-            acquired = yield from self._acquire(key, token)
-            if acquired is DOWN:  # refused, or unanswered for lock_wait: compute here
-                return Computation(self, key, timeout, group, waited=waited)
-            if acquired is True:
-                try:
+        try:
+            for pause in self._pauses(deadline):
+                acquired = yield from self._acquire(key, token)
+                if acquired is DOWN:  # refused, or unanswered for lock_wait: compute here
+                    return Computation(self, key, timeout, group, waited=waited)
+                if acquired is True:
                     stored = yield Read(key)  # written between our miss and our lock?
-                except BaseException:
-                    yield from self._release(key, token)
-                    raise
+                    if stored is not NO_VALUE:
+                        yield from self._release(key, token)
+                        return Computation(self, key, timeout, group, stored, waited=waited)
+                    return LockedComputation(self, key, timeout, group, token, waited)
+                stored = yield Read(key)  # another holds the lock, or Redis did not answer
                 if stored is not NO_VALUE:
-                    yield from self._release(key, token)
                     return Computation(self, key, timeout, group, stored, waited=waited)
-                return LockedComputation(self, key, timeout, group, token, waited)
-            stored = yield Read(key)  # another holds the lock, or Redis did not answer
-            if stored is not NO_VALUE:
-                return Computation(self, key, timeout, group, stored, waited=waited)
-            if not waited:
-                waited = True
-                self.stats.lock_waits += 1
-            yield Sleep(pause)
+                if not waited:
+                    waited = True
+                    self.stats.lock_waits += 1
+                yield Sleep(pause)
+        except GeneratorExit:
+            raise
+        except BaseException:
+            # Cancelled or failed while we may hold the lock (a request whose reply never
+            # came may have taken it): release it, which frees only a lock with our token.
+            yield from self._release(key, token)
+            raise
         if acquired is None:  # Redis stopped answering, not a slow holder: compute here
             return Computation(self, key, timeout, group, waited=waited)
         raise AtomicWaitTimeout(
@@ -260,28 +264,37 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
         # again; a reply that timed out is not: the commit waits at most one read timeout
         # (plus the dropped connections' moments), not one per attempt.
         lost = 0
-        for pause in self._pauses(deadline):
-            try:
-                outcome = int((yield Direct(lambda r: r.eval(COMMIT_IF_OWNER, 3, *keys, *args))))
-            except REDIS_FAILURES as exc:
-                if not (yield Failed("commit (lock owner)", exc, len(data))):
-                    # Refused (too large, OOM), not lost: release the lock for the next caller.
-                    yield from computation._releasing()
+        try:
+            for pause in self._pauses(deadline):
+                try:
+                    outcome = int(
+                        (yield Direct(lambda r: r.eval(COMMIT_IF_OWNER, 3, *keys, *args)))
+                    )
+                except REDIS_FAILURES as exc:
+                    if not (yield Failed("commit (lock owner)", exc, len(data))):
+                        # Refused (too large, OOM), not lost: release it for the next caller.
+                        yield from computation._releasing()
+                        return value
+                    if isinstance(exc, RedisTimeoutError):
+                        return value
+                    lost += 1
+                    if lost > 1:
+                        break
+                    continue
+                if outcome in (1, 2):
+                    computation.stored = True
+                    computation.released = True  # the script deleted it
+                    if outcome == 2:
+                        self._note_lost_lock(computation)
                     return value
-                if isinstance(exc, RedisTimeoutError):
-                    return value
-                lost += 1
-                if lost > 1:
-                    break
-                continue
-            if outcome in (1, 2):
-                computation.stored = True
-                if outcome == 2:
-                    self._note_lost_lock(computation)
-                return value
-            if outcome == 3:  # another caller's value is stored: every caller returns it
-                return (yield from self._stored_or(key, value))
-            yield Sleep(pause)  # another caller computes under a newer lock: take its value
+                if outcome == 3:  # another caller's value is stored: every caller returns it
+                    return (yield from self._stored_or(key, value))
+                yield Sleep(pause)  # another caller computes under a newer lock: its value
+        except GeneratorExit:
+            raise
+        except BaseException:  # cancelled mid-commit: free the lock if the script did not
+            yield from computation._releasing()
+            raise
         return (yield from self._stored_or(key, value))
 
     def _note_lost_lock(self, computation: LockedComputation) -> None:

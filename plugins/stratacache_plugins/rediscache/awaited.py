@@ -6,8 +6,9 @@ as ``_run``: a RedisCache raises :class:`~.client.RedisCacheError`, a
 RedisCacheNoExceptions backs off and answers the fallback. Keys, codec, signing, tracking
 and scripts are the synchronous operations' own. ``aclear`` and ``aclear_tracked`` (a scan,
 batches of deletes) run the synchronous operation in a worker thread. A subclass that
-overrides ``set``, ``delete`` or ``lookup`` keeps seeing every call: then the async
-operation runs the synchronous one in a worker thread.
+overrides a synchronous operation (``lookup``, ``lookup_entry``, ``set``, ``set_tracked``,
+``delete``, ``delete_tracked``) keeps seeing every call: then its async twin runs the
+synchronous one in a worker thread.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class AwaitedRedis(RedisClient, RedisCodec):
             group: str | None,
             tags: tuple[str, ...] = (),
         ) -> tuple[str, Callable[[RedisLike], Any], int]: ...
-        def _overridden(self, name: str) -> bool: ...
+        def _overridden(self, *names: str) -> bool: ...
 
     async def alookup(self, key: str) -> Any:
         """One ``GET``, awaited: the value, or ``NO_VALUE`` on a miss."""
@@ -60,17 +61,18 @@ class AwaitedRedis(RedisClient, RedisCodec):
 
     async def alookup_entry(self, key: str) -> tuple[Any, float | None]:
         """``GET`` and ``PTTL`` in one round trip, awaited: the value and the server's TTL."""
-        if self._overridden("lookup"):
+        if self._overridden("lookup", "lookup_entry"):
             return await asyncio.to_thread(self.lookup_entry, key)
         data, ms = await self._arun("GET+PTTL", self._reading_entry(key), (None, -2))
-        value = NO_VALUE if data is None else await self._aloads(key, data)
+        gone = data is None or ms == -2  # as the sync lookup_entry: decoded only if there
+        value = NO_VALUE if gone else await self._aloads(key, data)
         return self._entry(key, data, ms, lambda: value)
 
     async def aset_tracked(
         self, key: str, value: Any, timeout: Timeout = None, group: str | None = None
     ) -> bool:
         """Store ``value`` and track ``key`` in ``group``, in one round trip, awaited."""
-        if self._overridden("set"):
+        if self._overridden("set", "set_tracked"):
             return await asyncio.to_thread(self.set_tracked, key, value, timeout, group)
         operation, action, payload = self._storing(key, value, timeout, group)
         return bool(await self._arun(operation, action, False, payload=payload))
@@ -98,7 +100,7 @@ class AwaitedRedis(RedisClient, RedisCodec):
 
     async def adelete_tracked(self, key: str, group: str) -> bool:
         """``DEL`` the key and ``ZREM`` its tracking member in one transaction, awaited."""
-        if self._overridden("delete"):
+        if self._overridden("delete", "delete_tracked"):
             return await asyncio.to_thread(self.delete_tracked, key, group)
         full, tracking = self._key(key), self._tracking_key(group)
         replies = await self._arun("DEL+ZREM", lambda r: delete_untracking(r, full, tracking), None)

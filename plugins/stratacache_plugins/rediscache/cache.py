@@ -40,6 +40,20 @@ __all__ = ["RedisCache", "RedisCacheError"]
 logger = logging.getLogger(__package__)  # one logger for the Redis backends
 
 _PTTL_PERSISTENT, _PTTL_GONE = -1, -2  # PTTL's replies for a key without expiry, no key
+_TWINNED = ("lookup", "lookup_entry", "set", "set_tracked", "delete", "delete_tracked")
+
+
+_OVERRIDES: dict[type, frozenset[str]] = {}
+
+
+def _overrides(kind: type[RedisCache]) -> frozenset[str]:
+    """The operations with an async twin that the class ``kind`` overrides (once per class)."""
+    found = _OVERRIDES.get(kind)
+    if found is None:
+        found = _OVERRIDES[kind] = frozenset(
+            name for name in _TWINNED if getattr(kind, name) is not getattr(RedisCache, name)
+        )
+    return found
 
 
 class RedisCache(RedisMonitoring, AwaitedRedis, RedisTags, RedisClient, RedisCodec):
@@ -144,9 +158,9 @@ class RedisCache(RedisMonitoring, AwaitedRedis, RedisTags, RedisClient, RedisCod
             },
         )
 
-    def _overridden(self, name: str) -> bool:
-        """Whether a subclass overrides the operation ``name`` (which then sees every call)."""
-        return getattr(type(self), name) is not getattr(RedisCache, name)
+    def _overridden(self, *names: str) -> bool:
+        """Whether a subclass overrides one of the operations ``names`` (which sees every call)."""
+        return not _overrides(type(self)).isdisjoint(names)
 
     # -- timeouts -----------------------------------------------------------------------
 
@@ -256,10 +270,8 @@ class RedisCache(RedisMonitoring, AwaitedRedis, RedisTags, RedisClient, RedisCod
 
         self._run("track", track, None)
 
-    def _store(
-        self, key: str, value: Any, timeout: Timeout, group: str | None, tags: Any = ()
-    ) -> bool:
-        operation, action, payload = self._storing(key, value, timeout, group, tuple(tags))
+    def _store(self, key: str, value: Any, timeout: Timeout, group: str | None) -> bool:
+        operation, action, payload = self._storing(key, value, timeout, group)
         return bool(self._run(operation, action, False, payload=payload))
 
     def _storing(
@@ -282,9 +294,8 @@ class RedisCache(RedisMonitoring, AwaitedRedis, RedisTags, RedisClient, RedisCod
             # One transaction in the key's slot; a key tracked under another function's tag
             # (not one the decorator builds) is written and tracked apart on a Cluster.
             pipe = r.pipeline(transaction=one_slot(r, *names))
-            tagging.register(r, pipe)
             self._write(pipe, key, data, ms, group)
-            tagging.queue(pipe)
+            tagging.queue(r, pipe)
             return pipe.execute()
 
         return "SET", write, len(data)

@@ -11,7 +11,6 @@ which ``_arun`` awaits.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import os
 import weakref
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from redis.exceptions import RedisClusterException, RedisError
 
 from stratacache import Backend, CacheError
 from stratacache.options import OptionProblem, OptionsError
-from stratacache_plugins.rediscache.aioclient import async_client, build_async
+from stratacache_plugins.rediscache.aioclient import async_client, build_async, forks
 from stratacache_plugins.rediscache.checks import cluster_prefix_problems, connection_problems
 from stratacache_plugins.rediscache.connection import (
     LazyClient,
@@ -180,24 +179,26 @@ class RedisClient(Backend):
         if self._given_client is not None:
             return self._given_client
         found = self._async_key
-        if found is None or found[0] != os.getpid():
+        if found is None or found[0] != forks.count:
             timeouts = (self._connect_timeout, self._read_timeout)
             options = client_options(*timeouts, self._pool_options)
             topology = self._topology
             found = self._async_key = (
-                os.getpid(),
+                forks.count,
                 pool_key(topology, *timeouts, self._pool_options),
                 lambda: build_async(topology, options),
             )
         return async_client(found[1], found[2])
 
     async def _acall(self, action: Callable[[Any], Any]) -> Any:
-        """Run ``action`` on this loop's client and await what it returns."""
+        """Run ``action`` on this loop's client and await what it returns.
+
+        On a ``redis.asyncio`` client every command and pipeline ``execute`` is awaitable.
+        """
         given = self._given_client
         if given is not None:  # the user's synchronous client: in a worker thread
             return await asyncio.to_thread(action, given)
-        result = action(self.aclient)
-        return await result if inspect.isawaitable(result) else result
+        return await action(self.aclient)
 
     async def _arun(
         self,

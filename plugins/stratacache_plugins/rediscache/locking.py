@@ -58,8 +58,8 @@ class LockedComputation(Computation):
 
     def _releasing(self) -> Plan[None]:
         if not self.released:
-            self.released = True
             yield from self.atomic._release(self.key, self.token)
+            self.released = True
 
 
 class WatchedComputation(Computation):

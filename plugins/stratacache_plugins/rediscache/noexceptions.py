@@ -15,6 +15,7 @@ from redis.exceptions import (
     BusyLoadingError,
     ClusterDownError,
     ClusterError,
+    MaxConnectionsError,
     ReadOnlyError,
     ResponseError,
 )
@@ -192,9 +193,11 @@ class RedisCacheNoExceptions(RedisCache):
         """Whether ``exc`` is about one call (its key or value), not about Redis."""
         if isinstance(exc, ResponseError):  # "not an integer", WRONGTYPE, OOM, too large...
             return not isinstance(exc, _SERVER_STATE_ERRORS)
-        if isinstance(exc, ClusterError):
-            # redis-py's "TTL exhausted": its key's slot kept redirecting it (ASK, MOVED,
-            # TRYAGAIN while the slot migrates); the cluster serves the other slots.
+        if isinstance(exc, MaxConnectionsError | ClusterError):
+            # A pool whose connections were all busy for a whole connect and read timeout
+            # (a burst; see the asyncio pools), or redis-py's "TTL exhausted": its key's
+            # slot kept redirecting it (ASK, MOVED, TRYAGAIN while the slot migrates). The
+            # call fails; Redis, or the cluster's other slots, still serve.
             return True
         if self._maybe_too_large(exc, payload):
             if answers is not None:

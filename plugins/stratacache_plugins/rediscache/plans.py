@@ -14,6 +14,10 @@ and ``time.sleep``, :func:`arun_plan` with this event loop's ``redis.asyncio`` c
 * :class:`Decode`: the backend's ``_loads`` (``_aloads``) of stored bytes;
 * :class:`Failed`: a failure the plan caught, noted by ``_note_error`` (whose check of a
   large write's lost connection pings Redis on the same client kind).
+
+Whatever a step raises (a Redis failure, a cancellation of the awaiting task, an interrupt)
+is thrown into the plan at its ``yield``, so its ``try``/``except`` releases what it holds
+(an ``at_most_once`` lock) as if it had made the call itself.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from stratacache_plugins.rediscache.client import REDIS_FAILURES, RedisFailure
+from stratacache_plugins.rediscache.client import RedisFailure
 
 if TYPE_CHECKING:
     from stratacache_plugins.rediscache.noexceptions import RedisCacheNoExceptions
@@ -109,7 +113,7 @@ def run_plan(backend: RedisCacheNoExceptions, plan: Plan[T]) -> T:
                 send = backend._loads(step.key, step.data)
             else:
                 send = backend._note_error(step.operation, step.error, step.payload)
-        except REDIS_FAILURES as exc:
+        except BaseException as exc:  # thrown into the plan, which decides what it means
             error = exc
 
 
@@ -140,5 +144,5 @@ async def arun_plan(backend: RedisCacheNoExceptions, plan: Plan[T]) -> T:
                 send = backend._note_error(
                     step.operation, step.error, step.payload, answers=answers
                 )
-        except REDIS_FAILURES as exc:
+        except BaseException as exc:  # a cancellation too: the plan releases what it holds
             error = exc

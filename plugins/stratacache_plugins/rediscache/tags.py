@@ -22,7 +22,7 @@ process wrote it:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from redis.cluster import RedisCluster
@@ -105,13 +105,14 @@ class Tagging:
         self.names = [tag_key(prefix, self.group, tag) for tag in tags] if self.group else []
         """The tag sets written, all in the function's slot."""
 
-    def register(self, r: RedisLike, pipe: Any) -> None:
-        """Make the function a tagged one, before its entry is written.
+    def queue(self, r: RedisLike, pipe: Any) -> None:
+        """Queue the entry's membership in each of its tag sets (scored by its expiry).
 
-        Queued in the write's ``MULTI`` on one server, and in the pipeline of the asyncio
-        Cluster client (which sends each command to its slot's node, in order); with the
-        sync Cluster client, whose transaction holds one slot and the set lives in a slot
-        of its own, sent in a round trip before the write.
+        The function joins the set of tagged functions in the same ``MULTI`` on one server,
+        and in the pipeline of the asyncio Cluster client (which sends each command to its
+        slot's node, in order); with the sync Cluster client, whose transaction holds one
+        slot while that set lives in a slot of its own, in a round trip sent now, before
+        the write.
         """
         if self.group is None:
             return
@@ -119,9 +120,6 @@ class Tagging:
             r.sadd(registry_key(self.prefix), self.group)
         else:
             pipe.sadd(registry_key(self.prefix), self.group)
-
-    def queue(self, pipe: Any) -> None:
-        """Queue the entry's membership in each of its tag sets (scored by its expiry)."""
         for name in self.names:
             queue_tracking(pipe, name, self.full, self.ms)
 
@@ -144,14 +142,14 @@ class RedisTags(RedisClient, RedisKeys):
 
     if TYPE_CHECKING:  # RedisCache's, declared for the type checker only
 
-        def _store(
+        def _storing(
             self,
             key: str,
             value: Any,
             timeout: Timeout,
             group: str | None,
-            tags: Sequence[str] = (),
-        ) -> bool: ...
+            tags: tuple[str, ...] = (),
+        ) -> tuple[str, Callable[[RedisLike], Any], int]: ...
         def _overridden(self, name: str) -> bool: ...
 
     def set_tagged(
@@ -169,7 +167,8 @@ class RedisTags(RedisClient, RedisKeys):
         """
         if group is None or not tags or self._overridden("set"):
             return super().set_tagged(key, value, timeout, group, tags)
-        return self._store(key, value, timeout, group, tags)
+        operation, action, payload = self._storing(key, value, timeout, group, tags)
+        return bool(self._run(operation, action, False, payload=payload))
 
     def invalidate_tag(self, tag: str) -> int:
         """Delete every entry carrying ``tag``; return how many went.
