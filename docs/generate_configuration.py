@@ -88,6 +88,7 @@ EXAMPLES: dict[str, str] = {
     "CACHE_LAYERS": '[{"type": "SimpleCache", "timeout": 60}, {"type": "RedisCache", "url":'
     ' "redis://cache:6379/0"}]',
     "CACHE_PROMETHEUS": "true",
+    "CACHE_OTEL": "true",
 }
 
 EXAMPLE = """\

@@ -26,7 +26,20 @@ from stratacache_plugins.rediscache.tracking import delete_untracking
 if TYPE_CHECKING:
     from stratacache_plugins.rediscache.protocol import RedisLike
 
-__all__ = ["AwaitedRedis"]
+__all__ = ["AwaitedRedis", "overrides"]
+
+_TWINNED = ("lookup", "lookup_entry", "set", "set_tracked", "delete", "delete_tracked")
+_OVERRIDES: dict[tuple[type, type], frozenset[str]] = {}
+
+
+def overrides(kind: type, base: type) -> frozenset[str]:
+    """The operations with an async twin that ``kind`` overrides from ``base`` (once each)."""
+    found = _OVERRIDES.get((kind, base))
+    if found is None:
+        found = _OVERRIDES[kind, base] = frozenset(
+            name for name in _TWINNED if getattr(kind, name) is not getattr(base, name)
+        )
+    return found
 
 
 class AwaitedRedis(RedisClient, RedisCodec):

@@ -21,7 +21,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from stratacache import NO_VALUE, Serializer, Timeout
-from stratacache_plugins.rediscache.awaited import AwaitedRedis
+from stratacache_plugins.rediscache.awaited import AwaitedRedis, overrides
 from stratacache_plugins.rediscache.client import RedisCacheError, RedisClient
 from stratacache_plugins.rediscache.codec import RedisCodec
 from stratacache_plugins.rediscache.monitoring import RedisMonitoring
@@ -40,20 +40,6 @@ __all__ = ["RedisCache", "RedisCacheError"]
 logger = logging.getLogger(__package__)  # one logger for the Redis backends
 
 _PTTL_PERSISTENT, _PTTL_GONE = -1, -2  # PTTL's replies for a key without expiry, no key
-_TWINNED = ("lookup", "lookup_entry", "set", "set_tracked", "delete", "delete_tracked")
-
-
-_OVERRIDES: dict[type, frozenset[str]] = {}
-
-
-def _overrides(kind: type[RedisCache]) -> frozenset[str]:
-    """The operations with an async twin that the class ``kind`` overrides (once per class)."""
-    found = _OVERRIDES.get(kind)
-    if found is None:
-        found = _OVERRIDES[kind] = frozenset(
-            name for name in _TWINNED if getattr(kind, name) is not getattr(RedisCache, name)
-        )
-    return found
 
 
 class RedisCache(RedisMonitoring, AwaitedRedis, RedisTags, RedisClient, RedisCodec):
@@ -160,7 +146,7 @@ class RedisCache(RedisMonitoring, AwaitedRedis, RedisTags, RedisClient, RedisCod
 
     def _overridden(self, *names: str) -> bool:
         """Whether a subclass overrides one of the operations ``names`` (which sees every call)."""
-        return not _overrides(type(self)).isdisjoint(names)
+        return not overrides(type(self), RedisCache).isdisjoint(names)
 
     # -- timeouts -----------------------------------------------------------------------
 
