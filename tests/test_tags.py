@@ -325,3 +325,21 @@ def test_async_tags_on_a_cluster(redis_cluster: RedisClusterNodes) -> None:
 
     asyncio.run(main())
     assert calls[4:] == [("profile", 1), ("orders", 1)]
+
+
+def test_a_redis_subclass_overriding_set_sees_tagged_writes(redis_url: str) -> None:
+    seen: list[str] = []
+
+    class Watching(RedisCache):
+        def set(self, key: str, value: Any, timeout: Any = None) -> bool:
+            seen.append(key)
+            return super().set(key, value, timeout)
+
+    stack = CacheStack.from_tiers([Watching(url=redis_url, key_prefix=fresh_prefix())])
+    users = Users(stack)
+    users.read(1)
+    assert users.profile.cache_key(1) in seen
+    assert stack.invalidate_tags("user:1") == 2
+    users.calls.clear()
+    users.read(1)
+    assert users.calls == [("profile", 1), ("orders", 1)]

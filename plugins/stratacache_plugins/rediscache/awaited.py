@@ -99,7 +99,7 @@ class AwaitedRedis(RedisClient, RedisCodec):
         tags: tuple[str, ...] = (),
     ) -> bool:
         """Store ``value``, track it in ``group`` and in its tag sets, in one round trip."""
-        if group is None or not tags or self._overridden("set"):
+        if group is None or not tags or self._overridden("set", "set_tracked"):
             return await asyncio.to_thread(self.set_tagged, key, value, timeout, group, tags)
         operation, action, payload = self._storing(key, value, timeout, group, tags)
         return bool(await self._arun(operation, action, False, payload=payload))

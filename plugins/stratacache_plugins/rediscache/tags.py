@@ -29,7 +29,7 @@ from redis.cluster import RedisCluster
 
 from stratacache import Timeout
 from stratacache_plugins.rediscache.client import RedisClient
-from stratacache_plugins.rediscache.naming import TRACKING_SUFFIX, RedisKeys
+from stratacache_plugins.rediscache.naming import TRACKING_SUFFIX, RedisKeys, one_slot
 from stratacache_plugins.rediscache.protocol import RedisLike
 from stratacache_plugins.rediscache.tracking import queue_tracking
 
@@ -102,7 +102,8 @@ class Tagging:
     ) -> None:
         self.prefix, self.full, self.ms = prefix, full, ms
         self.group = group if tags and ms >= 0 else None
-        self.names = [tag_key(prefix, self.group, tag) for tag in tags] if self.group else []
+        names = [] if self.group is None else [tag_key(prefix, self.group, t) for t in tags]
+        self.names = names
         """The tag sets written, all in the function's slot."""
 
     def queue(self, r: RedisLike, pipe: Any) -> None:
@@ -150,7 +151,8 @@ class RedisTags(RedisClient, RedisKeys):
             group: str | None,
             tags: tuple[str, ...] = (),
         ) -> tuple[str, Callable[[RedisLike], Any], int]: ...
-        def _overridden(self, name: str) -> bool: ...
+        def _overridden(self, *names: str) -> bool: ...
+        def _milliseconds(self, timeout: Timeout) -> int: ...
 
     def set_tagged(
         self,
@@ -162,13 +164,28 @@ class RedisTags(RedisClient, RedisKeys):
     ) -> bool:
         """Store ``value``, track ``key`` in ``group`` and in its tag sets, in one round trip.
 
-        A subclass that overrides ``set``, or a write without a group, takes the default of
-        :class:`~stratacache.Backend`.
+        A subclass that overrides ``set`` or ``set_tracked`` sees every write: the value
+        goes through its ``set_tracked``, and the tag sets follow in a second round trip.
+        Without a group (the decorator always gives one), so does a write, in the sets of
+        the group ``""``.
         """
-        if group is None or not tags or self._overridden("set"):
-            return super().set_tagged(key, value, timeout, group, tags)
-        operation, action, payload = self._storing(key, value, timeout, group, tags)
-        return bool(self._run(operation, action, False, payload=payload))
+        if not tags:
+            return self.set_tracked(key, value, timeout, group)
+        if group is not None and not self._overridden("set", "set_tracked"):
+            operation, action, payload = self._storing(key, value, timeout, group, tags)
+            return bool(self._run(operation, action, False, payload=payload))
+        stored = bool(self.set_tracked(key, value, timeout, group))
+        if stored:
+            ms = self._milliseconds(timeout)
+            tagging = Tagging(self.key_prefix, self._key(key), group or "", tags, ms)
+
+            def tag(r: RedisLike) -> None:
+                pipe = r.pipeline(transaction=one_slot(r, *tagging.names))
+                tagging.queue(r, pipe)
+                pipe.execute()
+
+            self._run("tag", tag, None)
+        return stored
 
     def invalidate_tag(self, tag: str) -> int:
         """Delete every entry carrying ``tag``; return how many went.
