@@ -248,8 +248,13 @@ def _bounded(key: str, head: str) -> str:
     return f"{head}{args[:60]}...{args[-30:]}#{digest}"
 
 
-def _unkeyed_instance(name: str, instance: Any) -> TypeError | None:
+def _unkeyed_instance(
+    name: str, signature: inspect.Signature, values: tuple[Any, ...]
+) -> TypeError | None:
     """The error of a method whose instance has no key, saying how to give one, or None."""
+    if not values or next(iter(signature.parameters), None) != "self":
+        return None
+    instance = values[0]
     try:
         encode_value(instance)
     except TypeError:
@@ -345,7 +350,6 @@ class KeyBuilder:
         if not all(p.kind in positional for p in params):
             fewest = nparams + 1  # *args, keyword-only or **kwargs: always bind
         plain, limit = _PLAIN, MAX_KEY_LENGTH
-        method = bool(params) and params[0].name == "self"
 
         def build(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
             if not kwargs and fewest <= len(args) <= nparams:
@@ -372,8 +376,9 @@ class KeyBuilder:
                 values = tuple(bound.arguments.values())
             try:
                 return _bounded(name + _encode_tuple(values), name)
-            except TypeError as exc:
-                unkeyed = _unkeyed_instance(self.name, values[0]) if method else None
+            except TypeError as exc:  # a method's instance: say how to give it a key
+                # (from the names build already holds: another free variable costs every hit)
+                unkeyed = _unkeyed_instance(name[1:-1], signature, values)
                 if unkeyed is not None:
                     raise unkeyed from exc
                 raise
