@@ -104,6 +104,12 @@ CONTENDERS: tuple[Contender, ...] = (
         STRATACACHE_STACK + "f = cached_for(minutes=5, stack=stack)(rates)",
     ),
     Contender(
+        "stratacache_fresh",
+        "stratacache cached_for, refresh_after=0.8 + fail_safe (SimpleCache)",
+        STRATACACHE_STACK
+        + "f = cached_for(minutes=5, refresh_after=0.8, fail_safe=3600, stack=stack)(rates)",
+    ),
+    Contender(
         "stratacache_by_reference",
         "stratacache cached_for (no serialization)",
         STRATACACHE_STACK

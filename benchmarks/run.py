@@ -42,6 +42,7 @@ import cases_async  # noqa: E402
 import cases_async_shared  # noqa: E402
 import cases_concurrency  # noqa: E402
 import cases_file  # noqa: E402
+import cases_freshness  # noqa: E402
 import cases_growth  # noqa: E402
 import cases_local  # noqa: E402
 import cases_memory  # noqa: E402
@@ -62,6 +63,7 @@ FAMILIES: tuple[ModuleType, ...] = (
     cases_async,
     cases_async_shared,
     cases_stats,
+    cases_freshness,
     cases_shared,
     cases_unpickler,
     cases_write,

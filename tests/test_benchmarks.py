@@ -17,6 +17,8 @@ CASES = {
     "local_hit": "local hit",
     "no_serializer_local_hit": "no-serializer local hit",
     "stats_cost": "statistics cost",
+    "freshness_hit": "local hit with the entry envelope",
+    "refresh_hit": "hit during a refresh",
     "shared_hit": "shared hit",
     "two_layer": "two-layer steady state",
     "three_tier": "three-tier steady state",

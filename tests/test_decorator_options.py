@@ -297,7 +297,7 @@ def test_refresh_get_and_set_across_both_tiers(redis_url: str) -> None:
     assert counter.set(42, "a") is True
     assert counter("a") == 42
     assert stack.tier("RedisCache").cache.get(counter.cache_key("a")) == 42
-    assert function_counts(stack, counter)["refreshes"] == 1
+    assert function_counts(stack, counter)["manual_refreshes"] == 1
 
 
 def test_refresh_get_and_set_are_coroutines_on_async_functions(redis_url: str) -> None:

@@ -39,9 +39,15 @@ ZERO_FUNCTION: FunctionCounts = {
     "compute_errors": 0,
     "compute_seconds": 0.0,
     "lock_waits": 0,
+    "refreshes": 0,
+    "refreshes_dropped": 0,
+    "stale_served": 0,
+    "fail_safe_served": 0,
+    "soft_timeouts": 0,
+    "hard_timeouts": 0,
     "bypasses": 0,
     "not_cached": 0,
-    "refreshes": 0,
+    "manual_refreshes": 0,
 }
 
 

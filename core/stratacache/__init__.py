@@ -25,6 +25,7 @@ from stratacache.default import cache
 from stratacache.errors import (
     BackendNotFound,
     CacheError,
+    ComputeTimeout,
     ConfigurationError,
     DeserializationError,
     InvalidBackend,
@@ -61,6 +62,7 @@ __all__ = [
     "CacheStack",
     "CachedFunction",
     "Computation",
+    "ComputeTimeout",
     "ConfigurationError",
     "DeserializationError",
     "InvalidBackend",

@@ -69,6 +69,8 @@ class AsyncMethods:
         def start_computation(  # noqa: D102
             self, key: str, timeout: Timeout, group: str | None, mode: str
         ) -> Computation: ...
+        def acquire_refresh(self, key: str) -> str | None: ...  # noqa: D102
+        def release_refresh(self, key: str, lease: str) -> None: ...  # noqa: D102
 
     async def alookup(self, key: str) -> Any:
         """``lookup``, awaited: the value of ``key``, or ``NO_VALUE`` on a miss."""
@@ -120,3 +122,11 @@ class AsyncMethods:
     ) -> Computation:
         """``start_computation``, awaited (a wait for another process's lock never blocks)."""
         return await asyncio.to_thread(self.start_computation, key, timeout, group, mode)
+
+    async def aacquire_refresh(self, key: str) -> str | None:
+        """:meth:`~stratacache.Backend.acquire_refresh`, in a worker thread by default."""
+        return await asyncio.to_thread(self.acquire_refresh, key)
+
+    async def arelease_refresh(self, key: str, lease: str) -> None:
+        """:meth:`~stratacache.Backend.release_refresh`, in a worker thread by default."""
+        await asyncio.to_thread(self.release_refresh, key, lease)

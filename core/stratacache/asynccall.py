@@ -56,6 +56,8 @@ class AsyncCachedCall(CachedCall[Any, Any]):
             return await self.abypassed(args, kwargs)
         if self.tags is not None:
             route = route.tagged(self.tags.render(args, kwargs))
+        if self.fresh is not None:
+            return await self.fresh.amiss(route, key, args, kwargs)
         counts = route.counts
         try:
             if read:
@@ -110,7 +112,7 @@ class AsyncCachedCall(CachedCall[Any, Any]):
         if bypassing.active():
             return await self.abypassed(args, kwargs)
         route = self._tagged(args, kwargs)
-        route.counts.refreshes += 1
+        route.counts.manual_refreshes += 1
         key = self.keys(args, kwargs)
         run = functools.partial(self._arun, route.counts, args, kwargs)
         return await adrive(engine.compute_rule(route, key, None, self.guard), run)
@@ -151,6 +153,7 @@ class AsyncCachedCall(CachedCall[Any, Any]):
 def make_async_wrapper(call: AsyncCachedCall) -> Callable[..., Coroutine[Any, Any, Any]]:
     """The coroutine function ``cached_for`` returns for an ``async def``."""
     stack, make_key, amiss, reroute = call.stack, call.keys.build, call.amiss, call.reroute
+    enveloped = call.fresh is not None  # a first tier outside the process holds envelopes
 
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         route = call.route
@@ -159,7 +162,7 @@ def make_async_wrapper(call: AsyncCachedCall) -> Callable[..., Coroutine[Any, An
         key = make_key(args, kwargs)
         first = route.first
         if not first.cache.in_process:
-            if not first.native_async:  # the whole read in the driver, threads and hooks
+            if not first.native_async or enveloped:  # the whole read in the driver
                 return await amiss(route, key, args, kwargs, read=False)
             value = await first.alookup(key, route.group)  # a shared hit: one await, no rule
             if value is not NO_VALUE:

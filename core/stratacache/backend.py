@@ -363,6 +363,22 @@ class Backend(AsyncMethods, TagMethods, Inspectable, BaseCache):
         """
         return Computation(self, key, timeout, group)
 
+    def acquire_refresh(self, key: str) -> str | None:
+        """Claim the background refresh of the stale entry ``key`` across processes.
+
+        Functions with ``refresh_after``/``stale_after`` call it on their deepest tier
+        before refreshing in the background. Return a lease (given back to
+        :meth:`release_refresh` when the refresh is done), or ``None`` when another process
+        holds it (then this one does not refresh). Never wait. This default coordinates
+        nothing (``""``): each process refreshes a key once at a time on its own. A backend
+        that coordinates processes (:attr:`coordinates_processes`) holds its
+        ``atomic_writes`` lock for it.
+        """
+        return ""
+
+    def release_refresh(self, key: str, lease: str) -> None:
+        """Give back the refresh of ``key`` claimed by :meth:`acquire_refresh`."""
+
     # -- resources ------------------------------------------------------------------------
 
     def close(self) -> None:

@@ -17,6 +17,8 @@ from stratacache.backend import NO_VALUE
 from stratacache.calloptions import CallOptions
 from stratacache.engine import Route
 from stratacache.errors import CacheError, SerializationError
+from stratacache.freshcall import FreshPath
+from stratacache.freshness import Freshness
 from stratacache.guard import WriteGuard
 from stratacache.keyoptions import KeyOptions
 from stratacache.keys import KeyBuilder
@@ -56,6 +58,7 @@ class CachedCall(Generic[P, R]):
         atomic: AtomicWrites | None,
         key_options: KeyOptions | None = None,
         call_options: CallOptions | None = None,
+        fresh: Freshness | None = None,
     ) -> None:
         self.func = func
         self.stack = stack
@@ -73,6 +76,7 @@ class CachedCall(Generic[P, R]):
         self.guard = WriteGuard()
         self._warned = False
         self._warned_atomic = False
+        self.fresh = None if fresh is None else FreshPath(self, fresh)
         bypassing.register(self)
 
     def _install(self, route: Route) -> None:
@@ -98,7 +102,7 @@ class CachedCall(Generic[P, R]):
         settings = state.settings
         timeout = self.timeout if self.timeout is not None else settings.cache_default_timeout
         counts = self.stack._stats.function(self.group, tiers[0].name)
-        return Route(
+        route = Route(
             state,
             tiers,
             timeout,
@@ -107,15 +111,20 @@ class CachedCall(Generic[P, R]):
             on_unstorable=self._warn_unstorable,
             keep=self.options.cache_if,
         )
+        if self.fresh is not None:
+            self.fresh.adapt(route)
+        return route
 
     @observed_miss
     def miss(self, route: Route, key: str, args: Any, kwargs: Any) -> R:
         """Continue after a miss in the first tier: the tiers below, then the function."""
         if route is bypassing.BYPASSED:
             return self.bypassed(args, kwargs)
-        route.first.stats.misses += 1
         if self.tags is not None:
             route = route.tagged(self.tags.render(args, kwargs))
+        if self.fresh is not None:
+            return cast(R, self.fresh.miss(route, key, args, kwargs))
+        route.first.stats.misses += 1
         counts = route.counts
         try:
             value = engine.read_below(route, key)
@@ -222,7 +231,7 @@ class CachedCall(Generic[P, R]):
         if bypassing.active():
             return self.bypassed(args, kwargs)
         route = self._tagged(args, kwargs)
-        route.counts.refreshes += 1
+        route.counts.manual_refreshes += 1
         key = self.keys(args, kwargs)
         run = functools.partial(self._run, route.counts, args, kwargs)
         return cast(R, engine.compute(route, key, run, guard=self.guard))

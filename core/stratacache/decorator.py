@@ -14,6 +14,7 @@ import inspect
 import math
 import numbers
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any, ParamSpec, TypeVar, cast, get_args
 
 from stratacache.asynccall import AsyncCachedCall, make_async_wrapper
@@ -27,6 +28,7 @@ from stratacache.cachedfunction import (
 )
 from stratacache.call import AtomicWrites, CachedCall
 from stratacache.calloptions import CallOptions
+from stratacache.freshness import freshness_options
 from stratacache.keyoptions import KeyOptions
 from stratacache.stack import CacheStack
 
@@ -61,6 +63,12 @@ def cached_for(
     atomic_writes: AtomicWrites | None = None,
     tiers: Sequence[str] | None = None,
     stack: CacheStack | None = None,
+    refresh_after: float | None = None,
+    stale_after: float | timedelta | None = None,
+    fail_safe: float | timedelta | None = None,
+    soft_timeout: float | None = None,
+    hard_timeout: float | None = None,
+    early_refresh: float = 0,
     key: str | Callable[..., str] | None = None,
     ignore: Sequence[str] | None = None,
     version: str | int | None = None,
@@ -99,6 +107,20 @@ def cached_for(
             by-reference tier. A name the stack lacks is an error when the stack is
             configured (or at the first call of a function decorated after it).
         stack: The layer stack to use (default: :data:`stratacache.cache`).
+        refresh_after: A fraction of the duration (e.g. 0.8) after which an entry is stale:
+            a caller then gets it at once, and one background refresh runs (see the page
+            "Keeping values fresh and available").
+        stale_after: The same as a time after the computation (seconds or a timedelta).
+        fail_safe: How long past its expiry a value is kept to answer for a computation
+            that raises (seconds or a timedelta); logged and counted when it does.
+        soft_timeout: Seconds to wait for a computation when a stale value exists; then
+            that value is the answer and the computation finishes in the background.
+        hard_timeout: Seconds to wait for a computation at most; then
+            :class:`~stratacache.ComputeTimeout` (or the fail-safe value), and the
+            computation finishes in the background and stores its result.
+        early_refresh: XFetch's beta (Vattani et al., VLDB 2015), 0 to turn it off: a fresh
+            entry is refreshed a little early, at random, the earlier the longer its
+            computation took, so hot keys do not all refresh at once.
         key: The argument part of the key: a :meth:`str.format` template over the
             arguments (``"{user_id}:{lang}"``, ``"{user.id}"``), or a callable taking the
             parameters it names and returning a string. The function's name (its Redis
@@ -172,7 +194,15 @@ def cached_for(
         )
     _check_tiers(tiers, local_ram_cache_only or no_serialization)
     key_options = KeyOptions.checked(key=key, ignore=ignore, version=version, key_self=key_self)
-    timeout = None if total == 0 else max(1, int(-(-total // 1)))
+    fresh = freshness_options(
+        refresh_after=refresh_after,
+        stale_after=stale_after,
+        fail_safe=fail_safe,
+        soft_timeout=soft_timeout,
+        hard_timeout=hard_timeout,
+        early_refresh=early_refresh,
+        atomic=atomic_writes is not None,
+    )
 
     def decorate(func: Callable[..., Any]) -> Any:
         if isinstance(func, classmethod | staticmethod):
@@ -189,11 +219,12 @@ def cached_for(
             raise TypeError(f"cached_for decorates functions, not {func!r}")
         options: dict[str, Any] = {
             "stack": stack or _default_stack(),
-            "timeout": timeout,
+            "timeout": None if total == 0 else max(1, int(-(-total // 1))),
             "local_only": local_ram_cache_only,
             "by_reference": no_serialization,
             "tiers": tuple(tiers) if tiers is not None else None,
             "atomic": atomic_writes,
+            "fresh": fresh,
             "key_options": key_options if key_options.customized else None,
             "call_options": CallOptions.checked(
                 func, unless=unless, cache_if=cache_if, tags=tags, atomic=atomic_writes

@@ -46,6 +46,8 @@ _AWAITED = {
         "remove",
         "clear_group",
         "clear",
+        "acquire_refresh",
+        "release_refresh",
         "invalidate_tag",
     )
 }

@@ -13,6 +13,9 @@ and the Flask integration all call it. The rules:
   warning, and the tiers above still take it. With ``atomic_writes``, the deepest tier's
   commit takes the place of its write; the tiers above get the value that won.
 * Invalidation deletes from every tier of the stack.
+* With coherent local tiers (:mod:`stratacache.coherence`), a value read from (or written
+  to) a deeper tier fills the tiers above only if no other instance's change reached this
+  stack meanwhile: the value may be older than that change.
 
 Each rule is written once, as a generator of the tier operations it needs (the ``*_rule``
 functions, see :mod:`stratacache.driver`); the functions without the suffix run a rule
@@ -27,8 +30,10 @@ from collections.abc import Callable
 from typing import Any
 
 from stratacache.backend import NO_VALUE
+from stratacache.coherence import InvalidationReceiver, epoch_of, unchanged_since
 from stratacache.driver import RUN, Rule, drive
 from stratacache.errors import SerializationError
+from stratacache.freshness import companion_key
 from stratacache.guard import WriteGuard
 from stratacache.route import UNCOUNTED, Route
 from stratacache.tier import Tier
@@ -48,6 +53,7 @@ __all__ = [
     "fill",
     "fill_rule",
     "first_counted",
+    "keep_rule",
     "kept",
     "peek",
     "peek_rule",
@@ -92,6 +98,7 @@ def first_counted(route: Route, value: Any) -> bool:
 def below_rule(route: Route, key: str, *, counted: bool) -> Rule[Any]:
     """Read the tiers below the first, deepest last; a hit fills the tiers above it."""
     tiers, group, fills = route.tiers, route.group, route.fills
+    since = epoch_of(receiver := _receiver(route))
     for index in range(1, len(tiers)):
         tier = tiers[index]
         if fills[index]:
@@ -104,7 +111,8 @@ def below_rule(route: Route, key: str, *, counted: bool) -> Rule[Any]:
                 route.counts.shared_hits += 1
             if route.debug:
                 logger.debug("hit %s in tier %r (%s)", key, tier.name, group)
-            yield from fill_rule(route, index, key, value, remaining)
+            if unchanged_since(receiver, since):
+                yield from fill_rule(route, index, key, value, remaining)
             return value
         if counted:
             tier.stats.misses += 1
@@ -119,18 +127,26 @@ def fill_rule(
     route: Route, index: int, key: str, value: Any, remaining: float | None
 ) -> Rule[None]:
     """Copy a value found in tier ``index`` into the tiers above it, deepest first."""
-    tiers, timeouts, group, counts = route.tiers, route.timeouts, route.group, route.counts
+    tiers, timeouts = route.tiers, route.timeouts
     for above in range(index - 1, -1, -1):
         tier = tiers[above]
         seconds = tier.fill_timeout(remaining, timeouts[above])
         if seconds is None:  # expired on the way up
             return
-        try:
-            if (yield (tier, "store", (key, value, seconds, group, route.tags))):
-                counts.sets += 1
-        except SerializationError as exc:
-            counts.errors += 1
-            route.on_unstorable(exc)
+        yield from keep_rule(route, tier, key, value, seconds)
+
+
+def keep_rule(route: Route, tier: Tier, key: str, value: Any, seconds: float) -> Rule[bool]:
+    """Store one copy of ``value`` in ``tier``; one that cannot serialize it is skipped."""
+    try:
+        stored = bool((yield (tier, "store", (key, value, seconds, route.group, route.tags))))
+    except SerializationError as exc:
+        route.counts.errors += 1
+        route.on_unstorable(exc)
+        return False
+    if stored:
+        route.counts.sets += 1
+    return stored
 
 
 def write_rule(
@@ -140,7 +156,10 @@ def write_rule(
     tiers, timeouts, group, counts = route.tiers, route.timeouts, route.group, route.counts
     start = len(tiers) - 1 if below is None else below - 1
     deepest_stored = False
+    since = epoch_of(receiver := _receiver(route))
     for index in range(start, -1, -1):
+        if index < start and not unchanged_since(receiver, since):
+            break  # another instance changed something meanwhile: maybe this key
         try:
             stored = yield (tiers[index], "store", (key, value, timeouts[index], group, route.tags))
         except SerializationError as exc:  # the tiers above may still take it (pickle)
@@ -221,12 +240,18 @@ def coordinated_rule(
             theirs = committed is not value  # another caller's value won
             value = committed
     if theirs:
+        since = epoch_of(receiver := _receiver(route))
         found, remaining = yield (deepest, "lookup_entry", (key, route.group))
-        if found is not NO_VALUE:
+        if found is not NO_VALUE and unchanged_since(receiver, since):
             yield from fill_rule(route, len(tiers) - 1, key, found, remaining)
         return value
     yield from write_rule(route, key, value, below=len(tiers) - 1)
     return value
+
+
+def _receiver(route: Route) -> InvalidationReceiver | None:
+    state = route.state
+    return None if state is None else state.coherence
 
 
 # -- the rules, run synchronously --------------------------------------------------------
@@ -343,10 +368,16 @@ def compute_coordinated(
 
 
 def remove_rule(tiers: tuple[Tier, ...], key: str, group: str | None = None) -> Rule[int]:
-    """Delete ``key`` from every tier (each is asked); return how many held it."""
+    """Delete ``key`` from every tier (each is asked); return how many held it.
+
+    An in-process tier also drops the key's envelope (see :mod:`stratacache.freshness`).
+    """
     removed = 0
     for tier in tiers:
-        removed += bool((yield (tier, "remove", (key, group))))
+        held = bool((yield (tier, "remove", (key, group))))
+        if tier.cache.in_process:
+            held = bool((yield (tier, "remove", (companion_key(key), group)))) or held
+        removed += held
     return removed
 
 

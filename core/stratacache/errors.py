@@ -14,6 +14,7 @@ import reprlib
 __all__ = [
     "BackendNotFound",
     "CacheError",
+    "ComputeTimeout",
     "ConfigurationError",
     "DeserializationError",
     "InvalidBackend",
@@ -84,6 +85,13 @@ class SerializationError(CacheError, pickle.PicklingError):
 
 class DeserializationError(CacheError, pickle.UnpicklingError):
     """Stored bytes could not be turned back into a value (corrupted, or from old code)."""
+
+
+class ComputeTimeout(CacheError, TimeoutError):  # noqa: N818 (reads as what happened)
+    """A computation outlived the function's ``hard_timeout``; it finishes in the background.
+
+    Its result is stored when it finishes, so a later call may find it.
+    """
 
 
 def key_type_error(key: object) -> TypeError:

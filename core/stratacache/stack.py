@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from stratacache import engine
 from stratacache.asyncstack import AsyncOperations
 from stratacache.backend import NO_VALUE, Backend, Timeout
+from stratacache.coherence import attach_receivers, detach, with_channel
 from stratacache.driver import drive
 from stratacache.errors import SerializationError
 from stratacache.forksafe import renew_in_child
@@ -94,7 +95,7 @@ class CacheStack(TagOperations, AsyncOperations):
         with self._lock:
             built = assemble(resolved, manager)
             state = StackState(resolved, built.tiers, built.every, built.plugin_options)
-            self._check_selections(state)
+            state.check_selections(list(self._calls))
             self._install(state)
         self._warn_threaded(state)
         logger.debug("stratacache configured: %s", " > ".join(t.name for t in built.tiers))
@@ -179,22 +180,6 @@ class CacheStack(TagOperations, AsyncOperations):
         if self._state is not None:
             self._warn_threaded(self._state)
 
-    def _check_selections(self, state: StackState) -> None:
-        problems = []
-        for call in list(self._calls):
-            what = f"cached_for({call.group})"
-            try:
-                if call.tier_names is not None:
-                    state.select(call.tier_names, what)
-                elif call.local_only and not call.by_reference:
-                    state.in_process_tiers(what)
-            except ValueError as exc:
-                problems.append(str(exc))
-        if problems:
-            from stratacache.errors import ConfigurationError
-
-            raise ConfigurationError(sorted(problems))
-
     def _install(self, state: StackState) -> None:
         """Give the new tiers the stack's counters, then swap the state in."""
         stats = self._stats
@@ -207,6 +192,7 @@ class CacheStack(TagOperations, AsyncOperations):
                 if isinstance(built, BackendStats) and built is not tier.stats:
                     tier.stats.add(built)
             tier.cache.stats = tier.stats
+        state.coherence = attach_receivers(state.every, state.tiers)
         replaced, self._state = self._state, state
         if replaced is not None:
             kept = {id(t.cache) for t in state.every}
@@ -356,6 +342,7 @@ class CacheStack(TagOperations, AsyncOperations):
 
     @staticmethod
     def _close_tiers(tiers: Iterable[Tier]) -> None:
+        detach(tiers := tuple(tiers))  # a closed backend neither announces nor listens
         for tier in tiers:
             try:
                 tier.cache.close()
@@ -377,9 +364,10 @@ class CacheStack(TagOperations, AsyncOperations):
         The counts are those of this process since the stack was created or
         :meth:`reset_stats` was called; :meth:`configure` keeps them (a tier's counts carry
         on across a change of its backend). With ``CACHE_STATS=false`` nothing is counted
-        and ``enabled`` is false. Reading them never configures the stack.
+        and ``enabled`` is false; ``invalidation`` has the coherence channel's counts (see
+        :mod:`stratacache.coherence`). Reading them never configures the stack.
         """
-        return self._stats.snapshot()
+        return with_channel(self._stats.snapshot(), getattr(self._state, "coherence", None))
 
     def reset_stats(self) -> None:
         """Set every counter of :meth:`stats` back to zero."""

@@ -31,9 +31,12 @@ lower bound. They are statistics, never used for correctness. A lock or an
 from __future__ import annotations
 
 import threading
-from typing import TypedDict
+from typing import TYPE_CHECKING, NotRequired, TypedDict, cast
 
 from stratacache.forksafe import renew_in_child
+
+if TYPE_CHECKING:
+    from stratacache.coherence import InvalidationCounts
 
 __all__ = [
     "LAYER_NAMES",
@@ -94,10 +97,22 @@ class FunctionCounts(TypedDict):
         compute_seconds: Time spent in those runs, in seconds.
         lock_waits: Calls that waited for another caller's computation of the same key (in
             this process with ``atomic_writes``, or across processes on the backend's lock).
+        refreshes: Background refreshes of stale entries that ran the function
+            (``refresh_after``/``stale_after``/``early_refresh``).
+        refreshes_dropped: Refreshes not started because ``CACHE_REFRESH_WORKERS`` refreshes
+            were already running (the next stale read asks again).
+        stale_served: Calls answered with a stale value read from a tier while a refresh
+            was asked for.
+        fail_safe_served: Calls answered with the last good value because the computation
+            failed (``fail_safe``); each is logged as a warning.
+        soft_timeouts: Calls answered with a stale value after ``soft_timeout`` seconds,
+            their computation left to finish in the background.
+        hard_timeouts: Calls whose computation outlived ``hard_timeout`` (``ComputeTimeout``,
+            or the fail-safe value), left to finish in the background.
         bypasses: Calls that skipped the cache, reading and writing nothing: ``unless=``
             was true, or they ran inside :func:`stratacache.bypass`.
         not_cached: Computed results that ``cache_if=`` refused to store.
-        refreshes: Recomputations asked for with ``f.refresh(...)``.
+        manual_refreshes: Recomputations asked for with ``f.refresh(...)``.
     """
 
     local_hits: int
@@ -110,9 +125,18 @@ class FunctionCounts(TypedDict):
     compute_errors: int
     compute_seconds: float
     lock_waits: int
+    refreshes: int
+    refreshes_dropped: int
+    stale_served: int
+    fail_safe_served: int
+    soft_timeouts: int
+    hard_timeouts: int
     bypasses: int
     not_cached: int
-    refreshes: int
+    manual_refreshes: int
+
+
+_FUNCTION_COUNTERS = tuple(FunctionCounts.__annotations__)
 
 
 class StatsSnapshot(TypedDict):
@@ -123,11 +147,14 @@ class StatsSnapshot(TypedDict):
         layers: :class:`LayerCounts` by layer name (every layer, always).
         functions: :class:`FunctionCounts` by the function's ``module.qualname``. Functions
             decorated more than once under one name (with different options) are summed.
+        invalidation: The invalidation channel's state and counters, when the stack has
+            coherent local tiers (see :mod:`stratacache.coherence`).
     """
 
     enabled: bool
     layers: dict[str, LayerCounts]
     functions: dict[str, FunctionCounts]
+    invalidation: NotRequired[InvalidationCounts]
 
 
 class BackendStats:
@@ -218,14 +245,20 @@ class FunctionStats:
         "compute_seconds",
         "deletes",
         "errors",
+        "fail_safe_served",
+        "hard_timeouts",
         "local_hits",
         "local_layer",
         "lock_waits",
+        "manual_refreshes",
         "misses",
         "not_cached",
         "refreshes",
+        "refreshes_dropped",
         "sets",
         "shared_hits",
+        "soft_timeouts",
+        "stale_served",
     )
 
     def __init__(self, local_layer: str = "local") -> None:
@@ -240,9 +273,15 @@ class FunctionStats:
         self.compute_errors = 0
         self.compute_seconds = 0.0
         self.lock_waits = 0
+        self.refreshes = 0
+        self.refreshes_dropped = 0
+        self.stale_served = 0
+        self.fail_safe_served = 0
+        self.soft_timeouts = 0
+        self.hard_timeouts = 0
         self.bypasses = 0
         self.not_cached = 0
-        self.refreshes = 0
+        self.manual_refreshes = 0
 
     def reset(self) -> None:
         """Set every counter back to zero, in place."""
@@ -250,35 +289,12 @@ class FunctionStats:
 
     def counts(self, into: FunctionCounts | None = None) -> FunctionCounts:
         """Return the counters as a plain dict, added to those of ``into`` if given."""
-        total = into or FunctionCounts(
-            local_hits=0,
-            shared_hits=0,
-            misses=0,
-            sets=0,
-            deletes=0,
-            errors=0,
-            computations=0,
-            compute_errors=0,
-            compute_seconds=0.0,
-            lock_waits=0,
-            bypasses=0,
-            not_cached=0,
-            refreshes=0,
-        )
-        total["local_hits"] += self.local_hits
-        total["shared_hits"] += self.shared_hits
-        total["misses"] += self.misses
-        total["sets"] += self.sets
-        total["deletes"] += self.deletes
-        total["errors"] += self.errors
-        total["computations"] += self.computations
-        total["compute_errors"] += self.compute_errors
-        total["compute_seconds"] += self.compute_seconds
-        total["lock_waits"] += self.lock_waits
-        total["bypasses"] += self.bypasses
-        total["not_cached"] += self.not_cached
-        total["refreshes"] += self.refreshes
-        return total
+        if into is None:
+            into = cast(FunctionCounts, dict.fromkeys(_FUNCTION_COUNTERS, 0))
+            into["compute_seconds"] = 0.0
+        for name in _FUNCTION_COUNTERS:
+            into[name] += getattr(self, name)  # type: ignore[literal-required]
+        return into
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)

@@ -227,6 +227,14 @@ class Tier:
             self.stats.sets += 1
         return result
 
+    def acquire_refresh(self, key: str) -> str | None:
+        """Claim the background refresh of ``key`` (see ``Backend.acquire_refresh``)."""
+        return self.cache.acquire_refresh(key)
+
+    def release_refresh(self, key: str, lease: str) -> None:
+        """Give back a refresh claimed with :meth:`acquire_refresh`."""
+        self.cache.release_refresh(key, lease)
+
     def abort(self, computation: Computation) -> None:
         """Give up ``computation`` (releasing its lock, if it holds one): nothing is stored."""
         computation.abort()
@@ -315,6 +323,14 @@ class Tier:
     async def aabort(self, computation: Computation) -> None:
         """:meth:`abort`, awaited."""
         await computation.aabort()
+
+    async def aacquire_refresh(self, key: str) -> str | None:
+        """:meth:`acquire_refresh`, awaited."""
+        return await self.cache.aacquire_refresh(key)
+
+    async def arelease_refresh(self, key: str, lease: str) -> None:
+        """:meth:`release_refresh`, awaited."""
+        await self.cache.arelease_refresh(key, lease)
 
     async def aremove(self, key: str, group: str | None = None) -> bool:
         """:meth:`remove`, awaited."""

@@ -15,7 +15,14 @@ from typing import Any, cast
 
 from stratacache import BackendOptions, CacheSettings, CacheStack, StatsSnapshot, renew_in_child
 
-__all__ = ["FUNCTION_COUNTERS", "LAYER_COUNTERS", "Stacks", "Switch", "sum_snapshots"]
+__all__ = [
+    "FUNCTION_COUNTERS",
+    "INVALIDATION_COUNTERS",
+    "LAYER_COUNTERS",
+    "Stacks",
+    "Switch",
+    "sum_snapshots",
+]
 
 LAYER_COUNTERS = {
     "hits": "Lookups that found the entry in the layer.",
@@ -37,29 +44,58 @@ FUNCTION_COUNTERS = {
     "compute_errors": "Runs of the function that raised.",
     "compute_seconds": "Seconds spent running the function.",
     "lock_waits": "Calls that waited for another caller's computation.",
+    "refreshes": "Background refreshes of stale entries that ran the function.",
+    "refreshes_dropped": "Refreshes not started: CACHE_REFRESH_WORKERS were busy.",
+    "stale_served": "Calls answered with a stale value while a refresh was asked for.",
+    "fail_safe_served": "Calls answered with the last good value after a failure.",
+    "soft_timeouts": "Calls answered with a stale value after soft_timeout.",
+    "hard_timeouts": "Computations that outlived hard_timeout.",
     "bypasses": "Calls that skipped the cache (unless=, stratacache.bypass()).",
     "not_cached": "Computed results cache_if= refused to store.",
-    "refreshes": "Recomputations asked for with f.refresh().",
+    "manual_refreshes": "Recomputations asked for with f.refresh().",
 }
 """The per-function counters (besides hits) and their help texts."""
+
+INVALIDATION_COUNTERS = {
+    "received": "Invalidations received from other instances and applied to the local tiers.",
+    "keys_dropped": "Keys those invalidations dropped from the local tiers.",
+    "flushes_after_loss": "Flushes of the local tiers because the invalidation channel was"
+    " lost, or back after a loss.",
+}
+"""The invalidation channel's counters and their help texts."""
 
 FUNCTION_HITS = "Calls of the function answered by its local layer or by the shared layer."
 """The help text of the per-function hits, by layer (``local``, ``shared``)."""
 
 
 def sum_snapshots(snapshots: Iterable[StatsSnapshot]) -> StatsSnapshot:
-    """Add up the statistics of several stacks, counter by counter."""
+    """Add up the statistics of several stacks, counter by counter.
+
+    The invalidation channels' counters add up too; their state is the worst of them.
+    """
     layers: dict[str, dict[str, Any]] = {}
     functions: dict[str, dict[str, Any]] = {}
     enabled = False
+    channels: dict[str, int] = {}
+    states: set[str] = set()
     for snapshot in snapshots:
         enabled |= snapshot["enabled"]
+        found_channel = snapshot.get("invalidation")
+        if found_channel is not None:
+            states.add(found_channel["state"])
+            for counter in INVALIDATION_COUNTERS:
+                value = found_channel[counter]  # type: ignore[literal-required]
+                channels[counter] = channels.get(counter, 0) + value
         for into, found in ((layers, snapshot["layers"]), (functions, snapshot["functions"])):
             for name, counts in found.items():
                 total = into.setdefault(name, dict.fromkeys(counts, 0))
                 for counter, value in counts.items():
                     total[counter] += value
-    return cast(StatsSnapshot, {"enabled": enabled, "layers": layers, "functions": functions})
+    summed: dict[str, Any] = {"enabled": enabled, "layers": layers, "functions": functions}
+    if channels:
+        worst = next((s for s in ("lost", "connecting", "subscribed") if s in states), "off")
+        summed["invalidation"] = {**channels, "state": worst}
+    return cast(StatsSnapshot, summed)
 
 
 class Stacks:

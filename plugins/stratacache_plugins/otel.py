@@ -31,7 +31,9 @@ Metrics (the function family breaks the layer one down, so never add the two):
 * ``stratacache.function.hits`` with ``stratacache.function`` and ``stratacache.layer``
   (``local`` or ``shared``), and ``stratacache.function.<counter>`` with
   ``stratacache.function`` for ``misses``, ``sets``, ``deletes``, ``errors``,
-  ``computations``, ``compute_errors``, ``compute_seconds`` (unit ``s``) and ``lock_waits``.
+  ``computations``, ``compute_errors``, ``compute_seconds`` (unit ``s``), ``lock_waits`` and
+  the freshness counters (``refreshes``, ``refreshes_dropped``, ``stale_served``,
+  ``fail_safe_served``, ``soft_timeouts``, ``hard_timeouts``).
 """
 
 from __future__ import annotations

@@ -24,7 +24,9 @@ Metrics (counters; the function family breaks the layer one down, so never add t
 * ``stratacache_function_hits_total{function, layer}`` (``layer`` is ``local`` or
   ``shared``), and ``stratacache_function_<counter>_total{function}`` for ``misses``,
   ``sets``, ``deletes``, ``errors``, ``computations``, ``compute_errors``,
-  ``compute_seconds``, ``lock_waits``, ``bypasses``, ``not_cached`` and ``refreshes``.
+  ``compute_seconds``, ``lock_waits``, and the freshness counters ``refreshes``,
+  ``refreshes_dropped``, ``stale_served``, ``fail_safe_served``, ``soft_timeouts``,
+  ``hard_timeouts``, and ``bypasses``, ``not_cached`` and ``manual_refreshes``.
 
 They add up the stacks registered with the collector (normally just ``stratacache.cache``).
 The counts are this process's: under a pre-fork server (gunicorn), each worker exports its
@@ -51,6 +53,7 @@ from stratacache import (
 from stratacache_plugins._counters import (
     FUNCTION_COUNTERS,
     FUNCTION_HITS,
+    INVALIDATION_COUNTERS,
     LAYER_COUNTERS,
     Stacks,
     Switch,
@@ -59,8 +62,11 @@ from stratacache_plugins._counters import (
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
+    from stratacache.coherence import InvalidationCounts
+
 __all__ = [
     "FUNCTION_COUNTERS",
+    "INVALIDATION_COUNTERS",
     "LAYER_COUNTERS",
     "StratacacheCollector",
     "default_collector",
@@ -121,6 +127,27 @@ class StratacacheCollector:
                 value = function_counts[counter]  # type: ignore[literal-required]
                 family.add_metric([function], value)
             yield family
+        yield from _invalidation_families(stats.get("invalidation"))
+
+
+def _invalidation_families(counts: InvalidationCounts | None) -> Iterator[Metric]:
+    """The invalidation channel's counters, and its state as a 0/1 gauge per state."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    for counter, help_text in INVALIDATION_COUNTERS.items():
+        family = CounterMetricFamily(f"stratacache_invalidation_{counter}", help_text)
+        if counts is not None:
+            family.add_metric([], counts[counter])  # type: ignore[literal-required]
+        yield family
+    state = GaugeMetricFamily(
+        "stratacache_invalidation_channel",
+        "1 for the invalidation channel's state (connecting, subscribed, lost, off).",
+        labels=["state"],
+    )
+    if counts is not None:
+        for name in ("connecting", "subscribed", "lost", "off"):
+            state.add_metric([name], int(counts["state"] == name))
+    yield state
 
 
 def default_collector() -> StratacacheCollector:

@@ -27,6 +27,7 @@ from pydantic_settings import (
 from stratacache.masking import MASK, is_secret_name, mask_options, mask_url
 from stratacache.settings.lists import parse_pickle_allow, string_list
 from stratacache.settings.problems import problems_of, unknown_key_problems
+from stratacache.settings.refresh import REFRESH_WORKERS
 from stratacache.settings.sources import (
     KEY_PREFIXES,
     Source,
@@ -157,6 +158,7 @@ class CacheSettings(BaseSettings):
         examples=["false"],
         description="Count hits, misses, writes, errors and compute time in cache.stats().",
     )
+    cache_refresh_workers: int = REFRESH_WORKERS
     cache_warn_unknown_env: bool = _key(
         "CACHE_WARN_UNKNOWN_ENV",
         "true or false (also 1/0, yes/no, on/off)",

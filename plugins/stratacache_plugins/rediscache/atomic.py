@@ -34,6 +34,7 @@ from stratacache_plugins.rediscache.plans import (
     run_plan,
 )
 from stratacache_plugins.rediscache.protocol import RedisLike
+from stratacache_plugins.rediscache.refreshing import RefreshLocks
 from stratacache_plugins.rediscache.scripts import ACQUIRE, COMMIT_IF_OWNER, RELEASE
 
 __all__ = ["AtomicWaitTimeout", "RedisCacheAtomic"]
@@ -43,7 +44,7 @@ class AtomicWaitTimeout(CacheError, TimeoutError):  # noqa: N818 (reads as what 
     """An ``at_most_once`` caller waited ``lock_wait`` seconds for another's result in vain."""
 
 
-class RedisCacheAtomic(RedisCacheNoExceptions):
+class RedisCacheAtomic(RefreshLocks, RedisCacheNoExceptions):
     """RedisCacheNoExceptions that coordinates ``atomic_writes`` across processes and hosts.
 
     * ``at_least_once``: callers may compute at once; each write is a ``WATCH``/``MULTI``/
@@ -268,7 +269,16 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
             for pause in self._pauses(deadline):
                 try:
                     outcome = int(
-                        (yield Direct(lambda r: r.eval(COMMIT_IF_OWNER, 3, *keys, *args)))
+                        (
+                            yield Direct(
+                                lambda r: self._announced(
+                                    r,
+                                    (key,),
+                                    lambda c: c.eval(COMMIT_IF_OWNER, 3, *keys, *args),
+                                    group,
+                                )
+                            )
+                        )
                     )
                 except REDIS_FAILURES as exc:
                     if not (yield Failed("commit (lock owner)", exc, len(data))):
@@ -338,6 +348,7 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
                             return existing
                         pipe.multi()
                         self._write(pipe, key, data, ms, group)
+                        self._queue_keys(pipe, (key,), group)
                         pipe.execute()
                         return data
                     except WatchError:

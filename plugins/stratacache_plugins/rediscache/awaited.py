@@ -21,7 +21,6 @@ from stratacache import NO_VALUE, DeserializationError, Timeout
 from stratacache.asyncbackend import API
 from stratacache_plugins.rediscache.client import RedisClient
 from stratacache_plugins.rediscache.codec import RedisCodec
-from stratacache_plugins.rediscache.tracking import delete_untracking
 
 if TYPE_CHECKING:
     from stratacache_plugins.rediscache.protocol import RedisLike
@@ -64,6 +63,14 @@ class AwaitedRedis(RedisClient, RedisCodec):
             tags: tuple[str, ...] = (),
         ) -> tuple[str, Callable[[RedisLike], Any], int]: ...
         def _overridden(self, *names: str) -> bool: ...
+        def _deleting_tracked(self, key: str, group: str) -> Callable[[RedisLike], Any]: ...
+        def _announced(
+            self,
+            r: RedisLike,
+            keys: Any,
+            command: Callable[[Any], Any],
+            group: str | None = None,
+        ) -> Any: ...
 
     async def alookup(self, key: str) -> Any:
         """One ``GET``, awaited: the value, or ``NO_VALUE`` on a miss."""
@@ -109,14 +116,17 @@ class AwaitedRedis(RedisClient, RedisCodec):
         if self._overridden("delete"):
             return bool(await asyncio.to_thread(self.delete, key))
         full = self._key(key)
-        return bool(await self._arun("DEL", lambda r: r.delete(full), 0))
+        return bool(
+            await self._arun(
+                "DEL", lambda r: self._announced(r, (key,), lambda c: c.delete(full)), 0
+            )
+        )
 
     async def adelete_tracked(self, key: str, group: str) -> bool:
         """``DEL`` the key and ``ZREM`` its tracking member in one transaction, awaited."""
         if self._overridden("delete", "delete_tracked"):
             return await asyncio.to_thread(self.delete_tracked, key, group)
-        full, tracking = self._key(key), self._tracking_key(group)
-        replies = await self._arun("DEL+ZREM", lambda r: delete_untracking(r, full, tracking), None)
+        replies = await self._arun("DEL+ZREM", self._deleting_tracked(key, group), None)
         return bool(replies and replies[0])
 
     async def _aloads(self, key: str, data: Any) -> Any:

@@ -42,6 +42,7 @@ __all__ = [
     "pool_key",
     "release",
     "server_url",
+    "subscriber_client",
 ]
 
 
@@ -151,6 +152,21 @@ def acquire(
             client = LazyClient(lambda: build(topology, options))
         _pools[key] = (client, holders + 1)
         return client
+
+
+def subscriber_client(
+    topology: Topology, connect_timeout: float, read_timeout: float, extra: dict[str, Any]
+) -> redis.Redis:
+    """Return a client of its own for a pub/sub connection to one server (or master).
+
+    It makes one attempt per call: a connection that fails raises, never reconnects (and
+    resubscribes) unseen, so its listener knows every loss.
+    """
+    options = client_options(connect_timeout, read_timeout, extra)
+    options["retry"] = Retry(NoBackoff(), 0)
+    client = _BUILDERS[topology.kind](topology, options)
+    assert isinstance(client, redis.Redis)
+    return client
 
 
 def _server(topology: Topology, options: dict[str, Any]) -> RedisLike:

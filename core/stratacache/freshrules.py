@@ -1,0 +1,203 @@
+"""The engine's rules for functions with freshness options: envelopes read, kept and refreshed.
+
+Like :mod:`stratacache.engine`'s, each rule is a generator of tier operations, run by
+:func:`~stratacache.driver.drive` for synchronous functions and
+:func:`~stratacache.driver.adrive` for ``async def`` ones (see :mod:`stratacache.freshness`
+for the envelope and where each tier keeps it):
+
+* **Read** (:func:`read_rule`): every tier's envelope, top-down, stopping at a fresh one; a
+  stale one found above is kept while a fresher one is looked for below. The best found
+  fills the tiers above it. With a fail-safe window, a tier that fails to answer counts as a
+  miss (the stale value above may answer for it).
+* **Keep** (:func:`store_rule`): a tier outside the process gets the envelope under the key;
+  an in-process tier gets the plain value until the soft expiry under the key, and the
+  envelope under the companion key. Every copy lives at most what the envelope has left
+  (the hard expiry plus the fail-safe window), and what the store below said it has left.
+* **Compute** (:func:`compute_rule`): run the function, wrap the value, keep it everywhere.
+* **Refresh** (:func:`refresh_rule`): claim the refresh on the deepest tier (a backend that
+  coordinates processes holds its ``at_most_once`` lock meanwhile; another process holding
+  it means that process refreshes), re-read the deepest envelope (a refresh that just
+  finished elsewhere makes this one a fill), else compute.
+* **Serve stale** (:func:`stale_copy_rule`): keep a served stale value as a plain local copy
+  for :data:`~stratacache.freshness.STALE_COPY_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from stratacache.backend import NO_VALUE
+from stratacache.driver import RUN, Rule
+from stratacache.engine import keep_rule
+from stratacache.errors import CacheError
+from stratacache.freshness import (
+    STALE_COPY_SECONDS,
+    Envelope,
+    Freshness,
+    State,
+    clock,
+    companion_key,
+)
+from stratacache.guard import WriteGuard
+from stratacache.route import Route
+from stratacache.tier import Tier, bounded
+
+__all__ = [
+    "answer_rule",
+    "compute_rule",
+    "read_rule",
+    "refresh_rule",
+    "stale_copy_rule",
+    "store_rule",
+]
+
+
+def envelope_key(tier: Tier, key: str) -> str:
+    """Where ``tier`` keeps the envelope of ``key``."""
+    return companion_key(key) if tier.cache.in_process else key
+
+
+def read_rule(route: Route, policy: Freshness, key: str) -> Rule[Envelope | None]:
+    """Return the best envelope of ``key`` in the route's tiers (``None``: none alive).
+
+    The first tier's plain value was read by the caller and missed (counted here).
+    """
+    tiers, group, counts = route.tiers, route.group, route.counts
+    if tiers[0].cache.in_process:
+        tiers[0].stats.misses += 1
+    best: Envelope | None = None
+    best_index, best_remaining = -1, None
+    now = clock()
+    for index, tier in enumerate(tiers):
+        try:
+            data, remaining = yield (tier, "lookup_entry", (envelope_key(tier, key), group))
+        except CacheError:
+            if not policy.fail_safe:
+                raise
+            counts.errors += 1  # the fail-safe window answers for a tier that is down
+            continue
+        entry = None if data is NO_VALUE else Envelope.read(data)
+        state = State.DEAD if entry is None else policy.state(entry, now)
+        if entry is None or state is State.DEAD:
+            if index or not tier.cache.in_process:
+                tier.stats.misses += 1
+            continue
+        tier.stats.hits += 1
+        if best is None or entry.soft > best.soft:
+            best, best_index, best_remaining = entry, index, remaining
+        if state is State.FRESH:
+            break
+    if best is None:
+        counts.misses += 1
+        return None
+    if best_index:
+        counts.shared_hits += 1
+    else:
+        counts.local_hits += 1
+    yield from store_rule(route, policy, key, best, best_index, remaining=best_remaining)
+    return best
+
+
+def answer_rule(route: Route, policy: Freshness, key: str) -> Rule[tuple[Envelope | None, State]]:
+    """Read the envelope of ``key`` (:func:`read_rule`) and tell what it is worth now.
+
+    A stale one is served: counted, and kept as a short plain local copy
+    (:func:`stale_copy_rule`); the caller then asks for its refresh.
+    """
+    entry = yield from read_rule(route, policy, key)
+    if entry is None:
+        return None, State.DEAD
+    state = policy.state(entry, clock())
+    if state is State.STALE:
+        route.counts.stale_served += 1
+        yield from stale_copy_rule(route, key, entry)
+    return entry, state
+
+
+def store_rule(
+    route: Route,
+    policy: Freshness,
+    key: str,
+    entry: Envelope,
+    below: int,
+    *,
+    remaining: float | None = None,
+) -> Rule[None]:
+    """Keep ``entry`` in the tiers above index ``below``, deepest first.
+
+    ``remaining`` is what the tier ``below`` said the entry has left (``None``: unknown).
+    """
+    tiers, timeouts = route.tiers, route.timeouts
+    now = clock()
+    life = entry.hard + policy.fail_safe - now
+    if remaining is not None and not math.isinf(remaining):
+        life = min(life, remaining)
+    if life <= 0:
+        return
+    fresh_for = min(entry.soft - now, life)
+    stored = entry.stored()
+    last = len(tiers) - 1
+    for index in range(below - 1, -1, -1):
+        tier = tiers[index]
+        writes: list[tuple[str, Any, float]]
+        if tier.cache.in_process:
+            writes = [(companion_key(key), stored, life)]
+            if fresh_for > 0:
+                writes.append((key, entry.value, bounded(fresh_for, timeouts[index])))
+        else:
+            writes = [(key, stored, life if index == last else bounded(life, tier.cap))]
+        for name, data, seconds in writes:
+            yield from keep_rule(route, tier, name, data, seconds)
+
+
+def stale_copy_rule(route: Route, key: str, entry: Envelope) -> Rule[None]:
+    """Keep a served stale value as a short plain copy in the route's in-process tiers."""
+    for tier in route.tiers:
+        if tier.cache.in_process:
+            yield from keep_rule(route, tier, key, entry.value, STALE_COPY_SECONDS)
+
+
+def compute_rule(
+    route: Route, policy: Freshness, key: str, guard: WriteGuard | None = None
+) -> Rule[Any]:
+    """Run the function, keep its value's envelope in every tier, return the value.
+
+    A value whose key was invalidated while it was computed is returned, not kept.
+    """
+    stamp = guard.begin(key) if guard is not None else (0, 0)
+    started = clock()
+    try:
+        value = yield (None, RUN, ())
+    finally:
+        kept = guard.end(key, stamp) if guard is not None else True
+    if kept:
+        entry = policy.envelope(value, route.timeouts[-1], started, clock())
+        yield from store_rule(route, policy, key, entry, len(route.tiers))
+    return value
+
+
+def refresh_rule(
+    route: Route, policy: Freshness, key: str, seen: Envelope, guard: WriteGuard | None = None
+) -> Rule[bool]:
+    """Refresh ``key`` (whose envelope ``seen`` went stale) once across processes.
+
+    Returns whether this caller computed (False: another process holds the refresh, or
+    finished it, and its newer value filled the tiers here).
+    """
+    deepest = route.tiers[-1]
+    lease = yield (deepest, "acquire_refresh", (key,))
+    if lease is None:
+        return False
+    try:
+        data, remaining = yield (deepest, "lookup_entry", (envelope_key(deepest, key), route.group))
+        entry = None if data is NO_VALUE else Envelope.read(data)
+        if entry is not None and entry.created > seen.created:  # refreshed meanwhile
+            yield from store_rule(
+                route, policy, key, entry, len(route.tiers) - 1, remaining=remaining
+            )
+            return False
+        yield from compute_rule(route, policy, key, guard)
+        return True
+    finally:
+        yield (deepest, "release_refresh", (key, lease))
