@@ -565,3 +565,24 @@ def test_key_self_with_ignore_self_contradicts() -> None:
 
     with pytest.raises(ValueError, match=r"ignore=\['self'\] leaves the instance out"):
         decorate(method, key_self=lambda self: 1, ignore=["self"])
+
+
+def test_cache_if_and_tags_hold_with_freshness_options() -> None:
+    stack = local_stack()
+    answers = iter([None, 5, 6])
+
+    @cached_for(
+        minutes=5,
+        refresh_after=0.8,
+        cache_if=lambda result: result is not None,
+        tags=["item:{x}"],
+        stack=stack,
+    )
+    def item(x: int) -> int | None:
+        return next(answers)
+
+    assert item(1) is None
+    assert item(1) == 5, "None was not kept"
+    assert item(1) == 5
+    assert stack.invalidate_tags("item:1") >= 1
+    assert item(1) == 6, "the tag removed the fresh entry"

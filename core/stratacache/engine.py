@@ -54,7 +54,6 @@ __all__ = [
     "fill_rule",
     "first_counted",
     "keep_rule",
-    "kept",
     "peek",
     "peek_rule",
     "read",
@@ -183,7 +182,7 @@ def compute_rule(
         return (yield from coordinated_rule(route, key, mode, guard))
     if guard is None:
         value = yield (None, RUN, ())
-        if kept(route, value):
+        if route.kept(value):
             yield from write_rule(route, key, value)
         return value
     stamp = guard.begin(key)
@@ -191,18 +190,9 @@ def compute_rule(
         value = yield (None, RUN, ())
     finally:
         fresh = guard.end(key, stamp)
-    if fresh and kept(route, value):
+    if fresh and route.kept(value):
         yield from write_rule(route, key, value)
     return value
-
-
-def kept(route: Route, value: Any) -> bool:
-    """Whether a computed ``value`` is written: ``cache_if`` says so (counted when not)."""
-    keep = route.keep
-    if keep is None or keep(value):
-        return True
-    route.counts.not_cached += 1
-    return False
 
 
 def coordinated_rule(
@@ -225,7 +215,7 @@ def coordinated_rule(
             raise
         finally:
             fresh = guard.end(key, stamp) if guard is not None else True
-        if not fresh or not kept(route, value):  # invalidated while computing, or cache_if
+        if not fresh or not route.kept(value):  # invalidated while computing, or cache_if
             yield (deepest, "abort", (computation,))
             return value
         try:

@@ -112,6 +112,14 @@ class Route:
         if self.debug:
             self.lookup = _logged(self.lookup, first.name, group)
 
+    def kept(self, value: Any) -> bool:
+        """Whether a computed ``value`` is written: ``cache_if`` says so (counted when not)."""
+        keep = self.keep
+        if keep is None or keep(value):
+            return True
+        self.counts.not_cached += 1
+        return False
+
     def tagged(self, tags: tuple[str, ...]) -> Route:
         """Return this route for one call whose entries carry ``tags``."""
         if not tags:
