@@ -45,6 +45,9 @@ ZERO_FUNCTION: FunctionCounts = {
     "fail_safe_served": 0,
     "soft_timeouts": 0,
     "hard_timeouts": 0,
+    "bypasses": 0,
+    "not_cached": 0,
+    "manual_refreshes": 0,
 }
 
 

@@ -1,5 +1,7 @@
 """Type checkers see a decorated function's own signature (ParamSpec), via mypy --strict.
 
+``refresh``, ``get`` and ``set`` too: ``set`` takes a value of the result's type.
+
 The same for Flask's ``cache.memoize()``, which is ``cached_for`` underneath.
 """
 
@@ -15,7 +17,7 @@ from .conftest import ROOT
 SNIPPET = """\
 from typing import assert_type
 
-from stratacache import cached_for
+from stratacache import NoValue, cached_for
 
 
 @cached_for(minutes=1)
@@ -52,6 +54,27 @@ async def use() -> None:
     assert_type(fetch.cache_key("EUR"), str)
     assert_type(await fetch.uncached("EUR"), dict[str, float])
     await fetch(42)
+    assert_type(await fetch.refresh("EUR"), dict[str, float])
+    assert_type(await fetch.get("EUR"), dict[str, float] | NoValue)
+    assert_type(await fetch.set({"EUR": 1.0}, "EUR"), bool)
+
+
+assert_type(rates.refresh("EUR"), dict[str, float])
+assert_type(rates.get("EUR", precise=True), dict[str, float] | NoValue)
+assert_type(rates.set({"EUR": 1.0}, "EUR"), bool)
+rates.set(1.0, "EUR")
+rates.get(currency=3)
+assert_type(Repository().count.refresh("users"), int)
+assert_type(Repository().count.get("users"), int | NoValue)
+assert_type(Repository().count.set(3, "users"), bool)
+
+
+@cached_for(minutes=1, key="{user_id}", tags=["user:{user_id}"], unless=lambda user_id: False)
+def profile(user_id: int) -> str:
+    return ""
+
+
+assert_type(profile(1), str)
 
 
 from stratacache.flask import Cache  # noqa: E402
@@ -87,6 +110,8 @@ def test_decorated_signatures_reach_the_type_checker(tmp_path: Path) -> None:
         ]
     )
     errors = [line.split(": error: ")[0].rsplit(":", 1)[-1] for line in stdout.splitlines()]
-    assert errors == ["24", "25", "39"], stdout
+    assert errors == ["24", "25", "39", "48", "49"], stdout
     assert 'incompatible type "int"; expected "str"' in stdout
     assert 'incompatible type "str"; expected "bool"' in stdout
+    assert 'to "set" of "CachedFunction" has incompatible type "float"' in stdout
+    assert 'Argument "currency" to "get" of "CachedFunction"' in stdout

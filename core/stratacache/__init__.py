@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from stratacache.asynconly import AsyncOnlyBackend
 from stratacache.backend import NO_VALUE, Backend, Computation, NoValue, Timeout, key_type_error
+from stratacache.bypassing import bypass
 from stratacache.decorator import AtomicWrites, BoundCachedFunction, CachedFunction, cached_for
 from stratacache.default import cache
 from stratacache.errors import (
@@ -80,12 +81,15 @@ __all__ = [
     "TierConfig",
     "TierSpecOf",
     "Timeout",
+    "ainvalidate_tags",
+    "bypass",
     "cache",
     "cached_for",
     "configure",
     "hookimpl",
     "hookspec",
     "installed_backends",
+    "invalidate_tags",
     "key_type_error",
     "load_backend",
     "option",
@@ -115,6 +119,19 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
+
+
+def invalidate_tags(*tags: str) -> int:
+    """Remove every entry carrying one of ``tags`` from every tier of :data:`cache`.
+
+    See :meth:`CacheStack.invalidate_tags`; returns how many entries went.
+    """
+    return cache.invalidate_tags(*tags)
+
+
+async def ainvalidate_tags(*tags: str) -> int:
+    """``invalidate_tags``, awaited (see :meth:`CacheStack.ainvalidate_tags`)."""
+    return await cache.ainvalidate_tags(*tags)
 
 
 def configure(settings: CacheSettings | Any | None = None, /, **overrides: Any) -> CacheSettings:

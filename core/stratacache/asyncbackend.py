@@ -17,7 +17,8 @@ The ``a``-methods mirror the synchronous operations the engine uses
 (:meth:`~AsyncMethods.alookup`, :meth:`~AsyncMethods.alookup_entry`,
 :meth:`~AsyncMethods.aset_tracked`, :meth:`~AsyncMethods.adelete`,
 :meth:`~AsyncMethods.adelete_tracked`, :meth:`~AsyncMethods.aclear_tracked`,
-:meth:`~AsyncMethods.aclear`, :meth:`~AsyncMethods.astart_computation`), with the same
+:meth:`~AsyncMethods.aclear`, :meth:`~AsyncMethods.astart_computation`,
+:meth:`~AsyncMethods.aset_tagged`, :meth:`~AsyncMethods.ainvalidate_tag`), with the same
 semantics; an ``atomic_writes`` computation has :meth:`Computation.acommit
 <stratacache.Computation.acommit>` and ``aabort``. The defaults here run the synchronous
 method in a worker thread, so a backend may make native only those that matter (its reads
@@ -56,6 +57,15 @@ class AsyncMethods:
         def delete_tracked(self, key: str, group: str) -> bool: ...  # noqa: D102
         def clear_tracked(self, group: str) -> int: ...  # noqa: D102
         def clear(self) -> bool: ...  # noqa: D102
+        def set_tagged(  # noqa: D102
+            self,
+            key: str,
+            value: Any,
+            timeout: Timeout = None,
+            group: str | None = None,
+            tags: tuple[str, ...] = (),
+        ) -> bool: ...
+        def invalidate_tag(self, tag: str) -> int: ...  # noqa: D102
         def start_computation(  # noqa: D102
             self, key: str, timeout: Timeout, group: str | None, mode: str
         ) -> Computation: ...
@@ -87,6 +97,21 @@ class AsyncMethods:
     async def aclear_tracked(self, group: str) -> int:
         """``clear_tracked``, awaited: delete every entry of ``group``; how many went."""
         return await asyncio.to_thread(self.clear_tracked, group)
+
+    async def aset_tagged(
+        self,
+        key: str,
+        value: Any,
+        timeout: Timeout = None,
+        group: str | None = None,
+        tags: tuple[str, ...] = (),
+    ) -> bool:
+        """``set_tagged``, awaited: store ``value``, tracked in ``group`` and under ``tags``."""
+        return await asyncio.to_thread(self.set_tagged, key, value, timeout, group, tags)
+
+    async def ainvalidate_tag(self, tag: str) -> int:
+        """``invalidate_tag``, awaited: delete every entry carrying ``tag``; how many went."""
+        return await asyncio.to_thread(self.invalidate_tag, tag)
 
     async def aclear(self) -> bool:
         """``clear``, awaited."""

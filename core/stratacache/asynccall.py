@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from stratacache import engine
+from stratacache import bypassing, engine
 from stratacache.asyncflight import AsyncFlights
 from stratacache.backend import NO_VALUE
 from stratacache.call import CachedCall
@@ -52,6 +52,10 @@ class AsyncCachedCall(CachedCall[Any, Any]):
         costs one round trip and no more. The concurrent awaiters of a key that every tier
         misses share one flight, and one computation.
         """
+        if route is bypassing.BYPASSED:
+            return await self.abypassed(args, kwargs)
+        if self.tags is not None:
+            route = route.tagged(self.tags.render(args, kwargs))
         if self.fresh is not None:
             return await self.fresh.amiss(route, key, args, kwargs)
         counts = route.counts
@@ -98,6 +102,36 @@ class AsyncCachedCall(CachedCall[Any, Any]):
             counts.computations += 1
             counts.compute_seconds += time.perf_counter() - start
 
+    async def abypassed(self, args: Any, kwargs: Any) -> Any:
+        """Await the function with no tier read or written (``unless=``, ``bypass()``)."""
+        self._current().counts.bypasses += 1
+        return await self.func(*args, **kwargs)
+
+    async def refresh(self, *args: Any, **kwargs: Any) -> Any:
+        """Await the function for this call, store its result in every tier, return it."""
+        if bypassing.active():
+            return await self.abypassed(args, kwargs)
+        route = self._tagged(args, kwargs)
+        route.counts.manual_refreshes += 1
+        key = self.keys(args, kwargs)
+        run = functools.partial(self._arun, route.counts, args, kwargs)
+        return await adrive(engine.compute_rule(route, key, None, self.guard), run)
+
+    async def get(self, *args: Any, **kwargs: Any) -> Any:
+        """Return the cached result of this call, or ``NO_VALUE``; never runs the function."""
+        if bypassing.active():
+            return NO_VALUE
+        return await adrive(engine.peek_rule(self._current(), self.keys(args, kwargs)))
+
+    async def set(self, value: Any, /, *args: Any, **kwargs: Any) -> bool:  # type: ignore[override]
+        """Store ``value`` as the result of this call in every tier (see ``CachedCall.set``)."""
+        if bypassing.active():
+            return False
+        route = self._tagged(args, kwargs)
+        key = self.keys(args, kwargs)
+        self.guard.invalidate(key)
+        return await adrive(engine.write_rule(route, key, value))
+
     async def invalidate(self, *args: Any, **kwargs: Any) -> bool:  # type: ignore[override]
         """Delete this call's entry from every tier; a running computation keeps it."""
         route = self._current()
@@ -142,4 +176,14 @@ def make_async_wrapper(call: AsyncCachedCall) -> Callable[..., Coroutine[Any, An
             return value
         return await amiss(route, key, args, kwargs, read=True)
 
-    return wrapper
+    skip = call.options.unless
+    if skip is None:
+        return wrapper
+    cached, abypassed = wrapper, call.abypassed
+
+    async def unless_wrapper(*args: Any, **kwargs: Any) -> Any:
+        if skip(args, kwargs):
+            return await abypassed(args, kwargs)
+        return await cached(*args, **kwargs)
+
+    return unless_wrapper

@@ -13,6 +13,8 @@ lacks:
   :meth:`Backend.clear_tracked`, per-function key tracking so ``f.clear_cache()`` deletes
   exactly one function's entries without scanning the store, and ``f.invalidate()`` removes
   an entry with its record;
+* :meth:`Backend.set_tagged` and :meth:`Backend.invalidate_tag`, the entries of every
+  function carrying a tag (see :mod:`stratacache.tagging`);
 * :attr:`Backend.options_model`, the pydantic model of the options the backend owns (its
   configuration keys, types, bounds and secrets; see :mod:`stratacache.options`), and
   :meth:`Backend.from_options`, how the assembly step builds the backend from them;
@@ -50,6 +52,7 @@ from stratacache.inspection import Inspectable
 from stratacache.serializers import PickleSerializer, Serializer, SerializerAttribute
 from stratacache.signing import Signer
 from stratacache.stats import BackendStats
+from stratacache.tagging import TagMethods
 
 if TYPE_CHECKING:
     from stratacache.options import BackendOptions
@@ -61,7 +64,7 @@ _GROUP_INDEX_PREFIX = "__stratacache_group__:"
 _VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 
-class Backend(AsyncMethods, Inspectable, BaseCache):
+class Backend(AsyncMethods, TagMethods, Inspectable, BaseCache):
     """Base class of every stratacache backend (see the module docstring for the contract).
 
     Subclasses implement at least ``get``, ``set``, ``delete``, ``has`` and ``clear`` with
@@ -325,6 +328,10 @@ class Backend(AsyncMethods, Inspectable, BaseCache):
 
     def clear_tracked(self, group: str) -> int:
         """Delete every entry recorded in ``group`` and the record; return how many went."""
+        return self._clear_index(group)
+
+    def _clear_index(self, group: str) -> int:
+        """The default :meth:`clear_tracked`, which the default tag index uses too."""
         with self._tracking_lock:
             members: list[str] = self.get(_GROUP_INDEX_PREFIX + group) or []
             self.delete(_GROUP_INDEX_PREFIX + group)

@@ -6,6 +6,8 @@ import functools
 from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, Protocol, TypeVar, overload
 
+from stratacache.computation import NoValue
+
 __all__ = [
     "AsyncBoundCachedFunction",
     "AsyncCachedFunction",
@@ -33,6 +35,15 @@ class BoundCachedFunction(Protocol[R_co]):
     def clear_cache(self) -> int:
         """Delete every entry of the function from every layer."""
 
+    def refresh(self, *args: Any, **kwargs: Any) -> R_co:
+        """Recompute this call (for this instance), store and return its result."""
+
+    def get(self, *args: Any, **kwargs: Any) -> R_co | NoValue:
+        """Return the cached result of this call (for this instance), or ``NO_VALUE``."""
+
+    def set(self, value: Any, /, *args: Any, **kwargs: Any) -> bool:
+        """Store ``value`` as the result of this call (for this instance)."""
+
 
 class CachedFunction(Protocol[P, R]):
     """What ``cached_for`` returns: the function, cached, with methods to manage its entries.
@@ -52,6 +63,19 @@ class CachedFunction(Protocol[P, R]):
 
     def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """Return the key this call is stored under (before a backend's own prefix)."""
+
+    def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the function for this call, store its result in every layer, return it."""
+
+    def get(self, *args: P.args, **kwargs: P.kwargs) -> R | NoValue:
+        """Return the cached result of this call, or ``NO_VALUE`` on a miss (no computation)."""
+
+    def set(self, value: R, /, *args: P.args, **kwargs: P.kwargs) -> bool:
+        """Store ``value`` as the result of this call in every layer.
+
+        Returns whether the deepest layer stored it. A computation of the same call running
+        now does not overwrite it.
+        """
 
     def clear_cache(self) -> int:
         """Delete every entry of the function from every layer; return how many went.
@@ -88,6 +112,15 @@ class AsyncCachedFunction(Protocol[P, R]):
     def cache_key(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """Return the key this call is stored under (before a backend's own prefix)."""
 
+    async def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Await the function for this call, store its result in every layer, return it."""
+
+    async def get(self, *args: P.args, **kwargs: P.kwargs) -> R | NoValue:
+        """Return the cached result of this call, or ``NO_VALUE`` on a miss."""
+
+    async def set(self, value: R, /, *args: P.args, **kwargs: P.kwargs) -> bool:
+        """Store ``value`` as the result of this call in every layer."""
+
     async def clear_cache(self) -> int:
         """Delete every entry of the function from every layer; return how many went."""
 
@@ -115,6 +148,15 @@ class AsyncBoundCachedFunction(Protocol[R_co]):
     async def clear_cache(self) -> int:
         """Delete every entry of the method from every layer."""
 
+    async def refresh(self, *args: Any, **kwargs: Any) -> R_co:
+        """Recompute this call (for this instance), store and return its result."""
+
+    async def get(self, *args: Any, **kwargs: Any) -> R_co | NoValue:
+        """Return the cached result of this call (for this instance), or ``NO_VALUE``."""
+
+    async def set(self, value: Any, /, *args: Any, **kwargs: Any) -> bool:
+        """Store ``value`` as the result of this call (for this instance)."""
+
 
 class Decorator(Protocol):
     """What ``cached_for(...)`` returns: it caches a function, or a coroutine function."""
@@ -135,6 +177,9 @@ class _Managed(Protocol):
     def invalidate(self, *args: Any, **kwargs: Any) -> bool: ...
     def cache_key(self, *args: Any, **kwargs: Any) -> str: ...
     def clear_cache(self) -> int: ...
+    def refresh(self, *args: Any, **kwargs: Any) -> Any: ...
+    def get(self, *args: Any, **kwargs: Any) -> Any: ...
+    def set(self, value: Any, /, *args: Any, **kwargs: Any) -> Any: ...
 
 
 class _BoundCachedMethod(functools.partial[Any]):
@@ -157,6 +202,18 @@ class _BoundCachedMethod(functools.partial[Any]):
     def clear_cache(self) -> int:
         """Delete every entry of the method, for every instance, from every layer."""
         return self._call.clear_cache()
+
+    def refresh(self, *args: Any, **kwargs: Any) -> Any:
+        """Recompute this call (for this instance) and store its result."""
+        return self._call.refresh(*self.args, *args, **kwargs)
+
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        """Return the cached result of this call (for this instance), or ``NO_VALUE``."""
+        return self._call.get(*self.args, *args, **kwargs)
+
+    def set(self, value: Any, /, *args: Any, **kwargs: Any) -> Any:
+        """Store ``value`` as the result of this call (for this instance)."""
+        return self._call.set(value, *self.args, *args, **kwargs)
 
 
 class CachedMethod:

@@ -12,13 +12,15 @@ import time
 from collections.abc import Callable
 from typing import Any, Generic, Literal, ParamSpec, TypeVar, cast
 
-from stratacache import engine
+from stratacache import bypassing, engine
 from stratacache.backend import NO_VALUE
+from stratacache.calloptions import CallOptions
 from stratacache.engine import Route
 from stratacache.errors import CacheError, SerializationError
 from stratacache.freshcall import FreshPath
 from stratacache.freshness import Freshness
 from stratacache.guard import WriteGuard
+from stratacache.keyoptions import KeyOptions
 from stratacache.keys import KeyBuilder
 from stratacache.observe import observed_miss, observed_run
 from stratacache.singleflight import Flights
@@ -54,6 +56,8 @@ class CachedCall(Generic[P, R]):
         by_reference: bool,
         tiers: tuple[str, ...] | None,
         atomic: AtomicWrites | None,
+        key_options: KeyOptions | None = None,
+        call_options: CallOptions | None = None,
         fresh: Freshness | None = None,
     ) -> None:
         self.func = func
@@ -63,17 +67,29 @@ class CachedCall(Generic[P, R]):
         self.by_reference = by_reference
         self.tier_names = tiers
         self.atomic = atomic
-        self.keys = KeyBuilder(func)
+        self.keys = KeyBuilder(func, options=key_options)
         self.group = self.keys.name
+        self.options = call_options or CallOptions()
+        self.tags = self.options.tags
         self.route: Route = _UNROUTED
         self.flights = Flights()
         self.guard = WriteGuard()
         self._warned = False
         self._warned_atomic = False
         self.fresh = None if fresh is None else FreshPath(self, fresh)
+        bypassing.register(self)
+
+    def _install(self, route: Route) -> None:
+        self.route = route
 
     def reroute(self) -> Route:
-        """Build the route through the stack's current state (configuring it if needed)."""
+        """Return the route of a call: the stack's current state (configuring it if needed).
+
+        Inside :func:`stratacache.bypass`, :data:`~stratacache.bypassing.BYPASSED`.
+        """
+        return cast(Route, bypassing.route_or_bypass(self._build_route, self._install))
+
+    def _build_route(self) -> Route:
         state = self.stack._layers()
         if self.tier_names is not None:
             tiers = state.select(self.tier_names, f"cached_for({self.group})")
@@ -87,16 +103,25 @@ class CachedCall(Generic[P, R]):
         timeout = self.timeout if self.timeout is not None else settings.cache_default_timeout
         counts = self.stack._stats.function(self.group, tiers[0].name)
         route = Route(
-            state, tiers, timeout, self.group, counts, on_unstorable=self._warn_unstorable
+            state,
+            tiers,
+            timeout,
+            self.group,
+            counts,
+            on_unstorable=self._warn_unstorable,
+            keep=self.options.cache_if,
         )
         if self.fresh is not None:
             self.fresh.adapt(route)
-        self.route = route
         return route
 
     @observed_miss
     def miss(self, route: Route, key: str, args: Any, kwargs: Any) -> R:
         """Continue after a miss in the first tier: the tiers below, then the function."""
+        if route is bypassing.BYPASSED:
+            return self.bypassed(args, kwargs)
+        if self.tags is not None:
+            route = route.tagged(self.tags.render(args, kwargs))
         if self.fresh is not None:
             return cast(R, self.fresh.miss(route, key, args, kwargs))
         route.first.stats.misses += 1
@@ -182,7 +207,52 @@ class CachedCall(Generic[P, R]):
 
     def _current(self) -> Route:
         route = self.route
-        return route if route.state is self.stack._state else self.reroute()
+        if route.state is self.stack._state:
+            return route
+        return cast(
+            Route, bypassing.route_or_bypass(self._build_route, self._install, honoured=False)
+        )
+
+    def _tagged(self, args: Any, kwargs: Any) -> Route:
+        route = self._current()
+        return route if self.tags is None else route.tagged(self.tags.render(args, kwargs))
+
+    def bypassed(self, args: Any, kwargs: Any) -> R:
+        """Call the function with no tier read or written (``unless=``, ``bypass()``)."""
+        self._current().counts.bypasses += 1
+        return self.func(*args, **kwargs)
+
+    def refresh(self, *args: Any, **kwargs: Any) -> R:
+        """Run the function for this call, store its result in every tier, return it.
+
+        Inside :func:`stratacache.bypass`, get, set and refresh read and write no tier
+        either: ``get`` misses, ``set`` stores nothing, ``refresh`` only runs the function.
+        """
+        if bypassing.active():
+            return self.bypassed(args, kwargs)
+        route = self._tagged(args, kwargs)
+        route.counts.manual_refreshes += 1
+        key = self.keys(args, kwargs)
+        run = functools.partial(self._run, route.counts, args, kwargs)
+        return cast(R, engine.compute(route, key, run, guard=self.guard))
+
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        """Return the cached result of this call, or ``NO_VALUE``; never runs the function."""
+        if bypassing.active():
+            return NO_VALUE
+        return engine.peek(self._current(), self.keys(args, kwargs))
+
+    def set(self, value: Any, /, *args: Any, **kwargs: Any) -> bool:
+        """Store ``value`` as the result of this call in every tier; whether the deepest took it.
+
+        A computation of this call running now does not overwrite it.
+        """
+        if bypassing.active():
+            return False
+        route = self._tagged(args, kwargs)
+        key = self.keys(args, kwargs)
+        self.guard.invalidate(key)
+        return engine.write(route, key, value)
 
     def invalidate(self, *args: Any, **kwargs: Any) -> bool:
         """Delete the entry of this call from every tier; a running computation keeps it."""

@@ -27,7 +27,9 @@ from stratacache.cachedfunction import (
     Decorator,
 )
 from stratacache.call import AtomicWrites, CachedCall
+from stratacache.calloptions import CallOptions
 from stratacache.freshness import freshness_options
+from stratacache.keyoptions import KeyOptions
 from stratacache.stack import CacheStack
 
 __all__ = [
@@ -67,6 +69,13 @@ def cached_for(
     soft_timeout: float | None = None,
     hard_timeout: float | None = None,
     early_refresh: float = 0,
+    key: str | Callable[..., str] | None = None,
+    ignore: Sequence[str] | None = None,
+    version: str | int | None = None,
+    key_self: Callable[[Any], Any] | None = None,
+    unless: Callable[..., Any] | None = None,
+    cache_if: Callable[[Any], Any] | None = None,
+    tags: Sequence[str] | None = None,
 ) -> Decorator:
     """Cache the results of the decorated function for the given duration.
 
@@ -112,9 +121,26 @@ def cached_for(
         early_refresh: XFetch's beta (Vattani et al., VLDB 2015), 0 to turn it off: a fresh
             entry is refreshed a little early, at random, the earlier the longer its
             computation took, so hot keys do not all refresh at once.
+        key: The argument part of the key: a :meth:`str.format` template over the
+            arguments (``"{user_id}:{lang}"``, ``"{user.id}"``), or a callable taking the
+            parameters it names and returning a string. The function's name (its Redis
+            Cluster hash tag) and the backend's prefix stay.
+        ignore: Parameters left out of the key (a db session, a logger).
+        version: Part of every key: bumping it retires the old entries without a clear.
+        key_self: For a method, how its instance enters the key
+            (``key_self=lambda self: self.id``), in place of its ``__cache_key__()``,
+            ``__caching_id__`` or ``repr``.
+        unless: A callable taking the parameters it names; when it returns true the call
+            bypasses the cache (no read, no write).
+        cache_if: A predicate on the result; when false the result is not stored
+            (``cache_if=lambda r: r is not None``).
+        tags: Tag templates over the arguments (``["user:{user_id}"]``): every entry
+            carries its tags, and :func:`stratacache.invalidate_tags` removes them.
 
     Raises:
-        ValueError: An invalid combination of options or a negative duration.
+        ValueError: An invalid combination of options or a negative duration; a template
+            field, an ``ignore`` name or a parameter of ``unless``/``key`` that the
+            function lacks; a ``key`` template naming no argument.
         TypeError: Applied to something that is not a function or a coroutine function
             (an async generator, a ``classmethod`` object).
 
@@ -166,17 +192,8 @@ def cached_for(
             f"cached_for: atomic_writes={atomic_writes!r} is not a mode; use None,"
             " 'at_most_once' or 'at_least_once'"
         )
-    if tiers is not None:
-        if isinstance(tiers, str) or not all(isinstance(t, str) for t in tiers) or not tiers:
-            raise TypeError(
-                f"cached_for: tiers must be a non-empty list of tier names, got {tiers!r};"
-                ' write e.g. tiers=["memory", "redis"]'
-            )
-        if local_ram_cache_only or no_serialization:
-            raise ValueError(
-                "cached_for: give either tiers=... or local_ram_cache_only/no_serialization,"
-                " which are selections of tiers themselves"
-            )
+    _check_tiers(tiers, local_ram_cache_only or no_serialization)
+    key_options = KeyOptions.checked(key=key, ignore=ignore, version=version, key_self=key_self)
     fresh = freshness_options(
         refresh_after=refresh_after,
         stale_after=stale_after,
@@ -208,6 +225,10 @@ def cached_for(
             "tiers": tuple(tiers) if tiers is not None else None,
             "atomic": atomic_writes,
             "fresh": fresh,
+            "key_options": key_options if key_options.customized else None,
+            "call_options": CallOptions.checked(
+                func, unless=unless, cache_if=cache_if, tags=tags, atomic=atomic_writes
+            ),
         }
         call: CachedCall[Any, Any]
         wrapper: Any
@@ -228,9 +249,27 @@ def cached_for(
         wrapper.invalidate = call.invalidate
         wrapper.clear_cache = call.clear_cache
         wrapper.cache_key = call.cache_key
+        wrapper.refresh = call.refresh
+        wrapper.get = call.get
+        wrapper.set = call.set
         return wrapper
 
     return cast(Decorator, decorate)
+
+
+def _check_tiers(tiers: Sequence[str] | None, selected: bool) -> None:
+    if tiers is None:
+        return
+    if isinstance(tiers, str) or not all(isinstance(t, str) for t in tiers) or not tiers:
+        raise TypeError(
+            f"cached_for: tiers must be a non-empty list of tier names, got {tiers!r};"
+            ' write e.g. tiers=["memory", "redis"]'
+        )
+    if selected:
+        raise ValueError(
+            "cached_for: give either tiers=... or local_ram_cache_only/no_serialization,"
+            " which are selections of tiers themselves"
+        )
 
 
 def _make_wrapper(call: CachedCall[P, R]) -> Callable[P, R]:
@@ -250,4 +289,14 @@ def _make_wrapper(call: CachedCall[P, R]) -> Callable[P, R]:
             return value  # type: ignore[no-any-return]
         return miss(route, key, args, kwargs)
 
-    return wrapper
+    skip = call.options.unless
+    if skip is None:
+        return wrapper
+    cached, bypassed = wrapper, call.bypassed
+
+    def unless_wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        if skip(args, kwargs):
+            return bypassed(args, kwargs)
+        return cached(*args, **kwargs)
+
+    return unless_wrapper

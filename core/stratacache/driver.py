@@ -48,6 +48,7 @@ _AWAITED = {
         "clear",
         "acquire_refresh",
         "release_refresh",
+        "invalidate_tag",
     )
 }
 

@@ -25,6 +25,7 @@ API) reads and writes.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +36,8 @@ from stratacache.errors import SerializationError
 from stratacache.guard import WriteGuard
 from stratacache.route import UNCOUNTED, Route
 from stratacache.tier import Tier
+
+logger = logging.getLogger("stratacache.engine")
 
 __all__ = [
     "UNCOUNTED",
@@ -51,6 +54,7 @@ __all__ = [
     "first_counted",
     "keep_rule",
     "peek",
+    "peek_rule",
     "read",
     "read_below",
     "read_rule",
@@ -103,6 +107,8 @@ def below_rule(route: Route, key: str, *, counted: bool) -> Rule[Any]:
             if counted:
                 tier.stats.hits += 1
                 route.counts.shared_hits += 1
+            if route.debug:
+                logger.debug("hit %s in tier %r (%s)", key, tier.name, group)
             if unchanged_since(receiver, since):
                 yield from fill_rule(route, index, key, value, remaining)
             return value
@@ -110,6 +116,8 @@ def below_rule(route: Route, key: str, *, counted: bool) -> Rule[Any]:
             tier.stats.misses += 1
     if counted:
         route.counts.misses += 1
+    if route.debug:
+        logger.debug("miss %s in every tier (%s)", key, group)
     return NO_VALUE
 
 
@@ -129,7 +137,7 @@ def fill_rule(
 def keep_rule(route: Route, tier: Tier, key: str, value: Any, seconds: float) -> Rule[bool]:
     """Store one copy of ``value`` in ``tier``; one that cannot serialize it is skipped."""
     try:
-        stored = bool((yield (tier, "store", (key, value, seconds, route.group))))
+        stored = bool((yield (tier, "store", (key, value, seconds, route.group, route.tags))))
     except SerializationError as exc:
         route.counts.errors += 1
         route.on_unstorable(exc)
@@ -151,7 +159,7 @@ def write_rule(
         if index < start and not unchanged_since(receiver, since):
             break  # another instance changed something meanwhile: maybe this key
         try:
-            stored = yield (tiers[index], "store", (key, value, timeouts[index], group))
+            stored = yield (tiers[index], "store", (key, value, timeouts[index], group, route.tags))
         except SerializationError as exc:  # the tiers above may still take it (pickle)
             if strict and index == start:
                 raise
@@ -173,14 +181,15 @@ def compute_rule(
         return (yield from coordinated_rule(route, key, mode, guard))
     if guard is None:
         value = yield (None, RUN, ())
-        yield from write_rule(route, key, value)
+        if route.kept(value):
+            yield from write_rule(route, key, value)
         return value
     stamp = guard.begin(key)
     try:
         value = yield (None, RUN, ())
     finally:
         fresh = guard.end(key, stamp)
-    if fresh:
+    if fresh and route.kept(value):
         yield from write_rule(route, key, value)
     return value
 
@@ -205,7 +214,7 @@ def coordinated_rule(
             raise
         finally:
             fresh = guard.end(key, stamp) if guard is not None else True
-        if not fresh:  # invalidated while computing: the caller gets it, no tier does
+        if not fresh or not route.kept(value):  # invalidated while computing, or cache_if
             yield (deepest, "abort", (computation,))
             return value
         try:
@@ -265,10 +274,19 @@ def read_below(route: Route, key: str) -> Any:
     return drive(below_rule(route, key, counted=True))
 
 
+def peek_rule(route: Route, key: str) -> Rule[Any]:
+    """Read the route's tiers top-down without counting (see :func:`peek`)."""
+    value = yield (route.first, "lookup", (key, route.group))
+    if value is not NO_VALUE or len(route.tiers) == 1:
+        return value
+    return (yield from below_rule(route, key, counted=False))
+
+
 def peek(route: Route, key: str) -> Any:
     """Read every tier of ``route`` like :func:`read`, without counting the lookups.
 
-    Single flight's leader uses it to re-check after its miss, which was counted once.
+    Single flight's leader uses it to re-check after its miss, which was counted once, and
+    ``f.get()`` to read. This is :func:`peek_rule` with its first step made inline.
     """
     value = route.first.lookup(key, route.group)
     if value is not NO_VALUE or len(route.tiers) == 1:

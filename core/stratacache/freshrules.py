@@ -163,7 +163,8 @@ def compute_rule(
 ) -> Rule[Any]:
     """Run the function, keep its value's envelope in every tier, return the value.
 
-    A value whose key was invalidated while it was computed is returned, not kept.
+    A value whose key was invalidated while it was computed, or that ``cache_if`` refuses,
+    is returned, not kept.
     """
     stamp = guard.begin(key) if guard is not None else (0, 0)
     started = clock()
@@ -171,7 +172,7 @@ def compute_rule(
         value = yield (None, RUN, ())
     finally:
         kept = guard.end(key, stamp) if guard is not None else True
-    if kept:
+    if kept and route.kept(value):
         entry = policy.envelope(value, route.timeouts[-1], started, clock())
         yield from store_rule(route, policy, key, entry, len(route.tiers))
     return value

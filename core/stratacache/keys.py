@@ -64,6 +64,7 @@ from collections.abc import Callable
 from typing import Any
 
 from stratacache.keyforms import array_form, declared_key, type_name
+from stratacache.keyoptions import KeyOptions
 
 __all__ = ["MAX_DEPTH", "MAX_KEY_LENGTH", "KeyBuilder", "encode_value", "function_name"]
 
@@ -247,12 +248,37 @@ def _bounded(key: str, head: str) -> str:
     return f"{head}{args[:60]}...{args[-30:]}#{digest}"
 
 
+def _unkeyed_instance(
+    name: str, signature: inspect.Signature, values: tuple[Any, ...]
+) -> TypeError | None:
+    """The error of a method whose instance has no key, saying how to give one, or None."""
+    if not values or next(iter(signature.parameters), None) != "self":
+        return None
+    instance = values[0]
+    try:
+        encode_value(instance)
+    except TypeError:
+        cls = type(instance)
+        return TypeError(
+            f"cannot build a cache key for the method {name}: its instance, a"
+            f" {type_name(cls)}, has no stable key (its class keeps object's default repr,"
+            " which shows a memory address). Give the decorator key_self=lambda self:"
+            f" self.id (any stable identity), or give {cls.__qualname__} a"
+            " __cache_key__(self) -> str method (or Flask-Caching's __caching_id__), or"
+            " ignore=['self'] if every instance may share the entries"
+        )
+    return None
+
+
 class KeyBuilder:
     """Builds the keys of one decorated function, with a fast path for plain calls.
 
     Args:
         func: The function whose calls are keyed.
         key_name: Overrides the ``module.qualname`` part of the key.
+        options: ``cached_for``'s key options (``key=``, ``ignore=``, ``version=``,
+            ``key_self=``), which replace the argument part (see
+            :mod:`stratacache.keyoptions`).
 
     Attributes:
         name: The ``module.qualname`` part of every key.
@@ -262,7 +288,22 @@ class KeyBuilder:
     name: str
     build: Callable[[tuple[Any, ...], dict[str, Any]], str]
 
-    def __init__(self, func: Callable[..., Any], key_name: str | None = None) -> None:
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        key_name: str | None = None,
+        options: KeyOptions | None = None,
+    ) -> None:
+        part = (
+            options.argument_part(inspect.signature(func), encode_value)
+            if options is not None
+            else None
+        )
+        if part is not None:
+            self.name = key_name or function_name(getattr(func, "func", func))
+            head = "{" + self.name + "}"
+            self.build = lambda args, kwargs: _bounded(head + part(args, kwargs), head)
+            return
         if isinstance(func, functools.partial):
             # The key of p(*a, **k) is the key of the wrapped call it makes.
             inner = KeyBuilder(func.func, key_name)
@@ -333,6 +374,13 @@ class KeyBuilder:
                 bound = signature.bind(*args, **kwargs)
                 bound.apply_defaults()
                 values = tuple(bound.arguments.values())
-            return _bounded(name + _encode_tuple(values), name)
+            try:
+                return _bounded(name + _encode_tuple(values), name)
+            except TypeError as exc:  # a method's instance: say how to give it a key
+                # (from the names build already holds: another free variable costs every hit)
+                unkeyed = _unkeyed_instance(name[1:-1], signature, values)
+                if unkeyed is not None:
+                    raise unkeyed from exc
+                raise
 
         return build

@@ -6,10 +6,12 @@ The engine (:mod:`stratacache.engine`) walks routes; the stack builds them
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from stratacache.computation import NO_VALUE
 from stratacache.errors import SerializationError
 from stratacache.observe import observers
 from stratacache.stats import FunctionStats
@@ -45,18 +47,27 @@ class Route:
         on_unstorable: Called with the error when a tier cannot serialize a value.
         observers: The ``stratacache_slow_path`` hook when a plugin implements it, else
             ``None`` (see :mod:`stratacache.observe`).
+        keep: ``cached_for(cache_if=...)``: whether a computed value is written, or ``None``
+            (every value is).
+        tags: The tags the entries of this call carry (see :meth:`tagged`); ``()`` for none.
+        debug: Whether the ``stratacache.engine`` logger logged DEBUG when the route was
+            built: then reads log where a value came from (the first tier's read
+            included), and a route built with DEBUG off pays nothing for it.
     """
 
     __slots__ = (
         "counting",
         "counts",
+        "debug",
         "fills",
         "first",
         "group",
+        "keep",
         "lookup",
         "observers",
         "on_unstorable",
         "state",
+        "tags",
         "tiers",
         "timeouts",
     )
@@ -70,6 +81,7 @@ class Route:
         counts: FunctionStats,
         *,
         on_unstorable: Callable[[SerializationError], None] | None = None,
+        keep: Callable[[Any], bool] | None = None,
     ) -> None:
         self.state = state
         # A tier that stores nothing (NullCache as LOCALCACHE_TYPE) only costs a miss and a
@@ -94,6 +106,27 @@ class Route:
         )
         self.on_unstorable = on_unstorable or _warn_unstorable
         self.observers = observers()
+        self.keep = keep
+        self.tags: tuple[str, ...] = ()
+        self.debug = logger.isEnabledFor(logging.DEBUG)
+        if self.debug:
+            self.lookup = _logged(self.lookup, first.name, group)
+
+    def kept(self, value: Any) -> bool:
+        """Whether a computed ``value`` is written: ``cache_if`` says so (counted when not)."""
+        keep = self.keep
+        if keep is None or keep(value):
+            return True
+        self.counts.not_cached += 1
+        return False
+
+    def tagged(self, tags: tuple[str, ...]) -> Route:
+        """Return this route for one call whose entries carry ``tags``."""
+        if not tags:
+            return self
+        route = copy.copy(self)
+        route.tags = tags
+        return route
 
     def __repr__(self) -> str:
         names = " > ".join(t.name for t in self.tiers)
@@ -102,3 +135,14 @@ class Route:
 
 def _warn_unstorable(exc: SerializationError) -> None:
     logger.warning("value not cached in a tier, it cannot be serialized: %s", exc)
+
+
+def _logged(lookup: Callable[[str], Any], tier: str, group: str | None) -> Callable[[str], Any]:
+    def logged(key: str) -> Any:
+        value = lookup(key)
+        logger.debug(
+            "%s %s in tier %r (%s)", "miss" if value is NO_VALUE else "hit", key, tier, group
+        )
+        return value
+
+    return logged

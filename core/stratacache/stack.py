@@ -25,6 +25,7 @@ from stratacache.errors import SerializationError
 from stratacache.forksafe import renew_in_child
 from stratacache.state import StackState
 from stratacache.stats import BackendStats, StackStats, StatsSnapshot
+from stratacache.tags import TagOperations
 from stratacache.tier import Tier, TierConfig, TierSpecOf
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ __all__ = ["CacheStack", "StackState"]
 logger = logging.getLogger("stratacache.stack")
 
 
-class CacheStack(AsyncOperations):
+class CacheStack(TagOperations, AsyncOperations):
     """A stack of cache tiers (``stratacache.cache`` is the process-wide one).
 
     Built by :meth:`configure` from settings, or by :meth:`from_tiers` from backends made in

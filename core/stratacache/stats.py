@@ -109,6 +109,10 @@ class FunctionCounts(TypedDict):
             their computation left to finish in the background.
         hard_timeouts: Calls whose computation outlived ``hard_timeout`` (``ComputeTimeout``,
             or the fail-safe value), left to finish in the background.
+        bypasses: Calls that skipped the cache, reading and writing nothing: ``unless=``
+            was true, or they ran inside :func:`stratacache.bypass`.
+        not_cached: Computed results that ``cache_if=`` refused to store.
+        manual_refreshes: Recomputations asked for with ``f.refresh(...)``.
     """
 
     local_hits: int
@@ -127,6 +131,9 @@ class FunctionCounts(TypedDict):
     fail_safe_served: int
     soft_timeouts: int
     hard_timeouts: int
+    bypasses: int
+    not_cached: int
+    manual_refreshes: int
 
 
 _FUNCTION_COUNTERS = tuple(FunctionCounts.__annotations__)
@@ -232,6 +239,7 @@ class FunctionStats:
     """
 
     __slots__ = (
+        "bypasses",
         "computations",
         "compute_errors",
         "compute_seconds",
@@ -242,7 +250,9 @@ class FunctionStats:
         "local_hits",
         "local_layer",
         "lock_waits",
+        "manual_refreshes",
         "misses",
+        "not_cached",
         "refreshes",
         "refreshes_dropped",
         "sets",
@@ -269,6 +279,9 @@ class FunctionStats:
         self.fail_safe_served = 0
         self.soft_timeouts = 0
         self.hard_timeouts = 0
+        self.bypasses = 0
+        self.not_cached = 0
+        self.manual_refreshes = 0
 
     def reset(self) -> None:
         """Set every counter back to zero, in place."""

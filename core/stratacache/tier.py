@@ -162,10 +162,24 @@ class Tier:
 
     # -- writes ---------------------------------------------------------------------------
 
-    def store(self, key: str, value: Any, timeout: Timeout, group: str | None) -> bool:
-        """Write ``value`` under ``key`` for ``timeout`` seconds, tracked in ``group``."""
+    def store(
+        self,
+        key: str,
+        value: Any,
+        timeout: Timeout,
+        group: str | None,
+        tags: tuple[str, ...] = (),
+    ) -> bool:
+        """Write ``value`` under ``key`` for ``timeout`` seconds, tracked in ``group``.
+
+        With ``tags``, the backend stores it and records it under each
+        (``Backend.set_tagged``) directly: a plugin's write hook, which knows no tags,
+        does not see tagged writes (a write it changed could not be found by its tags).
+        """
         set_ = self._set
-        if set_ is None:
+        if tags:
+            stored = self.cache.set_tagged(key, value, timeout, group, tags)
+        elif set_ is None:
             stored = self.cache.set_tracked(key, value, timeout, group)
         else:
             stored = bool(
@@ -254,6 +268,12 @@ class Tier:
         self.stats.deletes += removed
         return removed
 
+    def invalidate_tag(self, tag: str) -> int:
+        """Delete every entry carrying ``tag``; return how many went."""
+        removed = int(self.cache.invalidate_tag(tag))
+        self.stats.deletes += removed
+        return removed
+
     def clear(self) -> bool:
         """Delete every entry the backend owns; return whether it did."""
         clear = self._clear
@@ -271,9 +291,23 @@ class Tier:
         """:meth:`lookup_entry`, awaited."""
         return await self.cache.alookup_entry(key)
 
-    async def astore(self, key: str, value: Any, timeout: Timeout, group: str | None) -> bool:
+    async def astore(
+        self,
+        key: str,
+        value: Any,
+        timeout: Timeout,
+        group: str | None,
+        tags: tuple[str, ...] = (),
+    ) -> bool:
         """:meth:`store`, awaited."""
-        stored = bool(await self.cache.aset_tracked(key, value, timeout, group))
+        cache = self.cache
+        stored = bool(
+            await (
+                cache.aset_tagged(key, value, timeout, group, tags)
+                if tags
+                else cache.aset_tracked(key, value, timeout, group)
+            )
+        )
         if stored:
             self.stats.sets += 1
         return stored
@@ -314,6 +348,12 @@ class Tier:
     async def aclear_group(self, group: str) -> int:
         """:meth:`clear_group`, awaited."""
         removed = int(await self.cache.aclear_tracked(group))
+        self.stats.deletes += removed
+        return removed
+
+    async def ainvalidate_tag(self, tag: str) -> int:
+        """:meth:`invalidate_tag`, awaited."""
+        removed = int(await self.cache.ainvalidate_tag(tag))
         self.stats.deletes += removed
         return removed
 

@@ -50,6 +50,9 @@ FUNCTION_COUNTERS = {
     "fail_safe_served": "Calls answered with the last good value after a failure.",
     "soft_timeouts": "Calls answered with a stale value after soft_timeout.",
     "hard_timeouts": "Computations that outlived hard_timeout.",
+    "bypasses": "Calls that skipped the cache (unless=, stratacache.bypass()).",
+    "not_cached": "Computed results cache_if= refused to store.",
+    "manual_refreshes": "Recomputations asked for with f.refresh().",
 }
 """The per-function counters (besides hits) and their help texts."""
 

@@ -25,8 +25,8 @@ Metrics (counters; the function family breaks the layer one down, so never add t
   ``shared``), and ``stratacache_function_<counter>_total{function}`` for ``misses``,
   ``sets``, ``deletes``, ``errors``, ``computations``, ``compute_errors``,
   ``compute_seconds``, ``lock_waits``, and the freshness counters ``refreshes``,
-  ``refreshes_dropped``, ``stale_served``, ``fail_safe_served``, ``soft_timeouts`` and
-  ``hard_timeouts``.
+  ``refreshes_dropped``, ``stale_served``, ``fail_safe_served``, ``soft_timeouts``,
+  ``hard_timeouts``, and ``bypasses``, ``not_cached`` and ``manual_refreshes``.
 
 They add up the stacks registered with the collector (normally just ``stratacache.cache``).
 The counts are this process's: under a pre-fork server (gunicorn), each worker exports its

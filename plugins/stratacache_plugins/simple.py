@@ -23,6 +23,7 @@ from stratacache import (
 )
 from stratacache.options import option
 from stratacache_plugins._options import PluginOptions
+from stratacache_plugins.simpletags import SimpleTags
 
 __all__ = ["SimpleCache", "SimpleCacheNoSerializer", "SimpleCacheOptions"]
 
@@ -44,7 +45,7 @@ class SimpleCacheOptions(PluginOptions):
     )
 
 
-class SimpleCache(Backend):
+class SimpleCache(SimpleTags, Backend):
     """In-memory LRU cache of serialized values, safe to share between threads.
 
     Every read refreshes an entry's recency; past ``threshold`` entries, expired entries go
@@ -89,6 +90,9 @@ class SimpleCache(Backend):
         # key -> (expires at, stored data, tracking group); order = recency, oldest first.
         self._cache: OrderedDict[str, tuple[float, Any, str | None]] = OrderedDict()
         self._groups: dict[str, set[str]] = {}
+        # The tags of tagged entries, both ways; an entry leaving the cache leaves them.
+        self._tags: dict[str, set[str]] = {}
+        self._entry_tags: dict[str, tuple[str, ...]] = {}
         # (expires at, key) of entries that expire, so eviction finds expired ones first.
         self._expiry: list[tuple[float, str]] = []
         # Bound once: the read path is the hot path of every cache hit.
@@ -238,6 +242,8 @@ class SimpleCache(Backend):
         with self._lock:
             self._cache.clear()
             self._groups.clear()
+            self._tags.clear()
+            self._entry_tags.clear()
             self._expiry.clear()
         return True
 
@@ -266,6 +272,8 @@ class SimpleCache(Backend):
                 entry = self._cache.get(key)
                 if entry is not None and entry[2] == group:
                     del self._cache[key]
+                    if self._entry_tags:
+                        self._untag(key)
                     removed += 1
         return removed
 
@@ -279,6 +287,8 @@ class SimpleCache(Backend):
         old = self._cache.pop(key, None)
         if old is not None and old[2] is not None and old[2] != group:
             self._untrack(key, old[2])
+        if old is not None and self._entry_tags:
+            self._untag(key)
         self._cache[key] = (expires, data, group)
         if group is not None:
             self._groups.setdefault(group, set()).add(key)
@@ -300,6 +310,8 @@ class SimpleCache(Backend):
             key, entry = cache.popitem(last=False)
             if entry[2] is not None:
                 self._untrack(key, entry[2])
+            if self._entry_tags:
+                self._untag(key)
 
     def _drop_expired_first(self, count: int) -> None:
         """Remove up to ``count`` expired entries, those that expired first."""
@@ -316,6 +328,8 @@ class SimpleCache(Backend):
         del self._cache[key]
         if entry[2] is not None:
             self._untrack(key, entry[2])
+        if self._entry_tags:
+            self._untag(key)
 
     def _untrack(self, key: str, group: str) -> None:
         members = self._groups.get(group)

@@ -38,9 +38,16 @@ from typing import Any, ClassVar
 import pytest
 
 from stratacache import NO_VALUE, Backend, BackendStats
+from stratacache.testing.clock import FakeClock
 from stratacache.testing.stack import StackConformance, StackFactory
 
-__all__ = ["BackendConformance", "BackendFactory", "StackConformance", "StackFactory"]
+__all__ = [
+    "BackendConformance",
+    "BackendFactory",
+    "FakeClock",
+    "StackConformance",
+    "StackFactory",
+]
 
 BackendFactory = Callable[..., Backend]
 """Builds a fresh, empty backend; keyword arguments are constructor options."""
@@ -60,19 +67,6 @@ SAMPLE_VALUES: list[Any] = [
     True,
     "",
 ]
-
-
-class _Clock:
-    """A clock the expiry tests move by hand, from a plausible UNIX time."""
-
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 # Every operation that takes a key, in the contract of Backend.
@@ -103,7 +97,7 @@ class BackendConformance:
         """A backend and a way to let ``seconds`` pass for its expiry (its clock, or sleep)."""
         if not self.accepts_clock:
             return make_backend(**options), time.sleep
-        clock = _Clock()
+        clock = FakeClock()
         return make_backend(clock=clock, **options), clock.advance
 
     @pytest.fixture
@@ -307,6 +301,25 @@ class BackendConformance:
         assert backend.delete_tracked("a", "grp") is False
         assert backend.clear_tracked("grp") == (1 if self.stores_values else 0)
         assert backend.get("b") is None
+
+    # -- tags (keys in their function's hash tag, as the decorator builds them) ------------
+
+    def test_invalidate_tag_removes_every_entry_carrying_it(self, backend: Backend) -> None:
+        backend.set_tagged("{m.f}(1,)", 1, None, "m.f", ("user:1",))
+        backend.set_tagged("{m.f}(2,)", 2, None, "m.f", ("user:2",))
+        backend.set_tagged("{m.g}(1,)", "g", None, "m.g", ("user:1", "team:7"))
+        backend.set("{m.h}(1,)", "plain")
+        assert backend.invalidate_tag("user:1") == (2 if self.stores_values else 0)
+        assert backend.get_many("{m.f}(1,)", "{m.g}(1,)") == [None, None]
+        assert backend.get("{m.f}(2,)") == self.hit(2)
+        assert backend.get("{m.h}(1,)") == self.hit("plain")
+        assert backend.invalidate_tag("user:1") == 0
+        assert backend.invalidate_tag("team:7") == 0, "its entry went with user:1"
+
+    def test_tagged_entries_are_tracked_in_their_group(self, backend: Backend) -> None:
+        assert backend.set_tagged("{m.f}(1,)", 1, None, "m.f", ("t",)) is True
+        assert backend.clear_tracked("m.f") == (1 if self.stores_values else 0)
+        assert backend.invalidate_tag("t") == 0
 
     # -- concurrency ----------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ from stratacache_plugins.filesystem.files import (
     str_key,
     write_temp,
 )
+from stratacache_plugins.filesystem.indexing import FileIndexing
 from stratacache_plugins.filesystem.options import FileSystemCacheOptions
 from stratacache_plugins.filesystem.pruning import EntryCount
 from stratacache_plugins.filesystem.tracking import GroupIndexes
@@ -54,7 +55,7 @@ class _Digest(Protocol):
     def hexdigest(self) -> str: ...
 
 
-class FileSystemCache(Backend):
+class FileSystemCache(FileIndexing, Backend):
     """Cache in a directory: entries survive restarts and are shared by local processes.
 
     ``inc``/``dec``, the key tracking and the pruning take ``fcntl.flock`` locks, so they are
@@ -298,16 +299,8 @@ class FileSystemCache(Backend):
         """
         if not self.set(key, value, timeout):
             return False
-        if group is None:
-            return True
-        path = self._path(group, INDEX)
-        try:
-            size = self._indexes.append(path, key)
-        except BaseException:
-            self.delete(key)
-            raise
-        if size > self._index_bounds.get(path, self._index_min_size):
-            self._compact(path)
+        if group is not None:
+            self._index(group, key)
         return True
 
     @degrades(0)

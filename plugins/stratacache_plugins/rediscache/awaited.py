@@ -55,7 +55,12 @@ class AwaitedRedis(RedisClient, RedisCodec):
             key: str, data: Any, ms: Any, decode: Callable[[], Any]
         ) -> tuple[Any, float | None]: ...
         def _storing(
-            self, key: str, value: Any, timeout: Timeout, group: str | None
+            self,
+            key: str,
+            value: Any,
+            timeout: Timeout,
+            group: str | None,
+            tags: tuple[str, ...] = (),
         ) -> tuple[str, Callable[[RedisLike], Any], int]: ...
         def _overridden(self, *names: str) -> bool: ...
         def _deleting_tracked(self, key: str, group: str) -> Callable[[RedisLike], Any]: ...
@@ -90,6 +95,20 @@ class AwaitedRedis(RedisClient, RedisCodec):
         if self._overridden("set", "set_tracked"):
             return await asyncio.to_thread(self.set_tracked, key, value, timeout, group)
         operation, action, payload = self._storing(key, value, timeout, group)
+        return bool(await self._arun(operation, action, False, payload=payload))
+
+    async def aset_tagged(
+        self,
+        key: str,
+        value: Any,
+        timeout: Timeout = None,
+        group: str | None = None,
+        tags: tuple[str, ...] = (),
+    ) -> bool:
+        """Store ``value``, track it in ``group`` and in its tag sets, in one round trip."""
+        if group is None or not tags or self._overridden("set", "set_tracked"):
+            return await asyncio.to_thread(self.set_tagged, key, value, timeout, group, tags)
+        operation, action, payload = self._storing(key, value, timeout, group, tags)
         return bool(await self._arun(operation, action, False, payload=payload))
 
     async def adelete(self, key: str) -> bool:

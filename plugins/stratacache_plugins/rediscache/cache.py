@@ -30,6 +30,7 @@ from stratacache_plugins.rediscache.monitoring import RedisMonitoring
 from stratacache_plugins.rediscache.naming import namespace, one_slot, unlink_under
 from stratacache_plugins.rediscache.options import RedisCacheOptions
 from stratacache_plugins.rediscache.protocol import RedisLike
+from stratacache_plugins.rediscache.tags import RedisTags, Tagging
 from stratacache_plugins.rediscache.tracking import (
     delete_tracked,
     delete_untracking,
@@ -43,7 +44,9 @@ logger = logging.getLogger(__package__)  # one logger for the Redis backends
 _PTTL_PERSISTENT, _PTTL_GONE = -1, -2  # PTTL's replies for a key without expiry, no key
 
 
-class RedisCache(Announcing, RedisBulk, RedisMonitoring, AwaitedRedis, RedisClient, RedisCodec):
+class RedisCache(
+    Announcing, RedisBulk, RedisMonitoring, AwaitedRedis, RedisTags, RedisClient, RedisCodec
+):
     """The shared layer on Redis: every instance of the service sees the same entries.
 
     Accepts cachelib's ``RedisCache`` arguments, so it drops in where that one is used.
@@ -251,7 +254,7 @@ class RedisCache(Announcing, RedisBulk, RedisMonitoring, AwaitedRedis, RedisClie
         return bool(self._run(operation, action, False, payload=payload))
 
     def _storing(
-        self, key: str, value: Any, timeout: Timeout, group: str | None
+        self, key: str, value: Any, timeout: Timeout, group: str | None, tags: tuple[str, ...] = ()
     ) -> tuple[str, Callable[[RedisLike], Any], int]:
         """The call of a tracked write: its name, its action, and the bytes it sends.
 
@@ -267,7 +270,8 @@ class RedisCache(Announcing, RedisBulk, RedisMonitoring, AwaitedRedis, RedisClie
 
             return "SET", plain, len(data)
 
-        names = [self._key(key)] + ([self._tracking_key(group)] if group else [])
+        tagging = Tagging(self.key_prefix, self._key(key), group, tags, ms)  # in one MULTI
+        names = [self._key(key)] + ([self._tracking_key(group)] if group else []) + tagging.names
 
         def write(r: RedisLike) -> Any:
             # One transaction in the key's slot; a key tracked under another function's tag
@@ -275,6 +279,7 @@ class RedisCache(Announcing, RedisBulk, RedisMonitoring, AwaitedRedis, RedisClie
             pipe = r.pipeline(transaction=one_slot(r, *names))
             self._write(pipe, key, data, ms, group)
             self._queue_keys(pipe, (key,), group)
+            tagging.queue(r, pipe)
             return pipe.execute()
 
         return "SET", write, len(data)

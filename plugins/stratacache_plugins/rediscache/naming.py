@@ -27,6 +27,7 @@ from stratacache import Backend, key_type_error
 from stratacache_plugins.rediscache.protocol import RedisLike
 
 __all__ = [
+    "TRACKING_SUFFIX",
     "PrefixKeys",
     "RedisKeys",
     "check_prefix",
@@ -39,7 +40,8 @@ __all__ = [
 ]
 
 _SEPARATOR = ":"  # the boundary given to a prefix that has none
-_TRACKING_SUFFIX = ":__tracked__"
+TRACKING_SUFFIX = ":__tracked__"
+"""The end of a function's tracking set's name, after ``<prefix>{<function>}``."""
 _LOCK_PREFIX = "__lock__:"
 _BALANCED_BRACES = re.compile(r"[^{}]*(?:\{[^{}]*\}[^{}]*)*")
 _SCAN_COUNT = 500  # keys asked of each SCAN reply
@@ -70,7 +72,7 @@ class RedisKeys(Backend):
             raise key_type_error(key) from None
 
     def _tracking_key(self, group: str) -> str:
-        return f"{self.key_prefix}{{{group}}}{_TRACKING_SUFFIX}"
+        return f"{self.key_prefix}{{{group}}}{TRACKING_SUFFIX}"
 
     def _lock_key(self, key: str) -> str:
         try:
@@ -92,7 +94,7 @@ class PrefixKeys:
         self.groups: list[str] = []
         encoded = prefix.encode()
         self._lock = encoded + _LOCK_PREFIX.encode()
-        self._head, self._tail = encoded + b"{", b"}" + _TRACKING_SUFFIX.encode()
+        self._head, self._tail = encoded + b"{", b"}" + TRACKING_SUFFIX.encode()
 
     def add(self, name: bytes) -> None:
         """Count the key ``name``: as a tracking set, a lock or an entry."""
