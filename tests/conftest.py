@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 import stratacache
 from stratacache import CacheStack, pluginmanager, registry
@@ -19,6 +20,11 @@ from .redis_server import RedisServer
 from .redis_topologies import RedisClusterNodes
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Hypothesis fails an example slower than 200 ms ("deadline"): on a shared machine, with the
+# suite in several processes, that is the load, not the code. Tests that bound a time say so.
+settings.register_profile("suite", deadline=None)
+settings.load_profile("suite")
 
 
 @pytest.fixture(autouse=True)
