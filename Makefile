@@ -44,7 +44,7 @@ demo: $(DEMO_STAMP)
 
 ## Run the whole test suite: lint, format, types, the docs site, pytest with branch coverage
 ## >= 90%, and the suites on Python 3.12 and 3.13. Everything but the scenarios under load runs
-## side by side (make -j; each target's output comes out whole), then those scenarios alone.
+## side by side (make -j; each target's output comes out whole), then the tests under load alone.
 test: $(STAMP) redis-server
 	$(MAKE) --no-print-directory -j --output-sync=target lint typecheck docs pytest-side-by-side \
 	  $(PYTHON_SESSIONS)
@@ -62,11 +62,11 @@ typecheck: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
-## pytest with branch coverage in two steps. First every test but the reliability scenarios
-## marked under_load, in PYTEST_WORKERS processes (pytest-xdist: most tests wait on servers,
-## sleeps and timeouts rather than on the CPU); then those scenarios in this process alone, one
-## after another, since they assert timings under a load of their own (tests/reliability/
-## conftest.py). The second step adds its coverage to the first's and enforces the threshold.
+## pytest with branch coverage in two steps. First every test but those marked under_load, in
+## PYTEST_WORKERS processes (pytest-xdist: most tests wait on servers, sleeps and timeouts
+## rather than on the CPU); then those in this process alone, one after another: their own
+## timings or a shared topology make them sensitive to load (RUN_ALONE in tests/conftest.py).
+## The second step adds its coverage to the first's and enforces the threshold.
 PYTEST_WORKERS ?= 3
 PYTEST := $(BIN)/python -m pytest --cov --durations=25
 pytest:
