@@ -181,7 +181,6 @@ class RedisServer:
             try:
                 with self.client(socket_timeout=0.5, retry=Retry(NoBackoff(), 0)) as probe:
                     if probe.ping():
-                        self._check_is_ours(probe)
                         return
             except redis.BusyLoadingError:
                 if not loaded:
@@ -191,16 +190,6 @@ class RedisServer:
             if time.monotonic() > deadline or self.process.poll() is not None:
                 raise RuntimeError(f"redis-server did not start on port {self.port}")
             time.sleep(0.02)
-
-    def _check_is_ours(self, probe: redis.Redis) -> None:
-        """Fail if another process's server answers on our port (two picked the same one)."""
-        assert self.process is not None
-        pid = int(probe.info("server")["process_id"])
-        if pid != self.process.pid:
-            raise RuntimeError(
-                f"port {self.port} is answered by another redis-server (pid {pid}), not the one"
-                f" started (pid {self.process.pid}): two tests picked the same free port"
-            )
 
     def start(self, *, loaded: bool = True) -> RedisServer:
         """Start the server and wait until it answers PING.
