@@ -9,7 +9,8 @@ DEMO_VENV := .venv-demo
 DEMO_STAMP := $(DEMO_VENV)/.installed
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: demo test lint typecheck docs pytest pytest-side-by-side pytest-under-load pythons sdist-smoke bench reliability compat clean redis-server
+.PHONY: demo test lint typecheck docs pytest pytest-side-by-side pytest-under-load pythons \
+	sdist-smoke bench reliability compat clean redis-server chromium docs-browser vendor-mermaid
 
 # The Redis tests start their own redis-server processes: install it when missing (as root,
 # from Debian's packages), or say how to.
@@ -20,6 +21,18 @@ redis-server:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server; \
 	  else \
 	    echo "redis-server is missing: install it (apt-get install redis-server), the Redis tests need it"; \
+	    exit 1; \
+	  fi; }
+
+# The browser test of the docs site (tests/test_docs_site.py) drives Debian's chromium through
+# chromium-driver: install them when missing (as root, from Debian's packages), or say how to.
+chromium:
+	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium and chromium-driver (the docs site's browser test)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	  else \
+	    echo "chromium or chromedriver is missing: install them (apt-get install chromium chromium-driver), the docs site's browser test needs them"; \
 	    exit 1; \
 	  fi; }
 
@@ -62,18 +75,24 @@ typecheck: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
+## The docs site in headless chromium alone (also part of `make pytest`): every page, the
+## diagrams, the search, the links.
+docs-browser: $(STAMP) chromium docs
+	STRATACACHE_DOCS_SITE=site $(BIN)/python -m pytest tests/test_docs_site.py
+
 ## pytest with branch coverage in two steps. First every test but those marked under_load, in
 ## PYTEST_WORKERS processes (pytest-xdist: most tests wait on servers, sleeps and timeouts
 ## rather than on the CPU); then those in this process alone, one after another: their own
 ## timings or a shared topology make them sensitive to load (RUN_ALONE in tests/conftest.py).
-## The second step adds its coverage to the first's and enforces the threshold.
+## The second step adds its coverage to the first's and enforces the threshold. The browser
+## test reads the site the docs target built (STRATACACHE_DOCS_SITE) instead of building it.
 PYTEST_WORKERS ?= 3
-PYTEST := $(BIN)/python -m pytest --cov --durations=25
+PYTEST := STRATACACHE_DOCS_SITE=site $(BIN)/python -m pytest --cov --durations=25
 pytest:
 	$(MAKE) --no-print-directory pytest-side-by-side
 	$(MAKE) --no-print-directory pytest-under-load
 
-pytest-side-by-side: $(STAMP) redis-server
+pytest-side-by-side: $(STAMP) redis-server chromium docs
 	rm -f .coverage .coverage.*
 	$(PYTEST) -m 'not under_load' -n $(PYTEST_WORKERS) --dist loadfile --cov-report= \
 	  --cov-fail-under=0 $(PYTEST_ARGS)
@@ -108,6 +127,14 @@ reliability: $(STAMP) redis-server
 ## Not part of `make test` (it downloads).
 compat: $(STAMP) redis-server
 	$(BIN)/python compat/run.py
+
+## Vendor mermaid (MIT; its bundled notices are at the end of mermaid.min.js) into
+## docs/vendor/mermaid/ from the npm registry: the docs' diagrams then render offline.
+MERMAID_VERSION := 11.17.2
+vendor-mermaid:
+	rm -rf build/mermaid && mkdir -p build/mermaid
+	cd build/mermaid && npm pack --silent mermaid@$(MERMAID_VERSION) && tar xzf mermaid-$(MERMAID_VERSION).tgz
+	cp build/mermaid/package/dist/mermaid.min.js build/mermaid/package/LICENSE docs/vendor/mermaid/
 
 clean:
 	rm -rf $(VENV) $(DEMO_VENV) .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist site

@@ -24,5 +24,7 @@ SUITES = [
 @nox.session(python=["3.12", "3.13"])
 def suites(session: nox.Session) -> None:
     """Run the conformance, decorator, settings and asyncio suites on this interpreter."""
-    session.install("-e", ".[redis,testing]", "hypothesis>=6.100", "trustme>=1.1")
+    session.install(
+        "-e", ".[redis,testing]", "hypothesis>=6.100", "trustme>=1.1", "pytest-asyncio>=0.24"
+    )
     session.run("python", "-m", "pytest", *SUITES, "-q", "-p", "no:cacheprovider")

@@ -111,6 +111,66 @@ CONTENDERS: tuple[Contender, ...] = (
         " stack=stack\n)(rates)",
     ),
 )
+# An ``async def`` hit never suspends: one ``send(None)`` runs the coroutine to its return,
+# with no event loop, so the count is the hit's own cost plus this driver's (the floor below).
+DRIVE = """
+def f(currency, _async=_async):
+    coroutine = _async(currency)
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    raise AssertionError("a hit suspended")
+"""
+CONTENDERS += (
+    Contender(
+        "async_floor",
+        "async def returning the value (floor of one await)",
+        "async def _async(currency):\n    return RATES\n" + DRIVE,
+    ),
+    Contender(
+        "stratacache_async",
+        "stratacache cached_for, async def (SimpleCache)",
+        STRATACACHE_STACK
+        + "async def _arates(currency):\n    return dict(RATES)\n"
+        + "_async = cached_for(minutes=5, stack=stack)(_arates)\n"
+        + "import asyncio\nasyncio.run(_async('EUR'))  # the miss that fills, on a loop\n"
+        + DRIVE,
+    ),
+)
+
+OTEL_SETUP = """
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from stratacache import CacheStack, cached_for, plugin_manager
+from stratacache_plugins import otel
+
+tracing = TracerProvider()
+spans = InMemorySpanExporter()
+tracing.add_span_processor(SimpleSpanProcessor(spans))
+trace.set_tracer_provider(tracing)
+metrics.set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))
+if plugin_manager().get_plugin("otel") is None:  # not installed through its entry point
+    plugin_manager().register(otel, name="otel")
+stack = CacheStack()
+stack.configure(
+    {"CACHE_TYPE": "NullCache", "LOCALCACHE_TYPE": "SimpleCache", "CACHE_OTEL": True}
+)
+f = cached_for(minutes=5, stack=stack)(rates)
+assert f("EUR") == RATES and len(spans.get_finished_spans()) == 2  # the miss, its computation
+"""
+
+CONTENDERS += (
+    Contender(
+        "stratacache_otel", "stratacache cached_for (SimpleCache, CACHE_OTEL on)", OTEL_SETUP
+    ),
+)
+"""The OpenTelemetry plugin's contender: a local hit with spans and metrics on (not a
+timing case: compare its count with ``stratacache``'s, which it must equal)."""
 BY_ID = {c.id: c for c in CONTENDERS}
 
 SCRIPT = """\

@@ -28,6 +28,7 @@ CASE_TITLES: dict[str, str] = {
     "three_tier": "three-tier steady state",
     "miss_write": "miss + write",
     "at_most_once": "at_most_once hit",
+    "restricted_unpickler": "shared hit, restricted unpickler",
     "file_cache": "file cache",
     "payload": "payload size",
     "growth": "growth",
@@ -37,6 +38,8 @@ CASE_TITLES: dict[str, str] = {
     "sentinel_hit": "Sentinel shared hit",
     "cluster_throughput": "Cluster concurrency",
     "async_local_hit": "async local hit",
+    "async_shared_hit": "async shared hit",
+    "async_throughput": "async shared-hit throughput",
 }
 """Every case of the issue, by id (what ``--only`` takes), in the issue's order."""
 
@@ -153,6 +156,16 @@ class CaseResult:
     def as_json(self) -> dict[str, Any]:
         """The case as plain JSON data."""
         return {"title": self.title, **asdict(self)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CaseResult:
+        """The case :meth:`as_json` wrote (to render a stored run again)."""
+        return cls(
+            data["id"],
+            [Table(**table) for table in data["tables"]],
+            [Check(**item) for item in data["checks"]],
+            data["notes"],
+        )
 
 
 def make_table(

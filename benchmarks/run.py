@@ -4,12 +4,14 @@
     .venv/bin/python benchmarks/run.py --smoke          # tiny counts, seconds; what CI runs
     .venv/bin/python benchmarks/run.py --only local_hit,shared_hit --out /tmp/bench
     .venv/bin/python benchmarks/run.py --callgrind      # instructions per call instead
+    .venv/bin/python benchmarks/run.py --render docs/benchmarks.json --publish  # no measuring
 
 It starts its own redis-server on a free loopback port (and, for the Cluster and Sentinel
 cases, a Redis Cluster and a Sentinel set, started once and stopped at the end) and writes
 ``results.json``, ``results.md`` and ``benchmarks.png`` into ``--out`` (default
-``benchmarks/results``). A full run of every case also writes ``docs/benchmarks.md`` and
-``docs/benchmarks.png``.
+``benchmarks/results``). A full run of every case also writes ``docs/benchmarks.md``,
+``docs/benchmarks.png`` and ``docs/benchmarks.json`` (its figures, kept so that ``--render``
+can write the page and the chart again, after a change of ``report.py``, without measuring).
 
 ``--callgrind`` runs ``benchmarks/callgrind.py`` instead (with ``--smoke`` and ``--out``): the
 instructions per call of the local hits, counted by valgrind's callgrind, which do not drift
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import shutil
@@ -36,6 +39,7 @@ sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT)]
 
 import callgrind  # noqa: E402
 import cases_async  # noqa: E402
+import cases_async_shared  # noqa: E402
 import cases_concurrency  # noqa: E402
 import cases_file  # noqa: E402
 import cases_growth  # noqa: E402
@@ -45,6 +49,7 @@ import cases_payload  # noqa: E402
 import cases_shared  # noqa: E402
 import cases_stats  # noqa: E402
 import cases_topology  # noqa: E402
+import cases_unpickler  # noqa: E402
 import cases_write  # noqa: E402
 import report  # noqa: E402
 from harness import environment  # noqa: E402
@@ -55,8 +60,10 @@ from tests.redis_server import INSTALL_HINT, RedisServer  # noqa: E402
 FAMILIES: tuple[ModuleType, ...] = (
     cases_local,
     cases_async,
+    cases_async_shared,
     cases_stats,
     cases_shared,
+    cases_unpickler,
     cases_write,
     cases_payload,
     cases_file,
@@ -91,11 +98,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--only", metavar="CASE[,CASE]", help=f"run only these cases: {', '.join(CASE_TITLES)}"
     )
     parser.add_argument(
+        "--render",
+        metavar="RESULTS_JSON",
+        type=Path,
+        help="measure nothing: write the Markdown and the chart of a stored run again, into"
+        " --out (docs/benchmarks.json is the published run's)",
+    )
+    parser.add_argument(
+        "--publish",
+        action="store_true",
+        help="with --render: write docs/benchmarks.md and docs/benchmarks.png too",
+    )
+    parser.add_argument(
         "--callgrind",
         action="store_true",
         help="count instructions per call with callgrind instead (benchmarks/callgrind.py)",
     )
     args = parser.parse_args(argv)
+    if args.publish and not args.render:
+        parser.error("--publish goes with --render; a full run publishes by itself")
     if args.callgrind and args.only:
         parser.error("--only chooses timing cases; run benchmarks/callgrind.py --only instead")
     if args.only:
@@ -161,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.callgrind:
         return callgrind.main([*(["--smoke"] if args.smoke else []), "--out", str(args.out)])
+    if args.render:
+        return render(args.render, args.out, publish=args.publish)
     selected = args.only or list(CASE_TITLES)
     if shutil.which("redis-server") is None:
         print(INSTALL_HINT, file=sys.stderr)
@@ -181,20 +204,41 @@ def main(argv: list[str] | None = None) -> int:
         "environment": env,
         "skipped": skipped,
     }
-    out: Path = args.out
+    written = write(args.out, run, cases, publish=not args.smoke and not args.only)
+    print(report.targets_table([c for case in cases for c in case.checks]))
+    for case, why in skipped.items():
+        print(f"\n{CASE_TITLES[case]}: {why}")
+    print(f"\n{run['seconds']:.0f} s; wrote {', '.join(str(p) for p in written)}")
+    return 0
+
+
+def write(out: Path, run: dict[str, Any], cases: list[CaseResult], *, publish: bool) -> list[Path]:
+    """Write the run's JSON, Markdown and chart into ``out`` (and docs/ if ``publish``).
+
+    The published run keeps its JSON beside its page (docs/benchmarks.json), so that a
+    change of the report renders it again (``--render``) without measuring.
+    """
     out.mkdir(parents=True, exist_ok=True)
     report.write_json(out / "results.json", run, cases)
     (out / "results.md").write_text(report.markdown(run, cases), encoding="utf-8")
     report.write_chart(out / report.CHART, [c for case in cases for c in case.checks])
     written = [out / "results.json", out / "results.md", out / report.CHART]
-    if not args.smoke and not args.only:
+    if publish:
+        published = DOCS / "benchmarks.json"
+        if published.resolve() != (out / "results.json").resolve():
+            shutil.copyfile(out / "results.json", published)
         shutil.copyfile(out / "results.md", DOCS / "benchmarks.md")
         shutil.copyfile(out / report.CHART, DOCS / report.CHART)
-        written += [DOCS / "benchmarks.md", DOCS / report.CHART]
-    print(report.targets_table([c for case in cases for c in case.checks]))
-    for case, why in skipped.items():
-        print(f"\n{CASE_TITLES[case]}: {why}")
-    print(f"\n{run['seconds']:.0f} s; wrote {', '.join(str(p) for p in written)}")
+        written += [published, DOCS / "benchmarks.md", DOCS / report.CHART]
+    return written
+
+
+def render(stored: Path, out: Path, *, publish: bool) -> int:
+    """Write the Markdown and the chart of the run stored in ``stored`` again."""
+    data = json.loads(stored.read_text(encoding="utf-8"))
+    cases = [CaseResult.from_json({"id": i, **case}) for i, case in data.pop("cases").items()]
+    written = write(out, data, cases, publish=publish)
+    print(f"rendered the run of {data['date']}; wrote {', '.join(str(p) for p in written)}")
     return 0
 
 

@@ -17,7 +17,6 @@ __all__ = ["CATEGORIES", "RULES", "Rule", "classify"]
 CATEGORIES: Final = {
     "deliberate": "deliberate, documented difference",
     "not-shipped": "a backend stratacache does not ship",
-    "async": "waits for issue 13 (asyncio)",
     "private": "a peer's private internals (documented as not provided)",
     "genuine": "genuine incompatibility (open)",
 }
@@ -31,7 +30,6 @@ _KEYS = f"{_FLASK}#configuration-every-flask-caching-option"
 _PRIVATE = "migrating-from-flask-caching.md#private-names-of-flask-caching-and-cachelib"
 _NONE = "migrating-from-flask-caching.md#behaviours-that-differ"
 _SIMPLE = "backends/simple.md#where-it-differs-from-cachelibs-simplecache"
-_ASYNC = f"{_FLASK}#async-views"
 _KEYS_BUILT = "decorator.md#key-building"
 _INIT = f"{_FLASK}#switching-from-flask-caching"
 _TYPES = f"{_FLASK}#configuration-every-flask-caching-option"
@@ -92,8 +90,6 @@ RULES: Final[tuple[Rule, ...]] = (
         " cachelib's exact text",
         _SWITCH,
     ),
-    # -- asyncio ---------------------------------------------------------------------------
-    Rule(r"test_async_", "async", "async views raise TypeError at decoration", _ASYNC),
     # -- Flask-Caching options and features refused loudly ---------------------------------
     Rule(r"hash_method|ciphers|test_memoize_hashes", "deliberate", "hash_method", _KEYS),
     Rule(r"source_check", "deliberate", "source_check / CACHE_SOURCE_CHECK", _KEYS),

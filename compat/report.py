@@ -40,9 +40,8 @@ backends' clocks. Backends we do not ship (memcached, uWSGI, Valkey, MongoDB, Dy
 are not swapped: their tests are counted below, as what they are.
 
 Every test that does not pass is classified (`compat/classification.py`): a deliberate
-difference, with a link to where it is documented; a backend we do not ship; waiting for
-asyncio support (issue 13); a private name of the peer's implementation; or a genuine
-incompatibility still open.
+difference, with a link to where it is documented; a backend we do not ship; a private
+name of the peer's implementation; or a genuine incompatibility still open.
 """
 
 

@@ -77,6 +77,7 @@ EXAMPLES: dict[str, str] = {
     "CACHE_REDIS_SENTINEL_USERNAME": "sentinel-user",
     "CACHE_REDIS_SENTINEL_PASSWORD": "change-me",
     "CACHE_REDIS_READ_FROM_REPLICAS": "false",
+    "CACHE_INVALIDATION": "auto",
     "CACHE_ATOMIC_LOCK_TIMEOUT": "120",
     "CACHE_ATOMIC_WAIT": "130",
     "CACHE_ATOMIC_RETRIES": "10",
@@ -88,6 +89,7 @@ EXAMPLES: dict[str, str] = {
     "CACHE_LAYERS": '[{"type": "SimpleCache", "timeout": 60}, {"type": "RedisCache", "url":'
     ' "redis://cache:6379/0"}]',
     "CACHE_PROMETHEUS": "true",
+    "CACHE_OTEL": "true",
 }
 
 EXAMPLE = """\

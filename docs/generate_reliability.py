@@ -59,6 +59,8 @@ HARDENING = 100
 """Scenarios from here on are the hardening items of issue 11 (100 + the item's number)."""
 TOPOLOGIES = 200
 """Scenarios from here on are the Redis Cluster and Sentinel scenarios of issue 12."""
+COHERENCE = 300
+"""Scenarios from here on are the invalidation channel's losses (issue 14)."""
 
 TOPOLOGIES_INTRO = """\
 Failovers, a live slot migration and a lost lock, on private topologies started for each
@@ -105,7 +107,8 @@ def render(entries: list[dict[str, Any]], when: str) -> str:
     )
     faults = [e for e in entries if e["scenario"] < HARDENING]
     hardening = [e for e in entries if HARDENING <= e["scenario"] < TOPOLOGIES]
-    topologies = [e for e in entries if e["scenario"] >= TOPOLOGIES]
+    topologies = [e for e in entries if TOPOLOGIES <= e["scenario"] < COHERENCE]
+    coherence = [e for e in entries if e["scenario"] >= COHERENCE]
     lines.append("## Summary\n")
     lines += _summary(faults)
     if hardening:
@@ -119,6 +122,14 @@ def render(entries: list[dict[str, Any]], when: str) -> str:
         lines.append("\n## Redis Cluster and Sentinel (issue 12)\n")
         lines.append(TOPOLOGIES_INTRO)
         lines += _summary(topologies)
+    if coherence:
+        lines.append("\n## Coherent local tiers: a lost invalidation channel (issue 14)\n")
+        lines.append(
+            "Two instances (a local tier over one redis-server the test started); the"
+            " server is killed, frozen or cuts the subscriber off while the other writes."
+            " See [Coherent local tiers](coherence.md).\n"
+        )
+        lines += _summary(coherence)
     detailed = [e for e in entries if e["table"]]
     if detailed:
         lines.append("\n## Details\n")

@@ -110,6 +110,19 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def declaring_site(site: Path, name: str, module: str) -> Path:
+    """Write into ``site`` a distribution that declares the hook plugin ``name = module``.
+
+    Put ``site`` on a subprocess's ``PYTHONPATH``: it finds the plugin through its entry
+    point, as it finds those of stratacache's own metadata.
+    """
+    info = site / f"{name}_dist-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}-dist\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[stratacache.plugins]\n{name} = {module}\n")
+    return site
+
+
 def run_python(
     code: str, env: Mapping[str, str] | None = None, cwd: Path | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:

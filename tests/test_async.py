@@ -20,7 +20,9 @@ from typing import Any
 
 import pytest
 
-from stratacache import CacheStack, cached_for
+from stratacache import NO_VALUE, AsyncOnlyBackend, CacheError, CacheStack, cached_for
+from stratacache.testing.asyncsuite import AsyncBackendConformance
+from stratacache_plugins.filesystem import FileSystemCache
 from stratacache_plugins.rediscache import RedisCache
 from stratacache_plugins.simple import SimpleCache
 from tests.conftest import clean_env
@@ -195,7 +197,7 @@ def test_each_event_loop_has_its_own_flights() -> None:
         assert asyncio.run(square(n)) == n * n
 
 
-def test_a_redis_tier_runs_in_threads_and_is_shared(
+def test_a_redis_tier_is_awaited_and_shared(
     redis_server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     def stack() -> CacheStack:
@@ -211,12 +213,34 @@ def test_a_redis_tier_runs_in_threads_and_is_shared(
 
         return shared
 
-    first, second = define(stack()), define(stack())  # two instances of a service
-    with caplog.at_level(logging.WARNING, logger="stratacache.decorator"):
+    with caplog.at_level(logging.WARNING, logger="stratacache.stack"):
+        first, second = define(stack()), define(stack())  # two instances of a service
         assert asyncio.run(first(4)) == {"n": 4}
     assert asyncio.run(second(4)) == {"n": 4}, "the second instance hits the shared tier"
     assert calls == [4]
-    assert "run in worker threads" in caplog.text
+    assert "worker threads" not in caplog.text, "Redis serves async code natively"
+
+
+def test_a_sync_only_tier_under_async_code_runs_in_threads_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    stack = CacheStack.from_tiers([SimpleCache(), FileSystemCache(str(tmp_path))])
+    assert [t.native_async for t in stack.tiers] == [False, False]
+    with caplog.at_level(logging.WARNING, logger="stratacache.stack"):
+
+        @cached_for(minutes=5, stack=stack)
+        def sync_only(n: int) -> int:
+            return n
+
+        assert "worker threads" not in caplog.text, "no async function: nothing to say"
+
+        @cached_for(minutes=5, stack=stack)
+        async def on_files(n: int) -> int:
+            return n
+
+    assert "'FileSystemCache' (FileSystemCache) have no async API" in caplog.text
+    assert asyncio.run(on_files(2)) == 2
+    assert caplog.text.count("worker threads") == 1, "once per configuration"
 
 
 MIXED_WORKER = r"""
@@ -296,8 +320,86 @@ def test_the_stack_api_awaited(redis_server: RedisServer) -> None:
         assert await two.aget("k") == {"v": 1}  # from the shared tier, filling two's local
         assert two.local_cache.cache.get("k") == {"v": 1}
         assert await two.adelete("k") is True
-        assert await one.aget("k", "gone") == {"v": 1}, "one's local copy lives on"
+        for _ in range(2000):  # coherent local tiers: two's delete reaches one's copy
+            if await one.aget("k", "gone") == "gone":
+                break
+            await asyncio.sleep(0.001)
+        assert await one.aget("k", "gone") == "gone", "one's local copy outlived two's delete"
+        assert await one.aset("k", {"v": 2}) is True
         assert await one.aclear() is True
         assert await one.aget("k", "gone") == "gone"
 
     asyncio.run(main())
+
+
+class AsyncOnlyDict(AsyncOnlyBackend):
+    """A third-party backend that serves async code only (api = "async")."""
+
+    def __init__(self) -> None:
+        super().__init__(300)
+        self.data: dict[str, Any] = {}
+        self.groups: dict[str, set[str]] = {}
+
+    async def alookup(self, key: str) -> Any:
+        await asyncio.sleep(0)
+        return self.data.get(key, NO_VALUE)
+
+    async def aset_tracked(
+        self, key: str, value: Any, timeout: Any = None, group: str | None = None
+    ) -> bool:
+        self.data[key] = value
+        if group is not None:
+            self.groups.setdefault(group, set()).add(key)
+        return True
+
+    async def adelete(self, key: str) -> bool:
+        return self.data.pop(key, NO_VALUE) is not NO_VALUE
+
+    async def aclear_tracked(self, group: str) -> int:
+        return sum([await self.adelete(key) for key in self.groups.pop(group, set())])
+
+    async def aclear(self) -> bool:
+        self.data.clear()
+        self.groups.clear()
+        return True
+
+
+def test_an_async_only_backend_serves_async_code_and_refuses_sync_calls() -> None:
+    store = AsyncOnlyDict()
+    stack = CacheStack.from_tiers([SimpleCache(), store])
+    assert [t.native_async for t in stack.tiers] == [False, True]
+
+    @cached_for(minutes=5, stack=stack)
+    async def double(n: int) -> int:
+        return 2 * n
+
+    assert asyncio.run(double(21)) == 42
+    assert store.data == {double.cache_key(21): 42}
+    assert asyncio.run(stack.aget(double.cache_key(21))) == 42
+    assert asyncio.run(double.invalidate(21)) is True
+    assert store.data == {}
+    asyncio.run(double(2))
+    assert asyncio.run(double.clear_cache()) == 2, "the memory tier's copy, and the store's"
+
+    @cached_for(minutes=5, stack=stack, atomic_writes="at_most_once")
+    async def coordinated(n: int) -> int:
+        return n
+
+    assert asyncio.run(coordinated(3)) == 3
+
+    @cached_for(minutes=5, stack=stack)
+    def sync_double(n: int) -> int:
+        return 2 * n
+
+    with pytest.raises(
+        CacheError, match=r"AsyncOnlyDict.lookup_entry\(\) was called from synchronous"
+    ):
+        sync_double(1)
+
+
+class TestAsyncOnlyConformance(AsyncBackendConformance):
+    """The async conformance suite on the async-only backend above."""
+
+    @pytest.fixture
+    def make_backend(self) -> Callable[..., Any]:
+        return lambda **options: AsyncOnlyDict()

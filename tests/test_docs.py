@@ -12,8 +12,7 @@ that; it does not show on the site:
 - ``<!-- docs-test: skip -->``: the block is not run (keep this for code that cannot run
   anywhere, such as a fragment of a larger program, and say why next to it).
 
-Blocks in other fences (``bash``, ``toml``, ``text``, ``py`` for the generated signatures of
-``docs/hookspecs.md``...) are never run.
+Blocks in other fences (``bash``, ``toml``, ``text``...) are never run.
 """
 
 from __future__ import annotations
@@ -103,13 +102,6 @@ def test_configuration_reference_is_generated_from_the_model() -> None:
     render = _generator("generate_configuration").render
     assert (ROOT / "docs" / "configuration.md").read_text() == render(), (
         "regenerate: .venv/bin/python docs/generate_configuration.py > docs/configuration.md"
-    )
-
-
-def test_hook_reference_is_generated_from_the_specs() -> None:
-    render = _generator("generate_hookspecs").render
-    assert (ROOT / "docs" / "hookspecs.md").read_text() == render(), (
-        "regenerate: .venv/bin/python docs/generate_hookspecs.py > docs/hookspecs.md"
     )
 
 

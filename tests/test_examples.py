@@ -6,17 +6,14 @@ installed and tested by ``test_third_party_plugin.py``.
 
 from __future__ import annotations
 
-import http.client
 import json
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -30,6 +27,7 @@ from stratacache.flask import settings_from_config
 
 from .conftest import ROOT, clean_env
 from .redis_server import RedisServer, free_port
+from .web_service import Service, running
 
 EXAMPLES = ROOT / "examples"
 FLASK_APP = EXAMPLES / "flask_app"
@@ -106,89 +104,12 @@ def test_stratacache_config_reads_the_env_file(tmp_path: Path) -> None:
 # -- flask_app under gunicorn ------------------------------------------------------------
 
 BOOT_TIMEOUT = 20.0
-"""Seconds gunicorn may take to answer (two workers importing Flask on a loaded machine)."""
-ROUTING_ATTEMPTS = 60
-"""Requests tried to reach a given worker before giving up."""
-
-
-@dataclass
-class Service:
-    """The example under gunicorn: requests on new connections, routed to a worker."""
-
-    port: int
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def call(self, method: str, path: str) -> dict[str, Any]:
-        """One request on a new connection (so gunicorn may give it to either worker)."""
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            connection.request(method, path)
-            response = connection.getresponse()
-            body = response.read()
-        finally:
-            connection.close()
-        assert response.status == 200, (response.status, body, self.log.read_text())
-        reply: dict[str, Any] = json.loads(body)
-        return reply
-
-    def call_on(self, pid: int | None, method: str, path: str, *, avoid: int = 0) -> dict[str, Any]:
-        """Make the request until the worker ``pid`` (or any worker but ``avoid``) serves it.
-
-        Which worker accepts a connection is up to the kernel, and it often favours one. So
-        every other attempt first opens an idle connection: the sync worker that accepts it
-        blocks reading it, and the request goes to the other worker. Only requests whose
-        effect on the wrong worker does not matter to the test are routed this way.
-        """
-        for attempt in range(ROUTING_ATTEMPTS):
-            reply = (
-                self.call_past_one_worker(method, path) if attempt % 2 else self.call(method, path)
-            )
-            if reply["pid"] == pid or (pid is None and reply["pid"] != avoid):
-                return reply
-        pytest.fail(f"no request reached worker {pid or f'other than {avoid}'}")
-
-    def call_past_one_worker(self, method: str, path: str) -> dict[str, Any]:
-        """The request, while an idle connection keeps one worker busy."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=10):
-            return self.call(method, path)
-
-    def wait_for_workers(self, count: int, timeout: float) -> set[int]:
-        """Wait until ``count`` workers have answered (each imports the app on its own)."""
-        deadline = time.monotonic() + timeout
-        pids: set[int] = set()
-        attempt = 0
-        while len(pids) < count:
-            attempt += 1
-            try:
-                call = self.call_past_one_worker if attempt % 2 else self.call
-                pids.add(call("GET", "/health")["pid"])
-            except OSError:
-                time.sleep(0.05)
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"{len(pids)} of {count} workers answered:\n{self.log.read_text()}")
-        return pids
-
-    def stop(self) -> int:
-        """SIGTERM, as a process manager stops gunicorn: the workers finish, then the master."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                return self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=5)
-                pytest.fail(f"gunicorn did not stop on SIGTERM:\n{self.log.read_text()}")
-        return self.process.returncode
+"""Seconds a server may take to answer (two workers importing the app on a loaded machine)."""
 
 
 def gunicorn_command(port: int) -> list[str]:
-    gunicorn = Path(sys.executable).with_name("gunicorn")
-    if not gunicorn.is_file():
-        pytest.fail(
-            f"gunicorn is not installed next to {sys.executable}: pip install -e . --group dev"
-        )
-    command = [str(gunicorn), "-w", "2", "-b", f"127.0.0.1:{port}", "--graceful-timeout", "5"]
+    gunicorn = installed("gunicorn")
+    command = [gunicorn, "-w", "2", "-b", f"127.0.0.1:{port}", "--graceful-timeout", "5"]
     if tuple(int(p) for p in version("gunicorn").split(".")[:2]) >= (25, 1):
         command.append("--no-control-socket")  # no socket in $HOME shared with other runs
     # --pythonpath rather than --chdir: the working directory stays the test's empty one,
@@ -196,27 +117,34 @@ def gunicorn_command(port: int) -> list[str]:
     return [*command, "--pythonpath", str(FLASK_APP), "app:app"]
 
 
+def installed(script: str) -> str:
+    """The path of ``script`` in this virtual environment (fail, never skip, without it)."""
+    path = Path(sys.executable).with_name(script)
+    if not path.is_file():
+        pytest.fail(
+            f"{script} is not installed next to {sys.executable}: pip install -e . --group dev"
+        )
+    return str(path)
+
+
+@contextmanager
+def two_workers(
+    command: Callable[[int], list[str]], redis_url: str, tmp_path: Path
+) -> Iterator[Service]:
+    """Run ``command(port)`` (an example's server) with its shared layer on ``redis_url``."""
+    port = free_port()
+    env = clean_env(CACHE_TYPE="RedisCache", CACHE_REDIS_URL=redis_url, PYTHONDONTWRITEBYTECODE="1")
+    argv = command(port)
+    with running(
+        Path(argv[0]).name, argv, port, env=env, cwd=tmp_path, workers=2, boot_timeout=BOOT_TIMEOUT
+    ) as service:
+        yield service
+
+
 @pytest.fixture
 def service(redis_url: str, tmp_path: Path) -> Iterator[Service]:
-    port = free_port()
-    log = tmp_path / "gunicorn.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            gunicorn_command(port),
-            env=clean_env(
-                CACHE_TYPE="RedisCache", CACHE_REDIS_URL=redis_url, PYTHONDONTWRITEBYTECODE="1"
-            ),
-            cwd=tmp_path,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    service = Service(port, process, log)
-    try:
-        service.wait_for_workers(2, BOOT_TIMEOUT)
+    with two_workers(gunicorn_command, redis_url, tmp_path) as service:
         yield service
-    finally:
-        service.stop()
 
 
 @pytest.mark.subprocess
@@ -265,3 +193,100 @@ def test_flask_app_workers_share_the_shared_layer(
     assert fresh["computed_by"] == w
 
     assert service.stop() == 0
+
+
+# -- fastapi_app under uvicorn -----------------------------------------------------------
+
+FASTAPI_APP = EXAMPLES / "fastapi_app"
+RATES = "app.exchange_rates"
+"""The cached function of the example, as ``stats()`` names it (uvicorn imports ``app``)."""
+
+
+def uvicorn_command(port: int) -> list[str]:
+    # --app-dir rather than a working directory: the test's empty one, so no .env is read.
+    return [
+        *(installed("uvicorn"), "app:app", "--app-dir", str(FASTAPI_APP)),
+        *("--workers", "2", "--host", "127.0.0.1", "--port", str(port)),
+        *("--timeout-graceful-shutdown", "5"),
+    ]
+
+
+@pytest.fixture
+def fastapi_service(redis_url: str, tmp_path: Path) -> Iterator[Service]:
+    with two_workers(uvicorn_command, redis_url, tmp_path) as service:
+        yield service
+
+
+def rates_counts(service: Service, pid: int) -> dict[str, Any]:
+    """The counters of exchange_rates in the worker ``pid`` (empty before its first call)."""
+    functions = service.call_on(pid, "GET", "/stats")["stats"]["functions"]
+    counts: dict[str, Any] = functions.get(RATES, {"computations": 0, "shared_hits": 0})
+    return counts
+
+
+@pytest.mark.subprocess
+def test_fastapi_app_workers_share_the_shared_layer(
+    fastapi_service: Service, redis_server: RedisServer
+) -> None:
+    service, redis = fastapi_service, redis_server.client()
+    health = service.call("GET", "/health")
+    assert (health["shared"], health["local"]) == ("RedisCache", "SimpleCache")
+
+    # 1. A first worker computes the value and writes the shared layer.
+    first = service.call("GET", "/rates/EUR")
+    a, value = first["pid"], first["value"]
+    assert value["computed_by"] == a
+    assert value["rates"] == {"USD": 1.08, "GBP": 0.85}
+    assert redis.exists(first["key"]) == 1
+
+    # 2. The other worker serves that computation as a shared hit (routing requests that land
+    # on the first worker are local hits there, which changes nothing).
+    second = service.call_on(None, "GET", "/rates/EUR", avoid=a)
+    b = second["pid"]
+    assert second["value"] == value, "the value should have been computed once"
+    counts = {pid: rates_counts(service, pid) for pid in (a, b)}
+    assert counts[a]["computations"] == 1
+    assert (counts[b]["computations"], counts[b]["shared_hits"]) == (0, 1)
+    # Then from its own local layer.
+    assert service.call_on(b, "GET", "/rates/EUR")["value"] == value
+    assert rates_counts(service, b)["local_hits"] >= 1
+
+    # 3. await cache.aset in one worker, await cache.aget in the other: through Redis.
+    stored = service.call("PUT", "/notes/greeting", body={"text": "hello"})
+    assert stored["stored"] is True
+    note = service.call_on(None, "GET", "/notes/greeting", avoid=stored["pid"])
+    assert note["text"] == "hello"
+
+    # 4. await clear_cache() in one worker empties its local layer and Redis; the worker that
+    # cleared computes afresh.
+    cleared = service.call("POST", "/clear")
+    w = cleared["pid"]
+    assert cleared["removed"] >= 2  # its local copy and the shared entry
+    assert [k for k in redis.scan_iter() if b"exchange_rates" in k] == []
+    fresh = service.call_on(w, "GET", "/rates/EUR")["value"]
+    assert fresh["computation"] != value["computation"]
+    assert fresh["computed_by"] == w
+
+    assert service.stop() == 0
+
+
+@pytest.mark.subprocess
+def test_fastapi_app_concurrent_requests_compute_once_per_worker(
+    fastapi_service: Service,
+) -> None:
+    pids = sorted(fastapi_service.wait_for_workers(2, BOOT_TIMEOUT))
+    before = {pid: rates_counts(fastapi_service, pid)["computations"] for pid in pids}
+
+    # 40 concurrent requests for one cold key, on 40 connections: both workers serve them.
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        replies = list(pool.map(lambda _: fastapi_service.call("GET", "/rates/USD"), range(40)))
+
+    served = Counter(reply["pid"] for reply in replies)
+    computations = {
+        pid: rates_counts(fastapi_service, pid)["computations"] - before[pid] for pid in pids
+    }
+    # Within a worker, concurrent awaiters share one computation (single flight); two
+    # workers without atomic_writes may each compute once, never more.
+    assert all(computations[pid] <= 1 for pid in pids), (computations, served)
+    assert 1 <= sum(computations.values()) <= 2
+    assert len({reply["value"]["computation"] for reply in replies}) == sum(computations.values())

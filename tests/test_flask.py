@@ -659,26 +659,12 @@ def test_long_keys_are_bounded(app: Flask, cache: Cache, calls: Counter[str]) ->
     assert re.fullmatch(r"view//items\?q=x+\.\.\.#[0-9a-f]{64}", key)
 
 
-def test_views_refuse_async_and_missing_parentheses(cache: Cache) -> None:
-    async def view() -> str:
+def test_views_need_parentheses(cache: Cache) -> None:
+    def view() -> str:
         return "x"
 
-    with pytest.raises(TypeError, match="async views") as refused:
-        cache.cached()(view)
-    # The message says what to do and where it is documented (asyncio is issue 13).
-    assert "make the view synchronous" in str(refused.value)
-    assert 'page "Flask", section "Async views"' in str(refused.value)
     with pytest.raises(TypeError, match=r"write @cache.cached\(\) with parentheses"):
         cache.cached(view)  # type: ignore[arg-type]
-
-
-def test_memoize_refuses_async_functions_when_decorated(cache: Cache) -> None:
-    async def fetch(x: int) -> int:
-        return x
-
-    with pytest.raises(TypeError, match=r"cache.memoize\(\) does not support async") as refused:
-        cache.memoize()(fetch)
-    assert "stratacache.cached_for, which caches async def" in str(refused.value)
 
 
 def test_app_extensions_cache_maps_the_cache_to_its_backend(app: Flask, cache: Cache) -> None:

@@ -16,7 +16,7 @@ from stratacache import CacheStack, cached_for, plugin_manager
 from stratacache_plugins import prometheus
 from stratacache_plugins.prometheus import StratacacheCollector
 
-from .conftest import ROOT, clean_env, root_pythonpath, run_python
+from .conftest import ROOT, clean_env, declaring_site, root_pythonpath, run_python
 
 
 def samples(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -126,9 +126,9 @@ def test_hook_exports_a_stack_configured_with_cache_prometheus(exporter: None) -
 
 def test_pyproject_declares_the_plugin_entry_point() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert project["entry-points"]["stratacache.plugins"] == {
-        "prometheus": "stratacache_plugins.prometheus"
-    }
+    assert project["entry-points"]["stratacache.plugins"]["prometheus"] == (
+        "stratacache_plugins.prometheus"
+    )
     assert any(
         r.startswith("prometheus-client") for r in project["optional-dependencies"]["prometheus"]
     )
@@ -137,13 +137,7 @@ def test_pyproject_declares_the_plugin_entry_point() -> None:
 @pytest.mark.subprocess
 def test_discovered_through_its_entry_point(tmp_path: Path) -> None:
     """A distribution declaring the entry point, as stratacache's own metadata does."""
-    site = tmp_path / "site"
-    info = site / "exporter_dist-1.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: exporter-dist\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(
-        "[stratacache.plugins]\nprometheus = stratacache_plugins.prometheus\n"
-    )
+    site = declaring_site(tmp_path / "site", "prometheus", "stratacache_plugins.prometheus")
     code = textwrap.dedent(
         """
         import sys

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
@@ -176,18 +177,25 @@ print(json.dumps({
     "after": after,
     "redis": "redis" in sys.modules,
     "prometheus_client": "prometheus_client" in sys.modules,
+    "opentelemetry": any(m.startswith("opentelemetry") for m in sys.modules),
 }))
 """
     out = json.loads(run_python(code, cwd=tmp_path).stdout)
     assert out["before"] == []
-    # The hook plugins of the stratacache.plugins group load at configure (the Prometheus
-    # exporter, which imports its client only when CACHE_PROMETHEUS is on); of the backends,
-    # only the one selected (and the base of the backends' options models, no backend).
-    assert out["after"] == [
-        "stratacache_plugins",
-        "stratacache_plugins._options",
-        "stratacache_plugins.prometheus",
-        "stratacache_plugins.simple",
-    ]
+    # The hook plugins of the stratacache.plugins group installed load at configure (the
+    # Prometheus exporter and the OpenTelemetry plugin, which import their clients only when
+    # enabled); of the backends, only the one selected (and the base of the backends' options
+    # models, no backend).
+    installed = {ep.value for ep in entry_points(group="stratacache.plugins")}
+    assert out["after"] == sorted(
+        {
+            "stratacache_plugins",
+            "stratacache_plugins._counters",
+            "stratacache_plugins._options",
+            "stratacache_plugins.simple",
+            *(installed & {"stratacache_plugins.prometheus", "stratacache_plugins.otel"}),
+        }
+    )
     assert out["redis"] is False
     assert out["prometheus_client"] is False
+    assert out["opentelemetry"] is False

@@ -1,4 +1,7 @@
-"""Type checkers see a decorated function's own signature (ParamSpec), via mypy --strict."""
+"""Type checkers see a decorated function's own signature (ParamSpec), via mypy --strict.
+
+The same for Flask's ``cache.memoize()``, which is ``cached_for`` underneath.
+"""
 
 from __future__ import annotations
 
@@ -49,6 +52,22 @@ async def use() -> None:
     assert_type(fetch.cache_key("EUR"), str)
     assert_type(await fetch.uncached("EUR"), dict[str, float])
     await fetch(42)
+
+
+from stratacache.flask import Cache  # noqa: E402
+
+cache = Cache()
+
+
+@cache.memoize(60)
+async def total(currency: str) -> float:
+    return 0.0
+
+
+async def use_memoized() -> None:
+    assert_type(await total("EUR"), float)
+    assert_type(await total.invalidate("EUR"), bool)
+    assert_type(await total.clear_cache(), int)
 """
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from stratacache.asynconly import AsyncOnlyBackend
 from stratacache.backend import NO_VALUE, Backend, Computation, NoValue, Timeout, key_type_error
 from stratacache.decorator import AtomicWrites, BoundCachedFunction, CachedFunction, cached_for
 from stratacache.default import cache
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NO_VALUE",
+    "AsyncOnlyBackend",
     "AtomicWrites",
     "Backend",
     "BackendInfo",

@@ -38,6 +38,7 @@ from stratacache.pluginmanager import implemented_operation_hooks, serializers
 from stratacache.registry import load_backend
 from stratacache.serializers import PickleSerializer, Serializer, as_serializer
 from stratacache.tier import Tier, TierConfig
+from stratacache.unpickling import RestrictedPickleSerializer
 
 if TYPE_CHECKING:
     import pluggy
@@ -110,6 +111,7 @@ def assemble(settings: CacheSettings, manager: pluggy.PluginManager) -> Assembly
     plans = _layer_plans(settings) if settings.cache_layers else _seed_plans(settings)
     shared_serializer = _serializer(settings, problems)
     chosen = "cache_serializer" in settings.model_fields_set
+    allowed = _pickle_allow(settings, problems)
     tiers: list[Tier] = []
     for plan in plans:
         try:
@@ -125,6 +127,8 @@ def assemble(settings: CacheSettings, manager: pluggy.PluginManager) -> Assembly
             declared = backend_cls.declared_serializer()
             if declared is not None and not (shares and chosen):
                 base = declared
+            if allowed is not None and not backend_cls.in_process:
+                base = _restricted(plan, base, allowed)
             if serializer_hook is not None:
                 stream = backend_cls.serializer_stream
                 base = HookedSerializer(
@@ -303,6 +307,32 @@ def _serializer(settings: CacheSettings, problems: list[str]) -> Serializer:
         f"CACHE_SERIALIZER={name!r}: unknown serializer (registered: {', '.join(names)}){hint}"
     )
     return PickleSerializer()
+
+
+def _pickle_allow(settings: CacheSettings, problems: list[str]) -> tuple[str, ...] | None:
+    """Return ``CACHE_PICKLE_ALLOW``, or ``None`` (with a problem) when it cannot apply."""
+    allowed = settings.cache_pickle_allow
+    if allowed is not None and settings.cache_serializer != "pickle":
+        problems.append(
+            f"CACHE_PICKLE_ALLOW={list(allowed)!r}: it restricts what pickle loads, but"
+            f" CACHE_SERIALIZER={settings.cache_serializer!r} is not pickle; unset"
+            " CACHE_PICKLE_ALLOW, or set CACHE_SERIALIZER=pickle"
+        )
+        return None
+    return allowed
+
+
+def _restricted(plan: TierPlan, base: Any, allowed: tuple[str, ...]) -> Serializer:
+    """Return the restricted pickle of a tier outside the process, or refuse its serializer."""
+    if not isinstance(base, PickleSerializer):
+        raise BuildError(
+            [
+                f"CACHE_PICKLE_ALLOW={list(allowed)!r}: it restricts what pickle loads, but"
+                f" the tier {plan.name!r} ({plan.type}) reads with {base!r}, not pickle; unset"
+                " CACHE_PICKLE_ALLOW, or give that backend stratacache's pickle serializer"
+            ]
+        )
+    return RestrictedPickleSerializer(allowed, base.protocol)
 
 
 def _plugin_options(

@@ -3,14 +3,14 @@
 An :class:`AsyncCachedCall` is a :class:`~stratacache.call.CachedCall` whose slow paths are
 coroutines. The hot path reads the first tier directly when it is in-process (a local hit
 costs no ``await`` and no thread); every other tier operation goes through the engine's
-rules, run by :func:`~stratacache.driver.adrive`, which runs a tier that talks to a store
-in a worker thread. Concurrent awaiters of one key in one event loop share one computation
+rules, run by :func:`~stratacache.driver.adrive`, which awaits a tier whose backend serves
+async code (Redis) and runs any other tier that talks to a store in a worker thread.
+Concurrent awaiters of one key in one event loop share one computation
 (:class:`~stratacache.asyncflight.AsyncFlights`), with or without ``atomic_writes``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import time
@@ -24,6 +24,7 @@ from stratacache.call import CachedCall
 from stratacache.driver import adrive
 from stratacache.engine import Route
 from stratacache.errors import CacheError
+from stratacache.observe import aobserved_miss, aobserved_run
 from stratacache.stats import FunctionStats
 
 __all__ = ["AsyncCachedCall", "make_async_wrapper"]
@@ -39,10 +40,18 @@ class AsyncCachedCall(CachedCall[Any, Any]):
     def __init__(self, func: Callable[..., Any], **options: Any) -> None:
         super().__init__(func, **options)
         self.async_flights = AsyncFlights()
-        self._warned_threads = False
 
+    is_async = True
+    """Read by the stack, which warns when async functions reach tiers through threads."""
+
+    @aobserved_miss
     async def amiss(self, route: Route, key: str, args: Any, kwargs: Any, *, read: bool) -> Any:
-        """Continue after a miss (``read``: the first tier was read too), then compute."""
+        """Continue after a miss (``read``: the first tier was read too), then compute.
+
+        A caller reads the tiers below by itself, with no task of its own: a shared hit
+        costs one round trip and no more. The concurrent awaiters of a key that every tier
+        misses share one flight, and one computation.
+        """
         counts = route.counts
         try:
             if read:
@@ -52,7 +61,6 @@ class AsyncCachedCall(CachedCall[Any, Any]):
                 value = await adrive(engine.read_rule(route, key))
             if value is not NO_VALUE:
                 return value
-            self._warn_threads(route)
             first = route.first
 
             def in_memory() -> Any:  # the first tier, when it costs no await
@@ -62,7 +70,7 @@ class AsyncCachedCall(CachedCall[Any, Any]):
                 found = in_memory()  # another flight of this loop may have finished since
                 if found is not NO_VALUE:
                     return found
-                run = functools.partial(self._arun, counts, args, kwargs)
+                run = aobserved_run(route, key, functools.partial(self._arun, counts, args, kwargs))
                 return await adrive(engine.compute_rule(route, key, self.atomic, self.guard), run)
 
             def on_wait() -> None:
@@ -88,26 +96,22 @@ class AsyncCachedCall(CachedCall[Any, Any]):
             counts.computations += 1
             counts.compute_seconds += time.perf_counter() - start
 
-    def _warn_threads(self, route: Route) -> None:
-        if self._warned_threads:
-            return
-        self._warned_threads = True
-        blocking = [tier.name for tier in route.tiers if not tier.cache.in_process]
-        if blocking:
-            logger.warning(
-                "%s is async, and its tiers %s have no async client: their operations run in"
-                " worker threads (asyncio.to_thread), so the event loop never blocks on them",
-                self.group,
-                ", ".join(repr(name) for name in blocking),
-            )
-
     async def invalidate(self, *args: Any, **kwargs: Any) -> bool:  # type: ignore[override]
-        """Delete this call's entry from every tier (in a worker thread)."""
-        return await asyncio.to_thread(super().invalidate, *args, **kwargs)
+        """Delete this call's entry from every tier; a running computation keeps it."""
+        route = self._current()
+        key = self.keys(args, kwargs)
+        self.guard.invalidate(key)  # a computation running now must not write it back
+        removed = await adrive(engine.remove_rule(self.stack._layers().every, key, self.group))
+        route.counts.deletes += removed
+        return removed > 0
 
     async def clear_cache(self) -> int:  # type: ignore[override]
-        """Delete every entry of the function from every tier (in a worker thread)."""
-        return await asyncio.to_thread(super().clear_cache)
+        """Delete every entry of the function from every tier."""
+        route = self._current()
+        self.guard.invalidate_all()
+        removed = await adrive(engine.clear_group_rule(self.stack._layers().every, self.group))
+        route.counts.deletes += removed
+        return removed
 
 
 def make_async_wrapper(call: AsyncCachedCall) -> Callable[..., Coroutine[Any, Any, Any]]:
@@ -119,8 +123,15 @@ def make_async_wrapper(call: AsyncCachedCall) -> Callable[..., Coroutine[Any, An
         if route.state is not stack._state:
             route = reroute()
         key = make_key(args, kwargs)
-        if not route.first.cache.in_process:
-            return await amiss(route, key, args, kwargs, read=False)
+        first = route.first
+        if not first.cache.in_process:
+            if not first.native_async:  # the whole read in the driver, threads and hooks
+                return await amiss(route, key, args, kwargs, read=False)
+            value = await first.alookup(key, route.group)  # a shared hit: one await, no rule
+            if value is not NO_VALUE:
+                engine.first_counted(route, value)
+                return value
+            return await amiss(route, key, args, kwargs, read=True)
         value = route.lookup(key)  # in memory: no await, no thread
         if value is not NO_VALUE:
             if route.counting:

@@ -22,6 +22,8 @@ lacks:
   (a wait for another process's lock). Write ``self.stats.errors += 1`` at the point of the
   event, every time through ``self.stats``: the layer stack replaces the object with its
   layer's counters, which :meth:`CacheStack.stats() <stratacache.CacheStack.stats>` reports;
+* :attr:`Backend.api` and the ``a``-methods (``alookup``, ``aset_tracked``...), how it
+  serves ``async def`` code (see :mod:`stratacache.asyncbackend`);
 * :meth:`Backend.ping`, :meth:`Backend.describe` and :meth:`Backend.store_stats`, what the
   operator CLI (``stratacache ping``, ``info``, ``stats``) reports; each raises when the store
   cannot answer, even in a backend that otherwise degrades silently.
@@ -40,6 +42,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from cachelib import BaseCache
 
+from stratacache.asyncbackend import AsyncMethods
 from stratacache.computation import NO_VALUE, Computation, NoValue, Timeout
 from stratacache.errors import key_type_error
 from stratacache.forksafe import renew_in_child
@@ -58,7 +61,7 @@ _GROUP_INDEX_PREFIX = "__stratacache_group__:"
 _VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 
-class Backend(Inspectable, BaseCache):
+class Backend(AsyncMethods, Inspectable, BaseCache):
     """Base class of every stratacache backend (see the module docstring for the contract).
 
     Subclasses implement at least ``get``, ``set``, ``delete``, ``has`` and ``clear`` with

@@ -18,6 +18,7 @@ from stratacache.engine import Route
 from stratacache.errors import CacheError, SerializationError
 from stratacache.guard import WriteGuard
 from stratacache.keys import KeyBuilder
+from stratacache.observe import observed_miss, observed_run
 from stratacache.singleflight import Flights
 from stratacache.stack import CacheStack
 from stratacache.stats import FunctionStats
@@ -87,6 +88,7 @@ class CachedCall(Generic[P, R]):
         self.route = route
         return route
 
+    @observed_miss
     def miss(self, route: Route, key: str, args: Any, kwargs: Any) -> R:
         """Continue after a miss in the first tier: the tiers below, then the function."""
         route.first.stats.misses += 1
@@ -96,7 +98,7 @@ class CachedCall(Generic[P, R]):
             if value is not NO_VALUE:
                 return cast(R, value)
             if self.atomic is None:
-                run = functools.partial(self._run, counts, args, kwargs)
+                run = observed_run(route, key, functools.partial(self._run, counts, args, kwargs))
                 return cast(R, engine.compute(route, key, run, guard=self.guard))
             return self._single_flight(route, key, args, kwargs)
         except CacheError:
@@ -120,6 +122,7 @@ class CachedCall(Generic[P, R]):
     def _single_flight(self, route: Route, key: str, args: Any, kwargs: Any) -> R:
         counts = route.counts
 
+        @functools.partial(observed_run, route, key)
         def run() -> R:
             return self._run(counts, args, kwargs)
 

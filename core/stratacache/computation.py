@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Final, final
 
@@ -91,3 +92,21 @@ class Computation:
 
     def abort(self) -> None:
         """The computation raised or its value could not be stored: release what it holds."""
+
+    async def acommit(self, value: Any) -> Any:
+        """:meth:`commit`, awaited: through the backend's ``aset_tracked``.
+
+        A subclass that overrides :meth:`commit` (a lock owner's commit script, a watched
+        transaction) and not this has its ``commit`` run in a worker thread.
+        """
+        if type(self).commit is not Computation.commit:
+            return await asyncio.to_thread(self.commit, value)
+        self.stored = bool(
+            await self.backend.aset_tracked(self.key, value, self.timeout, self.group)
+        )
+        return value
+
+    async def aabort(self) -> None:
+        """:meth:`abort`, awaited (a subclass's ``abort`` in a worker thread)."""
+        if type(self).abort is not Computation.abort:
+            await asyncio.to_thread(self.abort)

@@ -65,8 +65,10 @@ def cached_for(
     On an ``async def``, it returns a coroutine function with the same options and methods;
     those that do I/O are coroutines there (``await f.invalidate(...)``,
     ``await f.clear_cache()``), while ``f.cache_key(...)`` and ``f.uncached`` stay plain.
-    A hit in an in-process tier is served without an ``await`` or a thread; a tier that
-    talks to a store runs in a worker thread, so the event loop never blocks on it.
+    A hit in an in-process tier is served without an ``await`` or a thread; a Redis tier is
+    awaited on ``redis.asyncio``; any other tier that talks to a store (a backend with
+    ``api = "sync"``: files, a third-party one) runs in a worker thread, so the event loop
+    never blocks on it.
 
     Args:
         func: Not accepted: it is there to explain ``@cached_for`` without parentheses.

@@ -6,11 +6,13 @@ operation of a :class:`~stratacache.Tier` (``"lookup_entry"``, ``"store"``,
 ``"commit"``...), or ``(None, RUN, ())`` to run the function being cached. A rule holds no
 I/O of its own, so the same rule serves every caller: :func:`drive` runs it with plain calls
 for synchronous code, and :func:`adrive` for ``async def`` code: there, an operation on an
-in-process tier is a plain call (no ``await``, no thread), and one on a tier that talks to a
-store (Redis, files) runs in a worker thread (:func:`asyncio.to_thread`), so the event loop
-never blocks on it. An exception an operation raises is thrown into the rule at the
-``yield``, so the rule's ``try``/``finally`` (releasing a lock, skipping a tier that cannot
-serialize a value) works as if it had made the call itself.
+in-process tier is a plain call (no ``await``, no thread), one on a tier whose backend
+serves async code natively (``api`` ``"both"`` or ``"async"``: the Redis backends, on
+``redis.asyncio``) is awaited, and one on any other tier that talks to a store runs in a
+worker thread (:func:`asyncio.to_thread`), so the event loop never blocks on it. An
+exception an operation raises is thrown into the rule at the ``yield``, so the rule's
+``try``/``finally`` (releasing a lock, skipping a tier that cannot serialize a value) works
+as if it had made the call itself.
 """
 
 from __future__ import annotations
@@ -30,6 +32,22 @@ Step = tuple[Tier | None, str, tuple[Any, ...]]
 """One operation a rule asks for: a tier (or ``None`` for :data:`RUN`), a name, arguments."""
 
 T = TypeVar("T")
+
+# Each tier operation a rule may ask for, and the name of its awaitable twin on Tier.
+_AWAITED = {
+    name: "a" + name
+    for name in (
+        "lookup",
+        "lookup_entry",
+        "store",
+        "start_computation",
+        "commit",
+        "abort",
+        "remove",
+        "clear_group",
+        "clear",
+    )
+}
 
 Rule = Generator[Step, Any, T]
 """A rule of the engine: yields steps, receives each step's result, returns its own."""
@@ -81,6 +99,8 @@ async def adrive(rule: Rule[T], run: Callable[[], Awaitable[Any]] | None = None)
                 send = await run()
             elif tier.cache.in_process:
                 send = getattr(tier, operation)(*arguments)
+            elif tier.native_async:
+                send = await getattr(tier, _AWAITED[operation])(*arguments)
             else:
                 send = await asyncio.to_thread(getattr(tier, operation), *arguments)
         except BaseException as exc:  # thrown into the rule, which decides what it means

@@ -13,6 +13,9 @@ and the Flask integration all call it. The rules:
   warning, and the tiers above still take it. With ``atomic_writes``, the deepest tier's
   commit takes the place of its write; the tiers above get the value that won.
 * Invalidation deletes from every tier of the stack.
+* With coherent local tiers (:mod:`stratacache.coherence`), a value read from (or written
+  to) a deeper tier fills the tiers above only if no other instance's change reached this
+  stack meanwhile: the value may be older than that change.
 
 Each rule is written once, as a generator of the tier operations it needs (the ``*_rule``
 functions, see :mod:`stratacache.driver`); the functions without the suffix run a rule
@@ -26,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from stratacache.backend import NO_VALUE
+from stratacache.coherence import InvalidationReceiver, epoch_of, unchanged_since
 from stratacache.driver import RUN, Rule, drive
 from stratacache.errors import SerializationError
 from stratacache.guard import WriteGuard
@@ -36,6 +40,8 @@ __all__ = [
     "UNCOUNTED",
     "Route",
     "below_rule",
+    "clear_group_rule",
+    "clear_rule",
     "compute",
     "compute_coordinated",
     "compute_rule",
@@ -48,6 +54,7 @@ __all__ = [
     "read_below",
     "read_rule",
     "remove_everywhere",
+    "remove_rule",
     "write",
     "write_rule",
 ]
@@ -84,6 +91,7 @@ def first_counted(route: Route, value: Any) -> bool:
 def below_rule(route: Route, key: str, *, counted: bool) -> Rule[Any]:
     """Read the tiers below the first, deepest last; a hit fills the tiers above it."""
     tiers, group, fills = route.tiers, route.group, route.fills
+    since = epoch_of(receiver := _receiver(route))
     for index in range(1, len(tiers)):
         tier = tiers[index]
         if fills[index]:
@@ -94,7 +102,8 @@ def below_rule(route: Route, key: str, *, counted: bool) -> Rule[Any]:
             if counted:
                 tier.stats.hits += 1
                 route.counts.shared_hits += 1
-            yield from fill_rule(route, index, key, value, remaining)
+            if unchanged_since(receiver, since):
+                yield from fill_rule(route, index, key, value, remaining)
             return value
         if counted:
             tier.stats.misses += 1
@@ -128,7 +137,10 @@ def write_rule(
     tiers, timeouts, group, counts = route.tiers, route.timeouts, route.group, route.counts
     start = len(tiers) - 1 if below is None else below - 1
     deepest_stored = False
+    since = epoch_of(receiver := _receiver(route))
     for index in range(start, -1, -1):
+        if index < start and not unchanged_since(receiver, since):
+            break  # another instance changed something meanwhile: maybe this key
         try:
             stored = yield (tiers[index], "store", (key, value, timeouts[index], group))
         except SerializationError as exc:  # the tiers above may still take it (pickle)
@@ -199,12 +211,18 @@ def coordinated_rule(
             theirs = committed is not value  # another caller's value won
             value = committed
     if theirs:
+        since = epoch_of(receiver := _receiver(route))
         found, remaining = yield (deepest, "lookup_entry", (key, route.group))
-        if found is not NO_VALUE:
+        if found is not NO_VALUE and unchanged_since(receiver, since):
             yield from fill_rule(route, len(tiers) - 1, key, found, remaining)
         return value
     yield from write_rule(route, key, value, below=len(tiers) - 1)
     return value
+
+
+def _receiver(route: Route) -> InvalidationReceiver | None:
+    state = route.state
+    return None if state is None else state.coherence
 
 
 # -- the rules, run synchronously --------------------------------------------------------
@@ -311,6 +329,30 @@ def compute_coordinated(
     return drive(coordinated_rule(route, key, mode, guard), run)
 
 
+def remove_rule(tiers: tuple[Tier, ...], key: str, group: str | None = None) -> Rule[int]:
+    """Delete ``key`` from every tier (each is asked); return how many held it."""
+    removed = 0
+    for tier in tiers:
+        removed += bool((yield (tier, "remove", (key, group))))
+    return removed
+
+
+def clear_group_rule(tiers: tuple[Tier, ...], group: str) -> Rule[int]:
+    """Delete every entry tracked in ``group`` from every tier; return how many went."""
+    removed = 0
+    for tier in tiers:
+        removed += int((yield (tier, "clear_group", (group,))))
+    return removed
+
+
+def clear_rule(tiers: tuple[Tier, ...]) -> Rule[bool]:
+    """Clear every tier (each is asked, whatever the others answer); return if all did."""
+    cleared = True
+    for tier in tiers:
+        cleared = bool((yield (tier, "clear", ()))) and cleared
+    return cleared
+
+
 def remove_everywhere(tiers: tuple[Tier, ...], key: str, group: str | None = None) -> int:
     """Delete ``key`` from every tier (each is asked); return how many held it."""
-    return sum(tier.remove(key, group) for tier in tiers)
+    return drive(remove_rule(tiers, key, group))

@@ -20,12 +20,15 @@ costs nothing until it is installed.
 The other hooks are never on the hot path: ``stratacache_register_serializers`` is called once,
 when the plugins are loaded, and ``stratacache_configured`` after each configuration of a
 stack. A metrics plugin implements the latter and reads ``stack.stats()`` when it is scraped,
-which costs the cached calls nothing.
+which costs the cached calls nothing. ``stratacache_slow_path`` wraps the steps of a
+decorated call after its first tier missed (a tracing plugin opens a span in it); a hit in
+the first tier never reaches it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -246,4 +249,31 @@ def stratacache_deserialize(layer: str, serializer: Serializer, data: bytes) -> 
 
     Stops at the first result that is not ``None``; stratacache's own implementation, called
     last, calls ``serializer.loads(data)`` (a stored ``None`` is returned by it alone).
+    """
+
+
+@hookspec
+def stratacache_slow_path(
+    event: str, function: str | None, key: str
+) -> AbstractContextManager[Any] | None:
+    """Wrap one step of a decorated call's slow path: to trace it, time it, log it.
+
+    Called only after the call's first tier missed, never on a hit there, and only when
+    some plugin implements it: the steps run unwrapped otherwise. The step runs inside every
+    context manager returned (entered in the order returned, exited in reverse, with the
+    step's exception if it raised), in the caller's thread or task, so a context a manager
+    sets (an OpenTelemetry span) is current while the step runs, around the function's own
+    work. It works alike for ``def`` and ``async def`` functions.
+
+    Args:
+        event: Which step: ``"miss"``, the rest of the call after the first tier missed (the
+            tiers below, then the computation, or the wait for another caller's), and
+            ``"compute"``, one run of the function inside it.
+        function: The decorated function's ``module.qualname``.
+        key: The entry's key (it may hold argument values: mind what you export).
+
+    Returns:
+        A context manager to enter around the step, or ``None`` for none.
+
+    All implementations are called; each result that is not ``None`` is entered.
     """

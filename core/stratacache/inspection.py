@@ -38,7 +38,7 @@ class Inspectable:
     def describe(self) -> dict[str, Any]:
         """Return what the store is and how big, for ``stratacache info``: a JSON-ready dict.
 
-        This default gives the backend's class, its default timeout, what :meth:`clear`
+        This default gives the backend's class, its default timeout, what ``clear()``
         removes and, for a backend with ``len()``, its entry count. A backend adds where it
         lives (a URL, a directory) and its size; it raises when the store cannot answer.
         """

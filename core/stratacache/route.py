@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from stratacache.errors import SerializationError
+from stratacache.observe import observers
 from stratacache.stats import FunctionStats
 from stratacache.tier import Tier, bounded
 
@@ -42,6 +43,8 @@ class Route:
         lookup: The first tier's read, as the hot path calls it: the backend's own bound
             ``lookup`` when no plugin hooks reads.
         on_unstorable: Called with the error when a tier cannot serialize a value.
+        observers: The ``stratacache_slow_path`` hook when a plugin implements it, else
+            ``None`` (see :mod:`stratacache.observe`).
     """
 
     __slots__ = (
@@ -51,6 +54,7 @@ class Route:
         "first",
         "group",
         "lookup",
+        "observers",
         "on_unstorable",
         "state",
         "tiers",
@@ -89,6 +93,7 @@ class Route:
             fast if fast is not None else (lambda key: first.lookup(key, grp))
         )
         self.on_unstorable = on_unstorable or _warn_unstorable
+        self.observers = observers()
 
     def __repr__(self) -> str:
         names = " > ".join(t.name for t in self.tiers)

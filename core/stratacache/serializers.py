@@ -36,6 +36,7 @@ __all__ = [
     "Serializer",
     "SerializerAttribute",
     "as_serializer",
+    "unpickling_failed",
 ]
 
 
@@ -76,10 +77,15 @@ class PickleSerializer:
         try:
             return pickle.loads(data)
         except Exception as exc:  # truncated data, renamed class, moved module, bad protocol...
-            raise DeserializationError(f"cannot unpickle stored bytes: {exc!r}") from exc
+            raise unpickling_failed(exc) from exc
 
     def __repr__(self) -> str:
         return f"PickleSerializer(protocol={self.protocol})"
+
+
+def unpickling_failed(exc: Exception) -> DeserializationError:
+    """Return the :class:`DeserializationError` for bytes pickle could not read (``exc``)."""
+    return DeserializationError(f"cannot unpickle stored bytes: {exc!r}")
 
 
 class JsonSerializer:

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from stratacache import engine
 from stratacache.asyncstack import AsyncOperations
 from stratacache.backend import NO_VALUE, Backend, Timeout
+from stratacache.coherence import attach_receivers, detach, with_channel
+from stratacache.driver import drive
 from stratacache.errors import SerializationError
 from stratacache.forksafe import renew_in_child
 from stratacache.state import StackState
@@ -92,8 +94,9 @@ class CacheStack(AsyncOperations):
         with self._lock:
             built = assemble(resolved, manager)
             state = StackState(resolved, built.tiers, built.every, built.plugin_options)
-            self._check_selections(state)
+            state.check_selections(list(self._calls))
             self._install(state)
+        self._warn_threaded(state)
         logger.debug("stratacache configured: %s", " > ".join(t.name for t in built.tiers))
         manager.hook.stratacache_configured(stack=self, settings=resolved)
         return resolved
@@ -173,22 +176,8 @@ class CacheStack(AsyncOperations):
     def _register(self, call: Any) -> None:
         """Remember a decorated function, so a reconfiguration checks the tiers it names."""
         self._calls.add(call)
-
-    def _check_selections(self, state: StackState) -> None:
-        problems = []
-        for call in list(self._calls):
-            what = f"cached_for({call.group})"
-            try:
-                if call.tier_names is not None:
-                    state.select(call.tier_names, what)
-                elif call.local_only and not call.by_reference:
-                    state.in_process_tiers(what)
-            except ValueError as exc:
-                problems.append(str(exc))
-        if problems:
-            from stratacache.errors import ConfigurationError
-
-            raise ConfigurationError(sorted(problems))
+        if self._state is not None:
+            self._warn_threaded(self._state)
 
     def _install(self, state: StackState) -> None:
         """Give the new tiers the stack's counters, then swap the state in."""
@@ -202,6 +191,7 @@ class CacheStack(AsyncOperations):
                 if isinstance(built, BackendStats) and built is not tier.stats:
                     tier.stats.add(built)
             tier.cache.stats = tier.stats
+        state.coherence = attach_receivers(state.every, state.tiers)
         replaced, self._state = self._state, state
         if replaced is not None:
             kept = {id(t.cache) for t in state.every}
@@ -333,11 +323,11 @@ class CacheStack(AsyncOperations):
         """
         for call in list(self._calls):
             call.guard.invalidate_all()
-        return all([tier.clear() for tier in self._layers().every])  # noqa: C419 (clear each)
+        return drive(engine.clear_rule(self._layers().every))
 
     def clear_group(self, group: str) -> int:
         """Delete every entry tracked in ``group`` from every tier; return how many went."""
-        return sum(tier.clear_group(group) for tier in self._layers().every)
+        return drive(engine.clear_group_rule(self._layers().every, group))
 
     def close(self) -> None:
         """Release what the backends hold (pools, handles); runs at interpreter exit too.
@@ -351,6 +341,7 @@ class CacheStack(AsyncOperations):
 
     @staticmethod
     def _close_tiers(tiers: Iterable[Tier]) -> None:
+        detach(tiers := tuple(tiers))  # a closed backend neither announces nor listens
         for tier in tiers:
             try:
                 tier.cache.close()
@@ -372,9 +363,10 @@ class CacheStack(AsyncOperations):
         The counts are those of this process since the stack was created or
         :meth:`reset_stats` was called; :meth:`configure` keeps them (a tier's counts carry
         on across a change of its backend). With ``CACHE_STATS=false`` nothing is counted
-        and ``enabled`` is false. Reading them never configures the stack.
+        and ``enabled`` is false; ``invalidation`` has the coherence channel's counts (see
+        :mod:`stratacache.coherence`). Reading them never configures the stack.
         """
-        return self._stats.snapshot()
+        return with_channel(self._stats.snapshot(), getattr(self._state, "coherence", None))
 
     def reset_stats(self) -> None:
         """Set every counter of :meth:`stats` back to zero."""

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from stratacache import engine
+from stratacache.coherence import InvalidationReceiver
 from stratacache.tier import Tier
 
 if TYPE_CHECKING:
@@ -46,6 +47,11 @@ class StackState:
         self.local_chain: tuple[Tier, ...] | None = above or (
             self.chain[-1:] if self.chain[-1].cache.in_process else None
         )
+        self.coherence: InvalidationReceiver | None = None
+        """The receiver of other instances' changes, once the stack is installed."""
+        self.threaded = tuple(t for t in every if not t.cache.in_process and not t.native_async)
+        """The tiers async code reaches through worker threads (no native async API)."""
+        self.warned_threads = False
         self.stack_route = engine.Route(
             self, self.chain, settings.cache_default_timeout, None, engine.UNCOUNTED
         )
@@ -90,3 +96,24 @@ class StackState:
         return tuple(
             sorted((self.by_name[n] for n in dict.fromkeys(names)), key=lambda t: order[t.name])
         )
+
+    def check_selections(self, calls: list[Any]) -> None:
+        """Check that the tiers each decorated function names (``calls``) exist here.
+
+        Raises:
+            ConfigurationError: Every function whose tiers this state lacks.
+        """
+        problems = []
+        for call in calls:
+            what = f"cached_for({call.group})"
+            try:
+                if call.tier_names is not None:
+                    self.select(call.tier_names, what)
+                elif call.local_only and not call.by_reference:
+                    self.in_process_tiers(what)
+            except ValueError as exc:
+                problems.append(str(exc))
+        if problems:
+            from stratacache.errors import ConfigurationError
+
+            raise ConfigurationError(sorted(problems))

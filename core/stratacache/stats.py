@@ -31,9 +31,12 @@ lower bound. They are statistics, never used for correctness. A lock or an
 from __future__ import annotations
 
 import threading
-from typing import TypedDict
+from typing import TYPE_CHECKING, NotRequired, TypedDict
 
 from stratacache.forksafe import renew_in_child
+
+if TYPE_CHECKING:
+    from stratacache.coherence import InvalidationCounts
 
 __all__ = [
     "LAYER_NAMES",
@@ -116,11 +119,14 @@ class StatsSnapshot(TypedDict):
         layers: :class:`LayerCounts` by layer name (every layer, always).
         functions: :class:`FunctionCounts` by the function's ``module.qualname``. Functions
             decorated more than once under one name (with different options) are summed.
+        invalidation: The invalidation channel's state and counters, when the stack has
+            coherent local tiers (see :mod:`stratacache.coherence`).
     """
 
     enabled: bool
     layers: dict[str, LayerCounts]
     functions: dict[str, FunctionCounts]
+    invalidation: NotRequired[InvalidationCounts]
 
 
 class BackendStats:

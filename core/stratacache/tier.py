@@ -95,6 +95,7 @@ class Tier:
         "config",
         "fast_lookup",
         "name",
+        "native_async",
         "stats",
     )
 
@@ -123,6 +124,11 @@ class Tier:
         self._clear_group = relay("stratacache_clear_group")
         self._clear = relay("stratacache_clear")
         self.fast_lookup: Callable[[str], Any] | None = cache.lookup if self._get is None else None
+        self.native_async = cache.api != "sync" and not self.hooked
+        """Whether async code awaits the backend's ``a``-methods (else: worker threads).
+
+        Not through a plugin's operation hook: hooks are synchronous.
+        """
 
     @property
     def hooked(self) -> bool:
@@ -241,6 +247,58 @@ class Tier:
         if clear is None:
             return bool(self.cache.clear())
         return bool(clear(layer=self.name, backend=self.cache))
+
+    # -- the same operations, awaited (native_async tiers only) -------------------------
+
+    async def alookup(self, key: str, group: str | None = None) -> Any:
+        """:meth:`lookup`, awaited."""
+        return await self.cache.alookup(key)
+
+    async def alookup_entry(self, key: str, group: str | None = None) -> tuple[Any, float | None]:
+        """:meth:`lookup_entry`, awaited."""
+        return await self.cache.alookup_entry(key)
+
+    async def astore(self, key: str, value: Any, timeout: Timeout, group: str | None) -> bool:
+        """:meth:`store`, awaited."""
+        stored = bool(await self.cache.aset_tracked(key, value, timeout, group))
+        if stored:
+            self.stats.sets += 1
+        return stored
+
+    async def astart_computation(
+        self, key: str, timeout: Timeout, group: str | None, mode: str
+    ) -> Computation:
+        """:meth:`start_computation`, awaited."""
+        return await self.cache.astart_computation(key, timeout, group, mode)
+
+    async def acommit(self, computation: Computation, value: Any) -> Any:
+        """:meth:`commit`, awaited."""
+        result = await computation.acommit(value)
+        if computation.stored:
+            self.stats.sets += 1
+        return result
+
+    async def aabort(self, computation: Computation) -> None:
+        """:meth:`abort`, awaited."""
+        await computation.aabort()
+
+    async def aremove(self, key: str, group: str | None = None) -> bool:
+        """:meth:`remove`, awaited."""
+        cache = self.cache
+        removed = await (cache.adelete(key) if group is None else cache.adelete_tracked(key, group))
+        if removed:
+            self.stats.deletes += 1
+        return bool(removed)
+
+    async def aclear_group(self, group: str) -> int:
+        """:meth:`clear_group`, awaited."""
+        removed = int(await self.cache.aclear_tracked(group))
+        self.stats.deletes += removed
+        return removed
+
+    async def aclear(self) -> bool:
+        """:meth:`clear`, awaited."""
+        return bool(await self.cache.aclear())
 
     # -- timeouts -------------------------------------------------------------------------
 

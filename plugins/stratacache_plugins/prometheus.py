@@ -36,9 +36,8 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-import weakref
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
 from stratacache import (
     BackendOptions,
@@ -49,40 +48,33 @@ from stratacache import (
     option,
     renew_in_child,
 )
+from stratacache_plugins._counters import (
+    FUNCTION_COUNTERS,
+    FUNCTION_HITS,
+    INVALIDATION_COUNTERS,
+    LAYER_COUNTERS,
+    Stacks,
+    Switch,
+)
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
-__all__ = ["StratacacheCollector", "default_collector", "stratacache_configured"]
+    from stratacache.coherence import InvalidationCounts
+
+__all__ = [
+    "FUNCTION_COUNTERS",
+    "INVALIDATION_COUNTERS",
+    "LAYER_COUNTERS",
+    "StratacacheCollector",
+    "default_collector",
+    "stratacache_configured",
+]
 
 logger = logging.getLogger(__name__)
 
-LAYER_COUNTERS = {
-    "hits": "Lookups that found the entry in the layer.",
-    "misses": "Lookups that did not find the entry in the layer.",
-    "sets": "Entries written to the layer.",
-    "deletes": "Entries deleted from the layer.",
-    "errors": "Operations of the layer that failed (as its backend counts them).",
-    "deserialization_failures": "Entries of the layer that could not be read back.",
-    "lock_waits": "Waits for another process's lock (at_most_once).",
-}
-"""The per-layer counters and their help texts."""
-
-FUNCTION_COUNTERS = {
-    "misses": "Calls that found the entry in no layer.",
-    "sets": "Entries written for the function.",
-    "deletes": "Entries deleted by invalidate() and clear_cache().",
-    "errors": "Cache failures seen through the function's calls.",
-    "computations": "Runs of the function.",
-    "compute_errors": "Runs of the function that raised.",
-    "compute_seconds": "Seconds spent running the function.",
-    "lock_waits": "Calls that waited for another caller's computation.",
-}
-"""The per-function counters (besides hits) and their help texts."""
-
 _lock = threading.Lock()
 _default: StratacacheCollector | None = None
-_warned_missing = False
 
 
 class StratacacheCollector:
@@ -94,14 +86,11 @@ class StratacacheCollector:
     """
 
     def __init__(self, *stacks: CacheStack) -> None:
-        self._stacks: weakref.WeakSet[CacheStack] = weakref.WeakSet(stacks)
-        self._lock = threading.Lock()
-        renew_in_child(self, "_lock")
+        self._stacks = Stacks(*stacks)
 
     def add(self, stack: CacheStack) -> None:
         """Report ``stack`` too (adding it again changes nothing)."""
-        with self._lock:
-            self._stacks.add(stack)
+        self._stacks.add(stack)
 
     def describe(self) -> Iterator[Metric]:
         """The metric families, without samples: what a registry checks at registration."""
@@ -109,9 +98,7 @@ class StratacacheCollector:
 
     def collect(self) -> Iterator[Metric]:
         """The metric families with the current counts of every stack, summed."""
-        with self._lock:
-            stacks = list(self._stacks)
-        return self._families(_sum(stack.stats() for stack in stacks))
+        return self._families(self._stacks.stats())
 
     def _families(self, stats: StatsSnapshot) -> Iterator[Metric]:
         from prometheus_client.core import CounterMetricFamily
@@ -123,7 +110,7 @@ class StratacacheCollector:
             yield family
         hits = CounterMetricFamily(
             "stratacache_function_hits",
-            "Calls of the function answered by its local layer or by the shared layer.",
+            FUNCTION_HITS,
             labels=["function", "layer"],
         )
         for function, function_counts in stats["functions"].items():
@@ -138,21 +125,27 @@ class StratacacheCollector:
                 value = function_counts[counter]  # type: ignore[literal-required]
                 family.add_metric([function], value)
             yield family
+        yield from _invalidation_families(stats.get("invalidation"))
 
 
-def _sum(snapshots: Iterator[StatsSnapshot]) -> StatsSnapshot:
-    """Add up the statistics of several stacks, counter by counter."""
-    layers: dict[str, dict[str, Any]] = {}
-    functions: dict[str, dict[str, Any]] = {}
-    enabled = False
-    for snapshot in snapshots:
-        enabled |= snapshot["enabled"]
-        for into, found in ((layers, snapshot["layers"]), (functions, snapshot["functions"])):
-            for name, counts in found.items():
-                total = into.setdefault(name, dict.fromkeys(counts, 0))
-                for counter, value in counts.items():
-                    total[counter] += value
-    return cast(StatsSnapshot, {"enabled": enabled, "layers": layers, "functions": functions})
+def _invalidation_families(counts: InvalidationCounts | None) -> Iterator[Metric]:
+    """The invalidation channel's counters, and its state as a 0/1 gauge per state."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    for counter, help_text in INVALIDATION_COUNTERS.items():
+        family = CounterMetricFamily(f"stratacache_invalidation_{counter}", help_text)
+        if counts is not None:
+            family.add_metric([], counts[counter])  # type: ignore[literal-required]
+        yield family
+    state = GaugeMetricFamily(
+        "stratacache_invalidation_channel",
+        "1 for the invalidation channel's state (connecting, subscribed, lost, off).",
+        labels=["state"],
+    )
+    if counts is not None:
+        for name in ("connecting", "subscribed", "lost", "off"):
+            state.add_metric([name], int(counts["state"] == name))
+    yield state
 
 
 def default_collector() -> StratacacheCollector:
@@ -191,30 +184,21 @@ def stratacache_options() -> type[BackendOptions]:
     return PrometheusOptions
 
 
+_switch = Switch("CACHE_PROMETHEUS", PrometheusOptions, "prometheus_client", "prometheus", logger)
+
+
 @hookimpl
 def stratacache_configured(stack: CacheStack, settings: CacheSettings) -> None:
     """Export ``stack``'s statistics when ``CACHE_PROMETHEUS`` is true (see the module)."""
-    global _warned_missing
-    options = stack.plugin_options(PrometheusOptions)
-    if not (isinstance(options, PrometheusOptions) and options.enabled):
+    if not _switch.on(stack):
         return
     try:
         collector = default_collector()
     except ImportError as exc:
-        if not _warned_missing:
-            _warned_missing = True
-            logger.warning(
-                "CACHE_PROMETHEUS is true but prometheus_client cannot be imported (%s):"
-                " no metrics are exported. Install it with pip install"
-                " 'stratacache[prometheus]'.",
-                exc,
-            )
+        _switch.missing(exc, "no metrics are exported")
         return
     collector.add(stack)
-    if not settings.cache_stats:
-        logger.warning(
-            "CACHE_PROMETHEUS is true but CACHE_STATS is false: the exported counters stay 0"
-        )
+    _switch.exported(settings)
 
 
 renew_in_child(sys.modules[__name__], "_lock")  # a child never inherits a held lock

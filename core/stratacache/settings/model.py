@@ -25,6 +25,7 @@ from pydantic_settings import (
 )
 
 from stratacache.masking import MASK, is_secret_name, mask_options, mask_url
+from stratacache.settings.lists import parse_pickle_allow, string_list
 from stratacache.settings.problems import problems_of, unknown_key_problems
 from stratacache.settings.sources import (
     KEY_PREFIXES,
@@ -114,6 +115,17 @@ class CacheSettings(BaseSettings):
         validate_default=False,  # the default (no key) is not an empty list given
         description="Signs every shared-layer payload (HMAC-SHA256); unsigned or wrongly"
         " signed entries are never deserialized. The first key signs, any key verifies.",
+    )
+    cache_pickle_allow: Annotated[tuple[str, ...] | None, NoDecode] = _key(
+        "CACHE_PICKLE_ALLOW",
+        "a JSON list (or a comma-separated string) of module or class names, e.g."
+        ' ["myapp.models", "fractions"]; [] allows the safe default set alone',
+        None,
+        examples=['["myapp.models", "fractions"]'],
+        description="Restrict the pickle loads of the tiers outside the process (Redis, the"
+        " file system) to a safe default set of globals (plain builtins, collections, datetime,"
+        " decimal, uuid) and these names, matched by dotted prefix; any other global makes the"
+        " entry unreadable. Needs CACHE_SERIALIZER=pickle. Unset: no restriction.",
     )
     localcache_type: str = _key(
         "LOCALCACHE_TYPE",
@@ -314,6 +326,11 @@ class CacheSettings(BaseSettings):
             raise ValueError("must be a JSON object (a mapping of argument names to values)")
         return dict(value)
 
+    @field_validator("cache_pickle_allow", mode="before")
+    @classmethod
+    def _parse_pickle_allow(cls, value: Any) -> Any:
+        return parse_pickle_allow(value)
+
     @field_validator("cache_secret_key", mode="before")
     @classmethod
     def _parse_secret_keys(cls, value: Any) -> Any:
@@ -324,13 +341,7 @@ class CacheSettings(BaseSettings):
         if isinstance(value, str):
             if not value.strip():
                 return ()
-            if value.lstrip().startswith("["):
-                try:
-                    value = json.loads(value)
-                except ValueError as exc:
-                    raise ValueError(f"starts with '[' but is not a JSON list ({exc})") from None
-            else:
-                value = [value]
+            value = string_list(value, lambda one: [one])
         if not isinstance(value, list | tuple):
             raise ValueError("must be a string or a list of strings")
         if not value:  # given, yet no key: a typo must not turn signing off unseen

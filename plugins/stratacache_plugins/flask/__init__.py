@@ -15,6 +15,9 @@ A Flask-Caching application switches by changing one import::
     @cache.memoize(timeout=300)
     def exchange_rates(currency): ...
 
+An ``async def`` view or function is cached the same way (Flask runs it with
+``app.ensure_sync``, which needs ``flask[async]``), with the same keys and rules.
+
 ``init_app`` reads the ``CACHE_*`` and ``LOCALCACHE_*`` keys of ``app.config`` (Flask's own
 keys are ignored), validates them with :class:`~stratacache.CacheSettings` and configures the
 process-wide :data:`stratacache.cache`, so ``@cached_for`` functions and the ``Cache`` share

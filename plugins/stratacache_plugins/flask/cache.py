@@ -6,7 +6,7 @@ import inspect
 import logging
 from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import Any, Final, ParamSpec, TypeVar
+from typing import Any, Final, ParamSpec, TypeVar, cast
 
 from flask import Flask
 
@@ -19,12 +19,10 @@ from stratacache import (
     cached_for,
     engine,
 )
-from stratacache_plugins.flask.calls import (
-    WRITE_GROUP,
-    async_refused,
-    memoized,
-)
+from stratacache.cachedfunction import Decorator
+from stratacache_plugins.flask.calls import WRITE_GROUP
 from stratacache_plugins.flask.config import settings_from_config
+from stratacache_plugins.flask.memoize import memoized, synchronous
 from stratacache_plugins.flask.viewkeys import QueryArgs
 from stratacache_plugins.flask.views import CachedView, cached_view
 
@@ -107,7 +105,7 @@ class Cache:
         *,
         unless: Callable[..., Any] | None = None,
         **unsupported: Any,
-    ) -> Callable[[Callable[P, R]], CachedFunction[P, R]]:
+    ) -> Decorator:
         """Cache a function's results by its arguments: :func:`~stratacache.cached_for`.
 
         Args:
@@ -118,14 +116,15 @@ class Cache:
             **unsupported: Flask-Caching's other options, refused with an explanation.
 
         Raises:
-            TypeError: An option stratacache does not support, no parentheses, or an
-                ``async def`` function (asyncio support is planned; the docs page "Flask").
+            TypeError: An option stratacache does not support, or no parentheses.
             ValueError: ``timeout=0`` or a negative timeout.
 
         The decorated function has ``invalidate(*args)``, ``clear_cache()``, ``cache_key``,
         ``make_cache_key(*args)``, ``cache_timeout`` (read at every call: assign it to
         change the timeout of later writes) and ``uncached``. A generator returned is
-        consumed and its text, bytes or list of items cached (as Flask-Caching does).
+        consumed and its text, bytes or list of items cached (as Flask-Caching does). An
+        ``async def`` gives a coroutine function (``cached_for``'s), whose ``invalidate``
+        and ``clear_cache`` are awaited.
         """
         _refuse(unsupported, "memoize", "timeout, unless")
         if callable(timeout):
@@ -139,13 +138,12 @@ class Cache:
             )
 
         def decorate(func: Callable[P, R]) -> CachedFunction[P, R]:
-            if inspect.iscoroutinefunction(func):
-                raise TypeError(async_refused("cache.memoize()", "function", func))
             inner = cached_for(seconds=seconds or 0, stack=self.stack)(func)
             overridden = type(self).get is not Cache.get or type(self).set is not Cache.set
             return memoized(inner, timeout, self, overridden, unless)
 
-        return decorate
+        # The typing of cached_for's: a coroutine function gives an AsyncCachedFunction.
+        return cast(Decorator, decorate)
 
     def cached(
         self,
@@ -173,11 +171,13 @@ class Cache:
             **unsupported: Flask-Caching's other options, refused with an explanation.
 
         Raises:
-            TypeError: An option stratacache does not support, or an ``async def`` view.
+            TypeError: An option stratacache does not support, or no parentheses.
 
         Only ``GET`` and ``HEAD`` requests are cached; other methods call the view. An
         exception (``abort(404)`` included) is never cached. A response that cannot be
-        serialized (a streamed one) is served uncached, with one warning per view.
+        serialized (a streamed one) is served uncached, with one warning per view. An
+        ``async def`` view gives a coroutine function, which Flask runs as it runs the view
+        (``app.ensure_sync``); the same keys and rules serve it, awaited.
         """
         _refuse(
             unsupported,
@@ -218,6 +218,9 @@ class Cache:
             *args: The call's arguments; with none, every entry of ``f`` goes.
             **kwargs: The call's keyword arguments.
 
+        It is synchronous for an ``async def`` too (as in Flask-Caching); in async code
+        ``await f.invalidate(*args)`` does the same without blocking the event loop.
+
         Raises:
             TypeError: ``f`` is not memoized.
             ValueError: ``f`` is a classmethod and the arguments do not fit it (the class
@@ -232,6 +235,7 @@ class Cache:
             raise TypeError(
                 f"delete_memoized: {f!r} is not memoized (decorate it with @cache.memoize())"
             )
+        invalidate, clear_cache = synchronous(invalidate), synchronous(clear_cache)
         if args or kwargs:
             if target is not f:
                 try:

@@ -1,4 +1,8 @@
-"""The wrapper of a cached view: Flask-Caching's ``cached`` over the engine's route."""
+"""The wrapper of a cached view: Flask-Caching's ``cached`` over the engine's route.
+
+A ``def`` view and an ``async def`` one (which Flask runs through ``app.ensure_sync``) have
+the same keys, plan and rules; the second is served awaited (:func:`~.stores.aserve`).
+"""
 
 from __future__ import annotations
 
@@ -10,15 +14,10 @@ from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast
 
 from flask import has_app_context, has_request_context, request, url_for
 
-from stratacache import NO_VALUE, SerializationError, Timeout, engine
+from stratacache import SerializationError, Timeout
 from stratacache.engine import Route
-from stratacache_plugins.flask.calls import (
-    async_refused,
-    bypass,
-    join_generator,
-    normalize_timeout,
-    takes_arguments,
-)
+from stratacache_plugins.flask.calls import bypass, normalize_timeout, takes_arguments
+from stratacache_plugins.flask.stores import OwnerStore, RouteStore, Store, aserve, serve
 from stratacache_plugins.flask.viewkeys import view_key
 
 if TYPE_CHECKING:
@@ -40,7 +39,7 @@ class _Unrouted:
     state = object()
 
 
-_UNROUTED = cast(Route, _Unrouted())
+_UNROUTED = RouteStore(cast(Route, _Unrouted()))
 
 
 class CachedView(Protocol[P, R]):
@@ -74,11 +73,12 @@ def cached_view(
     unless: Callable[..., Any] | None,
     response_filter: Callable[[Any], Any] | None,
 ) -> CachedView[P, R]:
-    """Return ``view`` cached by :meth:`Cache.cached` (its arguments, validated)."""
+    """Return ``view`` cached by :meth:`Cache.cached` (its arguments, validated).
+
+    An ``async def`` view gives a coroutine function: the same plan, served awaited.
+    """
     stack = cache.stack
     unless_args = unless is not None and takes_arguments(unless)
-    if inspect.iscoroutinefunction(view):
-        raise TypeError(async_refused("cache.cached()", "view", view))
     warned = False
 
     def unstorable(exc: SerializationError) -> None:
@@ -91,7 +91,7 @@ def cached_view(
                 exc,
             )
 
-    routes: list[Route] = [_UNROUTED]
+    stores: list[RouteStore] = [_UNROUTED]
     applied: list[Any] = [timeout, seconds]
 
     def make_cache_key(*args: Any, **kwargs: Any) -> str:
@@ -105,40 +105,44 @@ def cached_view(
             path = url_for(view.__name__, _external=False, **kwargs)
         return view_key(key_prefix, with_query, path, query_args)
 
-    @functools.wraps(view)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+    def plan(args: Any, kwargs: Any) -> tuple[Store, str] | None:
+        """Where this request's response is kept, and its key; ``None``: not cached."""
         if bypass(unless, unless_args, view, args, kwargs):
-            return view(*args, **kwargs)
+            return None
         if has_request_context() and request.method not in _CACHEABLE_METHODS:
-            return view(*args, **kwargs)
+            return None
         key = result.make_cache_key(*args, use_request=True, **kwargs)
         if result.cache_timeout is not applied[0]:
             given = result.cache_timeout
             applied[:] = [given, normalize_timeout(given, view.__qualname__)]
-            routes[0] = _UNROUTED
+            stores[0] = _UNROUTED
         owner = cache._through()
         if owner is not None:  # a subclass's get/set see every read and write
-            value = owner.get(key)
-            if value is not None:
-                return cast(R, value)
-            value = join_generator(view(*args, **kwargs))
-            if value is not None and (response_filter is None or response_filter(value)):
-                owner.set(key, value, timeout=applied[1])
-            return cast(R, value)
-        route = routes[0]
-        if route.state is not stack._state:
-            route = routes[0] = stack.route(applied[1], on_unstorable=unstorable)
-        value = engine.read(route, key)
-        if value is not NO_VALUE:
-            return cast(R, value)
-        value = join_generator(view(*args, **kwargs))
+            return OwnerStore(owner, applied[1]), key
+        store = stores[0]
+        if store.route.state is not stack._state:
+            store = stores[0] = RouteStore(stack.route(applied[1], on_unstorable=unstorable))
+        return store, key
+
+    def keep(value: Any) -> bool:
         # None is never cached: Flask answers it with a 500, and a view that returned
         # it once would answer 500 until the entry expired.
-        if value is not None and (response_filter is None or response_filter(value)):
-            engine.write(route, key, value)
-        return cast(R, value)
+        return value is not None and (response_filter is None or bool(response_filter(value)))
 
-    result = cast(CachedView[P, R], wrapper)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        planned = plan(args, kwargs)
+        if planned is None:
+            return view(*args, **kwargs)
+        return serve(*planned, lambda: view(*args, **kwargs), keep)
+
+    async def awrapper(*args: Any, **kwargs: Any) -> Any:
+        planned = plan(args, kwargs)
+        if planned is None:
+            return await cast(Any, view)(*args, **kwargs)
+        return await aserve(*planned, lambda: cast(Any, view)(*args, **kwargs), keep)
+
+    served = awrapper if inspect.iscoroutinefunction(view) else wrapper
+    result = cast(CachedView[P, R], functools.wraps(view)(served))
     result.uncached = view
     result.cache_timeout = timeout
     result.make_cache_key = make_cache_key

@@ -19,9 +19,12 @@ Modules: ``options`` (the options models and the URL grammar), ``checks`` (what 
 would refuse, found at construction), ``connection`` (pools per process and server),
 ``client`` (a backend's client and how its calls fail), ``naming`` (key names under the
 prefix), ``codec`` (values to bytes and back), ``tracking`` (the tracking sets), ``scripts``
-(the Lua scripts), ``monitoring`` (what ``stratacache info`` and ``stats`` read), ``cache``
-(RedisCache), ``noexceptions`` and ``atomic``. Everything public is exported here:
-``stratacache_plugins.rediscache.RedisCacheNoExceptions`` is the dotted path to give.
+(the Lua scripts), ``monitoring`` (what ``stratacache info`` and ``stats`` read),
+``invalidation`` (the messages that keep other instances' local tiers coherent),
+``announcing`` (how a backend sends them), ``listener`` (the process's pub/sub thread that
+applies them), ``cache`` (RedisCache), ``noexceptions`` and ``atomic``. Everything public
+is exported here: ``stratacache_plugins.rediscache.RedisCacheNoExceptions`` is the dotted
+path to give.
 """
 
 from stratacache_plugins.rediscache.atomic import AtomicWaitTimeout, RedisCacheAtomic

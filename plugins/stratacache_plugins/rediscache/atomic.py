@@ -6,7 +6,7 @@ import math
 import secrets
 import time
 from collections.abc import Iterator
-from typing import Any, ClassVar, final
+from typing import Any, ClassVar
 
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
@@ -14,8 +14,25 @@ from redis.exceptions import WatchError
 from stratacache import NO_VALUE, CacheError, Computation, Timeout
 from stratacache.options import OptionsError
 from stratacache_plugins.rediscache.client import REDIS_FAILURES, RedisFailure
+from stratacache_plugins.rediscache.locking import (
+    DOWN,
+    Down,
+    LockedComputation,
+    WatchedComputation,
+)
 from stratacache_plugins.rediscache.noexceptions import RedisCacheNoExceptions, logger
 from stratacache_plugins.rediscache.options import RedisCacheAtomicOptions
+from stratacache_plugins.rediscache.plans import (
+    Call,
+    Decode,
+    Direct,
+    Failed,
+    Plan,
+    Read,
+    Sleep,
+    arun_plan,
+    run_plan,
+)
 from stratacache_plugins.rediscache.protocol import RedisLike
 from stratacache_plugins.rediscache.scripts import ACQUIRE, COMMIT_IF_OWNER, RELEASE
 
@@ -24,57 +41,6 @@ __all__ = ["AtomicWaitTimeout", "RedisCacheAtomic"]
 
 class AtomicWaitTimeout(CacheError, TimeoutError):  # noqa: N818 (reads as what happened)
     """An ``at_most_once`` caller waited ``lock_wait`` seconds for another's result in vain."""
-
-
-@final
-class _Down:
-    """The answer of a lock request that Redis refused: the caller computes without a lock."""
-
-
-_DOWN = _Down()
-
-
-class _LockedComputation(Computation):
-    """An ``at_most_once`` computation that holds the key's Redis lock."""
-
-    def __init__(  # noqa: PLR0917 (an internal constructor)
-        self,
-        backend: RedisCacheAtomic,
-        key: str,
-        timeout: Timeout,
-        group: str | None,
-        token: str,
-        waited: bool,
-    ) -> None:
-        super().__init__(backend, key, timeout, group, waited=waited)
-        self.atomic = backend
-        self.token = token
-        self.released = False
-        self.locked_at = time.monotonic()
-
-    def commit(self, value: Any) -> Any:
-        """Write ``value`` only if this caller still owns the lock, then release it."""
-        return self.atomic._commit_locked(self, value)
-
-    def abort(self) -> None:
-        """Release the lock (only if this caller still owns it), once."""
-        if not self.released:
-            self.released = True
-            self.atomic._release(self.key, self.token)
-
-
-class _WatchedComputation(Computation):
-    """An ``at_least_once`` computation: the first completed write wins."""
-
-    def __init__(
-        self, backend: RedisCacheAtomic, key: str, timeout: Timeout, group: str | None
-    ) -> None:
-        super().__init__(backend, key, timeout, group)
-        self.atomic = backend
-
-    def commit(self, value: Any) -> Any:
-        """Store ``value`` unless another caller stored first; return the stored value."""
-        return self.atomic._commit_first_wins(self, value)
 
 
 class RedisCacheAtomic(RedisCacheNoExceptions):
@@ -164,34 +130,50 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
     ) -> Computation:
         """Coordinate the computation of a missing ``key`` (see the class docstring)."""
         if mode == "at_least_once":
-            return _WatchedComputation(self, key, timeout, group)
-        self._check_eviction_policy()
+            return WatchedComputation(self, key, timeout, group)
+        return run_plan(self, self._start_locked(key, timeout, group))
+
+    async def astart_computation(
+        self, key: str, timeout: Timeout, group: str | None, mode: str
+    ) -> Computation:
+        """:meth:`start_computation`, awaited: a wait for the lock holds no thread."""
+        if mode == "at_least_once":
+            return WatchedComputation(self, key, timeout, group)
+        return await arun_plan(self, self._start_locked(key, timeout, group))
+
+    def _start_locked(self, key: str, timeout: Timeout, group: str | None) -> Plan[Computation]:
+        """Take the lock of ``key``, or wait for its holder's value (``at_most_once``)."""
+        yield from self._check_eviction_policy()
         started = time.monotonic()
         deadline = started + self._lock_wait
         token = secrets.token_hex(16)  # one token per wait: a lost request's lock is ours
         waited = False  # counted once per wait in stats.lock_waits, however many polls
-        acquired: bool | _Down | None = None
-        for pause in self._pauses(deadline):
-            acquired = self._acquire(key, token)
-            if acquired is _DOWN:  # refused, or unanswered for lock_wait: compute here
-                return Computation(self, key, timeout, group, waited=waited)
-            if acquired is True:
-                try:
-                    stored = self.lookup(key)  # written between our miss and our lock?
-                except BaseException:
-                    self._release(key, token)
-                    raise
+        acquired: bool | Down | None = None
+        try:
+            for pause in self._pauses(deadline):
+                acquired = yield from self._acquire(key, token)
+                if acquired is DOWN:  # refused, or unanswered for lock_wait: compute here
+                    return Computation(self, key, timeout, group, waited=waited)
+                if acquired is True:
+                    stored = yield Read(key)  # written between our miss and our lock?
+                    if stored is not NO_VALUE:
+                        yield from self._release(key, token)
+                        return Computation(self, key, timeout, group, stored, waited=waited)
+                    return LockedComputation(self, key, timeout, group, token, waited)
+                stored = yield Read(key)  # another holds the lock, or Redis did not answer
                 if stored is not NO_VALUE:
-                    self._release(key, token)
                     return Computation(self, key, timeout, group, stored, waited=waited)
-                return _LockedComputation(self, key, timeout, group, token, waited)
-            stored = self.lookup(key)  # another holds the lock, or Redis did not answer
-            if stored is not NO_VALUE:
-                return Computation(self, key, timeout, group, stored, waited=waited)
-            if not waited:
-                waited = True
-                self.stats.lock_waits += 1
-            time.sleep(pause)
+                if not waited:
+                    waited = True
+                    self.stats.lock_waits += 1
+                yield Sleep(pause)
+        except GeneratorExit:
+            raise
+        except BaseException:
+            # Cancelled or failed while we may hold the lock (a request whose reply never
+            # came may have taken it): release it, which frees only a lock with our token.
+            yield from self._release(key, token)
+            raise
         if acquired is None:  # Redis stopped answering, not a slow holder: compute here
             return Computation(self, key, timeout, group, waited=waited)
         raise AtomicWaitTimeout(
@@ -200,28 +182,26 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
             " longer, or CACHE_ATOMIC_LOCK_TIMEOUT if the holder's lock expires first"
         )
 
-    def _acquire(self, key: str, token: str) -> bool | _Down | None:
+    def _acquire(self, key: str, token: str) -> Plan[bool | Down | None]:
         """Ask for the lock of ``key`` with ``token``.
 
         True: the caller holds it. False: another caller does. None: no answer (the reply
         timed out, or Redis is skipped after a timeout): the caller may hold it, and keeps
-        asking with the same token. :data:`_DOWN`: Redis refused (it is down, or refused this
+        asking with the same token. :data:`DOWN`: Redis refused (it is down, or refused this
         write), or has answered no lock request for ``outage_after`` seconds: compute here.
         """
         lock = self._lock_key(key)
         ms = self._lock_ms
-        answer: bool | None = self._run(
-            "lock", lambda r: bool(r.eval(ACQUIRE, 1, lock, token, ms)), None
-        )
-        if answer is not None:
+        reply = yield Call("lock", lambda r: r.eval(ACQUIRE, 1, lock, token, ms), None)
+        if reply is not None:
             self._unanswered_since = None
-            return answer
+            return bool(reply)
         if not self._down_until or not self._timed_out:  # refused, OOM, LOADING, ...
-            return _DOWN
+            return DOWN
         now = time.monotonic()
         if self._unanswered_since is None:
             self._unanswered_since = now
-        return _DOWN if now - self._unanswered_since >= self._outage_after else None
+        return DOWN if now - self._unanswered_since >= self._outage_after else None
 
     def _note_failure(self, operation: str, exc: RedisFailure) -> None:
         self._timed_out = isinstance(exc, RedisTimeoutError)
@@ -231,13 +211,13 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
         self._unanswered_since = None
         super()._note_recovery()
 
-    def _check_eviction_policy(self) -> None:
+    def _check_eviction_policy(self) -> Plan[None]:
         """Warn once if the server may evict the locks (``maxmemory`` with a policy)."""
         if self._policy_checked or self._known_down():
             return
         self._policy_checked = True
         try:
-            memory = self.client.info("memory")
+            memory = yield Direct(lambda r: r.info("memory"))
         except REDIS_FAILURES:  # INFO refused (an ACL) or no answer: nothing to tell
             return
         if not int(memory.get("maxmemory", 0)):
@@ -260,16 +240,16 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
             yield min(pause, max(0.0, deadline - time.monotonic()))
             pause = min(pause * 2, self._max_poll_interval)
 
-    def _release(self, key: str, token: str) -> None:
+    def _release(self, key: str, token: str) -> Plan[None]:
         lock = self._lock_key(key)
-        self._run("release lock", lambda r: r.eval(RELEASE, 1, lock, token), None)
+        yield Call("release lock", lambda r: r.eval(RELEASE, 1, lock, token), None)
 
-    def _commit_locked(self, computation: _LockedComputation, value: Any) -> Any:
+    def _commit_locked(self, computation: LockedComputation, value: Any) -> Plan[Any]:
         key, group = computation.key, computation.group
         try:
             data = self._dumps(key, value)
         except BaseException:  # not storable: the next caller computes at once
-            computation.abort()
+            yield from computation._releasing()
             raise
         ms = max(0, self._milliseconds(computation.timeout))
         full = self._key(key)
@@ -284,31 +264,49 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
         # again; a reply that timed out is not: the commit waits at most one read timeout
         # (plus the dropped connections' moments), not one per attempt.
         lost = 0
-        for pause in self._pauses(deadline):
-            try:
-                outcome = int(self.client.eval(COMMIT_IF_OWNER, 3, *keys, *args))
-            except REDIS_FAILURES as exc:
-                if not self._note_error("commit (lock owner)", exc, len(data)):
-                    # Refused (too large, OOM), not lost: release the lock for the next caller.
-                    computation.abort()
+        try:
+            for pause in self._pauses(deadline):
+                try:
+                    outcome = int(
+                        (
+                            yield Direct(
+                                lambda r: self._announced(
+                                    r,
+                                    (key,),
+                                    lambda c: c.eval(COMMIT_IF_OWNER, 3, *keys, *args),
+                                    group,
+                                )
+                            )
+                        )
+                    )
+                except REDIS_FAILURES as exc:
+                    if not (yield Failed("commit (lock owner)", exc, len(data))):
+                        # Refused (too large, OOM), not lost: release it for the next caller.
+                        yield from computation._releasing()
+                        return value
+                    if isinstance(exc, RedisTimeoutError):
+                        return value
+                    lost += 1
+                    if lost > 1:
+                        break
+                    continue
+                if outcome in (1, 2):
+                    computation.stored = True
+                    computation.released = True  # the script deleted it
+                    if outcome == 2:
+                        self._note_lost_lock(computation)
                     return value
-                if isinstance(exc, RedisTimeoutError):
-                    return value
-                lost += 1
-                if lost > 1:
-                    break
-                continue
-            if outcome in (1, 2):
-                computation.stored = True
-                if outcome == 2:
-                    self._note_lost_lock(computation)
-                return value
-            if outcome == 3:  # another caller's value is stored: every caller returns it
-                return self._stored_or(key, value)
-            time.sleep(pause)  # another caller computes under a newer lock: take its value
-        return self._stored_or(key, value)
+                if outcome == 3:  # another caller's value is stored: every caller returns it
+                    return (yield from self._stored_or(key, value))
+                yield Sleep(pause)  # another caller computes under a newer lock: its value
+        except GeneratorExit:
+            raise
+        except BaseException:  # cancelled mid-commit: free the lock if the script did not
+            yield from computation._releasing()
+            raise
+        return (yield from self._stored_or(key, value))
 
-    def _note_lost_lock(self, computation: _LockedComputation) -> None:
+    def _note_lost_lock(self, computation: LockedComputation) -> None:
         """Count and log a holder whose lock was gone when it committed."""
         held = time.monotonic() - computation.locked_at
         self.lost_locks += 1
@@ -329,7 +327,7 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
             self.lost_locks,
         )
 
-    def _commit_first_wins(self, computation: _WatchedComputation, value: Any) -> Any:
+    def _commit_first_wins(self, computation: WatchedComputation, value: Any) -> Any:
         key, group = computation.key, computation.group
         data = self._dumps(key, value)
         if self._known_down():  # no write and no re-read while Redis is known to be down
@@ -349,6 +347,7 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
                             return existing
                         pipe.multi()
                         self._write(pipe, key, data, ms, group)
+                        self._queue_keys(pipe, (key,), group)
                         pipe.execute()
                         return data
                     except WatchError:
@@ -357,25 +356,26 @@ class RedisCacheAtomic(RedisCacheNoExceptions):
 
         stored = self._run("WATCH/MULTI/EXEC", write, NO_VALUE, payload=len(data))
         if stored is NO_VALUE or stored is None:  # lost reply, Redis down, or retries used up
-            return self._stored_or(key, value)
+            return run_plan(self, self._stored_or(key, value))
         if stored is data:
             computation.stored = True
             return value
         winner = self._loads(key, stored)
         return value if winner is NO_VALUE else winner
 
-    def _stored_or(self, key: str, value: Any) -> Any:
+    def _stored_or(self, key: str, value: Any) -> Plan[Any]:
         """Return what is stored under ``key``, or ``value`` if nothing is.
 
         One real ``GET``, whatever the back-off says: an unknown outcome deserves a look.
         ``value`` also when Redis cannot answer.
         """
+        full = self._key(key)
         try:
-            data = self.client.get(self._key(key))
+            data = yield Direct(lambda r: r.get(full))
         except REDIS_FAILURES:
             self.stats.errors += 1
             return value
         if data is None:
             return value
-        stored = self._loads(key, data)
+        stored = yield Decode(key, data)
         return value if stored is NO_VALUE else stored

@@ -21,10 +21,13 @@ import redis
 from redis.cluster import RedisCluster
 
 from stratacache import NO_VALUE, Serializer, Timeout
+from stratacache_plugins.rediscache.announcing import Announcing
+from stratacache_plugins.rediscache.awaited import AwaitedRedis, overrides
+from stratacache_plugins.rediscache.bulk import RedisBulk
 from stratacache_plugins.rediscache.client import RedisCacheError, RedisClient
 from stratacache_plugins.rediscache.codec import RedisCodec
 from stratacache_plugins.rediscache.monitoring import RedisMonitoring
-from stratacache_plugins.rediscache.naming import fetch_many, namespace, one_slot, unlink_under
+from stratacache_plugins.rediscache.naming import namespace, one_slot, unlink_under
 from stratacache_plugins.rediscache.options import RedisCacheOptions
 from stratacache_plugins.rediscache.protocol import RedisLike
 from stratacache_plugins.rediscache.tracking import (
@@ -40,12 +43,13 @@ logger = logging.getLogger(__package__)  # one logger for the Redis backends
 _PTTL_PERSISTENT, _PTTL_GONE = -1, -2  # PTTL's replies for a key without expiry, no key
 
 
-class RedisCache(RedisMonitoring, RedisClient, RedisCodec):
+class RedisCache(Announcing, RedisBulk, RedisMonitoring, AwaitedRedis, RedisClient, RedisCodec):
     """The shared layer on Redis: every instance of the service sees the same entries.
 
     Accepts cachelib's ``RedisCache`` arguments, so it drops in where that one is used.
     Values are pickled (``CACHE_SERIALIZER`` applies); a timeout of 0 means no expiry.
-    A hit is one ``GET``; a tracked write is one pipelined round trip. Errors from Redis raise
+    A hit is one ``GET``; a tracked write is one pipelined round trip. It serves async code
+    natively (``api = "both"``, on ``redis.asyncio``, see :mod:`.awaited`). Errors from Redis raise
     :class:`RedisCacheError`; an unreadable entry raises
     :class:`~stratacache.DeserializationError`.
 
@@ -81,6 +85,9 @@ class RedisCache(RedisMonitoring, RedisClient, RedisCodec):
         read_from_replicas: On a Cluster, let reads go to replicas. Off by default:
             replication is asynchronous, so a replica can serve an entry that was just
             invalidated on its master.
+        invalidation: ``"auto"`` (announce changes and apply other instances' to the
+            in-process tiers above, when there are some), ``"on"`` (announce always) or
+            ``"off"`` (see :mod:`~stratacache_plugins.rediscache.invalidation`).
         **kwargs: Further arguments of redis-py's connection pool (``ssl_cert_reqs``...).
     """
 
@@ -108,6 +115,7 @@ class RedisCache(RedisMonitoring, RedisClient, RedisCodec):
         sentinel_password: str | None = None,
         read_from_replicas: bool = False,
         ignore_delete_many_errors: bool = True,
+        invalidation: str = "auto",
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -140,6 +148,11 @@ class RedisCache(RedisMonitoring, RedisClient, RedisCodec):
                 "read_from_replicas": read_from_replicas,
             },
         )
+        self._setup_invalidation(invalidation, cluster=self._topology.kind == "cluster")
+
+    def _overridden(self, *names: str) -> bool:
+        """Whether a subclass overrides one of the operations ``names`` (which sees every call)."""
+        return not overrides(type(self), RedisCache).isdisjoint(names)
 
     # -- timeouts -----------------------------------------------------------------------
 
@@ -152,10 +165,13 @@ class RedisCache(RedisMonitoring, RedisClient, RedisCodec):
 
     def lookup(self, key: str) -> Any:
         """One ``GET``: the value, or ``NO_VALUE`` on a miss."""
-        data = self._run("GET", lambda r: r.get(self._key(key)), None)
-        if data is None:
-            return NO_VALUE
-        return self._loads(key, data)
+        data = self._run("GET", self._reading(key), None)
+        return NO_VALUE if data is None else self._loads(key, data)
+
+    def _reading(self, key: str) -> Callable[[RedisLike], Any]:
+        """The action of :meth:`lookup` (sync or asyncio client)."""
+        full = self._key(key)
+        return lambda r: r.get(full)
 
     def lookup_entry(self, key: str) -> tuple[Any, float | None]:
         """``GET`` and ``PTTL`` in one pipelined round trip: the value and the server's TTL.
@@ -163,37 +179,30 @@ class RedisCache(RedisMonitoring, RedisClient, RedisCodec):
         ``remaining`` is the key's TTL on the server's clock (``math.inf`` without expiry).
         The entry is decoded as :meth:`lookup` decodes it.
         """
+        data, ms = self._run("GET+PTTL", self._reading_entry(key), (None, _PTTL_GONE))
+        return self._entry(key, data, ms, lambda: self._loads(key, data))
+
+    def _reading_entry(self, key: str) -> Callable[[RedisLike], Any]:
+        """The action of :meth:`lookup_entry`: ``GET`` and ``PTTL``, pipelined."""
         full = self._key(key)
 
-        def read(r: RedisLike) -> list[Any]:
+        def read(r: RedisLike) -> Any:
             pipe = r.pipeline(transaction=False)
             pipe.get(full)
             pipe.pttl(full)
-            return list(pipe.execute())
+            return pipe.execute()
 
-        data, ms = self._run("GET+PTTL", read, (None, _PTTL_GONE))
+        return read
+
+    @staticmethod
+    def _entry(key: str, data: Any, ms: Any, decode: Callable[[], Any]) -> tuple[Any, float | None]:
+        """The entry :meth:`lookup_entry` answers for ``GET``'s ``data`` and ``PTTL``'s ``ms``."""
         if data is None or ms == _PTTL_GONE:  # gone, or deleted between the two commands
             return NO_VALUE, None
-        value = self._loads(key, data)
+        value = decode()
         if value is NO_VALUE:
             return NO_VALUE, None
         return value, math.inf if ms == _PTTL_PERSISTENT else int(ms) / 1000
-
-    def get_many(self, *keys: str) -> list[Any]:
-        """One round trip for all ``keys`` (``MGET``; on a Cluster, a ``GET`` pipeline)."""
-        if not keys:
-            return []
-        names = [self._key(k) for k in keys]
-        datas = self._run("MGET", lambda r: fetch_many(r, names), [None] * len(keys))
-        values = []
-        for key, data in zip(keys, datas, strict=True):
-            value = NO_VALUE if data is None else self._loads(key, data)
-            values.append(None if value is NO_VALUE else value)
-        return values
-
-    def has(self, key: str) -> bool:
-        """One ``EXISTS``."""
-        return bool(self._run("EXISTS", lambda r: r.exists(self._key(key)), 0))
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -238,74 +247,44 @@ class RedisCache(RedisMonitoring, RedisClient, RedisCodec):
         self._run("track", track, None)
 
     def _store(self, key: str, value: Any, timeout: Timeout, group: str | None) -> bool:
+        operation, action, payload = self._storing(key, value, timeout, group)
+        return bool(self._run(operation, action, False, payload=payload))
+
+    def _storing(
+        self, key: str, value: Any, timeout: Timeout, group: str | None
+    ) -> tuple[str, Callable[[RedisLike], Any], int]:
+        """The call of a tracked write: its name, its action, and the bytes it sends.
+
+        The value is serialized here, so a serialization error raises before any I/O.
+        """
         data = self._dumps(key, value)
         ms = self._milliseconds(timeout)
         if group is None and ms >= 0:  # a plain write: one SET, no transaction needed
             full = self._key(key)
-            return bool(
-                self._run(
-                    "SET", lambda r: r.set(full, data, px=ms or None), False, payload=len(data)
-                )
-            )
+
+            def plain(r: RedisLike) -> Any:
+                return self._announced(r, (key,), lambda c: c.set(full, data, px=ms or None))
+
+            return "SET", plain, len(data)
 
         names = [self._key(key)] + ([self._tracking_key(group)] if group else [])
 
-        def write(r: RedisLike) -> bool:
+        def write(r: RedisLike) -> Any:
             # One transaction in the key's slot; a key tracked under another function's tag
             # (not one the decorator builds) is written and tracked apart on a Cluster.
             pipe = r.pipeline(transaction=one_slot(r, *names))
             self._write(pipe, key, data, ms, group)
-            pipe.execute()
-            return True
+            self._queue_keys(pipe, (key,), group)
+            return pipe.execute()
 
-        return bool(self._run("SET", write, False, payload=len(data)))
-
-    def add(self, key: str, value: Any, timeout: Timeout = None) -> bool:
-        """``SET ... NX``: store only if ``key`` is absent."""
-        data = self._dumps(key, value)
-        ms = self._milliseconds(timeout)
-        if ms < 0:
-            return not self.has(key)
-        return bool(
-            self._run(
-                "SET NX",
-                lambda r: r.set(self._key(key), data, px=ms or None, nx=True),
-                False,
-                payload=len(data),
-            )
-        )
-
-    def set_many(self, mapping: dict[str, Any], timeout: Timeout = None) -> list[Any]:
-        """Store every item in one pipelined round trip; return the keys stored."""
-        datas = {key: self._dumps(key, value) for key, value in mapping.items()}
-        ms = self._milliseconds(timeout)
-
-        def write(r: RedisLike) -> list[Any]:
-            pipe = r.pipeline(transaction=False)
-            for key, data in datas.items():
-                self._write(pipe, key, data, ms, None)
-            pipe.execute()
-            return list(datas)
-
-        return list(self._run("SET", write, [], payload=sum(map(len, datas.values()))))
+        return "SET", write, len(data)
 
     def delete(self, key: str) -> bool:
         """``DEL``; True if the key existed."""
-        return bool(self._run("DEL", lambda r: r.delete(self._key(key)), 0))
-
-    def delete_many(self, *keys: str) -> list[Any]:
-        """Delete ``keys`` in one pipelined round trip (one ``DEL`` each, cluster-safe)."""
-        if not keys:
-            return []
-
-        def delete(r: RedisLike) -> list[Any]:
-            pipe = r.pipeline(transaction=False)
-            for key in keys:
-                pipe.delete(self._key(key))
-            pipe.execute()
-            return list(keys)
-
-        return list(self._run("DEL", delete, []))
+        full = self._key(key)
+        return bool(
+            self._run("DEL", lambda r: self._announced(r, (key,), lambda c: c.delete(full)), 0)
+        )
 
     def inc(self, key: str, delta: int = 1) -> int | None:
         """``INCRBY``: atomic, one round trip (integers are stored as plain digits).
@@ -319,8 +298,10 @@ class RedisCache(RedisMonitoring, RedisClient, RedisCodec):
 
         def increment(r: RedisLike) -> int:
             if signed:
-                return self._signed_inc(r, key, delta)
-            return int(r.incrby(self._key(key), delta))
+                value = self._signed_inc(r, key, delta)
+                self._publish_keys(r, (key,))  # after its WATCH/MULTI/EXEC
+                return value
+            return int(self._announced(r, (key,), lambda c: c.incrby(self._key(key), delta)))
 
         result: int | None = self._run("INCRBY", increment, None)
         return result
@@ -339,6 +320,7 @@ class RedisCache(RedisMonitoring, RedisClient, RedisCodec):
 
         def clear(r: RedisLike) -> bool:
             unlink_under(r, prefix)
+            self._publish_all(r)
             return True
 
         return bool(self._run("SCAN/UNLINK", clear, False))
@@ -356,12 +338,26 @@ class RedisCache(RedisMonitoring, RedisClient, RedisCodec):
             removed = bool(self.delete(key))
             self._run("ZREM", lambda r: r.zrem(tracking, full), 0)
             return removed
-        return bool(self._run("DEL+ZREM", lambda r: delete_untracking(r, full, tracking), False))
+        replies = self._run("DEL+ZREM", self._deleting_tracked(key, group), None)
+        return bool(replies and replies[0])
+
+    def _deleting_tracked(self, key: str, group: str) -> Callable[[RedisLike], Any]:
+        """The action of :meth:`delete_tracked` (sync or asyncio client), announced."""
+        full, tracking = self._key(key), self._tracking_key(group)
+        return lambda r: delete_untracking(
+            r, full, tracking, lambda pipe: self._queue_keys(pipe, (key,), group)
+        )
 
     def clear_tracked(self, group: str) -> int:
         """Delete the keys tracked for ``group`` in batches, then its tracking set."""
         tracking = self._tracking_key(group)
-        return int(self._run("clear_tracked", lambda r: delete_tracked(r, tracking), 0))
+
+        def clear(r: RedisLike) -> int:
+            removed = delete_tracked(r, tracking)
+            self._publish_group(r, group)
+            return removed
+
+        return int(self._run("clear_tracked", clear, 0))
 
     def __repr__(self) -> str:
         return (

@@ -1,7 +1,16 @@
-"""How a Redis backend reaches its server: this process's client, and failures as errors."""
+"""How a Redis backend reaches its server: this process's client, and failures as errors.
+
+Each operation is an *action*, a function of the client that sends its commands; the
+backend runs it through :meth:`RedisClient._run` (the synchronous client) or
+:meth:`RedisClient._arun` (this event loop's ``redis.asyncio`` client, see
+:mod:`.aioclient`), which apply the same failure policy. An action is written once for
+both: redis-py's asyncio commands and pipelines take the same calls and return awaitables,
+which ``_arun`` awaits.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import weakref
 from collections.abc import Callable
@@ -13,11 +22,14 @@ from redis.exceptions import RedisClusterException, RedisError
 
 from stratacache import Backend, CacheError
 from stratacache.options import OptionProblem, OptionsError
+from stratacache_plugins.rediscache.aioclient import async_client, build_async, forks
 from stratacache_plugins.rediscache.checks import cluster_prefix_problems, connection_problems
 from stratacache_plugins.rediscache.connection import (
     LazyClient,
     acquire,
+    client_options,
     drop,
+    pool_key,
     release,
     server_url,
 )
@@ -43,6 +55,7 @@ class RedisClient(Backend):
     """
 
     _prefix: str | Callable[[], str] = ""
+    _async_key: tuple[int, Any, Callable[[], tuple[Any, ...]]] | None = None
 
     def _connect(
         self,
@@ -156,6 +169,56 @@ class RedisClient(Backend):
 
     _read_client = _write_client
 
+    @property
+    def aclient(self) -> Any:
+        """The ``redis.asyncio`` client of the running event loop (see :mod:`.aioclient`).
+
+        Call it from a coroutine. With a client passed in by the user, that client (async
+        operations then run it in worker threads).
+        """
+        if self._given_client is not None:
+            return self._given_client
+        found = self._async_key
+        if found is None or found[0] != forks.count:
+            timeouts = (self._connect_timeout, self._read_timeout)
+            options = client_options(*timeouts, self._pool_options)
+            topology = self._topology
+            found = self._async_key = (
+                forks.count,
+                pool_key(topology, *timeouts, self._pool_options),
+                lambda: build_async(topology, options),
+            )
+        return async_client(found[1], found[2])
+
+    async def _acall(self, action: Callable[[Any], Any]) -> Any:
+        """Run ``action`` on this loop's client and await what it returns.
+
+        On a ``redis.asyncio`` client every command and pipeline ``execute`` is awaitable.
+        """
+        given = self._given_client
+        if given is not None:  # the user's synchronous client: in a worker thread
+            return await asyncio.to_thread(action, given)
+        return await action(self.aclient)
+
+    async def _arun(
+        self,
+        operation: str,
+        action: Callable[[Any], Any],
+        fallback: Any,
+        *,
+        payload: int = 0,
+    ) -> Any:
+        """:meth:`_run`, on this event loop's ``redis.asyncio`` client, awaited."""
+        try:
+            return await self._acall(action)
+        except REDIS_FAILURES as exc:
+            raise self._failed(operation, exc) from exc
+
+    def _failed(self, operation: str, exc: RedisFailure) -> RedisCacheError:
+        """Count a failed call; the error :meth:`_run` raises for it."""
+        self.stats.errors += 1
+        return RedisCacheError(f"Redis {operation} failed on {self._where()}: {exc}")
+
     def _run(
         self,
         operation: str,
@@ -173,8 +236,7 @@ class RedisClient(Backend):
         try:
             return action(self.client)
         except REDIS_FAILURES as exc:
-            self.stats.errors += 1
-            raise RedisCacheError(f"Redis {operation} failed on {self._where()}: {exc}") from exc
+            raise self._failed(operation, exc) from exc
 
     def _direct(self, operation: str, action: Callable[[RedisLike], Any]) -> Any:
         """Run ``action`` on the client, raising :class:`RedisCacheError` on a failure.

@@ -14,6 +14,7 @@ full name, so that a signed entry copied under another prefix does not verify.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -24,6 +25,8 @@ from stratacache_plugins.rediscache.naming import RedisKeys
 from stratacache_plugins.rediscache.protocol import RedisLike
 
 __all__ = ["RedisCodec"]
+
+logger = logging.getLogger(__package__)  # one logger for the Redis backends
 
 _INTEGER = re.compile(rb"-?[0-9]+")
 _DIGIT_STARTS = frozenset(b"-0123456789"[i : i + 1] for i in range(11))
@@ -58,17 +61,33 @@ class RedisCodec(RedisKeys):
                 ) from exc
         return self.load_value(key, data)  # unsigned: the name is not needed
 
+    _drops_unreadable = False
+    """Whether an unreadable entry is deleted and is a miss (RedisCacheNoExceptions), or raises."""
+
     def _loads(self, key: str, data: Any) -> Any:
         """Decode what is stored under ``key``; an unreadable entry counts and raises.
 
-        RedisCacheNoExceptions overrides it: there, an unreadable entry is deleted and is a
-        miss.
+        In RedisCacheNoExceptions (``_drops_unreadable``), an unreadable entry is logged,
+        deleted, and is a miss.
         """
+        try:
+            return self._decode_counted(key, data)
+        except DeserializationError as exc:
+            if not self._drops_unreadable:
+                raise
+            self._report_unreadable(key, exc)
+            self.delete(key)
+            return NO_VALUE
+
+    def _decode_counted(self, key: str, data: Any) -> Any:
         try:
             return self._decode(key, data)
         except DeserializationError:
             self.stats.deserialization_failures += 1
             raise
+
+    def _report_unreadable(self, key: str, exc: DeserializationError) -> None:
+        logger.warning("deleting unreadable Redis entry %r: %s", self._key(key), exc)
 
     def _signed_inc(self, r: RedisLike, key: str, delta: int) -> int:
         """``inc`` with a secret key: a signed read-modify-write under ``WATCH``."""

@@ -26,6 +26,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 from redis.sentinel import Sentinel, SentinelConnectionPool
 
+from stratacache_plugins.rediscache.aioclient import retire_async
 from stratacache_plugins.rediscache.protocol import RedisLike
 from stratacache_plugins.rediscache.resolution import bounded_class
 from stratacache_plugins.rediscache.topology import Topology
@@ -36,9 +37,12 @@ __all__ = [
     "RedirectRetry",
     "RetiringPool",
     "acquire",
+    "client_options",
     "drop",
+    "pool_key",
     "release",
     "server_url",
+    "subscriber_client",
 ]
 
 
@@ -114,6 +118,23 @@ def _key(
     return (pid, topology, connect_timeout, read_timeout, repr(sorted(extra.items())))
 
 
+def pool_key(
+    topology: Topology, connect_timeout: float, read_timeout: float, extra: dict[str, Any]
+) -> Any:
+    """What identifies this process's client for ``topology`` and options (sync or asyncio)."""
+    return _key(os.getpid(), topology, connect_timeout, read_timeout, extra)
+
+
+def client_options(
+    connect_timeout: float, read_timeout: float, extra: dict[str, Any]
+) -> dict[str, Any]:
+    """The options every client of ours gets, synchronous or ``redis.asyncio``."""
+    timeouts = {"socket_connect_timeout": connect_timeout, "socket_timeout": read_timeout}
+    # Keys are encoded as the other backends hash them: a lone surrogate (a file name's
+    # undecodable byte) is a key like any other, not a UnicodeEncodeError.
+    return {"encoding_errors": "surrogatepass", **timeouts, **extra}
+
+
 def acquire(
     topology: Topology, connect_timeout: float, read_timeout: float, extra: dict[str, Any]
 ) -> LazyClient:
@@ -126,14 +147,26 @@ def acquire(
     with _pools_lock:
         client, holders = _pools.get(key, (None, 0))
         if client is None:
-            timeouts = {"socket_connect_timeout": connect_timeout, "socket_timeout": read_timeout}
-            # Keys are encoded as the other backends hash them: a lone surrogate (a file
-            # name's undecodable byte) is a key like any other, not a UnicodeEncodeError.
-            options = {"encoding_errors": "surrogatepass", **timeouts, **extra}
+            options = client_options(connect_timeout, read_timeout, extra)
             build = _BUILDERS[topology.kind]
             client = LazyClient(lambda: build(topology, options))
         _pools[key] = (client, holders + 1)
         return client
+
+
+def subscriber_client(
+    topology: Topology, connect_timeout: float, read_timeout: float, extra: dict[str, Any]
+) -> redis.Redis:
+    """Return a client of its own for a pub/sub connection to one server (or master).
+
+    It makes one attempt per call: a connection that fails raises, never reconnects (and
+    resubscribes) unseen, so its listener knows every loss.
+    """
+    options = client_options(connect_timeout, read_timeout, extra)
+    options["retry"] = Retry(NoBackoff(), 0)
+    client = _BUILDERS[topology.kind](topology, options)
+    assert isinstance(client, redis.Redis)
+    return client
 
 
 def _server(topology: Topology, options: dict[str, Any]) -> RedisLike:
@@ -279,6 +312,7 @@ def release(
             return
         del _pools[key]
     _retire(client)
+    retire_async(key)
 
 
 def server_url(host: str, port: int, db: int, url: str | None) -> str:

@@ -127,6 +127,7 @@ class RedisMonitoring(RedisKeys):
             "entries": keys.entries,
             "tracked_functions": len(keys.groups),
             "locks": keys.locks,
+            **self._describe_invalidation(),
         }
         if len(nodes) > 1:
             described["used_memory"] = _total(nodes, "used_memory")
@@ -139,6 +140,22 @@ class RedisMonitoring(RedisKeys):
                 for node in nodes
             }
         return described
+
+    def _describe_invalidation(self) -> dict[str, Any]:
+        """The invalidation channel as the server sees it: its name and its subscribers."""
+        mode = getattr(self, "_invalidation", "off")
+        if mode == "off":
+            return {"invalidation": "off"}
+        from stratacache_plugins.rediscache.announcing import Announcing
+
+        channel = Announcing._channel_name(self)  # type: ignore[arg-type]
+        found = self._direct("PUBSUB NUMSUB", lambda r: r.pubsub_numsub(channel))
+        subscribers = int(found[0][1]) if found else 0
+        return {
+            "invalidation": mode,
+            "invalidation_channel": channel,
+            "invalidation_subscribers": subscribers,
+        }
 
     def store_stats(self) -> dict[str, Any]:
         """The servers' own counters and the live entries of each tracked function.

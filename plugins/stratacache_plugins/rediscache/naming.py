@@ -19,6 +19,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
@@ -136,12 +137,17 @@ def keys_under(r: RedisLike, prefix: str) -> Iterator[bytes]:
     yield from r.scan_iter(match=pattern, count=_SCAN_COUNT)
 
 
-def one_slot(r: RedisLike, *names: str) -> bool:
+def one_slot(r: RedisLike | AsyncRedisCluster, *names: str) -> bool:
     """Whether ``names`` can share one transaction.
 
     Always on one server; on a Cluster, if they hash to one slot (a decorated function's
-    keys and its tracking set always do).
+    keys and its tracking set always do). Never on redis-py's asyncio Cluster client, whose
+    transactions (8.1) run their commands on a private event loop in a thread of their own,
+    with connections that then fail on the caller's loop: there a tracked write is a
+    pipeline of its commands, sent in one round trip to the slot's node and run in order.
     """
+    if isinstance(r, AsyncRedisCluster):
+        return False
     if not isinstance(r, RedisCluster):
         return True
     return len({key_slot(name.encode("utf-8", "surrogatepass")) for name in names}) == 1

@@ -15,12 +15,13 @@ from redis.exceptions import (
     BusyLoadingError,
     ClusterDownError,
     ClusterError,
+    MaxConnectionsError,
     ReadOnlyError,
     ResponseError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from stratacache import NO_VALUE, DeserializationError, renew_in_child
+from stratacache import renew_in_child
 from stratacache.options import OptionsError
 from stratacache_plugins.rediscache.cache import RedisCache
 from stratacache_plugins.rediscache.client import REDIS_FAILURES, RedisFailure
@@ -66,6 +67,7 @@ class RedisCacheNoExceptions(RedisCache):
     """
 
     options_model = RedisCacheNoExceptionsOptions
+    _drops_unreadable = True
 
     def __init__(
         self,
@@ -115,6 +117,42 @@ class RedisCacheNoExceptions(RedisCache):
             self._note_recovery()
         return result
 
+    async def _arun(
+        self,
+        operation: str,
+        action: Callable[[Any], Any],
+        fallback: Any,
+        *,
+        payload: int = 0,
+    ) -> Any:
+        """:meth:`_run` on this event loop's client: the same back-off, the same fallbacks.
+
+        A cancelled caller that was probing hands the probe back (``finally``).
+        """
+        probing = self._down_until and self._claim_probe()
+        if probing is None:
+            self.stats.errors += 1
+            return fallback
+        try:
+            result = await self._acall(action)
+        except REDIS_FAILURES as exc:
+            answers = await self._aanswers() if self._maybe_too_large(exc, payload) else None
+            self._note_error(operation, exc, payload, answers=answers)
+            return fallback
+        finally:
+            if probing:
+                self._prober = 0
+        if self._down_until:
+            self._note_recovery()
+        return result
+
+    async def _aanswers(self) -> bool:
+        """Whether Redis answers a ``PING`` now (see :meth:`_about_the_call`)."""
+        try:
+            return bool(await self._acall(lambda r: r.ping()))
+        except REDIS_FAILURES:
+            return False
+
     def _claim_probe(self) -> bool | None:
         """During an outage: True if this thread is to probe Redis, None to skip it.
 
@@ -136,31 +174,44 @@ class RedisCacheNoExceptions(RedisCache):
             return False
         return time.monotonic() < self._down_until or self._prober == os.getpid()
 
-    def _note_error(self, operation: str, exc: RedisFailure, payload: int = 0) -> bool:
+    def _note_error(
+        self, operation: str, exc: RedisFailure, payload: int = 0, *, answers: bool | None = None
+    ) -> bool:
         """Count a failed call that sent ``payload`` bytes; return whether it was an outage.
 
-        An outage starts the back-off; an error about the call itself does not.
+        An outage starts the back-off; an error about the call itself does not. ``answers``
+        is whether Redis answered a ``PING`` after the failure, when the caller asked
+        (:meth:`_maybe_too_large`); ``None`` to ask it here, synchronously.
         """
-        if self._about_the_call(exc, payload):
+        if self._about_the_call(exc, payload, answers):
             self._note_call_error(operation, exc)
             return False
         self._note_failure(operation, exc)
         return True
 
-    def _about_the_call(self, exc: RedisFailure, payload: int) -> bool:
+    def _about_the_call(self, exc: RedisFailure, payload: int, answers: bool | None) -> bool:
         """Whether ``exc`` is about one call (its key or value), not about Redis."""
         if isinstance(exc, ResponseError):  # "not an integer", WRONGTYPE, OOM, too large...
             return not isinstance(exc, _SERVER_STATE_ERRORS)
-        if isinstance(exc, ClusterError):
-            # redis-py's "TTL exhausted": its key's slot kept redirecting it (ASK, MOVED,
-            # TRYAGAIN while the slot migrates); the cluster serves the other slots.
+        if isinstance(exc, MaxConnectionsError | ClusterError):
+            # A pool whose connections were all busy for a whole connect and read timeout
+            # (a burst; see the asyncio pools), or redis-py's "TTL exhausted": its key's
+            # slot kept redirecting it (ASK, MOVED, TRYAGAIN while the slot migrates). The
+            # call fails; Redis, or the cluster's other slots, still serve.
             return True
-        if isinstance(exc, RedisConnectionError) and payload >= _SMALLEST_BULK_LIMIT:
+        if self._maybe_too_large(exc, payload):
+            if answers is not None:
+                return answers
             try:  # the server may have hung up on this value only
                 return bool(self.client.ping())
             except REDIS_FAILURES:
                 return False
         return False
+
+    @staticmethod
+    def _maybe_too_large(exc: RedisFailure, payload: int) -> bool:
+        """Whether a lost connection may be Redis refusing a value over its size limit."""
+        return isinstance(exc, RedisConnectionError) and payload >= _SMALLEST_BULK_LIMIT
 
     def _note_call_error(self, operation: str, exc: RedisFailure) -> None:
         self.stats.errors += 1
@@ -211,12 +262,3 @@ class RedisCacheNoExceptions(RedisCache):
             failures, self._failures, self._down_until = self._failures, 0, 0.0
             self._last_log = -math.inf
         logger.warning("Redis on %s is back after %d failed operations", self._where(), failures)
-
-    def _loads(self, key: str, data: Any) -> Any:
-        try:
-            return self._decode(key, data)
-        except DeserializationError as exc:
-            self.stats.deserialization_failures += 1
-            logger.warning("deleting unreadable Redis entry %r: %s", self._key(key), exc)
-            self.delete(key)
-            return NO_VALUE

@@ -6,7 +6,7 @@ backends, which point their ``options_model`` at these classes.
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import Any, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr, ValidationError, field_validator, model_validator
@@ -175,6 +175,13 @@ class RedisCacheOptions(PluginOptions):
         accepts="true or false",
         description="Cluster only: reads may go to replicas. Off: replicas lag, and a read"
         " there can miss an invalidation.",
+    )
+    invalidation: Literal["auto", "on", "off"] = option(
+        "auto",
+        key="INVALIDATION",
+        accepts="auto, on or off",
+        description="Coherent local tiers: announce every change on a channel, and drop other"
+        " instances' changes from the in-process tiers above (auto: when there are some).",
     )
 
     @field_validator("cluster", mode="before")

@@ -72,3 +72,6 @@ class RedisLike(Protocol):
 
     def ping(self) -> Any:
         """``PING``."""
+
+    def publish(self, channel: str, message: bytes) -> Any:
+        """``PUBLISH``."""

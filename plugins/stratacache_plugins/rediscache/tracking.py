@@ -8,6 +8,7 @@ members that expired and keeps the set alive as long as its longest-lived member
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, cast
 
 from stratacache_plugins.rediscache.naming import one_slot
@@ -28,12 +29,20 @@ def queue_tracking(pipe: Any, tracking: str, full: str, ms: int) -> None:
     pipe.execute_command("EVAL", TRACK, 1, tracking, full, ms)
 
 
-def delete_untracking(r: RedisLike, full: str, tracking: str) -> bool:
-    """Delete the key ``full`` and its member of the set ``tracking``, in one transaction."""
+def delete_untracking(
+    r: RedisLike, full: str, tracking: str, also: Callable[[Any], None] | None = None
+) -> Any:
+    """Delete the key ``full`` and its member of the set ``tracking``, in one transaction.
+
+    ``also`` queues more commands on the transaction after them (the invalidation).
+    Returns the replies (awaitable on an asyncio client): the first counts the key deleted.
+    """
     pipe = r.pipeline(transaction=one_slot(r, full, tracking))
     pipe.delete(full)
     pipe.zrem(tracking, full)
-    return bool(pipe.execute()[0])
+    if also is not None:
+        also(pipe)
+    return pipe.execute()
 
 
 def delete_tracked(r: RedisLike, tracking: str) -> int:

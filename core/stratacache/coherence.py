@@ -1,0 +1,223 @@
+"""Coherent local tiers: applying another instance's changes to this stack's upper tiers.
+
+A backend shared by every instance of a service (Redis) may offer to announce changes: it
+then has a method ``attach_invalidation(receiver)``, which the stack calls when it installs
+its tiers, with an :class:`InvalidationReceiver` for the in-process tiers above that backend
+(or ``None`` when there is none), and again with ``None`` when it lets the backend go. The
+backend tells other instances what its writes, deletes and clears changed, listens for what
+theirs changed, and calls the receiver, which drops from this stack's upper tiers:
+
+* the keys another instance wrote or deleted (:meth:`InvalidationReceiver.drop_keys`);
+* every entry of a function (``clear_cache``, :meth:`~InvalidationReceiver.drop_group`);
+* everything (``clear()``, :meth:`~InvalidationReceiver.drop_all`).
+
+While the backend's channel is lost, it cannot know what it missed: it calls
+:meth:`~InvalidationReceiver.channel_lost`, which flushes the upper tiers, and
+:meth:`~InvalidationReceiver.channel_ready` once it listens again, which flushes them once
+more (what was cached during the loss may be stale too).
+
+A read that fills the upper tiers from a deeper one races a drop: the value it read may be
+older than a change applied while it was on its way up. :attr:`InvalidationReceiver.epoch`
+counts the drops; the engine reads it before reading a deeper tier and does not fill when it
+moved (:func:`unchanged_since`). This module knows no backend.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict, runtime_checkable
+
+from stratacache.forksafe import renew_in_child
+from stratacache.tier import Tier
+
+if TYPE_CHECKING:
+    from stratacache.stats import StatsSnapshot
+
+__all__ = [
+    "ChannelState",
+    "InvalidationCounts",
+    "InvalidationReceiver",
+    "InvalidationSource",
+    "attach_receivers",
+    "detach",
+    "epoch_of",
+    "unchanged_since",
+    "with_channel",
+]
+
+logger = logging.getLogger("stratacache.coherence")
+
+ChannelState = Literal["connecting", "subscribed", "lost", "off"]
+"""Where a stack's invalidation channel is: not subscribed yet, listening, lost, or off."""
+
+
+class InvalidationCounts(TypedDict):
+    """The ``invalidation`` part of :meth:`CacheStack.stats() <stratacache.CacheStack.stats>`.
+
+    Attributes:
+        state: The channel's :data:`ChannelState`.
+        received: Invalidations received from other instances and applied.
+        keys_dropped: Keys those invalidations named (a group or a full clear counts none).
+        flushes_after_loss: Flushes of the upper tiers because the channel was lost, or
+            because it was back after a loss.
+    """
+
+    state: ChannelState
+    received: int
+    keys_dropped: int
+    flushes_after_loss: int
+
+
+@runtime_checkable
+class InvalidationSource(Protocol):
+    """A backend that announces its changes to other instances (see the module docstring)."""
+
+    def attach_invalidation(self, receiver: InvalidationReceiver | None) -> None:
+        """Announce changes, and apply other instances' to ``receiver`` (``None``: stop)."""
+
+
+class InvalidationReceiver:
+    """The upper tiers of one stack, as another instance's changes reach them.
+
+    The backend's listener calls its methods from its own thread; each is safe to call from
+    any thread.
+
+    Attributes:
+        tiers: The in-process tiers above the announcing backend.
+        origin: Set by the backend: what its messages carry, so that the receiver of the
+            stack that wrote them ignores them (own writes keep their fresh copies).
+        epoch: Moves on every drop (see :func:`unchanged_since`).
+    """
+
+    def __init__(self, tiers: tuple[Tier, ...]) -> None:
+        self.tiers = tiers
+        self.origin = ""
+        self.epoch = 0
+        self.state: ChannelState = "connecting"
+        self.received = 0
+        self.keys_dropped = 0
+        self.flushes_after_loss = 0
+        self._lost = False
+        self._lock = threading.Lock()
+        renew_in_child(self, "_lock")
+
+    def drop_keys(self, keys: Iterable[str], group: str | None = None) -> None:
+        """Drop ``keys`` (tracked in ``group``, if given) from the upper tiers."""
+        count = 0
+        with self._lock:
+            self.epoch += 1
+            for key in keys:
+                count += 1
+                for tier in self.tiers:
+                    self._quietly(tier.remove, key, group)
+            self.received += 1
+            self.keys_dropped += count
+
+    def drop_group(self, group: str) -> None:
+        """Drop every entry of ``group`` (a function's ``clear_cache``) from the upper tiers."""
+        with self._lock:
+            self.epoch += 1
+            for tier in self.tiers:
+                self._quietly(tier.clear_group, group)
+            self.received += 1
+
+    def drop_all(self) -> None:
+        """Drop everything from the upper tiers (another instance's ``clear()``)."""
+        with self._lock:
+            self._flush()
+            self.received += 1
+
+    def channel_lost(self) -> None:
+        """The channel is lost: flush the upper tiers (once per loss), until it is back."""
+        with self._lock:
+            self.state = "lost"
+            if not self._lost:
+                self._lost = True
+                self._flush()
+                self.flushes_after_loss += 1
+
+    def channel_ready(self) -> None:
+        """The channel listens: flush what was cached while it did not, and mark it so.
+
+        The first subscription flushes too (without counting it as a loss): entries cached
+        before it (a forked child's copies of its parent's) were never covered.
+        """
+        with self._lock:
+            self._flush()
+            if self._lost:
+                self.flushes_after_loss += 1
+                self._lost = False
+            self.state = "subscribed"
+
+    def counts(self) -> InvalidationCounts:
+        """Return the receiver's counters (see :class:`InvalidationCounts`)."""
+        return InvalidationCounts(
+            state=self.state,
+            received=self.received,
+            keys_dropped=self.keys_dropped,
+            flushes_after_loss=self.flushes_after_loss,
+        )
+
+    def _flush(self) -> None:
+        self.epoch += 1
+        for tier in self.tiers:
+            self._quietly(tier.clear)
+
+    @staticmethod
+    def _quietly(operation: Any, *args: Any) -> None:
+        # An in-process tier does not fail; a plugin hooked on it may, and the listener
+        # must go on applying what it receives.
+        try:
+            operation(*args)
+        except Exception:
+            logger.exception("applying an invalidation to a local tier failed")
+
+
+def attach_receivers(
+    every: tuple[Tier, ...], configured: tuple[Tier, ...]
+) -> InvalidationReceiver | None:
+    """Attach a receiver to each announcing backend of ``every``; return the stack's one.
+
+    ``every`` is a stack's tiers, the by-reference one first; ``configured`` those the
+    configuration names. A backend with a configured in-process tier above it gets a
+    receiver, which drops from every in-process tier above it (the by-reference one
+    included); a deeper announcing backend (a second Redis) gets ``None``, and so does one
+    with only the implicit by-reference tier above it.
+    """
+    receiver: InvalidationReceiver | None = None
+    for index, tier in enumerate(every):
+        cache = tier.cache
+        if not isinstance(cache, InvalidationSource) or cache.in_process:
+            continue
+        above = tuple(t for t in every[:index] if t.cache.in_process and t.cache.stores)
+        wanted = any(t in configured for t in above)
+        mine = InvalidationReceiver(above) if wanted and receiver is None else None
+        cache.attach_invalidation(mine)
+        receiver = receiver or mine
+    return receiver
+
+
+def detach(tiers: Iterable[Tier]) -> None:
+    """Stop the announcing backends of ``tiers`` from applying changes (a stack let go)."""
+    for tier in tiers:
+        if isinstance(tier.cache, InvalidationSource):
+            tier.cache.attach_invalidation(None)
+
+
+def epoch_of(receiver: InvalidationReceiver | None) -> int:
+    """The receiver's epoch now (0 without one), read before reading a deeper tier."""
+    return 0 if receiver is None else receiver.epoch
+
+
+def unchanged_since(receiver: InvalidationReceiver | None, epoch: int) -> bool:
+    """Whether no drop happened since ``epoch``: a value read then may fill the upper tiers."""
+    return receiver is None or receiver.epoch == epoch
+
+
+def with_channel(snapshot: StatsSnapshot, receiver: InvalidationReceiver | None) -> StatsSnapshot:
+    """Return ``snapshot`` with the receiver's counters as its ``invalidation``, if any."""
+    if receiver is not None:
+        snapshot["invalidation"] = receiver.counts()
+    return snapshot

@@ -1,0 +1,93 @@
+"""The invalidation channel of the Redis backends: what a write tells other instances.
+
+Every change a Redis backend makes (a write, a delete, a function's ``clear_cache``, a full
+``clear()``) queues one ``PUBLISH`` on a channel of the database and key prefix, in the
+**same** pipeline or transaction as the change: the message costs no round trip, and leaves
+the server only after the change is done. A group clear and a full clear are one message
+each, however many keys they delete. Each message carries its origin, the writing backend's
+id in this process (renewed in a forked child): the listener (:mod:`.listener`) does not
+apply a stack's own messages to that stack, so a write keeps the fresh copy it just stored.
+
+Why explicit messages rather than Redis's server-assisted client-side caching (``CLIENT
+TRACKING ... BCAST``): see ``docs/layers.md`` (coherent local tiers), with the measurements.
+
+:class:`~.announcing.Announcing` is what the backends mix in to send them.
+
+A message is JSON: ``[origin, op, group, keys]``, ``op`` one of ``"k"`` (these keys,
+tracked in ``group`` or ``null``), ``"g"`` (every entry of ``group``) and ``"a"`` (all).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Sequence
+from typing import Any, Literal, NamedTuple
+
+__all__ = [
+    "CHANNEL_PREFIX",
+    "INVALIDATION_MODES",
+    "Message",
+    "decode",
+    "encode",
+    "origin_of",
+    "queue_invalidation",
+]
+
+CHANNEL_PREFIX = "__stratacache__:invalidate:"
+"""The channels' names: this, the database number, ``:`` and the key prefix."""
+INVALIDATION_MODES = ("auto", "on", "off")
+"""``CACHE_INVALIDATION``'s values: on when a tier above Redis exists, always, never."""
+
+Op = Literal["k", "g", "a"]
+
+
+class Message(NamedTuple):
+    """One decoded invalidation."""
+
+    origin: str
+    op: Op
+    group: str | None
+    keys: Sequence[str]
+
+
+def encode(origin: str, op: Op, group: str | None = None, keys: Sequence[str] = ()) -> bytes:
+    """Return the bytes of one message (see the module docstring)."""
+    return json.dumps([origin, op, group, list(keys)], separators=(",", ":")).encode()
+
+
+def decode(data: bytes | str) -> Message | None:
+    """Return the message in ``data``, or ``None`` when it is not one of ours."""
+    try:
+        origin, op, group, keys = json.loads(data)
+    except (ValueError, TypeError):
+        return None
+    if op not in ("k", "g", "a") or not isinstance(keys, list):
+        return None
+    return Message(str(origin), op, group, keys)
+
+
+def queue_invalidation(pipe: Any, channel: str, message: bytes) -> None:
+    """Queue ``PUBLISH channel message`` on ``pipe``: any redis-py pipeline, sync or async.
+
+    Queueing is synchronous in both (``redis.asyncio`` pipelines queue without awaiting), so
+    the message leaves with the pipeline's other commands, after them.
+    """
+    pipe.publish(channel, message)
+
+
+_process = uuid.uuid4().hex[:12]  # this process's part of every origin
+
+
+def _renew_process_token() -> None:
+    global _process
+    _process = uuid.uuid4().hex[:12]
+
+
+os.register_at_fork(after_in_child=_renew_process_token)
+
+
+def origin_of(serial: int) -> str:
+    """The origin of the backend numbered ``serial``, in this process."""
+    return f"{_process}:{serial}"

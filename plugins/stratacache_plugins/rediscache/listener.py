@@ -1,0 +1,401 @@
+"""The listener: one pub/sub connection and one daemon thread per process and server.
+
+Every stack of the process whose Redis tier announces (see :mod:`.invalidation`) subscribes
+through :func:`subscribe`; the listener serves sync and async code alike, since the tiers it
+drops from are in this process. It:
+
+* tells a receiver it is ready (``channel_ready``, which flushes) once Redis confirmed its
+  channel, and applies each message to the receivers of its channel but the sender's;
+* sends a ``PING`` when the connection was quiet for :data:`HEALTH_INTERVAL` and counts the
+  channel lost if nothing answers within the read timeout, so a frozen server (SIGSTOP) is
+  found within ``HEALTH_INTERVAL`` + ``CACHE_REDIS_READ_TIMEOUT``; a closed connection (a
+  restart, ``kill -9``, ``CLIENT KILL``) at once;
+* on a loss, tells every receiver (which flushes its tiers), then reconnects with a back-off
+  from :data:`MIN_BACKOFF` to :data:`MAX_BACKOFF`;
+* stops when its last subscription goes (the stack closed), and at exit (a daemon thread).
+A forked child starts a listener of its own at once, for the subscriptions it inherited.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from redis.backoff import NoBackoff
+from redis.exceptions import NoPermissionError, RedisError
+from redis.retry import Retry
+
+from stratacache_plugins.rediscache.connection import subscriber_client
+from stratacache_plugins.rediscache.invalidation import decode, origin_of
+
+if TYPE_CHECKING:
+    import redis
+
+    from stratacache.coherence import InvalidationReceiver
+
+__all__ = [
+    "FIRST_WAIT",
+    "HEALTH_INTERVAL",
+    "MAX_BACKOFF",
+    "MIN_BACKOFF",
+    "Listener",
+    "Subscription",
+    "subscribe",
+]
+
+logger = logging.getLogger(__package__)
+
+HEALTH_INTERVAL = 0.5
+"""Seconds of silence on the pub/sub connection before the listener checks it with a PING."""
+MIN_BACKOFF = 0.05
+"""Seconds before the first reconnection attempt after a loss."""
+MAX_BACKOFF = 1.0
+"""The longest wait between two reconnection attempts."""
+FIRST_WAIT = 0.25
+"""The longest wait of a new subscription for its channel, when the stack is configured."""
+_POLL = 0.1  # seconds a read waits: how soon the thread sees a stop or a new subscription
+
+
+class Subscription:
+    """One stack's receiver on one channel; :meth:`close` ends it."""
+
+    def __init__(
+        self, listener: Listener, channel: str, serial: int, receiver: InvalidationReceiver
+    ) -> None:
+        self.listener = listener
+        self.channel = channel
+        self.serial = serial
+        self.receiver = receiver
+        self.ready = threading.Event()
+        """Set once the receiver was told its channel is subscribed (or it was refused)."""
+        self.on_refused: Callable[[], None] | None = None
+        """Called when Redis refuses the channel."""
+        receiver.origin = origin_of(serial)
+
+    def refused(self) -> None:
+        """Redis refused the channel (ACL): the backend stops announcing on it."""
+        self.receiver.state = "off"
+        if self.on_refused is not None:
+            self.on_refused()
+
+    def tell_ready(self) -> None:
+        """The channel is subscribed: the receiver flushes, and trusts its tiers again."""
+        self.receiver.channel_ready()
+        self.ready.set()
+
+    def close(self) -> None:
+        """Stop applying messages to the receiver; the last one stops the listener."""
+        self.listener.remove(self)
+
+
+class Listener:
+    """The pub/sub connection and thread of one server, in this process."""
+
+    def __init__(self, key: Any, build: Callable[[], redis.Redis], read_timeout: float) -> None:
+        self.key = key
+        self._build = build
+        self._read_timeout = read_timeout
+        self._lock = threading.Lock()
+        self._subscriptions: list[Subscription] = []
+        self._by_channel: dict[str, tuple[Subscription, ...]] = {}
+        self._fresh: list[Subscription] = []  # added, not told ready yet
+        self._confirmed: frozenset[str] = frozenset()  # the channels Redis confirmed
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.connected = False
+        """Whether the listener is subscribed now."""
+
+    # -- subscriptions --------------------------------------------------------------------
+
+    def add(self, subscription: Subscription) -> None:
+        """Start applying messages of ``subscription.channel`` to its receiver."""
+        with self._lock:
+            self._subscriptions.append(subscription)
+            self._reindex()
+            ready = self.connected and subscription.channel in self._confirmed
+            if not ready:
+                self._fresh.append(subscription)
+            if self._thread is None:
+                self._start()
+        if ready:  # a loss from now on tells it, as every other subscription
+            subscription.tell_ready()
+
+    def remove(self, subscription: Subscription) -> None:
+        """Stop it; stop the thread after the last one."""
+        with self._lock:
+            if subscription not in self._subscriptions:
+                return
+            self._subscriptions.remove(subscription)
+            if subscription in self._fresh:
+                self._fresh.remove(subscription)
+            self._reindex()
+            last = not self._subscriptions
+        subscription.receiver.state = "off"
+        if last:
+            self.stop()
+
+    def _reindex(self) -> None:
+        by_channel: dict[str, list[Subscription]] = {}
+        for sub in self._subscriptions:
+            by_channel.setdefault(sub.channel, []).append(sub)
+        self._by_channel = {c: tuple(s) for c, s in by_channel.items()}
+
+    # -- the thread -----------------------------------------------------------------------
+
+    def _start(self) -> None:
+        self._stop = threading.Event()
+        thread = threading.Thread(
+            target=self._run, args=(self._stop,), name="stratacache-invalidation", daemon=True
+        )
+        self._thread = thread
+        thread.start()
+
+    def stop(self, wait: float = 2.0) -> None:
+        """Stop the thread and close its connection, waiting at most ``wait`` seconds."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+            self._stop.set()
+        with _registry_lock:
+            if _listeners.get(self.key) is self:
+                del _listeners[self.key]
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(wait)
+
+    def _run(self, stop: threading.Event) -> None:
+        backoff = MIN_BACKOFF
+        while not stop.is_set():
+            try:
+                self._serve(stop)
+                backoff = MIN_BACKOFF
+            except NoPermissionError as exc:  # an ACL user without the channel
+                self._refuse(exc)
+            except (RedisError, OSError) as exc:
+                if stop.is_set():
+                    break
+                if self._lost(exc):  # it was subscribed: a new outage, a new back-off
+                    backoff = MIN_BACKOFF
+                stop.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+            except Exception:  # a bug must not end coherence silently: flush and retry
+                logger.exception("the invalidation listener failed")
+                self._lost(None)
+                stop.wait(MAX_BACKOFF)
+
+    def _refuse(self, exc: NoPermissionError) -> None:
+        """Redis refused to subscribe: the waiting subscriptions end, their backends go quiet.
+
+        Their writes would fail on the ``PUBLISH`` too; without the channel, their local
+        tiers are what they were before coherence: copies that live their timeout.
+        """
+        with self._lock:
+            refused, self._fresh = self._fresh, []
+        for sub in refused:
+            logger.warning(
+                "Redis refused the invalidation channel %s (%s): the local tiers above Redis"
+                " are not kept coherent. Grant the ACL user the channel (ACL SETUSER <user>"
+                " &__stratacache__:*), or set CACHE_INVALIDATION=off",
+                sub.channel,
+                exc,
+            )
+            sub.refused()
+            self.remove(sub)
+            sub.ready.set()
+
+    def _lost(self, exc: BaseException | None) -> bool:
+        """Tell every receiver the channel is lost; return whether it was subscribed."""
+        was, self.connected = self.connected, False
+        self._confirmed = frozenset()
+        with self._lock:  # every subscription waits for its channel's confirmation again
+            self._fresh = list(self._subscriptions)
+        for sub in list(self._subscriptions):
+            sub.receiver.channel_lost()
+        if was:
+            logger.warning(
+                "the invalidation channel is lost (%s); the local tiers above Redis are"
+                " flushed, and serve only what they cache until it is back",
+                exc,
+            )
+        return was
+
+    def _serve(self, stop: threading.Event) -> None:
+        client = self._build()
+        pubsub = client.pubsub()  # type: ignore[no-untyped-call]
+        try:
+            self._listen(pubsub, stop)
+        finally:
+            try:
+                pubsub.close()
+            finally:
+                client.close()
+
+    def _listen(self, pubsub: Any, stop: threading.Event) -> None:
+        subscribed: set[str] = set()  # confirmed by Redis
+        asked: set[str] = set()
+        quiet_since = time.monotonic()
+        pinged_at: float | None = None
+        while not stop.is_set():
+            with self._lock:  # add() reads these: a channel that leaves is unconfirmed at once
+                wanted = set(self._by_channel)
+                gone = asked - wanted
+                if gone:
+                    asked -= gone
+                    subscribed -= gone
+                    self._confirmed = frozenset(subscribed)
+            new = wanted - asked
+            if new:
+                pubsub.subscribe(*sorted(new))
+                asked |= new
+            if gone:
+                pubsub.unsubscribe(*sorted(gone))
+            self._tell_ready(subscribed)
+            message = pubsub.get_message(timeout=_POLL)
+            now = time.monotonic()
+            if message is None:
+                if pinged_at is not None:
+                    if now - pinged_at > self._read_timeout:
+                        raise RedisError(f"no answer to a PING in {self._read_timeout:g}s")
+                elif now - quiet_since >= HEALTH_INTERVAL and asked:
+                    pubsub.ping()
+                    pinged_at = now
+                continue
+            quiet_since, pinged_at = now, None
+            kind = message["type"]
+            if kind == "message":
+                self._dispatch(_text(message["channel"]), message["data"])
+            elif kind == "subscribe":
+                subscribed.add(_text(message["channel"]))
+                self._confirmed = frozenset(subscribed)
+                if not self.connected and subscribed >= asked:
+                    self.connected = True
+                    logger.info("the invalidation channel is subscribed")
+
+    def _tell_ready(self, subscribed: set[str]) -> None:
+        """Tell the receivers whose channel Redis confirmed (each once per subscription)."""
+        if not self._fresh:
+            return
+        with self._lock:
+            ready = [s for s in self._fresh if s.channel in subscribed]
+            self._fresh = [s for s in self._fresh if s.channel not in subscribed]
+        for sub in ready:
+            sub.tell_ready()
+
+    def _dispatch(self, channel: str, data: bytes) -> None:
+        message = decode(data)
+        if message is None:
+            return
+        for sub in self._by_channel.get(channel, ()):
+            receiver = sub.receiver
+            if receiver.origin == message.origin:
+                continue  # this stack's own change: its copy is the fresh one
+            if message.op == "k":
+                receiver.drop_keys(message.keys, message.group)
+            elif message.op == "g" and message.group is not None:
+                receiver.drop_group(message.group)
+            elif message.op == "a":
+                receiver.drop_all()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+_listeners: dict[Any, Listener] = {}
+_registry_lock = threading.Lock()
+
+
+def subscribe(
+    backend: Any,
+    channel: str,
+    serial: int,
+    receiver: InvalidationReceiver,
+    on_refused: Callable[[], None] | None = None,
+) -> Subscription:
+    """Subscribe ``receiver`` to ``channel`` through this process's listener of a server.
+
+    The listener of ``backend``'s server is started now if there is none.
+    """
+    key, build, read_timeout = _server_of(backend)
+    with _registry_lock:
+        listener = _listeners.get(key)
+        if listener is None:
+            listener = _listeners[key] = Listener(key, build, read_timeout)
+    subscription = Subscription(listener, channel, serial, receiver)
+    subscription.on_refused = on_refused
+    listener.add(subscription)
+    # A short, bounded wait: subscribed before the stack's first use, nothing it caches
+    # then is flushed by the first subscription (a server down only delays configure so).
+    subscription.ready.wait(min(read_timeout, FIRST_WAIT))
+    return subscription
+
+
+def _server_of(backend: Any) -> tuple[Any, Callable[[], redis.Redis], float]:
+    given = backend._given_client
+    if given is not None:  # a client the user built: a connection like its own
+        import redis
+
+        pool = given.connection_pool
+        kwargs = {**pool.connection_kwargs, "retry": Retry(NoBackoff(), 0)}
+
+        def build_given() -> redis.Redis:
+            return redis.Redis(
+                connection_pool=redis.ConnectionPool(
+                    connection_class=pool.connection_class, **kwargs
+                )
+            )
+
+        timeout = kwargs.get("socket_timeout") or 1.0
+        # By what it connects to, never by id(): a collected client's id is reused.
+        shown = repr(sorted((k, repr(v)) for k, v in pool.connection_kwargs.items()))
+        return (os.getpid(), pool.connection_class, shown), build_given, float(timeout)
+    server = (
+        backend.topology,
+        backend._connect_timeout,
+        backend._read_timeout,
+        dict(backend._pool_options),
+    )
+
+    def build() -> redis.Redis:
+        return subscriber_client(*server)
+
+    key = (os.getpid(), server[0], server[1], server[2], repr(sorted(server[3].items())))
+    return key, build, float(backend._read_timeout)
+
+
+def _restart_in_child() -> None:
+    """In a forked child: a listener of its own for each inherited one, started at once."""
+    global _registry_lock
+    _registry_lock = threading.Lock()
+    inherited = list(_listeners.values())
+    _listeners.clear()
+    pid = os.getpid()
+    for old in inherited:
+        key = (pid, *old.key[1:])
+        listener = _listeners[key] = Listener(key, old._build, old._read_timeout)
+        for sub in old._subscriptions:
+            sub.receiver.state = "connecting"
+            sub.listener = listener
+            sub.ready = threading.Event()
+            sub.receiver.origin = origin_of(sub.serial)
+            listener._subscriptions.append(sub)
+            listener._fresh.append(sub)
+        listener._reindex()
+        if listener._subscriptions:
+            listener._start()
+
+
+os.register_at_fork(after_in_child=_restart_in_child)
+
+
+def _stop_all() -> None:
+    with _registry_lock:
+        listeners = list(_listeners.values())
+    for listener in listeners:
+        listener.stop(wait=1.0)
+
+
+atexit.register(_stop_all)
