@@ -33,10 +33,12 @@ RUN_ALONE = {
     *(
         f"reliability/{name}.py"
         for name in (
+            "test_async_faults",
             "test_atomic_writes",
             "test_filesystem_stress",
             "test_hardening_atomic",
             "test_hardening_connections",
+            "test_invalidation_faults",
             "test_redis_faults",
             "test_topology_errors",
             "test_topology_faults",
