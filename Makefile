@@ -9,8 +9,8 @@ DEMO_VENV := .venv-demo
 DEMO_STAMP := $(DEMO_VENV)/.installed
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: demo test lint typecheck docs pytest sdist-smoke bench reliability compat clean redis-server \
-	chromium docs-browser vendor-mermaid
+.PHONY: demo test lint typecheck docs pytest pytest-side-by-side pytest-under-load pythons \
+	sdist-smoke bench reliability compat clean redis-server chromium docs-browser vendor-mermaid
 
 # The Redis tests start their own redis-server processes: install it when missing (as root,
 # from Debian's packages), or say how to.
@@ -55,8 +55,13 @@ $(DEMO_STAMP): pyproject.toml
 demo: $(DEMO_STAMP)
 	$(DEMO_VENV)/bin/python examples/quickstart.py
 
-## Run the whole test suite: lint, format, types, the docs site, and pytest with branch coverage >= 90%.
-test: lint typecheck docs pytest pythons
+## Run the whole test suite: lint, format, types, the docs site, pytest with branch coverage
+## >= 90%, and the suites on Python 3.12 and 3.13. Everything but the scenarios under load runs
+## side by side (make -j; each target's output comes out whole), then the tests under load alone.
+test: $(STAMP) redis-server
+	$(MAKE) --no-print-directory -j --output-sync=target lint typecheck docs pytest-side-by-side \
+	  $(PYTHON_SESSIONS)
+	$(MAKE) --no-print-directory pytest-under-load
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -75,17 +80,36 @@ docs: $(STAMP)
 docs-browser: $(STAMP) chromium docs
 	STRATACACHE_DOCS_SITE=site $(BIN)/python -m pytest tests/test_docs_site.py
 
-# The browser test reads the site the docs target built (STRATACACHE_DOCS_SITE) instead of
-# building it again.
-pytest: $(STAMP) redis-server chromium docs
+## pytest with branch coverage in two steps. First every test but those marked under_load, in
+## PYTEST_WORKERS processes (pytest-xdist: most tests wait on servers, sleeps and timeouts
+## rather than on the CPU); then those in this process alone, one after another: their own
+## timings or a shared topology make them sensitive to load (RUN_ALONE in tests/conftest.py).
+## The second step adds its coverage to the first's and enforces the threshold. The browser
+## test reads the site the docs target built (STRATACACHE_DOCS_SITE) instead of building it.
+PYTEST_WORKERS ?= 3
+PYTEST := STRATACACHE_DOCS_SITE=site $(BIN)/python -m pytest --cov --durations=25
+pytest:
+	$(MAKE) --no-print-directory pytest-side-by-side
+	$(MAKE) --no-print-directory pytest-under-load
+
+pytest-side-by-side: $(STAMP) redis-server chromium docs
 	rm -f .coverage .coverage.*
-	STRATACACHE_DOCS_SITE=site $(BIN)/python -m pytest --cov --cov-report=term --durations=25 $(PYTEST_ARGS)
+	$(PYTEST) -m 'not under_load' -n $(PYTEST_WORKERS) --dist loadfile --cov-report= \
+	  --cov-fail-under=0 $(PYTEST_ARGS)
+
+pytest-under-load: $(STAMP) redis-server
+	$(PYTEST) -m under_load --cov-append --cov-report=term $(PYTEST_ARGS)
 
 ## The conformance, decorator, settings and asyncio suites on Python 3.12 and 3.13 (noxfile.py),
-## with pyenv's interpreters on PATH; a missing interpreter fails the target.
+## one nox session each, side by side, with pyenv's interpreters on PATH; a missing
+## interpreter fails the target.
 PYENV_BINS := $(subst $(eval) ,:,$(wildcard $(shell pyenv root 2>/dev/null)/versions/3.1[23].*/bin))
-pythons: $(STAMP) redis-server
-	PATH="$(PYENV_BINS):$$PATH" $(BIN)/nox --error-on-missing-interpreters
+PYTHON_SESSIONS := python-3.12 python-3.13
+pythons:
+	$(MAKE) --no-print-directory -j --output-sync=target $(PYTHON_SESSIONS)
+
+python-%: $(STAMP) redis-server
+	PATH="$(PYENV_BINS):$$PATH" $(BIN)/nox --error-on-missing-interpreters --session suites-$*
 
 ## Benchmarks (side by side, ratios to the anchors).
 bench: $(STAMP) redis-server
