@@ -47,9 +47,17 @@ RUN_ALONE = {
         )
     ),
     # The session's Redis Cluster and Sentinel set, whose 1 s node timeouts make a starved
-    # node look failed, and the failovers the tests make on them.
+    # node look failed, and the failovers the tests make on them (each xdist worker would
+    # start its own set).
     "test_topologies.py",
     "test_redis_topologies.py",
+    "test_async_redis.py",
+    "test_cli.py",
+    "test_tags.py",
+    "test_redis_tls_acl.py",
+    # Windows of real time: a change reaching another instance, refreshes and timeouts.
+    "test_invalidation.py",
+    "test_freshness.py",
 }
 """The test modules marked ``under_load``: ``make pytest`` runs them alone, one after another,
 after the rest of the suite has run in parallel, so that no other test's load skews them."""
