@@ -317,6 +317,14 @@ def test_the_stack_api_awaited(redis_server: RedisServer) -> None:
     async def main() -> None:
         assert await one.aget("k", "absent") == "absent"
         assert await one.aset("k", {"v": 1}) is True
+        # That write's invalidation reaches two first: a drop arriving during two's read
+        # would, rightly, keep the value it read out of two's local tier.
+        receiver = two._layers().coherence
+        assert receiver is not None
+        for _ in range(2000):
+            if receiver.received >= 1:
+                break
+            await asyncio.sleep(0.001)
         assert await two.aget("k") == {"v": 1}  # from the shared tier, filling two's local
         assert two.local_cache.cache.get("k") == {"v": 1}
         assert await two.adelete("k") is True
