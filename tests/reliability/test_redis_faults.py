@@ -37,10 +37,22 @@ MARGIN = 0.05  # the issue's "within its configured timeout plus 50 ms"
 
 
 def redis_stack(url: str, cache_type: str, **settings: Any) -> CacheStack:
-    """A stack on ``url`` with the ``rel_`` prefix; ``settings`` adds or overrides keys."""
+    """A stack on ``url`` with the ``rel_`` prefix; ``settings`` adds or overrides keys.
+
+    The invalidation channel is off: these scenarios hold the two-layer contract in which the
+    local layer keeps serving through an outage. With coherent local tiers (the default
+    ``auto``), a lost channel flushes the local layer instead: scenarios 301-303
+    (``test_invalidation_faults.py``) hold that contract.
+    """
     stack = CacheStack()
     stack.configure(
-        {"CACHE_TYPE": cache_type, "CACHE_REDIS_URL": url, "CACHE_KEY_PREFIX": PREFIX, **settings}
+        {
+            "CACHE_TYPE": cache_type,
+            "CACHE_REDIS_URL": url,
+            "CACHE_KEY_PREFIX": PREFIX,
+            "CACHE_INVALIDATION": "off",
+            **settings,
+        }
     )
     return stack
 
