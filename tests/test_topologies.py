@@ -184,8 +184,11 @@ def test_sentinel_kill_master_moves_the_client(sentinel: RedisSentinelSet) -> No
     assert sentinel.master is not killed
     assert master.get("before") == "1"
     master.set("after", "2")
-    sentinel.wait_healthy()  # the old master is back, as a replica
-    assert sentinel.replica is killed
+    sentinel.wait_healthy()  # the old master is back in the set
+    # As a replica, unless the sentinels failed over once more while it rejoined (seen once
+    # on a loaded machine, 1 s down-after): either way the set is whole, with both servers.
+    assert {sentinel.master, sentinel.replica} == set(sentinel.servers)
+    assert killed in (sentinel.master, sentinel.replica)
     assert seconds < 30
 
 
