@@ -58,6 +58,8 @@ RUN_ALONE = {
     # Windows of real time: a change reaching another instance, refreshes and timeouts.
     "test_invalidation.py",
     "test_freshness.py",
+    # Two-worker web services: which worker the kernel hands a request is up to the load.
+    "test_examples.py",
 }
 """The test modules marked ``under_load``: ``make pytest`` runs them alone, one after another,
 after the rest of the suite has run in parallel, so that no other test's load skews them."""
