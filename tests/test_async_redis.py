@@ -450,3 +450,42 @@ def test_a_subclass_override_sees_async_calls_too(redis_url: str) -> None:
     backend.set("k", 1, 60)
     assert run(lambda: backend.alookup_entry("k"))[0] == 1
     assert seen == ["k"]
+
+
+@pytest.mark.parametrize("where", ["options", "url"])
+def test_one_deadline_bounds_a_command_and_leaves_no_reply_behind(
+    make_redis_server: Callable[[], RedisServer], where: str
+) -> None:
+    """A frozen server: each command fails at its deadline, then every reply is its own.
+
+    The asyncio client's connections have no read timeout; the backend bounds each command
+    as a whole. A command cut short must close its connection, or the next command on it
+    would read the reply the frozen server sends late (the first key's value).
+    """
+    server = make_redis_server()
+    url, options = server.url, {"read_timeout": 0.3, "connect_timeout": 0.3}
+    if where == "url":  # redis-py lets the URL's timeout win, for the sync and asyncio client
+        url, options = f"{server.url}?socket_timeout=0.3", {"read_timeout": 30.0}
+    backend = RedisCache(url=url, key_prefix=fresh_prefix(), **options)  # type: ignore[arg-type]
+
+    async def main() -> tuple[list[Any], list[float], Any]:
+        await backend.aset_tracked("first", "first value", 60)
+        await backend.aset_tracked("second", "second value", 60)
+        server.pause()
+        try:
+            outcomes: list[Any] = []
+            times: list[float] = []
+            for _ in range(3):  # concurrent commands, each on its own connection
+                start = time.perf_counter()
+                outcomes += await asyncio.gather(
+                    *(backend.alookup("first") for _ in range(4)), return_exceptions=True
+                )
+                times.append(time.perf_counter() - start)
+        finally:
+            server.resume()
+        return outcomes, times, await backend.alookup("second")
+
+    outcomes, times, second = asyncio.run(main())
+    assert all("no reply within" in str(outcome) for outcome in outcomes), outcomes
+    assert max(times) < 5.0, f"a frozen server held a command {max(times):.2f} s"
+    assert second == "second value", "a late reply of the frozen server was read as this one"

@@ -30,6 +30,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
@@ -38,7 +39,7 @@ from redis.exceptions import MaxConnectionsError
 
 from stratacache_plugins.rediscache.topology import Topology
 
-__all__ = ["async_client", "build_async", "forks", "retire_async"]
+__all__ = ["LoopClient", "async_client", "build_async", "command_bound", "forks", "retire_async"]
 
 
 class _LoopClients:
@@ -48,6 +49,7 @@ class _LoopClients:
         self.loop = loop
         self.clients: dict[Any, tuple[Any, ...]] = {}
         self.retired: list[tuple[Any, ...]] = []  # let go of: closed with the loop at the latest
+        self.generation = 0  # moves on whenever a client leaves ``clients``
         self.tasks: set[asyncio.Task[None]] = set()
         self.closing: AsyncGenerator[None, None] | None = None
 
@@ -86,6 +88,7 @@ async def _close_with_loop(record: _LoopClients) -> AsyncGenerator[None, None]:
                 del _loops[record.loop]
         built = [*record.clients.values(), *record.retired]
         record.clients, record.retired = {}, []
+        record.generation += 1
         for clients in built:
             await _aclose(clients)
 
@@ -100,16 +103,46 @@ async def _aclose(clients: tuple[Any, ...]) -> None:
                 await client.aclose()
 
 
-def async_client(key: Any, build: Callable[[], tuple[Any, ...]]) -> Any:
+class LoopClient:
+    """One backend's way to the running loop's client for ``key``, remembering the last one.
+
+    A shared hit asks for the client on every call: this answers from the last loop's client
+    while that loop runs and the client is still its own (neither retired nor closed), and
+    looks it up again otherwise (a new loop, a retirement, a fork).
+    """
+
+    __slots__ = ("_build", "_key", "_last")
+
+    def __init__(self, key: Any, build: Callable[[], tuple[Any, ...]]) -> None:
+        self._key = key
+        self._build = build
+        self._last: tuple[asyncio.AbstractEventLoop, _LoopClients, int, Any] | None = None
+
+    def get(self) -> Any:
+        """The running loop's client (call it from a coroutine)."""
+        loop = asyncio.get_running_loop()
+        last = self._last
+        if last is not None and last[0] is loop and last[2] == last[1].generation:
+            return last[3]
+        record = _loops.get(loop)
+        if record is None:
+            record = _register(loop)
+        client = async_client(self._key, self._build, record)
+        self._last = (loop, record, record.generation, client)
+        return client
+
+
+def async_client(
+    key: Any, build: Callable[[], tuple[Any, ...]], record: _LoopClients | None = None
+) -> Any:
     """Return the running loop's client for ``key``, built by ``build`` on first use.
 
     ``build`` returns the client, then any client to close with it. Must be called from a
-    coroutine (a running loop).
+    coroutine (a running loop); ``record`` is that loop's, when the caller has it.
     """
-    loop = asyncio.get_running_loop()
-    record = _loops.get(loop)
     if record is None:
-        record = _register(loop)
+        loop = asyncio.get_running_loop()
+        record = _loops.get(loop) or _register(loop)
     clients = record.clients.get(key)
     if clients is None:
         clients = record.clients[key] = build()
@@ -154,6 +187,7 @@ def retire_async(key: Any) -> None:
         clients = record.clients.pop(key, None)
         if clients is None:
             continue
+        record.generation += 1
         record.retired.append(clients)
         for client in clients:
             pool = getattr(client, "connection_pool", None)
@@ -182,6 +216,17 @@ def _on_loop(record: _LoopClients, work: Callable[[], Coroutine[Any, Any, None]]
             loop.call_soon_threadsafe(start)
 
 
+def command_bound(topology: Topology, options: dict[str, Any]) -> float:
+    """The longest one command on the asyncio client may take: a connect and a reply.
+
+    The timeouts are the synchronous client's (``options``), or those a server URL's query
+    sets, which redis-py lets win over the options.
+    """
+    if topology.kind == "server":
+        options = {**options, **parse_url(topology.url)}
+    return float(options["socket_connect_timeout"]) + float(options["socket_timeout"])
+
+
 def build_async(topology: Topology, options: dict[str, Any]) -> tuple[Any, ...]:
     """A ``redis.asyncio`` client for ``topology``, with the synchronous client's options.
 
@@ -194,12 +239,20 @@ def build_async(topology: Topology, options: dict[str, Any]) -> tuple[Any, ...]:
     server and on a Sentinel master, the pool holds ``max_connections`` (100 by default),
     and a call waits for a free one rather than failing (a Cluster client's node pools are
     unbounded by default).
+
+    Its connections have no read timeout of their own: the backend bounds each command as
+    a whole (:func:`command_bound`, one deadline per command), which costs less than
+    redis-py's per-read timeout plus the task ``asyncio.wait_for`` makes for every write
+    when a connection has a read timeout (7 % of the throughput of 100 tasks doing hits).
+    The connect timeout stays on the connections, and the Sentinels' own clients keep both.
     """
+    wait = command_bound(topology, options)
     options = {**options, "retry": Retry(NoBackoff(), 0)}
+    timeouts = {k: options[k] for k in ("socket_connect_timeout", "socket_timeout")}
+    options["socket_timeout"] = None
     # The synchronous connection classes (checked, or given by the user) are not asyncio's:
     # redis.asyncio picks its own from the URL's scheme.
     options.pop("connection_class", None)
-    wait = options["socket_connect_timeout"] + options["socket_timeout"]
     if topology.kind == "cluster":
         options.pop("db", None)
         nodes = [ClusterNode(node.host, node.port) for node in topology.nodes]
@@ -211,7 +264,6 @@ def build_async(topology: Topology, options: dict[str, Any]) -> tuple[Any, ...]:
     if topology.kind == "sentinel":
         username, password = topology.sentinel_auth
         own = {k: v for k, v in {"username": username, "password": password}.items() if v}
-        timeouts = {k: options[k] for k in ("socket_connect_timeout", "socket_timeout")}
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
             [(node.host, node.port) for node in topology.nodes],
             sentinel_kwargs={**timeouts, "retry": Retry(NoBackoff(), 0), **own},
@@ -222,6 +274,7 @@ def build_async(topology: Topology, options: dict[str, Any]) -> tuple[Any, ...]:
         )
         return (master, *sentinel.sentinels)
     pool = WaitingPool.from_url(topology.url, wait=wait, **options)
+    pool.connection_kwargs["socket_timeout"] = None  # a URL's own wins in from_url
     return (aioredis.Redis(connection_pool=pool),)
 
 

@@ -19,10 +19,11 @@ from typing import Any
 import redis
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from stratacache import Backend, CacheError
 from stratacache.options import OptionProblem, OptionsError
-from stratacache_plugins.rediscache.aioclient import async_client, build_async, forks
+from stratacache_plugins.rediscache.aioclient import LoopClient, build_async, command_bound, forks
 from stratacache_plugins.rediscache.checks import cluster_prefix_problems, connection_problems
 from stratacache_plugins.rediscache.connection import (
     LazyClient,
@@ -55,7 +56,7 @@ class RedisClient(Backend):
     """
 
     _prefix: str | Callable[[], str] = ""
-    _async_key: tuple[int, Any, Callable[[], tuple[Any, ...]]] | None = None
+    _async_key: tuple[int, LoopClient, float] | None = None
 
     def _connect(
         self,
@@ -178,27 +179,42 @@ class RedisClient(Backend):
         """
         if self._given_client is not None:
             return self._given_client
+        return self._async_client()[1].get()
+
+    def _async_client(self) -> tuple[int, LoopClient, float]:
+        """This process's way to each loop's client, and the bound of one command on it."""
         found = self._async_key
         if found is None or found[0] != forks.count:
             timeouts = (self._connect_timeout, self._read_timeout)
             options = client_options(*timeouts, self._pool_options)
             topology = self._topology
-            found = self._async_key = (
-                forks.count,
-                pool_key(topology, *timeouts, self._pool_options),
-                lambda: build_async(topology, options),
-            )
-        return async_client(found[1], found[2])
+            key = pool_key(topology, *timeouts, self._pool_options)
+            built = LoopClient(key, lambda: build_async(topology, options))
+            found = self._async_key = (forks.count, built, command_bound(topology, options))
+        return found
 
     async def _acall(self, action: Callable[[Any], Any]) -> Any:
-        """Run ``action`` on this loop's client and await what it returns.
+        """Run ``action`` on this loop's client and await what it returns, bounded.
 
         On a ``redis.asyncio`` client every command and pipeline ``execute`` is awaitable.
+        One deadline bounds the whole command (a connect, if it needs one, and its reply),
+        where redis-py would bound each read and wrap each write in a task of its own
+        (``asyncio.wait_for``): see :func:`.aioclient.build_async`. A command cut short
+        leaves no reply behind (redis-py closes a connection interrupted mid-command), and
+        fails as redis-py's timeout does, so the backends' policies read it the same way.
         """
         given = self._given_client
         if given is not None:  # the user's synchronous client: in a worker thread
             return await asyncio.to_thread(action, given)
-        return await action(self.aclient)
+        found = self._async_key
+        if found is None or found[0] != forks.count:
+            found = self._async_client()
+        client, bound = found[1].get(), found[2]
+        try:
+            async with asyncio.timeout(bound):
+                return await action(client)
+        except TimeoutError as exc:
+            raise RedisTimeoutError(f"no reply within {bound:g} s") from exc
 
     async def _arun(
         self,
