@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import builtins
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -283,13 +283,15 @@ class Tier:
 
     # -- the same operations, awaited (native_async tiers only) -------------------------
 
-    async def alookup(self, key: str, group: str | None = None) -> Any:
-        """:meth:`lookup`, awaited."""
-        return await self.cache.alookup(key)
+    def alookup(self, key: str, group: str | None = None) -> Awaitable[Any]:
+        """:meth:`lookup`, to await: the backend's own coroutine (no layer of ours between)."""
+        return self.cache.alookup(key)
 
-    async def alookup_entry(self, key: str, group: str | None = None) -> tuple[Any, float | None]:
-        """:meth:`lookup_entry`, awaited."""
-        return await self.cache.alookup_entry(key)
+    def alookup_entry(
+        self, key: str, group: str | None = None
+    ) -> Awaitable[tuple[Any, float | None]]:
+        """:meth:`lookup_entry`, to await: the backend's own coroutine."""
+        return self.cache.alookup_entry(key)
 
     async def astore(
         self,
