@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import html
 import http.server
 import os
 import shutil
@@ -306,3 +307,14 @@ def test_the_hook_page_documents_every_hook_spec(base_url: str) -> None:
     assert status == 200
     missing = [name for name in specs if f"stratacache.hookspecs.{name}" not in ids]
     assert not missing, f"docs/hookspecs.md does not render {missing}"
+
+
+def test_the_cli_reference_shows_the_epilog_of_stratacache_help(site: Path) -> None:
+    """mkdocs-click leaves click's epilog out: docs/cli_epilog.py puts it on the page."""
+    from stratacache.cli import EPILOG
+
+    page = (site / "cli" / "index.html").read_text(encoding="utf-8")
+    assert _generator("cli_epilog").MARKER not in page
+    for line in EPILOG.splitlines():
+        if line.strip() and line.strip() != "\b":
+            assert html.escape(line.strip(), quote=False) in page, line
