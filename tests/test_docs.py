@@ -9,8 +9,8 @@ that; it does not show on the site:
 - ``<!-- docs-test: redis -->``: the block runs with ``CACHE_REDIS_URL`` set to the URL of the
   test session's redis-server (emptied first), so it configures a Redis backend as a
   deployment does, from the environment;
-- ``<!-- docs-test: skip -->``: the block is not run (keep this for code that cannot run
-  anywhere, such as a fragment of a larger program, and say why next to it).
+- ``<!-- docs-test: skip -->``: the block is not run, only compiled (keep this for code that
+  cannot run anywhere, such as a fragment of a larger program, and say why next to it).
 
 Blocks in other fences (``bash``, ``toml``, ``text``...) are never run.
 """
@@ -59,18 +59,26 @@ def examples() -> list[Example]:
 EXAMPLES = examples()
 
 
+RUN = [example for example in EXAMPLES if example.mark != "skip"]
+NOT_RUN = [example for example in EXAMPLES if example.mark == "skip"]
+
+
 @pytest.mark.subprocess
-@pytest.mark.parametrize("example", EXAMPLES, ids=[e.where for e in EXAMPLES])
+@pytest.mark.parametrize("example", RUN, ids=[e.where for e in RUN])
 def test_python_examples_run(
     example: Example, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     assert example.mark in MARKS, f"{example.where}: unknown docs-test mark {example.mark!r}"
-    if example.mark == "skip":
-        pytest.skip("marked <!-- docs-test: skip -->")
     extra = {"PYTHONPATH": root_pythonpath()}
     if example.mark == "redis":
         extra["CACHE_REDIS_URL"] = request.getfixturevalue("redis_url")
     run_python(example.code, env=clean_env(**extra), cwd=tmp_path)
+
+
+@pytest.mark.parametrize("example", NOT_RUN, ids=[e.where for e in NOT_RUN])
+def test_python_examples_not_run_still_compile(example: Example) -> None:
+    """A block marked ``skip`` is not run, but it is Python (a fragment may be indented)."""
+    compile(example.code, example.where, "exec")
 
 
 def test_examples_are_found_everywhere() -> None:
