@@ -138,6 +138,9 @@ return {
   images: [...document.querySelectorAll('img')].map(i => ({
     src: i.currentSrc || i.src, loaded: i.complete && i.naturalWidth > 0})),
   resources: performance.getEntriesByType('resource').map(r => r.name),
+  wide_tables: [...document.querySelectorAll('article table')]
+    .filter(t => t.scrollWidth > t.closest('article').clientWidth + 1)
+    .map(t => [...t.querySelectorAll('th')].map(th => th.textContent.trim()).join(' | ')),
 };
 """
 MERMAID_BLOCK = '<pre class="mermaid">'  # what the build writes; Material turns each into a div
@@ -151,6 +154,7 @@ class Page(NamedTuple):
     links: list[str]
     images: list[dict[str, Any]]
     resources: list[str]
+    wide_tables: list[str]  # the header of each table wider than the page's column
 
 
 def _svg_diagrams(browser: Any) -> int:
@@ -200,6 +204,7 @@ def _read(browser: Any, url: str, diagrams: int) -> Page:
         state["links"],
         state["images"],
         state["resources"],
+        state["wide_tables"],
     )
 
 
@@ -277,6 +282,12 @@ def _fetch(url: str) -> tuple[int, frozenset[str]]:
     parser = _Ids()
     parser.feed(body.decode())
     return status, frozenset(parser.ids)
+
+
+def test_every_table_fits_the_column_at_1280_px(pages: list[Page]) -> None:
+    """No table scrolls sideways in a 1280 px window: every column, the verdicts too, shows."""
+    wide = {p.url: p.wide_tables for p in pages if p.wide_tables}
+    assert not wide, "\n".join(f"{url}: {headers}" for url, headers in wide.items())
 
 
 def test_no_internal_link_or_image_is_broken(pages: list[Page], base_url: str) -> None:
