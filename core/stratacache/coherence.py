@@ -9,6 +9,7 @@ theirs changed, and calls the receiver, which drops from this stack's upper tier
 
 * the keys another instance wrote or deleted (:meth:`InvalidationReceiver.drop_keys`);
 * every entry of a function (``clear_cache``, :meth:`~InvalidationReceiver.drop_group`);
+* every entry carrying a tag (``invalidate_tags``, :meth:`~InvalidationReceiver.drop_tags`);
 * everything (``clear()``, :meth:`~InvalidationReceiver.drop_all`).
 
 While the backend's channel is lost, it cannot know what it missed: it calls
@@ -129,6 +130,19 @@ class InvalidationReceiver:
             self.epoch += 1
             for tier in self.tiers:
                 self._quietly(tier.cache.clear_tracked, group)
+            self.received += 1
+
+    def drop_tags(self, tags: Iterable[str]) -> None:
+        """Drop every entry carrying one of ``tags`` (``invalidate_tags``) from the upper tiers.
+
+        Each tier resolves the tags against its own index: the local copies of tagged
+        entries are written with their tags (fills included).
+        """
+        with self._lock:
+            self.epoch += 1
+            for tag in tags:
+                for tier in self.tiers:
+                    self._quietly(tier.cache.invalidate_tag, tag)
             self.received += 1
 
     def drop_all(self) -> None:

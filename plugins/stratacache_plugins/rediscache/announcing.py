@@ -47,8 +47,9 @@ class Announcing:
 
     The stack calls :meth:`attach_invalidation` (see :mod:`stratacache.coherence`). The
     backend's writes call :meth:`_queue_keys` on the pipeline they execute, or run a single
-    command through :meth:`_announced`; clears call :meth:`_publish_group` and
-    :meth:`_publish_all` once they are done.
+    command through :meth:`_announced`; a tag invalidation queues :meth:`_queue_tags` beside
+    its script; clears call :meth:`_publish_group` and :meth:`_publish_all` once they are
+    done.
     """
 
     _invalidation: str = "auto"
@@ -111,6 +112,12 @@ class Announcing:
         channel = self._channel
         if channel is not None and keys:
             queue_invalidation(pipe, channel, encode(origin_of(self._serial), "k", group, keys))
+
+    def _queue_tags(self, pipe: Any, tags: Sequence[str]) -> None:
+        """Queue on ``pipe`` that the entries carrying ``tags`` went, when announcing."""
+        channel = self._channel
+        if channel is not None and tags:
+            queue_invalidation(pipe, channel, encode(origin_of(self._serial), "t", None, tags))
 
     def _announced(
         self,

@@ -14,7 +14,15 @@ TRACKING ... BCAST``): see the docs page "Coherent local tiers", with the measur
 :class:`~.announcing.Announcing` is what the backends mix in to send them.
 
 A message is JSON: ``[origin, op, group, keys]``, ``op`` one of ``"k"`` (these keys,
-tracked in ``group`` or ``null``), ``"g"`` (every entry of ``group``) and ``"a"`` (all).
+tracked in ``group`` or ``null``), ``"g"`` (every entry of ``group``), ``"t"`` (every entry
+carrying one of the tags in ``keys``: ``invalidate_tags``) and ``"a"`` (all).
+
+A tag travels as its name, which each receiver resolves against its own tiers' tag index
+(every local copy of a tagged entry is written with its tags, fills included), rather than
+as the keys the writer's script deleted: the message stays one short line however many
+entries carry the tag, it is queued beside the script in the same round trip (the writer
+does not wait for the script's list of keys), and it also reaches a local copy whose Redis
+entry already expired or was evicted, which a list of the keys Redis deleted would miss.
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ CHANNEL_PREFIX = "__stratacache__:invalidate:"
 INVALIDATION_MODES = ("auto", "on", "off")
 """``CACHE_INVALIDATION``'s values: on when a tier above Redis exists, always, never."""
 
-Op = Literal["k", "g", "a"]
+Op = Literal["k", "g", "t", "a"]
 
 
 class Message(NamedTuple):
@@ -63,7 +71,7 @@ def decode(data: bytes | str) -> Message | None:
         origin, op, group, keys = json.loads(data)
     except (ValueError, TypeError):
         return None
-    if op not in ("k", "g", "a") or not isinstance(keys, list):
+    if op not in ("k", "g", "t", "a") or not isinstance(keys, list):
         return None
     return Message(str(origin), op, group, keys)
 

@@ -296,6 +296,8 @@ class Listener:
                 receiver.drop_keys(message.keys, message.group)
             elif message.op == "g" and message.group is not None:
                 receiver.drop_group(message.group)
+            elif message.op == "t":
+                receiver.drop_tags(message.keys)
             elif message.op == "a":
                 receiver.drop_all()
 

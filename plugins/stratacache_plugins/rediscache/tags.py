@@ -22,7 +22,7 @@ process wrote it:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from redis.cluster import RedisCluster
@@ -125,11 +125,22 @@ class Tagging:
             queue_tracking(pipe, name, self.full, self.ms)
 
 
-def invalidate_tag(r: RedisLike, prefix: str, tag: str) -> int:
-    """Delete every entry carrying ``tag`` (see the module docstring); return how many."""
+def invalidate_tag(
+    r: RedisLike, prefix: str, tag: str, also: Callable[[Any], None] | None = None
+) -> int:
+    """Delete every entry carrying ``tag`` (see the module docstring); return how many.
+
+    ``also`` queues more commands after the deletion, in its round trip on one server (the
+    invalidation message).
+    """
     registry, client = registry_key(prefix), cast(Any, r)
     if not isinstance(r, RedisCluster):
-        return int(client.eval(UNTAG_ALL, 1, registry, prefix, tag))
+        if also is None:
+            return int(client.eval(UNTAG_ALL, 1, registry, prefix, tag))
+        pipe = client.pipeline(transaction=False)
+        pipe.eval(UNTAG_ALL, 1, registry, prefix, tag)
+        also(pipe)
+        return int(pipe.execute()[0])
     removed = 0
     for member in client.smembers(registry):
         group = member.decode("utf-8", "surrogatepass")
@@ -153,6 +164,7 @@ class RedisTags(RedisClient, RedisKeys):
         ) -> tuple[str, Callable[[RedisLike], Any], int]: ...
         def _overridden(self, *names: str) -> bool: ...
         def _milliseconds(self, timeout: Timeout) -> int: ...
+        def _queue_tags(self, pipe: Any, tags: Sequence[str]) -> None: ...
 
     def set_tagged(
         self,
@@ -191,7 +203,12 @@ class RedisTags(RedisClient, RedisKeys):
         """Delete every entry carrying ``tag``; return how many went.
 
         One round trip on one server, 1 + F on a Cluster (F: the functions that wrote
-        tagged entries; see the module docstring).
+        tagged entries; see the module docstring). The tag's invalidation message (see
+        :mod:`.invalidation`) is in the same round trip on one server.
         """
         prefix = self.key_prefix
-        return int(self._run("invalidate_tag", lambda r: invalidate_tag(r, prefix, tag), 0))
+
+        def untag(r: RedisLike) -> int:
+            return invalidate_tag(r, prefix, tag, lambda pipe: self._queue_tags(pipe, (tag,)))
+
+        return int(self._run("invalidate_tag", untag, 0))
