@@ -58,6 +58,7 @@ RUN_ALONE = {
     # Windows of real time: a change reaching another instance, refreshes and timeouts.
     "test_invalidation.py",
     "test_invalidation_tags.py",
+    "test_invalidation_topologies.py",
     "test_freshness.py",
     # Two-worker web services: which worker the kernel hands a request is up to the load.
     "test_examples.py",

@@ -39,10 +39,12 @@ __all__ = [
     "acquire",
     "client_options",
     "drop",
+    "master_moved",
     "pool_key",
     "release",
     "server_url",
     "subscriber_client",
+    "subscriber_of",
 ]
 
 
@@ -167,6 +169,62 @@ def subscriber_client(
     client = _BUILDERS[topology.kind](topology, options)
     assert isinstance(client, redis.Redis)
     return client
+
+
+def subscriber_of(backend: Any) -> tuple[Any, Callable[[], redis.Redis], float]:
+    """How the invalidation listener of ``backend``'s server connects.
+
+    Returns the listener's key in this process (by what it connects to, never by ``id()``:
+    a collected client's id is reused), a function building a client of its own for the
+    pub/sub connection (see :func:`subscriber_client`), and its read timeout.
+    """
+    given = backend._given_client
+    if given is not None:  # a client the user built: a connection like its own
+        pool = given.connection_pool
+        kwargs = {**pool.connection_kwargs, "retry": Retry(NoBackoff(), 0)}
+
+        def build_given() -> redis.Redis:
+            return redis.Redis(
+                connection_pool=redis.ConnectionPool(
+                    connection_class=pool.connection_class, **kwargs
+                )
+            )
+
+        timeout = kwargs.get("socket_timeout") or 1.0
+        shown = repr(sorted((k, repr(v)) for k, v in pool.connection_kwargs.items()))
+        return (os.getpid(), pool.connection_class, shown), build_given, float(timeout)
+    server = (
+        backend.topology,
+        backend._connect_timeout,
+        backend._read_timeout,
+        dict(backend._pool_options),
+    )
+
+    def build() -> redis.Redis:
+        return subscriber_client(*server)
+
+    key = (os.getpid(), server[0], server[1], server[2], repr(sorted(server[3].items())))
+    return key, build, float(backend._read_timeout)
+
+
+def master_moved(client: redis.Redis, connection: Any) -> str | None:
+    """Why ``connection`` (of ``client``) is no longer on its master, or ``None``.
+
+    Behind Sentinel, ask the sentinels which server is master now, and compare it with the
+    server ``connection`` reached; a client of one server, or sentinels that cannot be
+    asked now, give ``None`` (a master that fails is seen on its connection).
+    """
+    pool = client.connection_pool
+    if not isinstance(pool, SentinelConnectionPool) or connection is None:
+        return None
+    try:
+        host, port = pool.get_master_address()  # type: ignore[no-untyped-call]
+    except (redis.RedisError, OSError):
+        return None
+    here = (connection.host, int(connection.port))
+    if (host, int(port)) == here:
+        return None
+    return f"the sentinels name {host}:{port} master, not {here[0]}:{here[1]}"
 
 
 def _server(topology: Topology, options: dict[str, Any]) -> RedisLike:

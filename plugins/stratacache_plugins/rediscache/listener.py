@@ -10,6 +10,10 @@ drops from are in this process. It:
   channel lost if nothing answers within the read timeout, so a frozen server (SIGSTOP) is
   found within ``HEALTH_INTERVAL`` + ``CACHE_REDIS_READ_TIMEOUT``; a closed connection (a
   restart, ``kill -9``, ``CLIENT KILL``) at once;
+* behind Sentinel, asks the sentinels every :data:`MASTER_CHECK` seconds which server is
+  master, and counts the channel lost when it is not the one subscribed to (a failover
+  that left the old master up, now a replica: what was published on the new master
+  before the old one followed it never reached this connection);
 * on a loss, tells every receiver (which flushes), then reconnects backing off from
   :data:`MIN_BACKOFF` to :data:`MAX_BACKOFF`;
 * stops when its last subscription goes (the stack closed), and at exit (a daemon thread);
@@ -26,11 +30,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from redis.backoff import NoBackoff
 from redis.exceptions import NoPermissionError, RedisError
-from redis.retry import Retry
 
-from stratacache_plugins.rediscache.connection import subscriber_client
+from stratacache_plugins.rediscache.connection import master_moved, subscriber_of
 from stratacache_plugins.rediscache.invalidation import decode, origin_of
 
 if TYPE_CHECKING:
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FIRST_WAIT",
     "HEALTH_INTERVAL",
+    "MASTER_CHECK",
     "MAX_BACKOFF",
     "MIN_BACKOFF",
     "Listener",
@@ -52,6 +55,8 @@ logger = logging.getLogger(__package__)
 
 HEALTH_INTERVAL = 0.5
 """Seconds of silence on the pub/sub connection before the listener checks it with a PING."""
+MASTER_CHECK = 1.0
+"""Seconds between two questions to the sentinels: is the subscribed server master still?"""
 MIN_BACKOFF = 0.05
 """Seconds before the first reconnection attempt after a loss."""
 MAX_BACKOFF = 1.0
@@ -226,35 +231,27 @@ class Listener:
         client = self._build()
         pubsub = client.pubsub()  # type: ignore[no-untyped-call]
         try:
-            self._listen(pubsub, stop)
+            self._listen(pubsub, stop, lambda: master_moved(client, pubsub.connection))
         finally:
             try:
                 pubsub.close()
             finally:
                 client.close()
 
-    def _listen(self, pubsub: Any, stop: threading.Event) -> None:
+    def _listen(self, pubsub: Any, stop: threading.Event, moved: Callable[[], str | None]) -> None:
         subscribed: set[str] = set()  # confirmed by Redis
         asked: set[str] = set()
-        quiet_since = time.monotonic()
+        quiet_since = checked_at = time.monotonic()
         pinged_at: float | None = None
         while not stop.is_set():
-            with self._lock:  # add() reads these: a channel that leaves is unconfirmed at once
-                wanted = set(self._by_channel)
-                gone = asked - wanted
-                if gone:
-                    asked -= gone
-                    subscribed -= gone
-                    self._confirmed = frozenset(subscribed)
-            new = wanted - asked
-            if new:
-                pubsub.subscribe(*sorted(new))
-                asked |= new
-            if gone:
-                pubsub.unsubscribe(*sorted(gone))
+            self._follow(pubsub, asked, subscribed)
             self._tell_ready(subscribed)
             message = pubsub.get_message(timeout=_POLL)
             now = time.monotonic()
+            if now - checked_at >= MASTER_CHECK and self.connected:
+                checked_at = now
+                if (why := moved()) is not None:
+                    raise RedisError(why)
             if message is None:
                 if pinged_at is not None:
                     if now - pinged_at > self._read_timeout:
@@ -273,6 +270,22 @@ class Listener:
                 if not self.connected and subscribed >= asked:
                     self.connected = True
                     logger.info("the invalidation channel is subscribed")
+
+    def _follow(self, pubsub: Any, asked: set[str], subscribed: set[str]) -> None:
+        """Subscribe to the channels wanted now and not asked for yet; leave the others."""
+        with self._lock:  # add() reads these: a channel that leaves is unconfirmed at once
+            wanted = set(self._by_channel)
+            gone = asked - wanted
+            if gone:
+                asked -= gone
+                subscribed -= gone
+                self._confirmed = frozenset(subscribed)
+        new = wanted - asked
+        if new:
+            pubsub.subscribe(*sorted(new))
+            asked |= new
+        if gone:
+            pubsub.unsubscribe(*sorted(gone))
 
     def _tell_ready(self, subscribed: set[str]) -> None:
         """Tell the receivers whose channel Redis confirmed (each once per subscription)."""
@@ -321,7 +334,7 @@ def subscribe(
 
     The listener of ``backend``'s server is started now if there is none.
     """
-    key, build, read_timeout = _server_of(backend)
+    key, build, read_timeout = subscriber_of(backend)
     with _registry_lock:
         listener = _listeners.get(key)
         if listener is None:
@@ -332,39 +345,6 @@ def subscribe(
     # Bounded: subscribed before first use, the first subscription flushes nothing cached.
     subscription.ready.wait(min(read_timeout, FIRST_WAIT))
     return subscription
-
-
-def _server_of(backend: Any) -> tuple[Any, Callable[[], redis.Redis], float]:
-    given = backend._given_client
-    if given is not None:  # a client the user built: a connection like its own
-        import redis
-
-        pool = given.connection_pool
-        kwargs = {**pool.connection_kwargs, "retry": Retry(NoBackoff(), 0)}
-
-        def build_given() -> redis.Redis:
-            return redis.Redis(
-                connection_pool=redis.ConnectionPool(
-                    connection_class=pool.connection_class, **kwargs
-                )
-            )
-
-        timeout = kwargs.get("socket_timeout") or 1.0
-        # By what it connects to, never by id(): a collected client's id is reused.
-        shown = repr(sorted((k, repr(v)) for k, v in pool.connection_kwargs.items()))
-        return (os.getpid(), pool.connection_class, shown), build_given, float(timeout)
-    server = (
-        backend.topology,
-        backend._connect_timeout,
-        backend._read_timeout,
-        dict(backend._pool_options),
-    )
-
-    def build() -> redis.Redis:
-        return subscriber_client(*server)
-
-    key = (os.getpid(), server[0], server[1], server[2], repr(sorted(server[3].items())))
-    return key, build, float(backend._read_timeout)
 
 
 def _restart_in_child() -> None:
