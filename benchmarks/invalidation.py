@@ -2,6 +2,10 @@
 
     .venv/bin/python benchmarks/invalidation.py            # 5,000 writes per contender
     .venv/bin/python benchmarks/invalidation.py --smoke    # a few hundred: seconds
+    .venv/bin/python benchmarks/invalidation.py --staleness   # the 3-process run alone
+
+``--staleness`` runs :mod:`staleness` instead (3 real processes, the staleness window over
+1,000 changes; with ``--smoke``, 60), and ``--json PATH`` writes its figures.
 
 Write path (a 100-byte value through a local tier over RedisCache, one thread, loopback;
 ``cache.set``, and a decorated function's tracked write), three contenders:
@@ -223,7 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="few iterations: seconds")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--no-callgrind", action="store_true", help="skip the instruction counts")
+    parser.add_argument("--staleness", action="store_true", help="the 3-process run instead")
     args = parser.parse_args(argv)
+    if args.staleness:
+        import staleness
+
+        return staleness.main([*(["--smoke"] if args.smoke else []), *_json(args.json)])
     writes, changes, calls = (300, 100, 20_000) if args.smoke else (5_000, 1_000, 200_000)
     server = RedisServer(Path(tempfile.mkdtemp(prefix="bench-inv-"))).start()
     try:
@@ -284,6 +293,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     return 0
+
+
+def _json(path: Path | None) -> list[str]:
+    return [] if path is None else ["--json", str(path)]
 
 
 if __name__ == "__main__":

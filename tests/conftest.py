@@ -59,6 +59,7 @@ RUN_ALONE = {
     "test_invalidation.py",
     "test_invalidation_tags.py",
     "test_invalidation_topologies.py",
+    "test_staleness_benchmark.py",
     "test_freshness.py",
     # Two-worker web services: which worker the kernel hands a request is up to the load.
     "test_examples.py",
