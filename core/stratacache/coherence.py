@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict, runtime_checkable
 
 from stratacache.forksafe import renew_in_child
@@ -93,6 +93,10 @@ class InvalidationReceiver:
         origin: Set by the backend: what its messages carry, so that the receiver of the
             stack that wrote them ignores them (own writes keep their fresh copies).
         epoch: Moves on every drop (see :func:`unchanged_since`).
+        groups: The functions decorated with the stack. A backend whose changes travel on
+            one channel per function (a Redis Cluster's, in each function's slot) listens
+            on theirs, and on a new one's when :meth:`watch` names it.
+        on_watch: Set by such a backend: called with each function :meth:`watch` adds.
     """
 
     def __init__(self, tiers: tuple[Tier, ...]) -> None:
@@ -103,9 +107,20 @@ class InvalidationReceiver:
         self.received = 0
         self.keys_dropped = 0
         self.flushes_after_loss = 0
+        self.groups: set[str] = set()
+        self.on_watch: Callable[[str], None] | None = None
         self._lost = False
         self._lock = threading.Lock()
         renew_in_child(self, "_lock")
+
+    def watch(self, group: str) -> None:
+        """Add ``group`` (a function decorated with the stack) to :attr:`groups`."""
+        if group in self.groups:
+            return
+        self.groups.add(group)
+        on_watch = self.on_watch
+        if on_watch is not None:
+            on_watch(group)
 
     def drop_keys(self, keys: Iterable[str], group: str | None = None) -> None:
         """Drop ``keys`` (tracked in ``group``, if given) from the upper tiers."""
@@ -198,9 +213,12 @@ class InvalidationReceiver:
 
 
 def attach_receivers(
-    every: tuple[Tier, ...], configured: tuple[Tier, ...]
+    every: tuple[Tier, ...], configured: tuple[Tier, ...], groups: Iterable[str] = ()
 ) -> InvalidationReceiver | None:
     """Attach a receiver to each announcing backend of ``every``; return the stack's one.
+
+    ``groups`` are the functions decorated with the stack (the receiver's :attr:`groups
+    <InvalidationReceiver.groups>`).
 
     ``every`` is a stack's tiers, the by-reference one first; ``configured`` those the
     configuration names. A backend with a configured in-process tier above it gets a
@@ -216,6 +234,8 @@ def attach_receivers(
         above = tuple(t for t in every[:index] if t.cache.in_process and t.cache.stores)
         wanted = any(t in configured for t in above)
         mine = InvalidationReceiver(above) if wanted and receiver is None else None
+        if mine is not None:
+            mine.groups = set(groups)
         cache.attach_invalidation(mine)
         receiver = receiver or mine
     return receiver

@@ -179,6 +179,8 @@ class CacheStack(TagOperations, AsyncOperations):
         self._calls.add(call)
         if self._state is not None:
             self._warn_threaded(self._state)
+            if self._state.coherence is not None:
+                self._state.coherence.watch(call.group)
 
     def _install(self, state: StackState) -> None:
         """Give the new tiers the stack's counters, then swap the state in."""
@@ -192,7 +194,8 @@ class CacheStack(TagOperations, AsyncOperations):
                 if isinstance(built, BackendStats) and built is not tier.stats:
                     tier.stats.add(built)
             tier.cache.stats = tier.stats
-        state.coherence = attach_receivers(state.every, state.tiers)
+        groups = [call.group for call in list(self._calls)]
+        state.coherence = attach_receivers(state.every, state.tiers, groups)
         replaced, self._state = self._state, state
         if replaced is not None:
             kept = {id(t.cache) for t in state.every}

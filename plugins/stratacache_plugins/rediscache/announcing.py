@@ -16,6 +16,7 @@ from stratacache_plugins.rediscache.invalidation import (
     CHANNEL_PREFIX,
     INVALIDATION_MODES,
     encode,
+    group_channel,
     origin_of,
     queue_invalidation,
 )
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from stratacache.coherence import InvalidationReceiver
     from stratacache_plugins.rediscache.protocol import RedisLike
 
-__all__ = ["Announcing"]
+__all__ = ["Announcing", "after_reply"]
 
 
 def _first(replies: Any) -> Any:
@@ -37,6 +38,22 @@ def _first(replies: Any) -> Any:
         return (await replies)[0]
 
     return first()
+
+
+def after_reply(reply: Any, after: Callable[[], Any]) -> Any:
+    """``reply``, once ``after()`` ran after it; awaited first on an asyncio client."""
+    if not inspect.isawaitable(reply):
+        after()
+        return reply
+
+    async def then() -> Any:
+        value = await reply
+        done = after()
+        if inspect.isawaitable(done):
+            await done
+        return value
+
+    return then()
 
 
 _serials = itertools.count(1)
@@ -56,20 +73,15 @@ class Announcing:
     _channel: str | None = None  # set while announcing
     _subscription: Subscription | None = None
     _serial = 0
+    _sharded = False  # a Cluster's: SPUBLISH, a channel per function
 
     def _setup_invalidation(self, mode: str, *, cluster: bool) -> None:
         """Check ``mode`` (``CACHE_INVALIDATION``) at construction."""
         if mode not in INVALIDATION_MODES:
             text = "must be 'auto', 'on' or 'off' (CACHE_INVALIDATION)"
             raise OptionsError.refusing([OptionProblem("invalidation", mode, text)])
-        if mode == "on" and cluster:
-            text = (
-                "the invalidation channel is not available on a Redis Cluster yet; set"
-                " CACHE_INVALIDATION=auto (off on a Cluster) or off, or keep the local tier's"
-                " timeout short"
-            )
-            raise OptionsError.refusing([OptionProblem("invalidation", mode, text)])
-        self._invalidation = "off" if cluster else mode
+        self._invalidation = mode
+        self._sharded = cluster
         self._serial = next(_serials)
 
     # -- what the stack calls -------------------------------------------------------------
@@ -92,9 +104,12 @@ class Announcing:
             receiver.state = "off"
             return
         assert self._channel is not None
-        self._subscription = subscribe(
-            self, self._channel, self._serial, receiver, on_refused=self._go_quiet
+        groups = {self._group_channel(g): g for g in receiver.groups} if self._sharded else {}
+        self._subscription = subscription = subscribe(
+            self, self._channel, self._serial, receiver, self._go_quiet, groups=groups
         )
+        if self._sharded:
+            receiver.on_watch = lambda group: subscription.watch(self._group_channel(group), group)
 
     def _go_quiet(self) -> None:
         self._channel = None
@@ -108,16 +123,36 @@ class Announcing:
     # -- what the writes call -------------------------------------------------------------
 
     def _queue_keys(self, pipe: Any, keys: Sequence[str], group: str | None = None) -> None:
-        """Queue the invalidation of ``keys`` on ``pipe``, when announcing."""
+        """Queue the invalidation of ``keys`` on ``pipe``, when announcing.
+
+        On a Cluster, on ``group``'s channel, in its slot; keys without a group are not
+        queued there (the stack's channel is in a slot of its own): the change calls
+        :meth:`_after_keys` once it is done.
+        """
         channel = self._channel
-        if channel is not None and keys:
-            queue_invalidation(pipe, channel, encode(origin_of(self._serial), "k", group, keys))
+        if channel is None or not keys:
+            return
+        message = encode(origin_of(self._serial), "k", group, keys)
+        if not self._sharded:
+            queue_invalidation(pipe, channel, message)
+        elif group is not None:
+            queue_invalidation(pipe, self._group_channel(group), message, sharded=True)
+
+    def _after_keys(self, r: RedisLike, keys: Sequence[str], group: str | None = None) -> Any:
+        """After a change of ``keys``: on a Cluster, publish those :meth:`_queue_keys` left.
+
+        Returns an awaitable on an asyncio client, when it publishes.
+        """
+        if self._sharded and group is None and keys:
+            return self._publish_keys(r, keys)
+        return None
 
     def _queue_tags(self, pipe: Any, tags: Sequence[str]) -> None:
         """Queue on ``pipe`` that the entries carrying ``tags`` went, when announcing."""
         channel = self._channel
         if channel is not None and tags:
-            queue_invalidation(pipe, channel, encode(origin_of(self._serial), "t", None, tags))
+            message = encode(origin_of(self._serial), "t", None, tags)
+            queue_invalidation(pipe, channel, message, sharded=self._sharded)
 
     def _announced(
         self,
@@ -132,31 +167,48 @@ class Announcing:
         """
         if self._channel is None:
             return command(r)
+        if self._sharded and group is None:  # the command first, then its message
+            return after_reply(command(r), lambda: self._publish_keys(r, keys))
         pipe = r.pipeline(transaction=False)
         command(pipe)
         self._queue_keys(pipe, keys, group)
         return _first(pipe.execute())
 
-    def _publish_keys(self, r: RedisLike, keys: Sequence[str], group: str | None = None) -> None:
+    def _publish_keys(self, r: RedisLike, keys: Sequence[str], group: str | None = None) -> Any:
         """Publish the invalidation of ``keys`` on its own (after a multi-step change)."""
-        self._publish(r, encode(origin_of(self._serial), "k", group, keys))
+        return self._publish(r, encode(origin_of(self._serial), "k", group, keys), group)
 
     def _publish_group(self, r: RedisLike, group: str) -> None:
         """Publish that every entry of ``group`` went (after ``clear_tracked``)."""
-        self._publish(r, encode(origin_of(self._serial), "g", group))
+        self._publish(r, encode(origin_of(self._serial), "g", group), group)
 
     def _publish_all(self, r: RedisLike) -> None:
         """Publish that every entry went (after ``clear()``)."""
         self._publish(r, encode(origin_of(self._serial), "a"))
 
-    def _publish(self, r: RedisLike, message: bytes) -> None:
+    def _publish(self, r: RedisLike, message: bytes, group: str | None = None) -> Any:
+        """Publish ``message``: on a Cluster, on ``group``'s channel or the stack's.
+
+        Returns an awaitable on an asyncio client.
+        """
         channel = self._channel
-        if channel is not None:
-            r.publish(channel, message)
+        if channel is None:
+            return None
+        if not self._sharded:
+            return r.publish(channel, message)
+        if group is not None:
+            channel = self._group_channel(group)
+        client: Any = r
+        return client.execute_command("SPUBLISH", channel, message)
+
+    def _group_channel(self, group: str) -> str:
+        prefix = getattr(self, "_prefix", "")
+        return group_channel(prefix if isinstance(prefix, str) else "", group)
 
     def _channel_name(self) -> str:
-        # Pub/sub ignores databases: the database number is part of the name.
-        client: Any = self.client  # type: ignore[attr-defined]
+        # Pub/sub ignores databases: the database number is part of the name. A Cluster has
+        # database 0 only (and its client connects when built: configuring connects nothing).
+        client: Any = None if self._sharded else self.client  # type: ignore[attr-defined]
         kwargs = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
         prefix = getattr(self, "_prefix", "")
         return f"{CHANNEL_PREFIX}{kwargs.get('db', 0)}:{prefix if isinstance(prefix, str) else ''}"

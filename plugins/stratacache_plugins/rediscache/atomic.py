@@ -350,6 +350,7 @@ class RedisCacheAtomic(RefreshLocks, RedisCacheNoExceptions):
                         self._write(pipe, key, data, ms, group)
                         self._queue_keys(pipe, (key,), group)
                         pipe.execute()
+                        self._after_keys(r, (key,), group)
                         return data
                     except WatchError:
                         continue

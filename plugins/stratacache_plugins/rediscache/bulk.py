@@ -29,6 +29,9 @@ class RedisBulk(RedisClient, RedisCodec):
         def _milliseconds(self, timeout: Timeout) -> int: ...
         def _write(self, pipe: Any, key: str, data: bytes, ms: int, group: str | None) -> None: ...
         def _queue_keys(self, pipe: Any, keys: Sequence[str], group: str | None = None) -> None: ...
+        def _after_keys(
+            self, r: RedisLike, keys: Sequence[str], group: str | None = None
+        ) -> Any: ...
         def _announced(
             self,
             r: RedisLike,
@@ -81,6 +84,7 @@ class RedisBulk(RedisClient, RedisCodec):
                 self._write(pipe, key, data, ms, None)
             self._queue_keys(pipe, list(datas))
             pipe.execute()
+            self._after_keys(r, list(datas))
             return list(datas)
 
         return list(self._run("SET", write, [], payload=sum(map(len, datas.values()))))
@@ -96,6 +100,7 @@ class RedisBulk(RedisClient, RedisCodec):
                 pipe.delete(self._key(key))
             self._queue_keys(pipe, keys)
             pipe.execute()
+            self._after_keys(r, keys)
             return list(keys)
 
         return list(self._run("DEL", delete, []))

@@ -21,7 +21,7 @@ import redis
 from redis.cluster import RedisCluster
 
 from stratacache import NO_VALUE, Serializer, Timeout
-from stratacache_plugins.rediscache.announcing import Announcing
+from stratacache_plugins.rediscache.announcing import Announcing, after_reply
 from stratacache_plugins.rediscache.awaited import AwaitedRedis, overrides
 from stratacache_plugins.rediscache.bulk import RedisBulk
 from stratacache_plugins.rediscache.client import RedisCacheError, RedisClient
@@ -280,6 +280,8 @@ class RedisCache(
             self._write(pipe, key, data, ms, group)
             self._queue_keys(pipe, (key,), group)
             tagging.queue(r, pipe)
+            if group is None:  # a delete without a group: on a Cluster, announced after it
+                return after_reply(pipe.execute(), lambda: self._after_keys(r, (key,)))
             return pipe.execute()
 
         return "SET", write, len(data)

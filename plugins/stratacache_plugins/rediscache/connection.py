@@ -158,8 +158,10 @@ def acquire(
 
 def subscriber_client(
     topology: Topology, connect_timeout: float, read_timeout: float, extra: dict[str, Any]
-) -> redis.Redis:
-    """Return a client of its own for a pub/sub connection to one server (or master).
+) -> redis.Redis | RedisCluster:
+    """Return a client of its own for pub/sub: a server's (or master's), or a Cluster's.
+
+    A Cluster's slot map routes the sharded channels (see :mod:`.sharded`).
 
     It makes one attempt per call: a connection that fails raises, never reconnects (and
     resubscribes) unseen, so its listener knows every loss.
@@ -167,11 +169,11 @@ def subscriber_client(
     options = client_options(connect_timeout, read_timeout, extra)
     options["retry"] = Retry(NoBackoff(), 0)
     client = _BUILDERS[topology.kind](topology, options)
-    assert isinstance(client, redis.Redis)
+    assert isinstance(client, (redis.Redis, RedisCluster))
     return client
 
 
-def subscriber_of(backend: Any) -> tuple[Any, Callable[[], redis.Redis], float]:
+def subscriber_of(backend: Any) -> tuple[Any, Callable[[], redis.Redis | RedisCluster], float]:
     """How the invalidation listener of ``backend``'s server connects.
 
     Returns the listener's key in this process (by what it connects to, never by ``id()``:
@@ -200,21 +202,21 @@ def subscriber_of(backend: Any) -> tuple[Any, Callable[[], redis.Redis], float]:
         dict(backend._pool_options),
     )
 
-    def build() -> redis.Redis:
+    def build() -> redis.Redis | RedisCluster:
         return subscriber_client(*server)
 
     key = (os.getpid(), server[0], server[1], server[2], repr(sorted(server[3].items())))
     return key, build, float(backend._read_timeout)
 
 
-def master_moved(client: redis.Redis, connection: Any) -> str | None:
+def master_moved(client: redis.Redis | RedisCluster, connection: Any) -> str | None:
     """Why ``connection`` (of ``client``) is no longer on its master, or ``None``.
 
     Behind Sentinel, ask the sentinels which server is master now, and compare it with the
     server ``connection`` reached; a client of one server, or sentinels that cannot be
     asked now, give ``None`` (a master that fails is seen on its connection).
     """
-    pool = client.connection_pool
+    pool = getattr(client, "connection_pool", None)
     if not isinstance(pool, SentinelConnectionPool) or connection is None:
         return None
     try:

@@ -8,6 +8,12 @@ each, however many keys they delete. Each message carries its origin, the writin
 id in this process (renewed in a forked child): the listener (:mod:`.listener`) does not
 apply a stack's own messages to that stack, so a write keeps the fresh copy it just stored.
 
+On a Redis Cluster the channels are sharded (``SPUBLISH``): one per function, in the slot
+of the function's keys (:func:`group_channel`), so a function's change announces itself in
+its own ``MULTI``; and the stack's, for a full clear, tags and plain keys, announced after
+their change (it lives in a slot of its own). The listener follows them with
+:mod:`.sharded`.
+
 Why explicit messages rather than Redis's server-assisted client-side caching (``CLIENT
 TRACKING ... BCAST``): see the docs page "Coherent local tiers", with the measurements.
 
@@ -39,6 +45,7 @@ __all__ = [
     "Message",
     "decode",
     "encode",
+    "group_channel",
     "origin_of",
     "queue_invalidation",
 ]
@@ -76,13 +83,26 @@ def decode(data: bytes | str) -> Message | None:
     return Message(str(origin), op, group, keys)
 
 
-def queue_invalidation(pipe: Any, channel: str, message: bytes) -> None:
+def group_channel(prefix: str, group: str) -> str:
+    """A function's channel on a Cluster: in the slot of the function's keys.
+
+    Its hash tag is the function's, ``{<group>}`` after the key prefix, as in the names of
+    the function's entries and tracking set, so ``SPUBLISH`` on it joins their transaction.
+    """
+    return f"{CHANNEL_PREFIX}{prefix}{{{group}}}"
+
+
+def queue_invalidation(pipe: Any, channel: str, message: bytes, sharded: bool = False) -> None:
     """Queue ``PUBLISH channel message`` on ``pipe``: any redis-py pipeline, sync or async.
 
-    Queueing is synchronous in both (``redis.asyncio`` pipelines queue without awaiting), so
-    the message leaves with the pipeline's other commands, after them.
+    ``SPUBLISH`` when ``sharded`` (a Cluster's channels). Queueing is synchronous in both
+    (``redis.asyncio`` pipelines queue without awaiting), so the message leaves with the
+    pipeline's other commands, after them.
     """
-    pipe.publish(channel, message)
+    if sharded:
+        pipe.execute_command("SPUBLISH", channel, message)
+    else:
+        pipe.publish(channel, message)
 
 
 _process = uuid.uuid4().hex[:12]  # this process's part of every origin

@@ -1,5 +1,8 @@
 """The listener: one pub/sub connection and one daemon thread per process and server.
 
+On a Cluster, one thread per process and Cluster, with a connection per master that owns
+a wanted channel's slot (:mod:`.sharded`), each channel in the slot it names.
+
 Every stack of the process whose Redis tier announces (see :mod:`.invalidation`) subscribes
 through :func:`subscribe`; the listener serves sync and async code alike, since the tiers it
 drops from are in this process. It:
@@ -30,10 +33,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import NoPermissionError, RedisError
+from redis.cluster import RedisCluster
+from redis.exceptions import NoPermissionError, RedisClusterException, RedisError
 
 from stratacache_plugins.rediscache.connection import master_moved, subscriber_of
 from stratacache_plugins.rediscache.invalidation import decode, origin_of
+from stratacache_plugins.rediscache.sharded import ShardedPubSub
+from stratacache_plugins.rediscache.subscription import Subscription
 
 if TYPE_CHECKING:
     import redis
@@ -56,7 +62,8 @@ logger = logging.getLogger(__package__)
 HEALTH_INTERVAL = 0.5
 """Seconds of silence on the pub/sub connection before the listener checks it with a PING."""
 MASTER_CHECK = 1.0
-"""Seconds between two questions to the sentinels: is the subscribed server master still?"""
+"""Seconds between two checks that the server subscribed on is master still: a question to
+the sentinels behind Sentinel, ``CLUSTER SLOTS`` on a Cluster."""
 MIN_BACKOFF = 0.05
 """Seconds before the first reconnection attempt after a loss."""
 MAX_BACKOFF = 1.0
@@ -66,42 +73,12 @@ FIRST_WAIT = 0.25
 _POLL = 0.1  # seconds a read waits: how soon the thread sees a stop or a new subscription
 
 
-class Subscription:
-    """One stack's receiver on one channel; :meth:`close` ends it."""
-
-    def __init__(
-        self, listener: Listener, channel: str, serial: int, receiver: InvalidationReceiver
-    ) -> None:
-        self.listener = listener
-        self.channel = channel
-        self.serial = serial
-        self.receiver = receiver
-        self.ready = threading.Event()
-        """Set once the receiver was told its channel is subscribed (or it was refused)."""
-        self.on_refused: Callable[[], None] | None = None
-        """Called when Redis refuses the channel."""
-        receiver.origin = origin_of(serial)
-
-    def refused(self) -> None:
-        """Redis refused the channel (ACL): the backend stops announcing on it."""
-        self.receiver.state = "off"
-        if self.on_refused is not None:
-            self.on_refused()
-
-    def tell_ready(self) -> None:
-        """The channel is subscribed: the receiver flushes, and trusts its tiers again."""
-        self.receiver.channel_ready()
-        self.ready.set()
-
-    def close(self) -> None:
-        """Stop applying messages to the receiver; the last one stops the listener."""
-        self.listener.remove(self)
-
-
 class Listener:
     """The pub/sub connection and thread of one server, in this process."""
 
-    def __init__(self, key: Any, build: Callable[[], redis.Redis], read_timeout: float) -> None:
+    def __init__(
+        self, key: Any, build: Callable[[], redis.Redis | RedisCluster], read_timeout: float
+    ) -> None:
         self.key = key
         self._build = build
         self._read_timeout = read_timeout
@@ -122,13 +99,27 @@ class Listener:
         with self._lock:
             self._subscriptions.append(subscription)
             self._reindex()
-            ready = self.connected and subscription.channel in self._confirmed
+            ready = self.connected and subscription.channels <= self._confirmed
             if not ready:
                 self._fresh.append(subscription)
             if self._thread is None:
                 self._start()
         if ready:  # a loss from now on tells it, as every other subscription
             subscription.tell_ready()
+
+    def watch(self, subscription: Subscription, channel: str, group: str) -> None:
+        """Add ``channel`` (of ``group``) to ``subscription``; confirmed, it drops the group.
+
+        What was cached of the group before Redis confirmed its channel may have missed a
+        change announced there.
+        """
+        with self._lock:
+            if channel in subscription.groups or subscription not in self._subscriptions:
+                return
+            subscription.groups[channel] = group
+            if subscription not in self._fresh:
+                subscription.pending.add(channel)
+            self._reindex()
 
     def remove(self, subscription: Subscription) -> None:
         """Stop it; stop the thread after the last one."""
@@ -147,7 +138,8 @@ class Listener:
     def _reindex(self) -> None:
         by_channel: dict[str, list[Subscription]] = {}
         for sub in self._subscriptions:
-            by_channel.setdefault(sub.channel, []).append(sub)
+            for channel in sub.channels:
+                by_channel.setdefault(channel, []).append(sub)
         self._by_channel = {c: tuple(s) for c, s in by_channel.items()}
 
     # -- the thread -----------------------------------------------------------------------
@@ -179,7 +171,7 @@ class Listener:
                 backoff = MIN_BACKOFF
             except NoPermissionError as exc:  # an ACL user without the channel
                 self._refuse(exc)
-            except (RedisError, OSError) as exc:
+            except (RedisError, RedisClusterException, OSError) as exc:
                 if stop.is_set():
                     break
                 if self._lost(exc):  # it was subscribed: a new outage, a new back-off
@@ -215,8 +207,10 @@ class Listener:
         """Tell every receiver the channel is lost; return whether it was subscribed."""
         was, self.connected = self.connected, False
         self._confirmed = frozenset()
-        with self._lock:  # every subscription waits for its channel's confirmation again
+        with self._lock:  # every subscription waits for its channels' confirmation again
             self._fresh = list(self._subscriptions)
+            for sub in self._subscriptions:
+                sub.pending.clear()  # its flush once ready covers its functions
         for sub in list(self._subscriptions):
             sub.receiver.channel_lost()
         if was:
@@ -229,7 +223,10 @@ class Listener:
 
     def _serve(self, stop: threading.Event) -> None:
         client = self._build()
-        pubsub = client.pubsub()  # type: ignore[no-untyped-call]
+        if isinstance(client, RedisCluster):
+            pubsub: Any = ShardedPubSub(client, self._read_timeout, HEALTH_INTERVAL, MASTER_CHECK)
+        else:
+            pubsub = client.pubsub()  # type: ignore[no-untyped-call]
         try:
             self._listen(pubsub, stop, lambda: master_moved(client, pubsub.connection))
         finally:
@@ -288,14 +285,25 @@ class Listener:
             pubsub.unsubscribe(*sorted(gone))
 
     def _tell_ready(self, subscribed: set[str]) -> None:
-        """Tell the receivers whose channel Redis confirmed (each once per subscription)."""
-        if not self._fresh:
+        """Tell the receivers whose channels Redis confirmed (each once per subscription).
+
+        A function's channel added to a subscription already told drops that function's
+        entries once confirmed.
+        """
+        if not self._fresh and not any(s.pending for s in self._subscriptions):
             return
         with self._lock:
-            ready = [s for s in self._fresh if s.channel in subscribed]
-            self._fresh = [s for s in self._fresh if s.channel not in subscribed]
+            ready = [s for s in self._fresh if s.channels <= subscribed]
+            self._fresh = [s for s in self._fresh if not s.channels <= subscribed]
+            confirmed = [
+                (s, c) for s in self._subscriptions if s.pending for c in s.pending & subscribed
+            ]
+            for sub, channel in confirmed:
+                sub.pending.discard(channel)
         for sub in ready:
             sub.tell_ready()
+        for sub, channel in confirmed:
+            sub.receiver.drop_group(sub.groups[channel])
 
     def _dispatch(self, channel: str, data: bytes) -> None:
         message = decode(data)
@@ -329,10 +337,13 @@ def subscribe(
     serial: int,
     receiver: InvalidationReceiver,
     on_refused: Callable[[], None] | None = None,
+    *,
+    groups: dict[str, str] | None = None,
 ) -> Subscription:
     """Subscribe ``receiver`` to ``channel`` through this process's listener of a server.
 
-    The listener of ``backend``'s server is started now if there is none.
+    ``groups`` are functions' channels (a Cluster's) and their functions, subscribed too.
+    The listener of ``backend``'s server (or Cluster) is started now if there is none.
     """
     key, build, read_timeout = subscriber_of(backend)
     with _registry_lock:
@@ -341,6 +352,7 @@ def subscribe(
             listener = _listeners[key] = Listener(key, build, read_timeout)
     subscription = Subscription(listener, channel, serial, receiver)
     subscription.on_refused = on_refused
+    subscription.groups = dict(groups or {})
     listener.add(subscription)
     # Bounded: subscribed before first use, the first subscription flushes nothing cached.
     subscription.ready.wait(min(read_timeout, FIRST_WAIT))
@@ -361,6 +373,7 @@ def _restart_in_child() -> None:
             sub.receiver.state = "connecting"
             sub.listener = listener
             sub.ready = threading.Event()
+            sub.pending.clear()
             sub.receiver.origin = origin_of(sub.serial)
             listener._subscriptions.append(sub)
             listener._fresh.append(sub)

@@ -130,8 +130,8 @@ def invalidate_tag(
 ) -> int:
     """Delete every entry carrying ``tag`` (see the module docstring); return how many.
 
-    ``also`` queues more commands after the deletion, in its round trip on one server (the
-    invalidation message).
+    ``also`` queues more commands after the deletion (the invalidation message): in its
+    round trip on one server, in one of their own after every function's on a Cluster.
     """
     registry, client = registry_key(prefix), cast(Any, r)
     if not isinstance(r, RedisCluster):
@@ -146,6 +146,10 @@ def invalidate_tag(
         group = member.decode("utf-8", "surrogatepass")
         names = (tag_key(prefix, group, tag), f"{prefix}{{{group}}}{TRACKING_SUFFIX}")
         removed += int(client.execute_command("EVAL", UNTAG, 2, *names))
+    if also is not None:  # after every function's deletion, in a round trip of its own
+        pipe = client.pipeline(transaction=False)
+        also(pipe)
+        pipe.execute()
     return removed
 
 
