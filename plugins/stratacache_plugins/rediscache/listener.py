@@ -38,7 +38,7 @@ from redis.exceptions import NoPermissionError, RedisClusterException, RedisErro
 
 from stratacache_plugins.rediscache.connection import master_moved, subscriber_of
 from stratacache_plugins.rediscache.invalidation import decode, origin_of
-from stratacache_plugins.rediscache.sharded import ShardedPubSub
+from stratacache_plugins.rediscache.sharded import ShardedPubSub, channel_text
 from stratacache_plugins.rediscache.subscription import Subscription
 
 if TYPE_CHECKING:
@@ -110,16 +110,19 @@ class Listener:
     def watch(self, subscription: Subscription, channel: str, group: str) -> None:
         """Add ``channel`` (of ``group``) to ``subscription``; confirmed, it drops the group.
 
-        What was cached of the group before Redis confirmed its channel may have missed a
-        change announced there.
+        (What was cached before may have missed a change.) While connected, wait for it
+        (:data:`FIRST_WAIT` at most): a function decorated now has nothing cached to drop.
         """
         with self._lock:
             if channel in subscription.groups or subscription not in self._subscriptions:
                 return
             subscription.groups[channel] = group
+            confirmed = None
             if subscription not in self._fresh:
-                subscription.pending.add(channel)
+                confirmed = subscription.pending[channel] = threading.Event()
             self._reindex()
+        if confirmed is not None and self.connected:
+            confirmed.wait(min(self._read_timeout, FIRST_WAIT))
 
     def remove(self, subscription: Subscription) -> None:
         """Stop it; stop the thread after the last one."""
@@ -210,6 +213,8 @@ class Listener:
         with self._lock:  # every subscription waits for its channels' confirmation again
             self._fresh = list(self._subscriptions)
             for sub in self._subscriptions:
+                for event in sub.pending.values():
+                    event.set()
                 sub.pending.clear()  # its flush once ready covers its functions
         for sub in list(self._subscriptions):
             sub.receiver.channel_lost()
@@ -260,9 +265,9 @@ class Listener:
             quiet_since, pinged_at = now, None
             kind = message["type"]
             if kind == "message":
-                self._dispatch(_text(message["channel"]), message["data"])
+                self._dispatch(channel_text(message["channel"]), message["data"])
             elif kind == "subscribe":
-                subscribed.add(_text(message["channel"]))
+                subscribed.add(channel_text(message["channel"]))
                 self._confirmed = frozenset(subscribed)
                 if not self.connected and subscribed >= asked:
                     self.connected = True
@@ -296,14 +301,16 @@ class Listener:
             ready = [s for s in self._fresh if s.channels <= subscribed]
             self._fresh = [s for s in self._fresh if not s.channels <= subscribed]
             confirmed = [
-                (s, c) for s in self._subscriptions if s.pending for c in s.pending & subscribed
+                (s, c, s.pending.pop(c))
+                for s in self._subscriptions
+                if s.pending
+                for c in s.pending.keys() & subscribed
             ]
-            for sub, channel in confirmed:
-                sub.pending.discard(channel)
         for sub in ready:
             sub.tell_ready()
-        for sub, channel in confirmed:
+        for sub, channel, event in confirmed:
             sub.receiver.drop_group(sub.groups[channel])
+            event.set()
 
     def _dispatch(self, channel: str, data: bytes) -> None:
         message = decode(data)
@@ -321,10 +328,6 @@ class Listener:
                 receiver.drop_tags(message.keys)
             elif message.op == "a":
                 receiver.drop_all()
-
-
-def _text(value: bytes | str) -> str:  # a channel's name, as redis-py gives it
-    return value.decode() if isinstance(value, bytes) else value
 
 
 _listeners: dict[Any, Listener] = {}

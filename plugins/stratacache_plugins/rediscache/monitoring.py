@@ -149,8 +149,16 @@ class RedisMonitoring(RedisKeys):
         from stratacache_plugins.rediscache.announcing import Announcing
 
         channel = Announcing._channel_name(self)  # type: ignore[arg-type]
-        found = self._direct("PUBSUB NUMSUB", lambda r: r.pubsub_numsub(channel))
-        subscribers = int(found[0][1]) if found else 0
+        if getattr(self, "_sharded", False):  # a Cluster's channels are sharded
+            found = self._direct(  # on the master of the channel's slot
+                "PUBSUB SHARDNUMSUB",
+                lambda r: r.execute_command(
+                    "PUBSUB", "SHARDNUMSUB", channel, target_nodes=r.get_node_from_key(channel)
+                ),
+            )
+        else:
+            found = self._direct("PUBSUB NUMSUB", lambda r: r.pubsub_numsub(channel))
+        subscribers = _subscribers(found)
         return {
             "invalidation": mode,
             "invalidation_channel": channel,
@@ -198,3 +206,13 @@ class RedisMonitoring(RedisKeys):
                 for node in nodes
             }
         return found
+
+
+def _subscribers(reply: Any) -> int:
+    """The count in a ``PUBSUB NUMSUB`` or ``SHARDNUMSUB`` reply for one channel."""
+    if not reply:
+        return 0
+    if isinstance(reply, dict):
+        return int(next(iter(reply.values())))
+    first = reply[0]
+    return int(first[1] if isinstance(first, (list, tuple)) else reply[1])

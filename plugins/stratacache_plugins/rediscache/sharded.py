@@ -34,7 +34,7 @@ from typing import Any
 from redis.cluster import RedisCluster
 from redis.exceptions import RedisError
 
-__all__ = ["ShardedPubSub"]
+__all__ = ["ShardedPubSub", "channel_text"]
 
 _KINDS = {"smessage": "message", "ssubscribe": "subscribe", "pong": "pong"}
 
@@ -163,9 +163,9 @@ class ShardedPubSub:
                 )
 
     def _translate(self, name: str, message: dict[str, Any]) -> dict[str, Any] | None:
-        kind = _text(message["type"])
+        kind = channel_text(message["type"])
         if kind == "sunsubscribe":
-            channel = _text(message["channel"])
+            channel = channel_text(message["channel"])
             if channel in self._leaving:
                 self._leaving.discard(channel)
                 return None
@@ -188,13 +188,15 @@ def _owners(reply: Any) -> list[tuple[tuple[int, int], str]]:
     """``CLUSTER SLOTS``' ranges and their masters' ``host:port``, as redis-py parsed it."""
     if isinstance(reply, dict):  # {(first, last): {"primary": (host, port), ...}}
         return [
-            ((int(r[0]), int(r[1])), f"{_text(v['primary'][0])}:{int(v['primary'][1])}")
+            ((int(r[0]), int(r[1])), f"{channel_text(v['primary'][0])}:{int(v['primary'][1])}")
             for r, v in reply.items()
         ]
     return [  # [[first, last, [host, port, id], replicas...], ...]
-        ((int(line[0]), int(line[1])), f"{_text(line[2][0])}:{int(line[2][1])}") for line in reply
+        ((int(line[0]), int(line[1])), f"{channel_text(line[2][0])}:{int(line[2][1])}")
+        for line in reply
     ]
 
 
-def _text(value: bytes | str) -> str:
+def channel_text(value: bytes | str) -> str:
+    """A channel's name (or a message type), as redis-py gives it: bytes or str."""
     return value.decode() if isinstance(value, bytes) else value

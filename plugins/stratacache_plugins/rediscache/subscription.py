@@ -33,8 +33,9 @@ class Subscription:
         self.channel = channel
         self.groups: dict[str, str] = {}
         """The functions' channels and their functions (a Cluster's)."""
-        self.pending: set[str] = set()
-        """Functions' channels added once ready, not confirmed yet."""
+        self.pending: dict[str, threading.Event] = {}
+        """Functions' channels added once ready, not confirmed yet; each event is set once
+        its confirmation dropped the function's entries."""
         self.serial = serial
         self.receiver = receiver
         self.ready = threading.Event()
