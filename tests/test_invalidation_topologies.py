@@ -412,3 +412,31 @@ def test_cluster_info_counts_the_sharded_subscribers(
     assert shared["invalidation"] == "auto"
     assert shared["invalidation_channel"] == "__stratacache__:invalidate:0:cinv:"
     assert shared["invalidation_subscribers"] == 1  # both stacks share this process's listener
+
+
+def test_cluster_frozen_hot_slot_master(
+    make_redis_cluster: Callable[..., RedisClusterNodes],
+) -> None:
+    private = make_redis_cluster()  # SIGSTOP may make the cluster fail over: not the session's
+    a, b = cluster_instance(private), cluster_instance(private)
+    subscribed(a)
+    subscribed(b)
+    prices = {5: 1}
+    price_a, price_b = priced(a, prices), priced(b, prices)
+    price_a(5)
+    key = price_a.cache_key(5)
+    master = private.master_for_slot(private.keyslot(f"cinv:{key}"))
+    began = time.monotonic()
+    master.pause()
+    try:  # found by its own connection's PING: 0.5 s of silence, then the read timeout
+        gone_within(lambda: a.stats()["invalidation"]["state"] == "lost", FAILOVER_WINDOW)
+        found = time.monotonic() - began
+        assert local(a, key) is NO_VALUE
+    finally:
+        master.resume()
+    print(f"\nthe frozen master was found in {found:.2f} s")
+    _resubscribed(a, began)
+    took = _changed_reaches(price_a, price_b, a, 5)
+    print(f"a change after SIGCONT reached the other stack in {took * 1000:.2f} ms")
+    a.close()
+    b.close()
