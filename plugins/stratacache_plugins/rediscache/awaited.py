@@ -77,7 +77,12 @@ class AwaitedRedis(RedisClient, RedisCodec):
         if self._overridden("lookup"):
             return await asyncio.to_thread(self.lookup, key)
         data = await self._arun("GET", self._reading(key), None)
-        return NO_VALUE if data is None else await self._aloads(key, data)
+        if data is None:
+            return NO_VALUE
+        try:  # decoded here, not in _aloads: no coroutine more on a hit
+            return self._decode(key, data)
+        except DeserializationError:
+            return await self._aloads(key, data)
 
     async def alookup_entry(self, key: str) -> tuple[Any, float | None]:
         """``GET`` and ``PTTL`` in one round trip, awaited: the value and the server's TTL."""
@@ -132,10 +137,8 @@ class AwaitedRedis(RedisClient, RedisCodec):
     async def _aloads(self, key: str, data: Any) -> Any:
         """:meth:`_loads`, whose deletion of an unreadable entry is awaited."""
         try:
-            return self._decode_counted(key, data)
+            return self._decode(key, data)
         except DeserializationError as exc:
-            if not self._drops_unreadable:
-                raise
-            self._report_unreadable(key, exc)
+            self._unreadable(key, exc)
             await self.adelete(key)
             return NO_VALUE

@@ -122,7 +122,7 @@ class RedisClient(Backend):
         self._pool_options.setdefault("db", db)
         if password:
             self._pool_options.setdefault("password", password)
-        self._client: tuple[RedisLike | None, int] = (None, 0)
+        self._client: tuple[RedisLike | None, int] = (None, -1)
         self._held: tuple[LazyClient, int, weakref.finalize[Any, Any]] | None = None
         if self._given_client is None:
             self._hold()  # now: a reconfiguration keeps sharing it
@@ -143,10 +143,10 @@ class RedisClient(Backend):
         """
         if self._given_client is not None:
             return self._given_client
-        client, pid = self._client
-        if client is None or pid != os.getpid():
+        client, forked = self._client
+        if client is None or forked != forks.count:  # a count, cheaper than os.getpid()
             client = self._hold().get()  # on a Cluster, this connects: it may raise
-            self._client = (client, os.getpid())
+            self._client = (client, forks.count)
         return client
 
     def _hold(self) -> LazyClient:

@@ -71,20 +71,21 @@ class RedisCodec(RedisKeys):
         deleted, and is a miss.
         """
         try:
-            return self._decode_counted(key, data)
+            return self._decode(key, data)
         except DeserializationError as exc:
-            if not self._drops_unreadable:
-                raise
-            self._report_unreadable(key, exc)
+            self._unreadable(key, exc)
             self.delete(key)
             return NO_VALUE
 
-    def _decode_counted(self, key: str, data: Any) -> Any:
-        try:
-            return self._decode(key, data)
-        except DeserializationError:
-            self.stats.deserialization_failures += 1
-            raise
+    def _unreadable(self, key: str, exc: DeserializationError) -> None:
+        """Count the unreadable entry under ``key``; raise ``exc`` unless it is to be dropped.
+
+        Returning means the caller deletes the entry (sync or awaited) and misses.
+        """
+        self.stats.deserialization_failures += 1
+        if not self._drops_unreadable:
+            raise exc
+        self._report_unreadable(key, exc)
 
     def _report_unreadable(self, key: str, exc: DeserializationError) -> None:
         logger.warning("deleting unreadable Redis entry %r: %s", self._key(key), exc)

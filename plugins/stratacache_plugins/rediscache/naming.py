@@ -66,8 +66,9 @@ class RedisKeys(Backend):
         return namespace(prefix())
 
     def _key(self, key: str) -> str:
+        prefix = self._prefix
         try:
-            return self.key_prefix + key
+            return (prefix if prefix.__class__ is str else self.key_prefix) + key
         except TypeError:
             raise key_type_error(key) from None
 
