@@ -334,8 +334,8 @@ def test_a_shared_hit_with_no_tier_to_fill_is_one_get(
 
 
 @pytest.mark.parametrize("cache_type", CACHE_TYPES)
-def test_miss_writes_value_and_tracking_in_one_transaction(
-    redis_server: RedisServer, redis_url: str, cache_type: str
+def test_miss_writes_value_and_tracking_in_one_command(
+    redis_server: RedisServer, redis_url: str, cache_type: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stack = redis_stack(redis_url, cache_type)
 
@@ -343,19 +343,44 @@ def test_miss_writes_value_and_tracking_in_one_transaction(
     def double(x: int) -> int:
         return 2 * x
 
-    assert double(0) == 0  # the pool has a connection now
+    assert double(0) == 0  # the pool has a connection now, the server the script
+    sends = Counter[str]()
+    send = redis.connection.AbstractConnection.send_packed_command
+
+    def counting(self: Any, command: Any, check_health: bool = True) -> None:
+        sends["send"] += 1
+        send(self, command, check_health)
+
+    def call() -> None:
+        with monkeypatch.context() as patch:
+            patch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
+            assert double(1) == 2
+
     redis_server.reset_stats()
-    commands = monitored(redis_server, lambda: double(1))
+    commands = monitored(redis_server, call)
     counts = data_commands(redis_server)
+    assert sends["send"] == 2, "two round trips: the read that misses, the write"
     assert counts["get"] == 1, "the miss"
-    assert (counts["multi"], counts["exec"]) == (1, 1), "the write is one transaction"
+    assert counts.get("multi", 0) == counts.get("exec", 0) == 0, "no transaction to queue"
+    assert counts["evalsha"] == 1, "the write is one script, atomic"
     assert (counts["set"], counts["zadd"]) == (1, 1)
     names = [command.split()[0].strip('"').upper() for command in commands]
     assert names[0] == "GET"
-    assert names.count("MULTI") == names.count("EXEC") == 1
-    start, end = names.index("MULTI"), names.index("EXEC")
-    assert {"SET", "ZADD"} <= set(names[start + 1 : end]), commands
-    assert names[end + 1 :] == [], "nothing after the transaction"
+    start = names.index("EVALSHA")
+    assert {"SET", "ZADD"} <= set(names[start + 1 :]), commands
+    script = {"SET", "TIME", "ZADD", "ZREMRANGEBYSCORE", "ZRANGE", "PEXPIREAT", "PUBLISH"}
+    assert set(names[start + 1 :]) <= script, f"nothing after the script's own: {commands}"
+
+
+def test_tracked_write_survives_a_script_flush(raw: redis.Redis, redis_url: str) -> None:
+    cache = RedisCache(url=redis_url, key_prefix=PREFIX)
+    assert cache.set_tracked("a", 1, 60, "g") is True
+    raw.script_flush()  # as after a restart or a failover: the server lacks the script
+    assert cache.set_tracked("b", 2, 60, "g") is True
+    assert (cache.get("a"), cache.get("b")) == (1, 2)
+    [tracking] = zsets(raw)
+    assert set(raw.zrange(tracking, 0, -1)) == {(PREFIX + "a").encode(), (PREFIX + "b").encode()}
+    assert cache.clear_tracked("g") == 2
 
 
 @pytest.mark.parametrize("cache_type", CACHE_TYPES)

@@ -154,6 +154,27 @@ class Announcing:
             message = encode(origin_of(self._serial), "t", None, tags)
             queue_invalidation(pipe, channel, message, sharded=self._sharded)
 
+    def _announcement(
+        self, keys: Sequence[str], group: str | None = None
+    ) -> tuple[str, bytes] | None:
+        """The channel and the message a script ``PUBLISH``-es to announce ``keys``.
+
+        ``None`` when not announcing. For a tracked write's script
+        (:data:`.scripts.SET_TRACKED`), where :meth:`_scripted_announcements` is true.
+        """
+        channel = self._channel
+        if channel is None or not keys:
+            return None
+        return channel, encode(origin_of(self._serial), "k", group, keys)
+
+    def _scripted_announcements(self) -> bool:
+        """Whether a script may announce this backend's changes with ``PUBLISH``.
+
+        Not while announcing on a Cluster: the message then goes to the function's sharded
+        channel (``SPUBLISH``), which :meth:`_queue_keys` queues beside the change.
+        """
+        return not (self._sharded and self._channel is not None)
+
     def _announced(
         self,
         r: RedisLike,

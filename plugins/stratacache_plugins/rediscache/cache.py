@@ -27,9 +27,11 @@ from stratacache_plugins.rediscache.bulk import RedisBulk
 from stratacache_plugins.rediscache.client import RedisCacheError, RedisClient
 from stratacache_plugins.rediscache.codec import RedisCodec
 from stratacache_plugins.rediscache.monitoring import RedisMonitoring
-from stratacache_plugins.rediscache.naming import namespace, one_slot, unlink_under
+from stratacache_plugins.rediscache.naming import namespace, one_command, one_slot, unlink_under
 from stratacache_plugins.rediscache.options import RedisCacheOptions
+from stratacache_plugins.rediscache.pipelined import send_together
 from stratacache_plugins.rediscache.protocol import RedisLike
+from stratacache_plugins.rediscache.scripts import SET_TRACKED
 from stratacache_plugins.rediscache.tags import RedisTags, Tagging
 from stratacache_plugins.rediscache.tracking import (
     delete_tracked,
@@ -188,8 +190,11 @@ class RedisCache(
     def _reading_entry(self, key: str) -> Callable[[RedisLike], Any]:
         """The action of :meth:`lookup_entry`: ``GET`` and ``PTTL``, pipelined."""
         full = self._key(key)
+        ours = self._given_client is None
 
         def read(r: RedisLike) -> Any:
+            if ours and type(r) is redis.Redis:  # one server or a Sentinel master: no retry
+                return send_together(r, ("GET", full), ("PTTL", full))
             pipe = r.pipeline(transaction=False)
             pipe.get(full)
             pipe.pttl(full)
@@ -272,8 +277,13 @@ class RedisCache(
 
         tagging = Tagging(self.key_prefix, self._key(key), group, tags, ms)  # in one MULTI
         names = [self._key(key)] + ([self._tracking_key(group)] if group else []) + tagging.names
+        scripted = group is not None and ms >= 0 and not tagging.names
 
         def write(r: RedisLike) -> Any:
+            if scripted and self._scripted_announcements() and one_command(r, *names):
+                # The common tracked write, in one command: SET, tracking and announcement.
+                channel, message = self._announcement((key,), group) or ("", b"")
+                return SET_TRACKED.run(r, 2, *names, data, ms, channel, message)
             # One transaction in the key's slot; a key tracked under another function's tag
             # (not one the decorator builds) is written and tracked apart on a Cluster.
             pipe = r.pipeline(transaction=one_slot(r, *names))

@@ -34,6 +34,7 @@ __all__ = [
     "fetch_many",
     "keys_under",
     "namespace",
+    "one_command",
     "one_slot",
     "unlink_under",
     "what_clear_deletes",
@@ -152,6 +153,17 @@ def one_slot(r: RedisLike | AsyncRedisCluster, *names: str) -> bool:
     if isinstance(r, AsyncRedisCluster):
         return False
     if not isinstance(r, RedisCluster):
+        return True
+    return len({key_slot(name.encode("utf-8", "surrogatepass")) for name in names}) == 1
+
+
+def one_command(r: RedisLike | AsyncRedisCluster, *names: str) -> bool:
+    """Whether one command (a script) may touch ``names``: on one server, or in one slot.
+
+    Unlike :func:`one_slot`, true on redis-py's asyncio Cluster client too: a single
+    command is routed to its slot's node, with no transaction involved.
+    """
+    if not isinstance(r, RedisCluster | AsyncRedisCluster):
         return True
     return len({key_slot(name.encode("utf-8", "surrogatepass")) for name in names}) == 1
 
