@@ -218,6 +218,17 @@ def test_an_unreadable_entry_is_a_miss_and_deleted(redis_url: str) -> None:
     assert redis.Redis.from_url(redis_url).exists("bad:k") == 0
 
 
+def test_an_async_tracked_write_survives_a_script_flush(redis_url: str) -> None:
+    raw = redis.Redis.from_url(redis_url)
+    prefix = fresh_prefix()
+    backend = RedisCache(url=redis_url, key_prefix=prefix)
+    assert run(lambda: backend.aset_tracked("a", 1, 60, "g")) is True
+    raw.script_flush()  # as after a restart or a failover: EVALSHA answers NOSCRIPT
+    assert run(lambda: backend.aset_tracked("b", 2, 60, "g")) is True
+    assert run(lambda: backend.alookup("b")) == 2
+    assert backend.clear_tracked("g") == 2, "both tracked"
+
+
 def test_a_user_client_is_run_in_threads(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     backend: Backend = RedisCache(client, key_prefix=fresh_prefix())
