@@ -31,7 +31,7 @@ from stratacache_plugins.filesystem.entry import (
     pack_header,
     unlink,
 )
-from stratacache_plugins.filesystem.failures import DirectoryHealth, degrades
+from stratacache_plugins.filesystem.failures import DirectoryHealth, degraded, degrades
 from stratacache_plugins.filesystem.files import (
     PlantedFileError,
     entry_path,
@@ -49,6 +49,8 @@ from stratacache_plugins.filesystem.tracking import GroupIndexes
 __all__ = ["FileSystemCache"]
 
 logger = logging.getLogger(__package__)  # stratacache_plugins.filesystem, as before the split
+
+_MISS: tuple[Any, float, float] = (NO_VALUE, 0.0, 0.0)
 
 
 class _Digest(Protocol):
@@ -161,36 +163,52 @@ class FileSystemCache(FileIndexing, Backend):
 
     def lookup(self, key: str) -> Any:
         """Return the value of ``key`` or ``NO_VALUE``, in one read of its file."""
-        return self.lookup_entry(key)[0]
+        try:
+            return self._read(key)[0]
+        except OSError as exc:
+            return degraded(self, "lookup", exc, NO_VALUE)
 
-    @degrades((NO_VALUE, None))
     def lookup_entry(self, key: str) -> tuple[Any, float | None]:
         """Return ``(value, remaining)`` from one read of the file.
 
         ``remaining`` is the header's expiry minus this cache's clock (``math.inf`` for an
         entry that never expires).
         """
+        try:
+            value, expires, now = self._read(key)
+        except OSError as exc:
+            return degraded(self, "lookup entry", exc, (NO_VALUE, None))
+        if value is NO_VALUE:
+            return NO_VALUE, None
+        return value, math.inf if expires == 0.0 else expires - now
+
+    def _read(self, key: str) -> tuple[Any, float, float]:
+        """The value of ``key`` (or ``NO_VALUE``), its expiry and the clock when it was read.
+
+        One ``open``, one ``fstat`` (a planted file is refused, see :mod:`.files`), one
+        ``read`` of the whole file and one ``close``; an expired or unreadable entry is
+        removed and is a miss.
+        """
         path = self._path(key)
         try:
             fd, found = open_file(path, os.O_RDONLY)
         except FileNotFoundError:
-            return NO_VALUE, None
+            return _MISS
         except PlantedFileError as planted:
             self._health.planted(planted, f"the entry of {key!r}")
-            return NO_VALUE, None
+            return _MISS
         try:
             data = read_file(fd, found.st_size)
             expires, now = expiry(data), self._clock()
             if expired(expires, now):
                 discard(path, fd)
-                return NO_VALUE, None
-            value = self.load_value(self._key_prefix + key, data[HEADER.size :])
+                return _MISS
+            return self.load_value(self._key_prefix + key, data[HEADER.size :]), expires, now
         except DeserializationError as exc:
             self._discard_unreadable(key, path, fd, exc)
-            return NO_VALUE, None
+            return _MISS
         finally:
             os.close(fd)
-        return value, math.inf if expires == 0.0 else expires - now
 
     @degrades(False)
     def has(self, key: str) -> bool:

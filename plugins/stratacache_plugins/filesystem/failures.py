@@ -33,7 +33,15 @@ from typing import ClassVar, Concatenate, ParamSpec, Protocol, TypeVar
 from stratacache.stats import BackendStats
 from stratacache_plugins.filesystem.files import PlantedFileError, open_file, remove_planted
 
-__all__ = ["UNUSABLE", "DirectoryHealth", "Trouble", "degrades", "describe", "unusable"]
+__all__ = [
+    "UNUSABLE",
+    "DirectoryHealth",
+    "Trouble",
+    "degraded",
+    "degrades",
+    "describe",
+    "unusable",
+]
 
 _NAMES = (
     *("ENOSPC", "EDQUOT", "EFBIG", "EROFS", "EACCES", "EPERM", "EIO", "ESTALE", "ENOTCONN"),
@@ -133,20 +141,34 @@ def degrades(
     def decorate(
         method: Callable[Concatenate[_Cache, _P], _R],
     ) -> Callable[Concatenate[_Cache, _P], _R | _F]:
+        operation = method.__name__.strip("_").replace("_", " ")
+
         @functools.wraps(method)
         def degrading(self: _Cache, /, *args: _P.args, **kwargs: _P.kwargs) -> _R | _F:
             try:
                 return method(self, *args, **kwargs)
             except OSError as exc:
-                if not unusable(exc):
-                    raise
-                self.stats.errors += 1
-                self.note_unusable(method.__name__.strip("_").replace("_", " "), exc)
-                return fallback
+                return degraded(self, operation, exc, fallback)
 
         return degrading
 
     return decorate
+
+
+def degraded(cache: _Cache, operation: str, exc: OSError, fallback: _F) -> _F:
+    """What :func:`degrades` does with an ``OSError`` of ``operation``: ``fallback``, or raise.
+
+    For a hot method that catches the error itself rather than pay for the decorator's
+    ``*args, **kwargs`` call.
+
+    Raises:
+        OSError: ``exc`` itself, when it is not an unusable-store error (a bug).
+    """
+    if not unusable(exc):
+        raise exc
+    cache.stats.errors += 1
+    cache.note_unusable(operation, exc)
+    return fallback
 
 
 def describe(exc: OSError) -> str:

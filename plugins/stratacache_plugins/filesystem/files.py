@@ -17,6 +17,7 @@ The cache directory itself is made owner-only when the cache creates it.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import stat
 import sys
@@ -214,6 +215,23 @@ def str_key(key: str) -> str:
 
 
 def entry_path(directory: str, hash_method: Callable[[bytes], Any], name: str, suffix: str) -> str:
-    """The file of the entry stored as ``name`` (prefix and key): its digest in ``directory``."""
+    """The file of the entry stored as ``name`` (prefix and key): its digest in ``directory``.
+
+    The paths of the 1,024 names of up to 256 characters used last are remembered (under
+    1 MB): a read of a hot entry hashes nothing and joins no path.
+    """
+    if len(name) <= _REMEMBERED_NAME:
+        try:
+            return _remembered_path(directory, hash_method, name, suffix)
+        except TypeError:  # an unhashable hash_method: its paths are not remembered
+            pass
+    return _entry_path(directory, hash_method, name, suffix)
+
+
+def _entry_path(directory: str, hash_method: Callable[[bytes], Any], name: str, suffix: str) -> str:
     digest = hash_method(name.encode("utf-8", "surrogatepass")).hexdigest()
     return os.path.join(directory, digest + suffix)
+
+
+_REMEMBERED_NAME = 256
+_remembered_path = functools.lru_cache(maxsize=1024)(_entry_path)
