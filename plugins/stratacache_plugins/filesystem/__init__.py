@@ -6,9 +6,9 @@ float64 UNIX time, 0.0 = never) followed by the serializer's bytes. Files are wr
 temporary file first and moved into place, so a reader sees the old entry or the new one,
 never a mix.
 
-Modules: ``entry`` (the files: names, header, index lines), ``pruning`` (the shared entry
-count and the prune past the threshold), ``options`` (the options model) and ``cache``
-(FileSystemCache). Everything public is exported here:
+Modules: ``entry`` (the files: names, header, index lines), ``reading`` (the lookups),
+``pruning`` (the shared entry count and the prune past the threshold), ``options`` (the
+options model) and ``cache`` (FileSystemCache). Everything public is exported here:
 ``stratacache_plugins.filesystem:FileSystemCache`` is the entry point.
 """
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import math
 import os
 import threading
 import time
@@ -15,49 +14,41 @@ from typing import Any, Protocol
 
 import platformdirs
 
-from stratacache import NO_VALUE, Backend, DeserializationError, Serializer, Timeout, renew_in_child
+from stratacache import Backend, Serializer, Timeout, renew_in_child
 from stratacache_plugins.filesystem import tracking
 from stratacache_plugins.filesystem.entry import (
     ENTRY,
-    HEADER,
     INDEX,
     LOCK_FILE,
     STALE_TEMP_SECONDS,
     TEMP,
     FileKinds,
-    discard,
-    expired,
-    expiry,
     pack_header,
     unlink,
 )
-from stratacache_plugins.filesystem.failures import DirectoryHealth, degraded, degrades
+from stratacache_plugins.filesystem.failures import DirectoryHealth, degrades
 from stratacache_plugins.filesystem.files import (
-    PlantedFileError,
     entry_path,
     make_directory,
-    open_file,
-    read_file,
     str_key,
     write_temp,
 )
 from stratacache_plugins.filesystem.indexing import FileIndexing
 from stratacache_plugins.filesystem.options import FileSystemCacheOptions
 from stratacache_plugins.filesystem.pruning import EntryCount
+from stratacache_plugins.filesystem.reading import FileReading
 from stratacache_plugins.filesystem.tracking import GroupIndexes
 
 __all__ = ["FileSystemCache"]
 
 logger = logging.getLogger(__package__)  # stratacache_plugins.filesystem, as before the split
 
-_MISS: tuple[Any, float, float] = (NO_VALUE, 0.0, 0.0)
-
 
 class _Digest(Protocol):
     def hexdigest(self) -> str: ...
 
 
-class FileSystemCache(FileIndexing, Backend):
+class FileSystemCache(FileReading, FileIndexing, Backend):
     """Cache in a directory: entries survive restarts and are shared by local processes.
 
     ``inc``/``dec``, the key tracking and the pruning take ``fcntl.flock`` locks, so they are
@@ -158,78 +149,6 @@ class FileSystemCache(FileIndexing, Backend):
     @degrades(None)
     def _count_existing_entries(self) -> None:
         self._count.count_existing_entries()
-
-    # -- reads ----------------------------------------------------------------------------
-
-    def lookup(self, key: str) -> Any:
-        """Return the value of ``key`` or ``NO_VALUE``, in one read of its file."""
-        try:
-            return self._read(key)[0]
-        except OSError as exc:
-            return degraded(self, "lookup", exc, NO_VALUE)
-
-    def lookup_entry(self, key: str) -> tuple[Any, float | None]:
-        """Return ``(value, remaining)`` from one read of the file.
-
-        ``remaining`` is the header's expiry minus this cache's clock (``math.inf`` for an
-        entry that never expires).
-        """
-        try:
-            value, expires, now = self._read(key)
-        except OSError as exc:
-            return degraded(self, "lookup entry", exc, (NO_VALUE, None))
-        if value is NO_VALUE:
-            return NO_VALUE, None
-        return value, math.inf if expires == 0.0 else expires - now
-
-    def _read(self, key: str) -> tuple[Any, float, float]:
-        """The value of ``key`` (or ``NO_VALUE``), its expiry and the clock when it was read.
-
-        One ``open``, one ``fstat`` (a planted file is refused, see :mod:`.files`), one
-        ``read`` of the whole file and one ``close``; an expired or unreadable entry is
-        removed and is a miss.
-        """
-        path = self._path(key)
-        try:
-            fd, found = open_file(path, os.O_RDONLY)
-        except FileNotFoundError:
-            return _MISS
-        except PlantedFileError as planted:
-            self._health.planted(planted, f"the entry of {key!r}")
-            return _MISS
-        try:
-            data = read_file(fd, found.st_size)
-            expires, now = expiry(data), self._clock()
-            if expired(expires, now):
-                discard(path, fd)
-                return _MISS
-            return self.load_value(self._key_prefix + key, data[HEADER.size :]), expires, now
-        except DeserializationError as exc:
-            self._discard_unreadable(key, path, fd, exc)
-            return _MISS
-        finally:
-            os.close(fd)
-
-    @degrades(False)
-    def has(self, key: str) -> bool:
-        """Return whether ``key`` holds an unexpired entry, reading only its header."""
-        path = self._path(key)
-        try:
-            fd, _found = open_file(path, os.O_RDONLY)
-        except FileNotFoundError:
-            return False
-        except PlantedFileError as planted:
-            self._health.planted(planted, f"the entry of {key!r}")
-            return False
-        try:
-            if not expired(expiry(read_file(fd, HEADER.size)), self._clock()):
-                return True
-            discard(path, fd)
-        except DeserializationError as exc:
-            self._discard_unreadable(key, path, fd, exc)
-        finally:
-            os.close(fd)
-        return False
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -355,11 +274,6 @@ class FileSystemCache(FileIndexing, Backend):
     def _write_temp(self, *chunks: bytes) -> str:
         """Write ``chunks`` to a new temporary file of the directory; return its path."""
         return write_temp(self._dir, self._mode, *chunks)
-
-    def _discard_unreadable(self, key: str, path: str, fd: int, exc: Exception) -> None:
-        self.stats.deserialization_failures += 1
-        logger.warning("FileSystemCache: deleting unreadable entry %r (%s): %s", key, path, exc)
-        discard(path, fd)
 
     # -- an unusable directory, planted files ---------------------------------------------
 
