@@ -115,7 +115,8 @@ def test_a_hit_is_one_get_and_a_tracked_write_one_script(
     assert price(1) == {"item": 1}
     read = command_counts(redis_cluster)
     assert read == {"get": 1}
-    assert "multi" not in written and "exec" not in written, written
+    assert "multi" not in written, written
+    assert "exec" not in written, written
     assert written.get("evalsha") == 1, "one script, on the slot's master"
     assert written.get("set") == 1
     assert written.get("zadd") == 1
