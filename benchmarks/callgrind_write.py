@@ -64,8 +64,11 @@ def count(script: Path, calls: int, which: str, server: RedisServer, out: Path) 
     return read_ir(out)
 
 
-def measure(calls: int) -> dict[str, float]:
-    """Instructions per call of each contender (by its name in ``cases_write``)."""
+def measure(calls: int, only: list[str] | None = None) -> dict[str, float]:
+    """Instructions per call of each contender (by its name in ``cases_write``).
+
+    ``only``: the contenders to count, by the names :data:`CONTENDERS` gives them.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         script = work / "miss_write.py"
@@ -76,6 +79,8 @@ def measure(calls: int) -> dict[str, float]:
         try:
             per_call = {}
             for which, name in CONTENDERS.items():
+                if only is not None and which not in only:
+                    continue
                 full = count(script, calls, which, server, work / f"{which}.n")
                 empty = count(script, 0, which, server, work / f"{which}.0")
                 per_call[name] = (full - empty) / calls
@@ -89,14 +94,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--smoke", action="store_true", help="50 calls: rough, for CI")
+    parser.add_argument(
+        "--only", metavar="NAME[,NAME]", help=f"count only these: {', '.join(CONTENDERS)}"
+    )
     args = parser.parse_args(argv)
+    only = args.only.split(",") if args.only else None
+    if only is not None and not set(only) <= set(CONTENDERS):
+        parser.error(f"unknown contender in {args.only!r}; they are {', '.join(CONTENDERS)}")
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed: apt-get install valgrind")
-    per_call = measure(50 if args.smoke else args.calls)
-    raw, floor = per_call[RAW], per_call[RAW_READ_THROUGH]
+    per_call = measure(50 if args.smoke else args.calls, only)
+    raw, floor = per_call.get(RAW), per_call.get(RAW_READ_THROUGH)
     for name, ir in per_call.items():
-        ratios = f"{ir / raw:.2f}x raw SET EX, {ir / floor:.2f}x the floor"
-        print(f"{name}: {ir:,.0f} Ir/call ({ratios})")
+        ratios = [f"{ir / raw:.2f}x raw SET EX"] if raw else []
+        ratios += [f"{ir / floor:.2f}x the floor"] if floor else []
+        print(f"{name}: {ir:,.0f} Ir/call" + (f" ({', '.join(ratios)})" if ratios else ""))
     return 0
 
 

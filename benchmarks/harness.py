@@ -34,7 +34,23 @@ def measure(cases: Mapping[str, Case], batches: int, calls: int) -> dict[str, li
     so runs repeat), so no case always follows the same one: a heavy case can leave work
     (a collection, cold caches) to whichever runs next.
     """
-    samples: dict[str, list[float]] = {name: [] for name in cases}
+    return measure_with_cpu(cases, batches, calls)[0]
+
+
+def measure_with_cpu(
+    cases: Mapping[str, Case], batches: int, calls: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """:func:`measure`, also returning the CPU time of this process per call, batch by batch.
+
+    The CPU time (``time.process_time_ns``: every thread of the process, user and system)
+    is read around the same batches as the wall time: it leaves out what other processes
+    do meanwhile (a server's work, the machine's other load), which the wall time includes.
+
+    Returns:
+        The wall-clock and the CPU samples, each in nanoseconds per call, per case.
+    """
+    wall: dict[str, list[float]] = {name: [] for name in cases}
+    cpu: dict[str, list[float]] = {name: [] for name in cases}
     for func in cases.values():  # warm-up
         for _ in range(calls):
             func()
@@ -43,11 +59,12 @@ def measure(cases: Mapping[str, Case], batches: int, calls: int) -> dict[str, li
     for _ in range(batches):
         shuffler.shuffle(items)
         for name, func in items:
-            start = time.perf_counter_ns()
+            start, start_cpu = time.perf_counter_ns(), time.process_time_ns()
             for _ in range(calls):
                 func()
-            samples[name].append((time.perf_counter_ns() - start) / calls)
-    return samples
+            cpu[name].append((time.process_time_ns() - start_cpu) / calls)
+            wall[name].append((time.perf_counter_ns() - start) / calls)
+    return wall, cpu
 
 
 def measure_rounds(cases: Mapping[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:

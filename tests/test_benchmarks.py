@@ -165,3 +165,24 @@ def test_callgrind_mode_counts_instructions_per_call(tmp_path: Path) -> None:
     row = r"^\| cachetools\.cached\(TTLCache\) \| [\d,]+\.\d \| 0\.000% \| 1\.00x \| [\d,]+ \|$"
     assert re.search(row, result.stdout, re.MULTILINE), result.stdout
     assert (tmp_path / "callgrind.md").read_text(encoding="utf-8") in result.stdout
+
+
+@pytest.mark.subprocess
+def test_callgrind_write_counts_a_miss_and_write(tmp_path: Path) -> None:
+    if shutil.which("valgrind") is None:  # fail, never skip: the mode must keep working
+        pytest.fail("valgrind is not installed; `apt-get install valgrind` (3.19 or later)")
+    command = [sys.executable, str(ROOT / "benchmarks" / "callgrind_write.py"), "--smoke"]
+    result = subprocess.run(
+        [*command, "--only", "ours"],
+        env=clean_env(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    row = r"^stratacache cached_for miss \+ write \(SimpleCache \+ RedisCache\): ([\d,]+) Ir/call$"
+    found = re.search(row, result.stdout, re.MULTILINE)
+    assert found, result.stdout
+    assert int(found.group(1).replace(",", "")) > 10_000, "a miss and a write run Python code"
