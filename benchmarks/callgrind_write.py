@@ -56,11 +56,13 @@ CONTENDERS = {"raw": RAW, "raw_read": RAW_READ_THROUGH, "ours": STRATACACHE}
 def count(script: Path, calls: int, which: str, server: RedisServer, out: Path) -> int:
     """Total instructions of the script with ``calls`` calls, on an emptied server."""
     server.client().flushdb()
-    subprocess.run(
+    result = subprocess.run(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
          str(script), str(calls), which, str(server.port)],
-        env=child_env(), capture_output=True, check=True, timeout=1800,
+        env=child_env(), capture_output=True, text=True, check=False, timeout=1800,
     )  # fmt: skip
+    if result.returncode != 0:
+        raise RuntimeError(f"the {which} script failed under valgrind:\n{result.stderr[-3000:]}")
     return read_ir(out)
 
 
