@@ -32,6 +32,7 @@ CASES = ("miss_write",)
 RAW = "raw redis-py SET EX (key formatting + pickle.dumps)"
 RAW_READ_THROUGH = "raw redis-py GET (miss) + SET EX"
 STRATACACHE = "stratacache cached_for miss + write (SimpleCache + RedisCache)"
+NO_CHANNEL = "stratacache cached_for miss + write, CACHE_INVALIDATION=off"
 
 computed = itertools.count()
 """How many times :func:`order` ran (to prove every measured call was a miss)."""
@@ -63,15 +64,21 @@ def raw_case(port: int, prefix: str, *, read_first: bool = False) -> Callable[[]
     return write
 
 
-def stratacache_case(url: str) -> Callable[[], Any]:
-    """A ``cached_for`` call with a fresh argument each time: always a miss and a write."""
+def stratacache_case(url: str, invalidation: str = "auto") -> Callable[[], Any]:
+    """A ``cached_for`` call with a fresh argument each time: always a miss and a write.
+
+    ``invalidation`` is ``CACHE_INVALIDATION``: ``"auto"`` (the default) announces each
+    write on the invalidation channel, which this process's listener receives too; ``"off"``
+    shows what the channel costs.
+    """
     stack = CacheStack()
     stack.configure(
         {
             "CACHE_TYPE": "RedisCache",
             "CACHE_REDIS_URL": url,
-            "CACHE_KEY_PREFIX": "write_",
+            "CACHE_KEY_PREFIX": f"write_{invalidation}_",
             "LOCALCACHE_TYPE": "SimpleCache",
+            "CACHE_INVALIDATION": invalidation,
         }
     )
     func = cached_for(minutes=5, stack=stack)(order)
@@ -90,6 +97,7 @@ def run(ctx: Context) -> list[CaseResult]:
         RAW: raw_case(ctx.server.port, "raw:"),
         RAW_READ_THROUGH: raw_case(ctx.server.port, "raw-read:", read_first=True),
         STRATACACHE: stratacache_case(ctx.server.url),
+        NO_CHANNEL: stratacache_case(ctx.server.url, "off"),
     }
     before = next(computed)
     samples, cpu = measure_with_cpu(cases, batches, calls)
