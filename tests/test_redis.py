@@ -468,6 +468,23 @@ def test_lookup_entry_verifies_signatures(raw: redis.Redis, redis_url: str) -> N
     assert cache.stats.deserialization_failures == 1
 
 
+def test_lookup_entry_error_reply_leaves_the_connection_in_step(
+    raw: redis.Redis, redis_url: str
+) -> None:
+    # GET and PTTL leave in one write: an error reply to the GET must not leave the PTTL's
+    # reply unread on the pooled connection, where the next read would take it for its own.
+    cache = RedisCache(url=redis_url, key_prefix=PREFIX)
+    raw.rpush(PREFIX + "list", b"x")  # GET answers WRONGTYPE, PTTL answers -1
+    cache.set("k", "v", timeout=60)
+    for _ in range(3):
+        with pytest.raises(RedisCacheError, match="WRONGTYPE"):
+            cache.lookup_entry("list")
+        value, remaining = cache.lookup_entry("k")
+        assert value == "v"
+        assert 59 < remaining <= 60
+    assert cache.lookup("k") == "v"
+
+
 def test_lookup_entry_counts_an_outage_as_an_error(dead_url: str) -> None:
     cache = RedisCacheNoExceptions(
         url=dead_url, key_prefix=PREFIX, connect_timeout=0.2, read_timeout=0.5
