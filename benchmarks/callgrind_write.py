@@ -53,6 +53,14 @@ CONTENDERS = {"raw": RAW, "raw_read": RAW_READ_THROUGH, "ours": STRATACACHE}
 """The contenders, by the name the script takes, with their names in ``cases_write``."""
 
 
+def write_script(path: Path) -> Path:
+    """Write the contenders' script at ``path``; it takes ``N``, the contender and a port."""
+    path.write_text(
+        SCRIPT.format(benchmarks=str(ROOT / "benchmarks"), root=str(ROOT)), encoding="utf-8"
+    )
+    return path
+
+
 def count(script: Path, calls: int, which: str, server: RedisServer, out: Path) -> int:
     """Total instructions of the script with ``calls`` calls, on an emptied server."""
     server.client().flushdb()
@@ -73,10 +81,7 @@ def measure(calls: int, only: list[str] | None = None) -> dict[str, float]:
     """
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        script = work / "miss_write.py"
-        script.write_text(
-            SCRIPT.format(benchmarks=str(ROOT / "benchmarks"), root=str(ROOT)), encoding="utf-8"
-        )
+        script = write_script(work / "miss_write.py")
         server = RedisServer(work / "redis").start()
         try:
             per_call = {}
