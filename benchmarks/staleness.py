@@ -1,8 +1,15 @@
-"""The staleness window across 3 real processes, on a redis-server of its own::
+"""The staleness window across 3 real processes, on Redis servers of its own::
 
     .venv/bin/python benchmarks/staleness.py               # 1,000 changes, about 10 s
     .venv/bin/python benchmarks/staleness.py --smoke       # 60 changes: seconds
     .venv/bin/python benchmarks/invalidation.py --staleness   # the same, from there
+    .venv/bin/python benchmarks/staleness.py --topology sentinel   # or cluster
+    .venv/bin/python benchmarks/staleness.py --async       # async readers and writer
+
+``--topology`` starts one redis-server (``single``, the default), a Sentinel set (a master,
+a replica, 3 sentinels) or a Cluster (3 masters, 3 replicas): ``benchmarks/topology.py``.
+``--async`` makes the function an ``async def``: the readers await it in a tight loop,
+the writer awaits ``f.set``, ``f.invalidate`` and ``f.clear_cache``.
 
 Three processes share one decorated function, each with a local tier of one hour above
 RedisCache (the invalidation channel on, as ``auto`` makes it). The writer changes entries
@@ -23,6 +30,7 @@ the figures.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import signal
@@ -35,16 +43,23 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "core"), str(ROOT / "plugins")]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "core"), str(ROOT / "plugins")]
+
+from topology import NAMES  # noqa: E402
 
 KEYS = 8
 TARGET_MS = 50.0
 LATE_MS = 1000.0
 
 
-def _function(url: str) -> Any:
-    """This process's stack and the shared function (the same group in every process)."""
+def _function(settings: dict[str, Any], truth_url: str, coroutine: bool) -> Any:
+    """This process's stack and the shared function (the same group in every process).
+
+    With ``coroutine``, the function is an ``async def`` reading the truth through
+    ``redis.asyncio`` (a client made on first use, in the loop that awaits it).
+    """
     import redis
+    import redis.asyncio
 
     from stratacache import CacheStack, cached_for
 
@@ -52,7 +67,7 @@ def _function(url: str) -> Any:
     stack.configure(
         {
             "CACHE_TYPE": "RedisCache",
-            "CACHE_REDIS_URL": url,
+            **settings,
             "CACHE_KEY_PREFIX": "stale",
             "LOCALCACHE_DEFAULT_TIMEOUT": 3600,
             "CACHE_REDIS_READ_TIMEOUT": 5,
@@ -60,20 +75,36 @@ def _function(url: str) -> Any:
             "CACHE_SECRET_KEY": "staleness-benchmark",
         }
     )
-    truth = redis.Redis.from_url(url)
+    truth = redis.Redis.from_url(truth_url)
+    loop_truth: list[Any] = []
 
     def version(key: int) -> int:
         return int(truth.get(f"truth:{key}") or 0)
 
-    version.__qualname__ = "version"
-    version.__module__ = "staleness"
-    shared = cached_for(hours=1, stack=stack)(version)
+    async def aversion(key: int) -> int:
+        if not loop_truth:
+            loop_truth.append(redis.asyncio.Redis.from_url(truth_url))
+        return int(await loop_truth[0].get(f"truth:{key}") or 0)
+
+    chosen: Any = aversion if coroutine else version
+    chosen.__qualname__ = "version"
+    chosen.__module__ = "staleness"
+    shared = cached_for(hours=1, stack=stack)(chosen)
+    _wait_subscribed(stack)
     return stack, shared, truth
 
 
 def _wait_subscribed(stack: Any) -> None:
+    """Wait until the channel is subscribed, the function's own included (on a Cluster)."""
     deadline = time.monotonic() + 30
-    while stack.stats()["invalidation"]["state"] != "subscribed":
+    cache = stack.shared_cache.cache
+    while True:
+        subscription = getattr(cache, "_subscription", None)
+        watched = subscription is None or (
+            not subscription.pending and subscription.channels <= subscription.listener._confirmed
+        )
+        if stack.stats()["invalidation"]["state"] == "subscribed" and watched:
+            return
         if time.monotonic() > deadline:
             raise SystemExit(f"not subscribed: {stack.stats()['invalidation']}")
         time.sleep(0.005)
@@ -86,56 +117,105 @@ def _ready() -> None:
         raise SystemExit("no word to start")
 
 
-def reader(url: str, out: Path) -> None:
-    """Read every key in a tight loop until SIGUSR1; write the runs of values read."""
-    stack, shared, _ = _function(url)
-    _wait_subscribed(stack)
+def reader(settings: dict[str, Any], truth_url: str, out: Path, coroutine: bool) -> None:
+    """Read every key in a tight loop until SIGUSR1; write the runs of values read.
+
+    With ``coroutine``, the loop is a coroutine awaiting the ``async def`` function.
+    """
+    stack, shared, _ = _function(settings, truth_url, coroutine)
     stopped = [False]
     signal.signal(signal.SIGUSR1, lambda *_: stopped.__setitem__(0, True))
     runs: list[list[list[float]]] = [[] for _ in range(KEYS)]  # [value, first, last]
     last: list[list[float] | None] = [None] * KEYS
-    reads = 0
-    _ready()
     clock = time.monotonic
-    while not stopped[0]:
-        for key in range(KEYS):
-            value = shared(key)
-            now = clock()
-            run = last[key]
-            if run is not None and run[0] == value:
-                run[2] = now
-            else:
-                run = last[key] = [value, now, now]
-                runs[key].append(run)
-        reads += KEYS
+
+    def seen(key: int, value: float) -> None:
+        now = clock()
+        run = last[key]
+        if run is not None and run[0] == value:
+            run[2] = now
+        else:
+            run = last[key] = [value, now, now]
+            runs[key].append(run)
+
+    def read() -> int:
+        reads = 0
+        while not stopped[0]:
+            for key in range(KEYS):
+                seen(key, shared(key))
+            reads += KEYS
+        return reads
+
+    async def aread() -> int:
+        reads = 0
+        while not stopped[0]:
+            for key in range(KEYS):
+                seen(key, await shared(key))
+            reads += KEYS
+        return reads
+
+    _ready()
+    reads = asyncio.run(aread()) if coroutine else read()
     out.write_text(json.dumps({"runs": runs, "reads": reads, "stats": stack.stats()}))
     stack.close()
 
 
-def writer(url: str, out: Path, changes: int, rate: float) -> None:
+def _change(n: int) -> tuple[int, int, str]:
+    """Change ``n``'s version, key and kind: set, invalidate, and every tenth a clear."""
+    kind = "clear_cache" if n % 10 == 9 else "invalidate" if n % 2 else "set"
+    return n + 1, n % KEYS, kind
+
+
+def writer(
+    settings: dict[str, Any],
+    truth_url: str,
+    out: Path,
+    changes: int,
+    rate: float,
+    *,
+    coroutine: bool,
+) -> None:
     """Make ``changes`` changes at ``rate`` a second; write what each changed and when."""
-    stack, shared, truth = _function(url)
-    _wait_subscribed(stack)
+    stack, shared, truth = _function(settings, truth_url, coroutine)
     _ready()
     done = []
     period, start = 1.0 / rate, time.monotonic()
-    for n in range(changes):
-        time.sleep(max(0.0, start + n * period - time.monotonic()))
-        version = n + 1
-        key = n % KEYS
-        if n % 10 == 9:
-            keys, kind = list(range(KEYS)), "clear_cache"
-            truth.mset({f"truth:{k}": version for k in keys})
-            shared.clear_cache()
-        elif n % 2:
-            keys, kind = [key], "invalidate"
-            truth.set(f"truth:{key}", version)
-            shared.invalidate(key)
-        else:
-            keys, kind = [key], "set"
-            truth.set(f"truth:{key}", version)
-            shared.set(version, key)
+
+    def record(keys: list[int], version: int, kind: str) -> None:
         done.append({"keys": keys, "version": version, "kind": kind, "at": time.monotonic()})
+
+    def write() -> None:
+        for n in range(changes):
+            time.sleep(max(0.0, start + n * period - time.monotonic()))
+            version, key, kind = _change(n)
+            keys = list(range(KEYS)) if kind == "clear_cache" else [key]
+            truth.mset({f"truth:{k}": version for k in keys})
+            if kind == "clear_cache":
+                shared.clear_cache()
+            elif kind == "invalidate":
+                shared.invalidate(key)
+            else:
+                shared.set(version, key)
+            record(keys, version, kind)
+
+    async def awrite() -> None:  # the truth's writes are sync: a round trip on loopback
+        for n in range(changes):
+            await asyncio.sleep(max(0.0, start + n * period - time.monotonic()))
+            version, key, kind = _change(n)
+            keys = list(range(KEYS)) if kind == "clear_cache" else [key]
+            truth.mset({f"truth:{k}": version for k in keys})
+            if kind == "clear_cache":
+                await shared.clear_cache()
+            elif kind == "invalidate":
+                await shared.invalidate(key)
+            else:
+                await shared.set(version, key)
+            record(keys, version, kind)
+
+    if coroutine:
+        asyncio.run(awrite())
+    else:
+        write()
     out.write_text(json.dumps({"changes": done}))
     stack.close()
 
@@ -168,20 +248,24 @@ def windows(changes: list[dict[str, Any]], readers: list[list[Any]]) -> dict[str
     }
 
 
-def run(changes: int, rate: float) -> dict[str, Any]:
-    """Start a server and the 3 processes; return the figures."""
-    from tests.redis_server import RedisServer
+def run(
+    changes: int, rate: float, topology: str = "single", coroutine: bool = False
+) -> dict[str, Any]:
+    """Start the topology and the 3 processes; return the figures."""
+    import topology as topologies
 
-    server = RedisServer(Path(tempfile.mkdtemp(prefix="bench-stale-"))).start()
+    servers = topologies.start(topology)
     work = Path(tempfile.mkdtemp(prefix="bench-stale-out-"))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     me = [sys.executable, str(Path(__file__).resolve())]
+    common = ["--settings", json.dumps(servers.settings), "--truth", servers.truth_url]
+    common += ["--async"] if coroutine else []
     try:
         role = ["--role", "writer", "--changes", str(changes), "--rate", str(rate)]
         roles = [["--role", "reader"], ["--role", "reader"], role]
         processes = [
             subprocess.Popen(
-                [*me, *what, "--url", server.url, "--out", str(work / f"p{i}")],
+                [*me, *what, *common, "--out", str(work / f"p{i}")],
                 env=env,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
@@ -209,10 +293,12 @@ def run(changes: int, rate: float) -> dict[str, Any]:
         results = [json.loads((work / f"p{i}").read_text()) for i in range(2)]
         made = json.loads((work / "p2").read_text())["changes"]
     finally:
-        server.stop()
+        servers.stop()
     figures = windows(made, [r["runs"] for r in results])
     figures["reads"] = sum(r["reads"] for r in results)
     figures["rate_per_s"] = rate
+    figures["topology"] = topology
+    figures["async"] = coroutine
     figures["reader_flushes_after_loss"] = sum(
         r["stats"]["invalidation"]["flushes_after_loss"] for r in results
     )
@@ -222,7 +308,8 @@ def run(changes: int, rate: float) -> dict[str, Any]:
 def report(figures: dict[str, Any]) -> None:
     """Print the figures."""
     print(
-        f"staleness, 3 processes, {figures['changes']} changes at {figures['rate_per_s']:g}/s,"
+        f"staleness, {figures['topology']}{', async' if figures['async'] else ''},"
+        f" 3 processes, {figures['changes']} changes at {figures['rate_per_s']:g}/s,"
         f" {figures['reads']:,} reads: window p50 {figures['window_ms_p50']:.3f} ms,"
         f" p99 {figures['window_ms_p99']:.3f} ms, max {figures['window_ms_max']:.3f} ms"
     )
@@ -240,17 +327,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--changes", type=int, default=1_000)
     parser.add_argument("--rate", type=float, default=200.0, help="changes a second")
+    parser.add_argument("--topology", choices=NAMES, default="single", help="where Redis runs")
+    parser.add_argument("--async", dest="coroutine", action="store_true", help="async code")
     parser.add_argument("--role", choices=["reader", "writer"], help=argparse.SUPPRESS)
-    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--settings", type=json.loads, help=argparse.SUPPRESS)
+    parser.add_argument("--truth", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.role == "reader":
-        reader(args.url, args.out)
+        reader(args.settings, args.truth, args.out, args.coroutine)
         return 0
     if args.role == "writer":
-        writer(args.url, args.out, args.changes, args.rate)
+        writer(
+            args.settings, args.truth, args.out, args.changes, args.rate, coroutine=args.coroutine
+        )
         return 0
-    figures = run(60 if args.smoke else args.changes, args.rate)
+    figures = run(60 if args.smoke else args.changes, args.rate, args.topology, args.coroutine)
     report(figures)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
