@@ -3,9 +3,13 @@
     .venv/bin/python benchmarks/invalidation.py            # 5,000 writes per contender
     .venv/bin/python benchmarks/invalidation.py --smoke    # a few hundred: seconds
     .venv/bin/python benchmarks/invalidation.py --staleness   # the 3-process run alone
+    .venv/bin/python benchmarks/invalidation.py --cost     # Redis's cost, 3 subscribers
 
 ``--staleness`` runs :mod:`staleness` instead (3 real processes, the staleness window over
-1,000 changes; with ``--smoke``, 60), and ``--json PATH`` writes its figures.
+1,000 changes; with ``--smoke``, 60), and ``--json PATH`` writes its figures. ``--cost``
+runs :mod:`invalidation_cost` instead (write throughput with 3 subscribed processes against
+none, Redis's CPU and commands per write, the channel on and off, on one server and on a
+Cluster).
 
 Write path (a 100-byte value through a local tier over RedisCache, one thread, loopback;
 ``cache.set``, and a decorated function's tracked write), three contenders:
@@ -228,11 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--no-callgrind", action="store_true", help="skip the instruction counts")
     parser.add_argument("--staleness", action="store_true", help="the 3-process run instead")
+    parser.add_argument("--cost", action="store_true", help="Redis's cost per write instead")
     args = parser.parse_args(argv)
-    if args.staleness:
-        import staleness
-
-        return staleness.main([*(["--smoke"] if args.smoke else []), *_json(args.json)])
+    if args.staleness or args.cost:
+        return _elsewhere(args)
     writes, changes, calls = (300, 100, 20_000) if args.smoke else (5_000, 1_000, 200_000)
     server = RedisServer(Path(tempfile.mkdtemp(prefix="bench-inv-"))).start()
     try:
@@ -293,6 +296,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     return 0
+
+
+def _elsewhere(args: argparse.Namespace) -> int:
+    """Run ``--staleness`` or ``--cost``: each a module of its own."""
+    import invalidation_cost
+    import staleness
+
+    run = staleness.main if args.staleness else invalidation_cost.main
+    return run([*(["--smoke"] if args.smoke else []), *_json(args.json)])
 
 
 def _json(path: Path | None) -> list[str]:

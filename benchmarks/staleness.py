@@ -24,7 +24,7 @@ change that returned at ``t`` and made version ``v``, its window is the time fro
 the last read, by any reader, of a value older than ``v`` (0 if none came after ``t``).
 Reported: p50, p99 and max of the windows, and the stale reads that came more than 50 ms
 (the target) and more than 1 s after their change. Prints a table; ``--json PATH`` writes
-the figures.
+the figures, with each change's time and window (``each``).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "core"), str(ROOT / "plugins")]
 
-from topology import NAMES  # noqa: E402
+from topology import NAMES, wait_subscribed  # noqa: E402
 
 KEYS = 8
 TARGET_MS = 50.0
@@ -90,24 +90,8 @@ def _function(settings: dict[str, Any], truth_url: str, coroutine: bool) -> Any:
     chosen.__qualname__ = "version"
     chosen.__module__ = "staleness"
     shared = cached_for(hours=1, stack=stack)(chosen)
-    _wait_subscribed(stack)
+    wait_subscribed(stack)
     return stack, shared, truth
-
-
-def _wait_subscribed(stack: Any) -> None:
-    """Wait until the channel is subscribed, the function's own included (on a Cluster)."""
-    deadline = time.monotonic() + 30
-    cache = stack.shared_cache.cache
-    while True:
-        subscription = getattr(cache, "_subscription", None)
-        watched = subscription is None or (
-            not subscription.pending and subscription.channels <= subscription.listener._confirmed
-        )
-        if stack.stats()["invalidation"]["state"] == "subscribed" and watched:
-            return
-        if time.monotonic() > deadline:
-            raise SystemExit(f"not subscribed: {stack.stats()['invalidation']}")
-        time.sleep(0.005)
 
 
 def _ready() -> None:
@@ -245,6 +229,7 @@ def windows(changes: list[dict[str, Any]], readers: list[list[Any]]) -> dict[str
         "changes_past_target": late_target,
         "changes_past_1s": late_second,
         "by_kind_ms_max": {kind: max(values) for kind, values in kinds.items()},
+        "each": [[change["at"], ms] for change, ms in zip(changes, found, strict=True)],
     }
 
 

@@ -9,6 +9,7 @@ stopped by :meth:`Topology.stop`.
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +89,9 @@ def start(name: str) -> Topology:
     raise SystemExit(f"unknown topology {name!r}: choose one of {', '.join(NAMES)}")
 
 
+_probes: dict[int, redis.Redis] = {}
+
+
 def counters(servers: list[RedisServer]) -> dict[str, float]:
     """The servers' CPU seconds (user + sys) and calls per command, summed over them.
 
@@ -95,13 +99,34 @@ def counters(servers: list[RedisServer]) -> dict[str, float]:
     """
     found: dict[str, float] = {"cpu_s": 0.0}
     for server in servers:
-        client: redis.Redis = server.client(socket_timeout=10)
-        with client:
-            cpu = client.info("cpu")
-            stats = client.info("commandstats")
+        client = _probes.get(server.port)
+        if client is None:  # one connection each, kept: no HELLO in the counts
+            client = _probes[server.port] = server.client(socket_timeout=10)
+        cpu = client.info("cpu")
+        stats = client.info("commandstats")
         found["cpu_s"] += float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
         for name, fields in stats.items():
             command = name.removeprefix("cmdstat_")
             if command != "info":
                 found[command] = found.get(command, 0) + int(fields["calls"])
     return found
+
+
+def wait_subscribed(stack: Any, timeout: float = 30) -> None:
+    """Wait until ``stack``'s channel is subscribed, its functions' own included (a Cluster's).
+
+    A function decorated after the stack was configured has its channel confirmed a moment
+    later: changes before then are not announced to it.
+    """
+    deadline = time.monotonic() + timeout
+    cache = stack.shared_cache.cache
+    while True:
+        subscription = getattr(cache, "_subscription", None)
+        watched = subscription is None or (
+            not subscription.pending and subscription.channels <= subscription.listener._confirmed
+        )
+        if stack.stats()["invalidation"]["state"] == "subscribed" and watched:
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"not subscribed after {timeout:g} s: {stack.stats()['invalidation']}")
+        time.sleep(0.005)

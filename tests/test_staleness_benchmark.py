@@ -65,3 +65,36 @@ def test_smoke_run_of_three_processes(tmp_path: Path) -> None:
     assert figures["changes_past_1s"] == 0
     assert figures["reader_flushes_after_loss"] == 0
     assert "staleness, 3 processes, 60 changes" in result.stdout
+
+
+@pytest.mark.subprocess
+def test_cost_smoke_run_counts_redis_commands_with_three_subscribers(tmp_path: Path) -> None:
+    out = tmp_path / "cost.json"
+    command = [sys.executable, str(ROOT / "benchmarks" / "invalidation_cost.py"), "--smoke"]
+    result = subprocess.run(
+        [*command, "--topology", "single", "--json", str(out)],
+        env=clean_env(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    print(result.stdout)
+    figures = json.loads(out.read_text())["single"]
+    cases = figures["cases"]
+    assert set(cases) == {
+        f"{kind} | {label}"
+        for kind in ("f.set", "cache.set")
+        for label in ("off", "on, 0 others", "on, 3 others")
+    }
+    for kind in ("f.set", "cache.set"):
+        assert cases[f"{kind} | off"].get("cmd_publish", 0) == 0
+        for label in ("on, 0 others", "on, 3 others"):
+            assert cases[f"{kind} | {label}"]["cmd_publish"] == pytest.approx(1)  # one a write
+        assert cases[f"{kind} | on, 3 others"]["redis_cpu_us"] > 0
+    # Each subscriber process received the messages of the shared prefix's writes (both
+    # kinds, the warm-up's included), and none of the other prefix's.
+    writes = figures["writes"] * figures["rounds"] + 50
+    assert figures["received"] == [2 * writes] * 3
