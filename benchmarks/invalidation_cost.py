@@ -153,10 +153,10 @@ def run_topology(name: str, writes: int, rounds: int) -> dict[str, Any]:
                     seen.setdefault(f"{kind} | {label}", []).append(
                         measure(servers, stack, function, kind, writes)
                     )
-        received = []
+        channels = []  # each subscriber's stats()["invalidation"]
         for process in processes:
             out, _ = process.communicate("stop\n", timeout=60)
-            received.append(json.loads(out.splitlines()[-1])["received"])
+            channels.append(json.loads(out.splitlines()[-1]))
         for stack, _ in writers.values():
             stack.close()
     finally:
@@ -175,7 +175,8 @@ def run_topology(name: str, writes: int, rounds: int) -> dict[str, Any]:
         "writes": writes,
         "rounds": rounds,
         "cases": medians,
-        "received": received,
+        "received": [channel["received"] for channel in channels],
+        "flushes_after_loss": [channel["flushes_after_loss"] for channel in channels],
         "redis_idle_cpu_us_per_s": idle,
     }
 
@@ -184,7 +185,8 @@ def report(name: str, figures: dict[str, Any]) -> None:
     """Print one topology's table."""
     print(
         f"\n{name}: {figures['writes']:,} writes x {figures['rounds']} rounds (medians);"
-        f" each subscriber received {figures['received']} messages; Redis idle:"
+        f" each subscriber received {figures['received']} messages"
+        f" (flushes after a loss: {figures['flushes_after_loss']}); Redis idle:"
         f" {figures['redis_idle_cpu_us_per_s']:,.0f} us of CPU a second"
     )
     print(

@@ -64,7 +64,8 @@ def test_smoke_run_of_three_processes(tmp_path: Path) -> None:
     assert 0 <= figures["window_ms_p50"] <= figures["window_ms_p99"] <= figures["window_ms_max"]
     assert figures["changes_past_1s"] == 0
     assert figures["reader_flushes_after_loss"] == 0
-    assert "staleness, 3 processes, 60 changes" in result.stdout
+    assert (figures["topology"], figures["async"], len(figures["each"])) == ("single", False, 60)
+    assert "staleness, single, 3 processes, 60 changes" in result.stdout
 
 
 @pytest.mark.subprocess
