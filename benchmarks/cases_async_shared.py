@@ -46,7 +46,12 @@ def contenders(url: str, port: int) -> dict[str, Callable[[], Awaitable[Any]]]:
         data = await raw_client.get("bench_async_raw")
         return pickle.loads(data) if data is not None else None
 
-    stack = CacheStack.from_tiers([RedisCache(url=url, key_prefix="bench_async_ours")])
+    # The anchor's timeouts (redis-py's defaults, 5 s): 100 tasks opening their connections at
+    # once on a loaded machine can take longer than our default connect timeout (0.5 s).
+    ours_tier = RedisCache(
+        url=url, key_prefix="bench_async_ours", connect_timeout=5.0, read_timeout=5.0
+    )
+    stack = CacheStack.from_tiers([ours_tier])
 
     @cached_for(minutes=30, stack=stack)
     async def ours(n: int) -> dict[str, int]:
