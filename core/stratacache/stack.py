@@ -347,6 +347,8 @@ class CacheStack(TagOperations, AsyncOperations):
     def _close_tiers(tiers: Iterable[Tier]) -> None:
         detach(tiers := tuple(tiers))  # a closed backend neither announces nor listens
         for tier in tiers:
+            if tier.recovery is not None:
+                tier.recovery.stop()
             try:
                 tier.cache.close()
             except Exception:
