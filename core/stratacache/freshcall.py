@@ -29,7 +29,7 @@ from stratacache.backend import NO_VALUE
 from stratacache.driver import adrive, drive
 from stratacache.errors import ComputeTimeout
 from stratacache.freshness import Envelope, Freshness, State, clock
-from stratacache.observe import aobserved_run, observed_run
+from stratacache.observe import aobserved_refresh, aobserved_run, observed_refresh, observed_run
 from stratacache.refresh import AsyncRefresher, refresher
 from stratacache.route import Route
 
@@ -125,7 +125,7 @@ class FreshPath:
                 counts.refreshes += 1
 
         pool = refresher(self.call.stack, self._workers(route))
-        pool.refresh((route.group, key), job, counts)
+        pool.refresh((route.group, key), observed_refresh(route, key, job), counts)
 
     def _wait(
         self, route: Route, key: str, future: concurrent.futures.Future[Any], stale: Envelope | None
@@ -186,7 +186,8 @@ class FreshPath:
             if await adrive(freshrules.refresh_rule(route, policy, key, entry, guard), run):
                 counts.refreshes += 1
 
-        self.async_refresher.refresh((route.group, key), job, counts, self._workers(route))
+        observed = aobserved_refresh(route, key, job)
+        self.async_refresher.refresh((route.group, key), observed, counts, self._workers(route))
 
     async def _await(
         self, route: Route, key: str, task: asyncio.Task[Any], stale: Envelope | None

@@ -361,7 +361,9 @@ class CacheStack(TagOperations, AsyncOperations):
 
         ``{"enabled": ..., "layers": {tier name: {...}}, "functions": {"module.qualname":
         {...}}}``: per tier ``hits``, ``misses``, ``sets``, ``deletes``, ``errors``,
-        ``deserialization_failures`` and ``lock_waits``; per decorated function
+        ``deserialization_failures``, ``lock_waits`` and the auto-recovery counters
+        (``recovery_queued``, ``recovery_replayed``, ``recovery_dropped``: see
+        :mod:`stratacache.recovery`); per decorated function
         ``local_hits`` (its first tier), ``shared_hits`` (the tiers below), ``misses``,
         ``sets``, ``deletes``, ``errors``, ``computations``, ``compute_errors``,
         ``compute_seconds`` and ``lock_waits`` (see :mod:`stratacache.stats` for each).
