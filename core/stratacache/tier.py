@@ -229,10 +229,11 @@ class Tier(AwaitedTier):
     def commit(self, computation: Computation, value: Any) -> Any:
         """Commit ``value`` for ``computation``; return the value every caller should get.
 
-        A plugin sees the commit as a write (``stratacache_set`` with ``computation``).
+        A plugin sees the commit as a write (``stratacache_set`` with ``computation``),
+        unless the entry carries tags (see :meth:`store`).
         """
         set_ = self._set
-        if set_ is None:
+        if set_ is None or computation.tags:
             result = computation.commit(value)
         else:
             set_(
