@@ -102,8 +102,8 @@ def test_bad_freshness_options_fail_at_decoration() -> None:
         cached_for(minutes=1, refresh_after=0.5, stale_after=10)
     with pytest.raises(ValueError, match="soft_timeout=2 must be shorter than hard_timeout=1"):
         cached_for(minutes=1, soft_timeout=2, hard_timeout=1)
-    with pytest.raises(ValueError, match="atomic_writes cannot be combined"):
-        cached_for(minutes=1, fail_safe=60, atomic_writes="at_most_once")
+    with pytest.raises(ValueError, match="'at_least_once' cannot be combined.*first write wins"):
+        cached_for(minutes=1, fail_safe=60, atomic_writes="at_least_once")
     with pytest.raises(TypeError, match="fail_safe must be a number of seconds"):
         cached_for(minutes=1, fail_safe="1h")  # type: ignore[arg-type]
 

@@ -53,6 +53,12 @@ class FreshPath:
         self.call = call
         self.policy = policy
         self.async_refresher = AsyncRefresher()
+        self._compute_rule = (
+            freshrules.coordinated_rule
+            if call.atomic == "at_most_once"
+            else freshrules.compute_rule
+        )
+        """How a miss computes: under the deepest tier's lease with ``at_most_once``."""
 
     def adapt(self, route: Route) -> None:
         """Fit a new ``route`` of the function: a finite duration, and the right hot path.
@@ -103,9 +109,10 @@ class FreshPath:
             self._refresh(route, key, entry, run)
             return entry.value
         stale = entry if state is State.FAIL_SAFE else None
+        rule = self._compute_rule
 
         def compute() -> Any:
-            return drive(freshrules.compute_rule(route, policy, key, call.guard), run)
+            return drive(rule(route, policy, key, call.guard), run)
 
         try:
             if not policy.timed:
@@ -167,7 +174,7 @@ class FreshPath:
             self._arefresh(route, key, entry, run)
             return entry.value
         stale = entry if state is State.FAIL_SAFE else None
-        compute = adrive(freshrules.compute_rule(route, policy, key, call.guard), run)
+        compute = adrive(self._compute_rule(route, policy, key, call.guard), run)
         try:
             if not policy.timed:
                 return await compute

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import math
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -261,6 +262,10 @@ class Tier(AwaitedTier):
     def release_refresh(self, key: str, lease: str) -> None:
         """Give back a refresh claimed with :meth:`acquire_refresh`."""
         self.cache.release_refresh(key, lease)
+
+    def pause(self, seconds: float) -> None:
+        """Wait ``seconds`` (a rule polling this tier for another caller's value)."""
+        time.sleep(seconds)
 
     def abort(self, computation: Computation) -> None:
         """Give up ``computation`` (releasing its lock, if it holds one): nothing is stored."""

@@ -7,6 +7,7 @@ the same auto-recovery bookkeeping (:mod:`stratacache.recovery`) as the plain op
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
@@ -105,6 +106,10 @@ class AwaitedTier:
             if self.recovery is not None and self.recovery.pending:
                 self.recovery.written(computation.key)
         return result
+
+    async def apause(self, seconds: float) -> None:
+        """:meth:`~stratacache.Tier.pause`, awaited: the event loop runs meanwhile."""
+        await asyncio.sleep(seconds)
 
     async def aabort(self, computation: Computation) -> None:
         """:meth:`~stratacache.Tier.abort`, awaited."""
