@@ -31,6 +31,7 @@ import math
 from typing import Any
 
 from stratacache.backend import NO_VALUE
+from stratacache.coherence import suspected
 from stratacache.driver import RUN, Rule
 from stratacache.engine import keep_rule
 from stratacache.errors import CacheError
@@ -68,6 +69,7 @@ def read_rule(route: Route, policy: Freshness, key: str) -> Rule[Envelope | None
     The first tier's plain value was read by the caller and missed (counted here).
     """
     tiers, group, counts = route.tiers, route.group, route.counts
+    receiver = None if route.state is None else route.state.coherence
     if tiers[0].cache.in_process:
         tiers[0].stats.misses += 1
     best: Envelope | None = None
@@ -82,6 +84,8 @@ def read_rule(route: Route, policy: Freshness, key: str) -> Rule[Envelope | None
             counts.errors += 1  # the fail-safe window answers for a tier that is down
             continue
         entry = None if data is NO_VALUE else Envelope.read(data)
+        if entry is not None and tier.cache.in_process:  # kept through a channel loss?
+            entry = suspected(receiver, entry)
         state = State.DEAD if entry is None else policy.state(entry, now)
         if entry is None or state is State.DEAD:
             if index or not tier.cache.in_process:
