@@ -28,6 +28,10 @@ the count moved during the call, the operation is remembered. The rules:
   queued removes the queued delete (it replaced the entry). A queued group clear, tag or
   clear is kept: replayed, it may delete that newer entry, a miss, never a stale read.
 
+A limit: an invalidation whose replay fails while the store answers (an error about that
+call, not an outage) is retried at the longest back-off, and reads as invalidated here,
+until it goes through; the backend logs each failure.
+
 Counted in the tier's ``stats()``: ``recovery_queued`` (operations remembered),
 ``recovery_replayed`` (replays that reached the store) and ``recovery_dropped`` (entries
 folded into a clear on overflow).
@@ -103,8 +107,13 @@ class Recovery:
             self._wake.set()  # the store answered: replay now
 
     def reached(self, mark: int) -> None:
-        """After a read or write while something is queued: wake the replay if it got there."""
+        """After a read or write while something is queued: wake the replay if it got there.
+
+        It also starts the replay thread again where none runs: a process forked with a
+        queue inherits it without its thread.
+        """
         if self.mark() == mark:
+            self._start()
             self._wake.set()
 
     def remember(self, operation: Operation) -> None:
