@@ -55,7 +55,7 @@ def test_a_miss_computes_once_across_two_processes_of_four_threads(
 ) -> None:
     counter = redis_server.client()
     env = clean_env(PYTHONPATH=root_pythonpath())
-    start_at = time.time() + 1.5  # both processes imported, then all callers miss at once
+    start_at = time.time() + 3.0  # both processes imported, then all callers miss at once
     processes = [
         subprocess.Popen(
             [sys.executable, "-c", MISS_PROCESS, redis_url, str(start_at)],

@@ -203,6 +203,8 @@ def test_past_the_limit_the_queue_becomes_one_clear_and_counts_what_it_dropped(
 
 
 def test_a_write_after_the_invalidation_supersedes_it(make_redis_server: ServerFactory) -> None:
+    """The write usually lands before the replay (which waits up to 1 s by then); should the
+    replay come first, it deletes the stale entry and the write still stands."""
     server = make_redis_server()
     stack = CacheStack()
     configure(stack, server)
@@ -219,7 +221,6 @@ def test_a_write_after_the_invalidation_supersedes_it(make_redis_server: ServerF
     time.sleep(0.15)  # past the backend's own back-off: the next call reaches Redis
     assert f.set("written", 1)  # before the replay: it removes the queued delete
     wait_replayed(stack)
-    assert shared_counts(stack)["recovery_replayed"] == 0
     assert f(1) == "written"
     assert stored(server, f.cache_key(1)) == "written", "the replay did not delete it"
 
@@ -311,7 +312,7 @@ def test_another_process_reads_no_stale_value_once_the_replay_ran(
         profile.invalidate(1)
         server.start()
         replayed = wait_replayed(stack)
-        time.sleep(0.5)
+        time.sleep(1.0)
     finally:
         stop.touch()
         out, _ = peer.communicate(timeout=30)
@@ -319,6 +320,6 @@ def test_another_process_reads_no_stale_value_once_the_replay_ran(
     assert reads[0][1] == "v1", "the peer read the entry before the outage"
     # The peer's invalidation message travels on the channel after the replay's DEL.
     after = [value for at, value in reads if float(at) > replayed + 0.1]
-    assert len(after) > 10
+    assert len(after) >= 3, "the peer kept reading after the replay"
     assert after.count("v1") == 0, "0 stale reads in the other process after the replay"
     stack.close()
