@@ -25,7 +25,7 @@ import sys, threading, time
 import redis
 from stratacache import CacheStack, cached_for
 
-url, start_at = sys.argv[1], float(sys.argv[2])
+url = sys.argv[1]
 counter = redis.Redis.from_url(url)
 stack = CacheStack()
 stack.configure({"CACHE_TYPE": "RedisCacheAtomic", "CACHE_REDIS_URL": url})
@@ -34,14 +34,16 @@ stack.configure({"CACHE_TYPE": "RedisCacheAtomic", "CACHE_REDIS_URL": url})
             stack=stack)
 def report(day):
     run = counter.incr("runs")
-    time.sleep(0.3)
+    time.sleep(0.5)
     return run
 
 seen = []
 def caller():
     seen.append(report("monday"))
 
-time.sleep(max(0.0, start_at - time.time()))
+counter.incr("ready")  # both processes set up (imports take seconds under load), then go
+while int(counter.get("ready")) < 2:
+    time.sleep(0.005)
 threads = [threading.Thread(target=caller) for _ in range(4)]
 for t in threads: t.start()
 for t in threads: t.join()
@@ -55,10 +57,9 @@ def test_a_miss_computes_once_across_two_processes_of_four_threads(
 ) -> None:
     counter = redis_server.client()
     env = clean_env(PYTHONPATH=root_pythonpath())
-    start_at = time.time() + 3.0  # both processes imported, then all callers miss at once
     processes = [
         subprocess.Popen(
-            [sys.executable, "-c", MISS_PROCESS, redis_url, str(start_at)],
+            [sys.executable, "-c", MISS_PROCESS, redis_url],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
