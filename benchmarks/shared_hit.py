@@ -87,6 +87,20 @@ def build_cases(url: str, port: int) -> dict[str, Callable[[], Any]]:
         cases[f"stratacache cached_for ({backend})"] = functools.partial(
             cached_for(minutes=5, stack=stack)(rates), "EUR"
         )
+        if backend == "RedisCacheNoExceptions":  # the cost of auto-recovery's checks
+            quiet = CacheStack()
+            quiet.configure(
+                {
+                    "CACHE_TYPE": backend,
+                    "CACHE_REDIS_URL": url,
+                    "CACHE_KEY_PREFIX": "quiet_",
+                    "LOCALCACHE_TYPE": "NullCache",
+                    "CACHE_RECOVERY_MAX": 0,
+                }
+            )
+            cases[f"stratacache cached_for ({backend}, CACHE_RECOVERY_MAX=0)"] = functools.partial(
+                cached_for(minutes=5, stack=quiet)(rates), "EUR"
+            )
         if backend == "RedisCacheAtomic":
             cases["stratacache cached_for (RedisCacheAtomic, at_most_once)"] = functools.partial(
                 cached_for(minutes=5, stack=stack, atomic_writes="at_most_once")(rates), "EUR"

@@ -61,6 +61,8 @@ RUN_ALONE = {
     "test_invalidation_topologies.py",
     "test_staleness_benchmark.py",
     "test_freshness.py",
+    "test_fresh_atomic.py",
+    "test_recovery.py",
     # Two-worker web services: which worker the kernel hands a request is up to the load.
     "test_examples.py",
 }

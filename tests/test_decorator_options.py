@@ -545,11 +545,6 @@ def fetch(user_id: int, lang: str = "en", session: object = None) -> None:
         ({"cache_if": "yes"}, TypeError, "cache_if must be a predicate on the result"),
         ({"version": ""}, TypeError, "version must be an int or a non-empty string"),
         ({"tags": "user:{user_id}"}, TypeError, "tags must be a list of non-empty tag"),
-        (
-            {"tags": ["user:{user_id}"], "atomic_writes": "at_most_once"},
-            ValueError,
-            "with atomic_writes='at_most_once' is not supported yet",
-        ),
     ],
     ids=lambda value: value if isinstance(value, str) else None,
 )

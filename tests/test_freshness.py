@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from stratacache import CacheStack, ComputeTimeout, cached_for
-from stratacache.freshness import COMPANION, Envelope
+from stratacache.freshness import COMPANION, STALE_COPY_SECONDS, Envelope
 from tests.conftest import clean_env, root_pythonpath
 from tests.redis_server import RedisServer
 
@@ -102,8 +102,8 @@ def test_bad_freshness_options_fail_at_decoration() -> None:
         cached_for(minutes=1, refresh_after=0.5, stale_after=10)
     with pytest.raises(ValueError, match="soft_timeout=2 must be shorter than hard_timeout=1"):
         cached_for(minutes=1, soft_timeout=2, hard_timeout=1)
-    with pytest.raises(ValueError, match="atomic_writes cannot be combined"):
-        cached_for(minutes=1, fail_safe=60, atomic_writes="at_most_once")
+    with pytest.raises(ValueError, match=r"'at_least_once' cannot be combined.*first write wins"):
+        cached_for(minutes=1, fail_safe=60, atomic_writes="at_least_once")
     with pytest.raises(TypeError, match="fail_safe must be a number of seconds"):
         cached_for(minutes=1, fail_safe="1h")  # type: ignore[arg-type]
 
@@ -542,3 +542,80 @@ def test_a_first_tier_outside_the_process_never_hands_out_the_envelope(redis_url
         assert Envelope.read(stored) is not None, "Redis keeps the envelope"
         assert counts(stack, function)["computations"] == 1
     stack.close()
+
+
+# -- fail-safe across a lost invalidation channel ----------------------------------------
+
+
+def channel_state(stack: CacheStack) -> str:
+    return stack.stats()["invalidation"]["state"]
+
+
+def test_fail_safe_copies_outlive_a_lost_channel_but_never_serve_as_hits(
+    make_redis_server: Callable[[], RedisServer],
+) -> None:
+    server = make_redis_server()
+    stack = CacheStack()
+    stack.configure(  # the invalidation channel on, as by default above Redis
+        {
+            "CACHE_TYPE": "RedisCacheNoExceptions",
+            "CACHE_REDIS_URL": server.url,
+            "CACHE_OPTIONS": {"retry_interval": 0.1},
+        }
+    )
+    failing = threading.Event()
+    runs: list[int] = []
+
+    @cached_for(seconds=30, fail_safe=60, stack=stack)
+    def profile(user: int) -> str:
+        runs.append(user)
+        if failing.is_set():
+            raise ConnectionError("the database is down too")
+        return f"{user}:v{len(runs)}"
+
+    wait_for(lambda: channel_state(stack) == "subscribed")
+    assert [profile(1), profile(2)] == ["1:v1", "2:v2"]
+    server.kill()
+    wait_for(lambda: channel_state(stack) == "lost")
+    # Still fresh, but kept through the loss for fail-safe only: the call computes.
+    assert profile(2) == "2:v3", "the kept copy is not a hit: the function ran"
+    failing.set()
+    assert profile(1) == "1:v1", "the fail-safe value: the copy kept through the loss"
+    assert runs == [1, 2, 2, 1]
+    assert counts(stack, profile)["fail_safe_served"] == 1
+    server.start()
+    wait_for(lambda: channel_state(stack) == "subscribed")
+    assert profile(1) == "1:v1", "kept through the flush on the way back, for fail-safe only"
+    assert counts(stack, profile)["fail_safe_served"] == 2
+    failing.clear()
+    time.sleep(STALE_COPY_SECONDS + 0.1)  # a served fail-safe value is a local copy that long
+    assert profile(1) == f"1:v{len(runs)}", "working again: computed, not the kept copy"
+    computed = len(runs)
+    assert profile(1) == f"1:v{computed}", "and now a local hit"
+    assert len(runs) == computed
+
+
+def test_a_kept_copy_serves_fail_safe_only_within_its_window(
+    make_redis_server: Callable[[], RedisServer],
+) -> None:
+    server = make_redis_server()
+    stack = CacheStack()
+    stack.configure({"CACHE_TYPE": "RedisCacheNoExceptions", "CACHE_REDIS_URL": server.url})
+    failing = threading.Event()
+
+    @cached_for(seconds=30, fail_safe=0.5, stack=stack)
+    def profile(user: int) -> str:
+        if failing.is_set():
+            raise ConnectionError("the database is down too")
+        return "ada"
+
+    wait_for(lambda: channel_state(stack) == "subscribed")
+    assert profile(1) == "ada"
+    server.kill()
+    wait_for(lambda: channel_state(stack) == "lost")
+    failing.set()
+    assert profile(1) == "ada", "within 0.5 s of the loss: the fail-safe value"
+    assert counts(stack, profile)["fail_safe_served"] == 1
+    time.sleep(max(0.6, STALE_COPY_SECONDS + 0.1))  # past the window and the served copy
+    with pytest.raises(ConnectionError):
+        profile(1)  # its window counts from the loss, not from its 30 s expiry

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -276,6 +277,69 @@ def test_at_most_once_waiters_share_one_computation_span(
 
     rates("EUR")
     assert sorted(s.name for s in finished(spans)) == ["stratacache.compute", "stratacache.miss"]
+
+
+def wait_for_spans(exporter: InMemorySpanExporter, name: str) -> list[ReadableSpan]:
+    """Every finished span, once one called ``name`` has finished (a refresh ends later)."""
+    deadline = time.monotonic() + 10
+    while not any(s.name == name for s in exporter.get_finished_spans()):
+        assert time.monotonic() < deadline, f"no {name} span finished"
+        time.sleep(0.01)
+    return finished(exporter)
+
+
+def test_a_refresh_is_a_span_under_the_miss_that_started_it_with_its_computation(
+    spans: InMemorySpanExporter, stack: CacheStack
+) -> None:
+    runs: list[int] = []
+
+    @cached_for(seconds=2, refresh_after=0.05, stack=stack)
+    def rates(currency: str) -> int:
+        runs.append(1)
+        return len(runs)
+
+    assert rates("EUR") == 1
+    finished(spans)
+    time.sleep(0.15)
+    assert rates("EUR") == 1, "the stale value, at once"
+    found = wait_for_spans(spans, "stratacache.refresh")
+    by_name = {s.name: s for s in found}
+    assert sorted(by_name) == ["stratacache.compute", "stratacache.miss", "stratacache.refresh"]
+    name = f"{__name__}.{rates.__qualname__}"
+    refresh, compute, miss = (by_name[f"stratacache.{n}"] for n in ("refresh", "compute", "miss"))
+    assert refresh.attributes == {"stratacache.function": name}
+    assert_child(refresh, miss)
+    assert_child(compute, refresh)
+    assert runs == [1, 1]
+    assert rates("EUR") == 2, "the refreshed value, a local hit"
+    assert finished(spans) == []
+
+
+def test_an_async_refresh_is_a_span_too(spans: InMemorySpanExporter, stack: CacheStack) -> None:
+    @cached_for(seconds=2, refresh_after=0.05, stack=stack)
+    async def rates(currency: str) -> str:
+        await asyncio.sleep(0)
+        return currency
+
+    async def main() -> None:
+        await rates("EUR")
+        finished(spans)
+        await asyncio.sleep(0.15)
+        await rates("EUR")
+        for _ in range(500):
+            if any(s.name == "stratacache.refresh" for s in spans.get_finished_spans()):
+                break
+            await asyncio.sleep(0.01)
+        by_name = {s.name: s for s in finished(spans)}
+        assert sorted(by_name) == [
+            "stratacache.compute",
+            "stratacache.miss",
+            "stratacache.refresh",
+        ]
+        assert_child(by_name["stratacache.refresh"], by_name["stratacache.miss"])
+        assert_child(by_name["stratacache.compute"], by_name["stratacache.refresh"])
+
+    asyncio.run(main())
 
 
 # -- CACHE_OTEL, the entry point, the extra ------------------------------------------------------

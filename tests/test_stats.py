@@ -27,6 +27,9 @@ ZERO_LAYER: LayerCounts = {
     "errors": 0,
     "deserialization_failures": 0,
     "lock_waits": 0,
+    "recovery_queued": 0,
+    "recovery_replayed": 0,
+    "recovery_dropped": 0,
 }
 ZERO_FUNCTION: FunctionCounts = {
     "local_hits": 0,

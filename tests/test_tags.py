@@ -19,7 +19,7 @@ from redis.crc import key_slot
 import stratacache
 from stratacache import CacheStack, TierSpecOf, cached_for
 from stratacache_plugins.filesystem import FileSystemCache
-from stratacache_plugins.rediscache import RedisCache
+from stratacache_plugins.rediscache import RedisCache, RedisCacheAtomic
 from stratacache_plugins.simple import SimpleCache
 from tests.redis_server import RedisServer
 from tests.redis_topologies import RedisClusterNodes
@@ -344,3 +344,80 @@ def test_a_redis_subclass_overriding_set_sees_tagged_writes(redis_url: str) -> N
     users.calls.clear()
     users.read(1)
     assert users.calls == [("profile", 1), ("orders", 1)]
+
+
+# -- tags with atomic_writes: written in the coordinated commit ---------------------------
+
+
+def atomic_stack(url: str | None = None, cluster: Any = None) -> CacheStack:
+    shared = (
+        RedisCacheAtomic(url=url, key_prefix=fresh_prefix(), invalidation="off")
+        if cluster is None
+        else RedisCacheAtomic(cluster=cluster, key_prefix=fresh_prefix(), invalidation="off")
+    )
+    return CacheStack.from_tiers(
+        [TierSpecOf(SimpleCache(), name="memory"), TierSpecOf(shared, name="redis")]
+    )
+
+
+@pytest.mark.parametrize("mode", ["at_most_once", "at_least_once"])
+def test_tags_with_atomic_writes_are_written_in_the_commit(redis_url: str, mode: str) -> None:
+    stack = atomic_stack(redis_url)
+    calls: list[int] = []
+
+    @cached_for(minutes=5, tags=["user:{user_id}"], atomic_writes=mode, stack=stack)
+    def profile(user_id: int) -> int:
+        calls.append(user_id)
+        return user_id
+
+    assert [profile(1), profile(2), profile(1)] == [1, 2, 1]
+    shared = stack.tier("redis").cache
+    key = profile.cache_key(1)
+    assert shared.get(key) == 1, "committed by the atomic write"
+    assert stack.invalidate_tags("user:1") == 2, "both tiers' entries carried the tag"
+    assert shared.get(key) is None
+    assert shared.get(profile.cache_key(2)) == 2
+    assert [profile(1), profile(2)] == [1, 2]
+    assert calls == [1, 2, 1]
+
+
+def test_tags_with_atomic_writes_on_a_cluster(redis_cluster: RedisClusterNodes) -> None:
+    stack = atomic_stack(cluster=redis_cluster.startup_nodes)
+    users: list[int] = []
+
+    @cached_for(minutes=5, tags=["user:{user_id}"], atomic_writes="at_most_once", stack=stack)
+    def profile(user_id: int) -> int:
+        users.append(user_id)
+        return user_id
+
+    @cached_for(minutes=5, tags=["user:{user_id}"], atomic_writes="at_most_once", stack=stack)
+    def orders(user_id: int) -> list[int]:
+        return [user_id]
+
+    profile(42)
+    orders(42)
+    keys = [profile.cache_key(42), orders.cache_key(42)]
+    assert len({key_slot(key.encode()) for key in keys}) == 2, "two functions, two slots"
+    assert stack.invalidate_tags("user:42") == 4
+    shared = stack.tier("redis").cache
+    assert [shared.get(key) for key in keys] == [None, None]
+
+
+def test_async_tags_with_atomic_writes(redis_url: str) -> None:
+    stack = atomic_stack(redis_url)
+    calls: list[int] = []
+
+    @cached_for(minutes=5, tags=["user:{user_id}"], atomic_writes="at_most_once", stack=stack)
+    async def profile(user_id: int) -> int:
+        calls.append(user_id)
+        return user_id
+
+    async def main() -> None:
+        await profile(1)
+        await profile(2)
+        assert await stack.ainvalidate_tags("user:1") == 2
+        await profile(1)
+        await profile(2)
+
+    asyncio.run(main())
+    assert calls == [1, 2, 1]

@@ -98,6 +98,10 @@ class Backend(AsyncMethods, TagMethods, Inspectable, BaseCache):
     """False for a backend that keeps nothing (NullCache): the engine then does not read the
     remaining lifetime of an entry found below it, since it will not copy it there."""
 
+    degrades: ClassVar[bool] = False
+    """True when a failed operation returns a fallback and counts in ``stats.errors`` instead
+    of raising: its tier then replays the invalidations it missed (:mod:`stratacache.recovery`)."""
+
     options_model: ClassVar[type[BackendOptions] | None] = None
     """The options this backend owns (see :mod:`stratacache.options`), or ``None``.
 

@@ -71,12 +71,6 @@ class CallOptions:
                 " write e.g. cache_if=lambda result: result is not None"
             )
         templates = check_tags(tags)
-        if templates and atomic is not None:
-            raise ValueError(
-                f"cached_for: tags={list(templates)!r} with atomic_writes={atomic!r} is not"
-                " supported yet (a coordinated commit writes the deepest tier without the"
-                " tags); drop one of them"
-            )
         return cls(
             skip,
             cache_if,

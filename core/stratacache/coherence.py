@@ -15,7 +15,12 @@ theirs changed, and calls the receiver, which drops from this stack's upper tier
 While the backend's channel is lost, it cannot know what it missed: it calls
 :meth:`~InvalidationReceiver.channel_lost`, which flushes the upper tiers, and
 :meth:`~InvalidationReceiver.channel_ready` once it listens again, which flushes them once
-more (what was cached during the loss may be stale too).
+more (what was cached during the loss may be stale too). A tier whose backend can clear all
+but some keys (:class:`KeepingClear`: SimpleCache) keeps the envelopes of functions with
+freshness options through those flushes, for **fail-safe only**: the plain values go, and
+an envelope written before the last such flush (:attr:`InvalidationReceiver.suspect_before`)
+is read as expired at that moment (:func:`suspected`), so it never answers as a hit, fresh
+or stale, and answers a failed computation only within its ``fail_safe`` window.
 
 A read that fills the upper tiers from a deeper one races a drop: the value it read may be
 older than a change applied while it was on its way up. :attr:`InvalidationReceiver.epoch`
@@ -25,13 +30,14 @@ moved (:func:`unchanged_since`). This module knows no backend.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict, runtime_checkable
 
 from stratacache.forksafe import renew_in_child
-from stratacache.freshness import companion_key
+from stratacache.freshness import COMPANION, Envelope, clock, companion_key
 from stratacache.tier import Tier
 
 if TYPE_CHECKING:
@@ -42,9 +48,11 @@ __all__ = [
     "InvalidationCounts",
     "InvalidationReceiver",
     "InvalidationSource",
+    "KeepingClear",
     "attach_receivers",
     "detach",
     "epoch_of",
+    "suspected",
     "unchanged_since",
     "with_channel",
 ]
@@ -80,6 +88,18 @@ class InvalidationSource(Protocol):
         """Announce changes, and apply other instances' to ``receiver`` (``None``: stop)."""
 
 
+@runtime_checkable
+class KeepingClear(Protocol):
+    """An in-process backend that can clear every entry but those it is told to keep."""
+
+    def clear_except(self, keep: Callable[[str], bool]) -> bool:
+        """Remove every entry whose key ``keep`` refuses; return True."""
+
+
+def _is_envelope(key: str) -> bool:
+    return key.endswith(COMPANION)
+
+
 class InvalidationReceiver:
     """The upper tiers of one stack, as another instance's changes reach them.
 
@@ -97,6 +117,9 @@ class InvalidationReceiver:
             one channel per function (a Redis Cluster's, in each function's slot) listens
             on theirs, and on a new one's when :meth:`watch` names it.
         on_watch: Set by such a backend: called with each function :meth:`watch` adds.
+        suspect_before: The wall-clock time (:func:`stratacache.freshness.clock`) of the
+            last flush after a loss: envelopes kept through it and written before it are
+            fail-safe only (see :func:`suspected`); ``-inf`` before any.
     """
 
     def __init__(self, tiers: tuple[Tier, ...]) -> None:
@@ -109,6 +132,7 @@ class InvalidationReceiver:
         self.flushes_after_loss = 0
         self.groups: set[str] = set()
         self.on_watch: Callable[[str], None] | None = None
+        self.suspect_before = float("-inf")
         self._lost = False
         self._lock = threading.Lock()
         renew_in_child(self, "_lock")
@@ -172,7 +196,7 @@ class InvalidationReceiver:
             self.state = "lost"
             if not self._lost:
                 self._lost = True
-                self._flush()
+                self._flush(keeping=True)
                 self.flushes_after_loss += 1
 
     def channel_ready(self) -> None:
@@ -182,7 +206,7 @@ class InvalidationReceiver:
         before it (a forked child's copies of its parent's) were never covered.
         """
         with self._lock:
-            self._flush()
+            self._flush(keeping=True)
             if self._lost:
                 self.flushes_after_loss += 1
                 self._lost = False
@@ -197,10 +221,17 @@ class InvalidationReceiver:
             flushes_after_loss=self.flushes_after_loss,
         )
 
-    def _flush(self) -> None:
+    def _flush(self, *, keeping: bool = False) -> None:
+        """Clear the upper tiers; ``keeping``: their envelopes stay, for fail-safe only."""
         self.epoch += 1
+        if keeping:
+            self.suspect_before = clock()
         for tier in self.tiers:
-            self._quietly(tier.cache.clear)
+            cache = tier.cache
+            if keeping and isinstance(cache, KeepingClear):
+                self._quietly(cache.clear_except, _is_envelope)
+            else:
+                self._quietly(cache.clear)
 
     @staticmethod
     def _quietly(operation: Any, *args: Any) -> None:
@@ -256,6 +287,19 @@ def epoch_of(receiver: InvalidationReceiver | None) -> int:
 def unchanged_since(receiver: InvalidationReceiver | None, epoch: int) -> bool:
     """Whether no drop happened since ``epoch``: a value read then may fill the upper tiers."""
     return receiver is None or receiver.epoch == epoch
+
+
+def suspected(receiver: InvalidationReceiver | None, entry: Envelope) -> Envelope:
+    """``entry``, read from an upper tier, as the last flush after a loss lets it serve.
+
+    An envelope written before that flush was kept for fail-safe only: it is returned as
+    expired at the moment of the flush (or at its own expiry, if earlier), so it is never
+    served as a hit, and its fail-safe window ends no later than it would have.
+    """
+    if receiver is None or entry.created >= receiver.suspect_before:
+        return entry
+    expired = min(entry.hard, receiver.suspect_before)
+    return dataclasses.replace(entry, soft=expired, hard=expired)
 
 
 def with_channel(snapshot: StatsSnapshot, receiver: InvalidationReceiver | None) -> StatsSnapshot:

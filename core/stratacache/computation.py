@@ -58,8 +58,12 @@ class Computation:
             is unknown (a lost reply, an outage).
         result: What the commit returned, recorded when it went through the
             ``stratacache_set`` hook.
+        tags: The tags the committed entry carries (``cached_for(tags=...)``), set by the
+            engine before the commit; a backend records them in the commit itself, as
+            ``Backend.set_tagged`` does.
     """
 
+    tags: tuple[str, ...] = ()
     waited: bool = False
     stored: bool = False
     result: Any = NO_VALUE
@@ -87,7 +91,11 @@ class Computation:
         A backend that lets several processes compute returns the value that won. A value that
         cannot be serialized raises :class:`~stratacache.SerializationError`, storing nothing.
         """
-        self.stored = bool(self.backend.set_tracked(self.key, value, self.timeout, self.group))
+        backend, tags = self.backend, self.tags
+        if tags:
+            self.stored = bool(backend.set_tagged(self.key, value, self.timeout, self.group, tags))
+        else:
+            self.stored = bool(backend.set_tracked(self.key, value, self.timeout, self.group))
         return value
 
     def abort(self) -> None:
@@ -101,8 +109,13 @@ class Computation:
         """
         if type(self).commit is not Computation.commit:
             return await asyncio.to_thread(self.commit, value)
+        backend, tags = self.backend, self.tags
         self.stored = bool(
-            await self.backend.aset_tracked(self.key, value, self.timeout, self.group)
+            await (
+                backend.aset_tagged(self.key, value, self.timeout, self.group, tags)
+                if tags
+                else backend.aset_tracked(self.key, value, self.timeout, self.group)
+            )
         )
         return value
 

@@ -201,7 +201,7 @@ def cached_for(
         soft_timeout=soft_timeout,
         hard_timeout=hard_timeout,
         early_refresh=early_refresh,
-        atomic=atomic_writes is not None,
+        atomic=atomic_writes,
     )
 
     def decorate(func: Callable[..., Any]) -> Any:

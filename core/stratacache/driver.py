@@ -49,6 +49,7 @@ _AWAITED = {
         "acquire_refresh",
         "release_refresh",
         "invalidate_tag",
+        "pause",
     )
 }
 

@@ -201,6 +201,8 @@ def coordinated_rule(
     tiers, counts = route.tiers, route.counts
     deepest = tiers[-1]
     computation = yield (deepest, "start_computation", (key, route.timeouts[-1], route.group, mode))
+    if route.tags:  # written in the commit itself
+        computation.tags = route.tags
     if computation.waited:
         counts.lock_waits += 1
     value = computation.value

@@ -29,7 +29,7 @@ from stratacache.backend import NO_VALUE
 from stratacache.driver import adrive, drive
 from stratacache.errors import ComputeTimeout
 from stratacache.freshness import Envelope, Freshness, State, clock
-from stratacache.observe import aobserved_run, observed_run
+from stratacache.observe import aobserved_refresh, aobserved_run, observed_refresh, observed_run
 from stratacache.refresh import AsyncRefresher, refresher
 from stratacache.route import Route
 
@@ -53,6 +53,12 @@ class FreshPath:
         self.call = call
         self.policy = policy
         self.async_refresher = AsyncRefresher()
+        self._compute_rule = (
+            freshrules.coordinated_rule
+            if call.atomic == "at_most_once"
+            else freshrules.compute_rule
+        )
+        """How a miss computes: under the deepest tier's lease with ``at_most_once``."""
 
     def adapt(self, route: Route) -> None:
         """Fit a new ``route`` of the function: a finite duration, and the right hot path.
@@ -103,9 +109,10 @@ class FreshPath:
             self._refresh(route, key, entry, run)
             return entry.value
         stale = entry if state is State.FAIL_SAFE else None
+        rule = self._compute_rule
 
         def compute() -> Any:
-            return drive(freshrules.compute_rule(route, policy, key, call.guard), run)
+            return drive(rule(route, policy, key, call.guard), run)
 
         try:
             if not policy.timed:
@@ -125,7 +132,7 @@ class FreshPath:
                 counts.refreshes += 1
 
         pool = refresher(self.call.stack, self._workers(route))
-        pool.refresh((route.group, key), job, counts)
+        pool.refresh((route.group, key), observed_refresh(route, key, job), counts)
 
     def _wait(
         self, route: Route, key: str, future: concurrent.futures.Future[Any], stale: Envelope | None
@@ -167,7 +174,7 @@ class FreshPath:
             self._arefresh(route, key, entry, run)
             return entry.value
         stale = entry if state is State.FAIL_SAFE else None
-        compute = adrive(freshrules.compute_rule(route, policy, key, call.guard), run)
+        compute = adrive(self._compute_rule(route, policy, key, call.guard), run)
         try:
             if not policy.timed:
                 return await compute
@@ -186,7 +193,8 @@ class FreshPath:
             if await adrive(freshrules.refresh_rule(route, policy, key, entry, guard), run):
                 counts.refreshes += 1
 
-        self.async_refresher.refresh((route.group, key), job, counts, self._workers(route))
+        observed = aobserved_refresh(route, key, job)
+        self.async_refresher.refresh((route.group, key), observed, counts, self._workers(route))
 
     async def _await(
         self, route: Route, key: str, task: asyncio.Task[Any], stale: Envelope | None

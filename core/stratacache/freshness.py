@@ -194,23 +194,25 @@ def freshness_options(
     soft_timeout: float | None,
     hard_timeout: float | None,
     early_refresh: float,
-    atomic: bool = False,
+    atomic: str | None = None,
 ) -> Freshness | None:
     """Validate ``cached_for``'s freshness options; ``None`` when none is given.
 
     Raises:
         TypeError: An option of the wrong type.
         ValueError: An option out of range, two that contradict each other, or
-            ``atomic_writes`` (``atomic``) given with them.
+            ``atomic_writes="at_least_once"`` (``atomic``) given with them.
     """
     given = (refresh_after, stale_after, fail_safe, soft_timeout, hard_timeout)
     if all(option is None for option in given) and not early_refresh:
         return None
-    if atomic:
+    if atomic == "at_least_once":
         raise ValueError(
-            "cached_for: atomic_writes cannot be combined with refresh_after, stale_after,"
-            " fail_safe or the timeouts yet; drop atomic_writes (their refreshes are"
-            " coordinated across processes already) or the freshness options"
+            "cached_for: atomic_writes='at_least_once' cannot be combined with refresh_after,"
+            " stale_after, fail_safe or the timeouts: its commit never replaces a stored"
+            " entry (the first write wins), and these options keep an entry stored past its"
+            " expiry (stale, fail-safe), so a recomputed value could never replace it; use"
+            " atomic_writes='at_most_once', whose lock the refreshes take too"
         )
     if refresh_after is not None:
         if isinstance(refresh_after, bool) or not isinstance(refresh_after, int | float):

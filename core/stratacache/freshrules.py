@@ -14,6 +14,9 @@ for the envelope and where each tier keeps it):
   envelope under the companion key. Every copy lives at most what the envelope has left
   (the hard expiry plus the fail-safe window), and what the store below said it has left.
 * **Compute** (:func:`compute_rule`): run the function, wrap the value, keep it everywhere.
+  With ``atomic_writes="at_most_once"`` (:func:`coordinated_rule`), under the deepest
+  tier's refresh lease (RedisCacheAtomic's ``at_most_once`` lock, as a refresh): a caller
+  that cannot take it waits for the holder's envelope instead of computing.
 * **Refresh** (:func:`refresh_rule`): claim the refresh on the deepest tier (a backend that
   coordinates processes holds its ``at_most_once`` lock meanwhile; another process holding
   it means that process refreshes), re-read the deepest envelope (a refresh that just
@@ -28,6 +31,7 @@ import math
 from typing import Any
 
 from stratacache.backend import NO_VALUE
+from stratacache.coherence import suspected
 from stratacache.driver import RUN, Rule
 from stratacache.engine import keep_rule
 from stratacache.errors import CacheError
@@ -46,6 +50,7 @@ from stratacache.tier import Tier, bounded
 __all__ = [
     "answer_rule",
     "compute_rule",
+    "coordinated_rule",
     "read_rule",
     "refresh_rule",
     "stale_copy_rule",
@@ -64,6 +69,7 @@ def read_rule(route: Route, policy: Freshness, key: str) -> Rule[Envelope | None
     The first tier's plain value was read by the caller and missed (counted here).
     """
     tiers, group, counts = route.tiers, route.group, route.counts
+    receiver = None if route.state is None else route.state.coherence
     if tiers[0].cache.in_process:
         tiers[0].stats.misses += 1
     best: Envelope | None = None
@@ -78,6 +84,8 @@ def read_rule(route: Route, policy: Freshness, key: str) -> Rule[Envelope | None
             counts.errors += 1  # the fail-safe window answers for a tier that is down
             continue
         entry = None if data is NO_VALUE else Envelope.read(data)
+        if entry is not None and tier.cache.in_process:  # kept through a channel loss?
+            entry = suspected(receiver, entry)
         state = State.DEAD if entry is None else policy.state(entry, now)
         if entry is None or state is State.DEAD:
             if index or not tier.cache.in_process:
@@ -176,6 +184,53 @@ def compute_rule(
         entry = policy.envelope(value, route.timeouts[-1], started, clock())
         yield from store_rule(route, policy, key, entry, len(route.tiers))
     return value
+
+
+HOLDER_POLLS = (0.01, 0.02, 0.05, 0.1, 0.2)
+"""Seconds between a waiting caller's reads of the deepest tier (the last one repeats)."""
+
+HOLDER_WAIT = 60.0
+"""The longest a caller waits for another's computation before computing itself (the lock
+expires before that: ``CACHE_ATOMIC_LOCK_TIMEOUT``, 30 s by default)."""
+
+
+def coordinated_rule(
+    route: Route, policy: Freshness, key: str, guard: WriteGuard | None = None
+) -> Rule[Any]:
+    """Compute ``key`` once across processes (``at_most_once``), else take the holder's value.
+
+    The caller claims the deepest tier's refresh lease (a backend that does not coordinate
+    processes lends it at once). While another caller holds it, this one polls the deepest
+    tier for an unexpired envelope (its miss found none: it is the holder's), and takes it
+    (counted in ``lock_waits``); once the lease is free (the holder finished, failed or died
+    and its lock expired), it claims it in turn. Holding it, it reads the deepest tier once
+    more (a value may have landed between the miss and the claim), then computes.
+    """
+    deepest, group, last = route.tiers[-1], route.group, len(route.tiers) - 1
+    since, waited, polls = clock(), False, iter(HOLDER_POLLS)
+    lease = yield (deepest, "acquire_refresh", (key,))
+    while lease is None and clock() - since < HOLDER_WAIT:
+        if not waited:
+            waited = True
+            route.counts.lock_waits += 1
+        yield (deepest, "pause", (next(polls, HOLDER_POLLS[-1]),))
+        data, remaining = yield (deepest, "lookup_entry", (envelope_key(deepest, key), group))
+        entry = None if data is NO_VALUE else Envelope.read(data)
+        if entry is not None and clock() < entry.hard:  # unexpired: the holder's value
+            yield from store_rule(route, policy, key, entry, last, remaining=remaining)
+            return entry.value
+        lease = yield (deepest, "acquire_refresh", (key,))
+    try:
+        if lease and last:  # held: did a value land between the miss and the claim?
+            data, remaining = yield (deepest, "lookup_entry", (envelope_key(deepest, key), group))
+            entry = None if data is NO_VALUE else Envelope.read(data)
+            if entry is not None and clock() < entry.hard:
+                yield from store_rule(route, policy, key, entry, last, remaining=remaining)
+                return entry.value
+        return (yield from compute_rule(route, policy, key, guard))
+    finally:
+        if lease:
+            yield (deepest, "release_refresh", (key, lease))
 
 
 def refresh_rule(

@@ -267,8 +267,11 @@ def stratacache_slow_path(
 
     Args:
         event: Which step: ``"miss"``, the rest of the call after the first tier missed (the
-            tiers below, then the computation, or the wait for another caller's), and
-            ``"compute"``, one run of the function inside it.
+            tiers below, then the computation, or the wait for another caller's);
+            ``"compute"``, one run of the function inside it; and ``"refresh"``, a
+            background refresh of a stale entry that such a call started
+            (``refresh_after``, ``stale_after``, ``early_refresh``), on a worker thread or
+            a task, in a copy of the starting call's context, with its ``"compute"`` inside.
         function: The decorated function's ``module.qualname``.
         key: The entry's key (it may hold argument values: mind what you export).
 

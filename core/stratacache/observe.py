@@ -2,12 +2,15 @@
 
 A :class:`~stratacache.route.Route` holds the hook's caller when some plugin implements it
 (:func:`observers`), ``None`` otherwise. The read-through calls wrap their slow paths with
-:func:`observed_miss`, :func:`observed_run` and :func:`aobserved_run`, which cost one
-attribute check when nobody observes; a hit in the first tier never reaches them.
+:func:`observed_miss`, :func:`observed_run` and :func:`aobserved_run`, and the background
+refreshes a miss starts with :func:`observed_refresh` and :func:`aobserved_refresh`; each
+costs one attribute check when nobody observes, and a hit in the first tier never reaches
+them.
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import ExitStack, contextmanager
@@ -20,7 +23,15 @@ if TYPE_CHECKING:
 
     from stratacache.route import Route
 
-__all__ = ["aobserved_miss", "aobserved_run", "observed_miss", "observed_run", "observers"]
+__all__ = [
+    "aobserved_miss",
+    "aobserved_refresh",
+    "aobserved_run",
+    "observed_miss",
+    "observed_refresh",
+    "observed_run",
+    "observers",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -74,6 +85,40 @@ def aobserved_run(
             return await run()
 
     return observed
+
+
+def observed_refresh(route: Route, key: str, job: Callable[[], R]) -> Callable[[], R]:
+    """Return ``job`` (a background refresh), wrapped as a ``"refresh"`` step if observed.
+
+    The job runs on a worker thread; it runs in a copy of the context it was started from,
+    so its step nests under the call that found the entry stale (an OpenTelemetry span's
+    parent is that call's ``"miss"`` span), and its ``"compute"`` step nests under it.
+    """
+    hook = route.observers
+    if hook is None:
+        return job
+    context = contextvars.copy_context()
+
+    def refresh() -> R:
+        with _observed(hook, "refresh", route, key):
+            return job()
+
+    return lambda: context.run(refresh)
+
+
+def aobserved_refresh(
+    route: Route, key: str, job: Callable[[], Awaitable[R]]
+) -> Callable[[], Awaitable[R]]:
+    """The awaited twin of :func:`observed_refresh` (a task copies the context itself)."""
+    hook = route.observers
+    if hook is None:
+        return job
+
+    async def refresh() -> R:
+        with _observed(hook, "refresh", route, key):
+            return await job()
+
+    return refresh
 
 
 def observed_miss(

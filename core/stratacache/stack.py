@@ -347,6 +347,8 @@ class CacheStack(TagOperations, AsyncOperations):
     def _close_tiers(tiers: Iterable[Tier]) -> None:
         detach(tiers := tuple(tiers))  # a closed backend neither announces nor listens
         for tier in tiers:
+            if tier.recovery is not None:
+                tier.recovery.stop()
             try:
                 tier.cache.close()
             except Exception:
@@ -359,7 +361,9 @@ class CacheStack(TagOperations, AsyncOperations):
 
         ``{"enabled": ..., "layers": {tier name: {...}}, "functions": {"module.qualname":
         {...}}}``: per tier ``hits``, ``misses``, ``sets``, ``deletes``, ``errors``,
-        ``deserialization_failures`` and ``lock_waits``; per decorated function
+        ``deserialization_failures``, ``lock_waits`` and the auto-recovery counters
+        (``recovery_queued``, ``recovery_replayed``, ``recovery_dropped``: see
+        :mod:`stratacache.recovery`); per decorated function
         ``local_hits`` (its first tier), ``shared_hits`` (the tiers below), ``misses``,
         ``sets``, ``deletes``, ``errors``, ``computations``, ``compute_errors``,
         ``compute_seconds`` and ``lock_waits`` (see :mod:`stratacache.stats` for each).

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import builtins
 import math
-from collections.abc import Awaitable, Callable, Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from stratacache.backend import NO_VALUE, Backend, Computation, Timeout
 from stratacache.freshness import companion_key
+from stratacache.recovery import ALL, Recovery
 from stratacache.stats import LayerStats
+from stratacache.tierasync import AwaitedTier
 
 if TYPE_CHECKING:
     import pluggy
@@ -71,7 +74,7 @@ def bounded(seconds: float, cap: float) -> float:
     return min(seconds, cap)
 
 
-class Tier:
+class Tier(AwaitedTier):
     """One tier of a stack: a backend and the operations the engine calls on it.
 
     Attributes:
@@ -81,8 +84,10 @@ class Tier:
         cap: Its timeout cap in seconds (0 = none).
         stats: Its :class:`~stratacache.stats.LayerStats` (the stack's, or a throwaway one
             when ``CACHE_STATS`` is off).
-        fast_lookup: ``cache.lookup`` when no plugin implements ``stratacache_get``, else
-            ``None``: the decorator's hot path calls it directly.
+        fast_lookup: ``cache.lookup`` when no plugin implements ``stratacache_get`` and
+            the tier has no :attr:`recovery`, else ``None``: the hot path calls it directly.
+        recovery: The :class:`~stratacache.recovery.Recovery` queue of a backend that
+            degrades (``Backend.degrades``), unless ``CACHE_RECOVERY_MAX`` is 0; else ``None``.
     """
 
     __slots__ = (
@@ -97,6 +102,7 @@ class Tier:
         "fast_lookup",
         "name",
         "native_async",
+        "recovery",
         "stats",
     )
 
@@ -124,7 +130,10 @@ class Tier:
         self._delete = relay("stratacache_delete")
         self._clear_group = relay("stratacache_clear_group")
         self._clear = relay("stratacache_clear")
-        self.fast_lookup: Callable[[str], Any] | None = cache.lookup if self._get is None else None
+        limit = getattr(config.settings, "cache_recovery_max", 0) if cache.degrades else 0
+        self.recovery = Recovery(self, limit) if limit else None
+        direct = self._get is None and self.recovery is None
+        self.fast_lookup: Callable[[str], Any] | None = cache.lookup if direct else None
         self.native_async = cache.api != "sync" and not self.hooked
         """Whether async code awaits the backend's ``a``-methods (else: worker threads).
 
@@ -143,6 +152,12 @@ class Tier:
 
     def lookup(self, key: str, group: str | None = None) -> Any:
         """Return the value of ``key`` or :data:`~stratacache.NO_VALUE`."""
+        recovery = self.recovery
+        if recovery is not None and recovery.pending:
+            return recovery.read(key, group, lambda: self._lookup(key, group), NO_VALUE)
+        return self._lookup(key, group)
+
+    def _lookup(self, key: str, group: str | None) -> Any:
         get = self._get
         if get is None:
             return self.cache.lookup(key)
@@ -153,6 +168,13 @@ class Tier:
 
         Through the read hook, a plugin's answer has no known lifetime (``None``).
         """
+        recovery = self.recovery
+        if recovery is not None and recovery.pending:
+            read = lambda: self._lookup_entry(key, group)  # noqa: E731
+            return recovery.read(key, group, read, (NO_VALUE, None))  # type: ignore[no-any-return]
+        return self._lookup_entry(key, group)
+
+    def _lookup_entry(self, key: str, group: str | None) -> tuple[Any, float | None]:
         get = self._get
         if get is None:
             return self.cache.lookup_entry(key)
@@ -195,6 +217,8 @@ class Tier:
             )
         if stored:
             self.stats.sets += 1
+            if self.recovery is not None and self.recovery.pending:
+                self.recovery.written(key)
         return stored
 
     def start_computation(
@@ -206,10 +230,11 @@ class Tier:
     def commit(self, computation: Computation, value: Any) -> Any:
         """Commit ``value`` for ``computation``; return the value every caller should get.
 
-        A plugin sees the commit as a write (``stratacache_set`` with ``computation``).
+        A plugin sees the commit as a write (``stratacache_set`` with ``computation``),
+        unless the entry carries tags (see :meth:`store`).
         """
         set_ = self._set
-        if set_ is None:
+        if set_ is None or computation.tags:
             result = computation.commit(value)
         else:
             set_(
@@ -226,6 +251,8 @@ class Tier:
                 result = value
         if computation.stored:
             self.stats.sets += 1
+            if self.recovery is not None and self.recovery.pending:
+                self.recovery.written(computation.key)
         return result
 
     def acquire_refresh(self, key: str) -> str | None:
@@ -236,6 +263,10 @@ class Tier:
         """Give back a refresh claimed with :meth:`acquire_refresh`."""
         self.cache.release_refresh(key, lease)
 
+    def pause(self, seconds: float) -> None:
+        """Wait ``seconds`` (a rule polling this tier for another caller's value)."""
+        time.sleep(seconds)
+
     def abort(self, computation: Computation) -> None:
         """Give up ``computation`` (releasing its lock, if it holds one): nothing is stored."""
         computation.abort()
@@ -244,6 +275,8 @@ class Tier:
 
     def remove(self, key: str, group: str | None = None) -> bool:
         """Delete ``key``, and its member of ``group``'s tracking; return whether an entry went."""
+        recovery = self.recovery
+        mark = 0 if recovery is None else recovery.mark()
         delete = self._delete
         if delete is None:
             cache = self.cache
@@ -252,6 +285,8 @@ class Tier:
             removed = bool(delete(layer=self.name, backend=self.cache, key=key, group=group))
         if removed:
             self.stats.deletes += 1
+        if recovery is not None:
+            recovery.after(mark, ("key", key, group or ""))
         return removed
 
     def drop_envelope(self, key: str) -> bool:
@@ -260,108 +295,40 @@ class Tier:
 
     def clear_group(self, group: str) -> int:
         """Delete every entry tracked in ``group``; return how many went."""
+        recovery = self.recovery
+        mark = 0 if recovery is None else recovery.mark()
         clear_group = self._clear_group
         if clear_group is None:
             removed = self.cache.clear_tracked(group)
         else:
             removed = int(clear_group(layer=self.name, backend=self.cache, group=group) or 0)
         self.stats.deletes += removed
+        if recovery is not None:
+            recovery.after(mark, ("group", group))
         return removed
 
     def invalidate_tag(self, tag: str) -> int:
         """Delete every entry carrying ``tag``; return how many went."""
+        recovery = self.recovery
+        mark = 0 if recovery is None else recovery.mark()
         removed = int(self.cache.invalidate_tag(tag))
         self.stats.deletes += removed
+        if recovery is not None:
+            recovery.after(mark, ("tag", tag))
         return removed
 
     def clear(self) -> bool:
         """Delete every entry the backend owns; return whether it did."""
+        recovery = self.recovery
+        mark = 0 if recovery is None else recovery.mark()
         clear = self._clear
         if clear is None:
-            return bool(self.cache.clear())
-        return bool(clear(layer=self.name, backend=self.cache))
-
-    # -- the same operations, awaited (native_async tiers only) -------------------------
-
-    def alookup(self, key: str, group: str | None = None) -> Awaitable[Any]:
-        """:meth:`lookup`, to await: the backend's own coroutine (no layer of ours between)."""
-        return self.cache.alookup(key)
-
-    def alookup_entry(
-        self, key: str, group: str | None = None
-    ) -> Awaitable[tuple[Any, float | None]]:
-        """:meth:`lookup_entry`, to await: the backend's own coroutine."""
-        return self.cache.alookup_entry(key)
-
-    async def astore(
-        self,
-        key: str,
-        value: Any,
-        timeout: Timeout,
-        group: str | None,
-        tags: tuple[str, ...] = (),
-    ) -> bool:
-        """:meth:`store`, awaited."""
-        cache = self.cache
-        stored = bool(
-            await (
-                cache.aset_tagged(key, value, timeout, group, tags)
-                if tags
-                else cache.aset_tracked(key, value, timeout, group)
-            )
-        )
-        if stored:
-            self.stats.sets += 1
-        return stored
-
-    async def astart_computation(
-        self, key: str, timeout: Timeout, group: str | None, mode: str
-    ) -> Computation:
-        """:meth:`start_computation`, awaited."""
-        return await self.cache.astart_computation(key, timeout, group, mode)
-
-    async def acommit(self, computation: Computation, value: Any) -> Any:
-        """:meth:`commit`, awaited."""
-        result = await computation.acommit(value)
-        if computation.stored:
-            self.stats.sets += 1
-        return result
-
-    async def aabort(self, computation: Computation) -> None:
-        """:meth:`abort`, awaited."""
-        await computation.aabort()
-
-    async def aacquire_refresh(self, key: str) -> str | None:
-        """:meth:`acquire_refresh`, awaited."""
-        return await self.cache.aacquire_refresh(key)
-
-    async def arelease_refresh(self, key: str, lease: str) -> None:
-        """:meth:`release_refresh`, awaited."""
-        await self.cache.arelease_refresh(key, lease)
-
-    async def aremove(self, key: str, group: str | None = None) -> bool:
-        """:meth:`remove`, awaited."""
-        cache = self.cache
-        removed = await (cache.adelete(key) if group is None else cache.adelete_tracked(key, group))
-        if removed:
-            self.stats.deletes += 1
-        return bool(removed)
-
-    async def aclear_group(self, group: str) -> int:
-        """:meth:`clear_group`, awaited."""
-        removed = int(await self.cache.aclear_tracked(group))
-        self.stats.deletes += removed
-        return removed
-
-    async def ainvalidate_tag(self, tag: str) -> int:
-        """:meth:`invalidate_tag`, awaited."""
-        removed = int(await self.cache.ainvalidate_tag(tag))
-        self.stats.deletes += removed
-        return removed
-
-    async def aclear(self) -> bool:
-        """:meth:`clear`, awaited."""
-        return bool(await self.cache.aclear())
+            cleared = bool(self.cache.clear())
+        else:
+            cleared = bool(clear(layer=self.name, backend=self.cache))
+        if recovery is not None:
+            recovery.after(mark, ALL)
+        return cleared
 
     # -- timeouts -------------------------------------------------------------------------
 

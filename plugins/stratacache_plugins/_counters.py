@@ -32,6 +32,10 @@ LAYER_COUNTERS = {
     "errors": "Operations of the layer that failed (as its backend counts them).",
     "deserialization_failures": "Entries of the layer that could not be read back.",
     "lock_waits": "Waits for another process's lock (at_most_once).",
+    "recovery_queued": "Invalidations the layer's store missed, kept to replay once it is back.",
+    "recovery_replayed": "Kept invalidations replayed once the layer's store was back.",
+    "recovery_dropped": "Kept invalidations folded into one clear of the layer"
+    " (past CACHE_RECOVERY_MAX).",
 }
 """The per-layer counters and their help texts."""
 

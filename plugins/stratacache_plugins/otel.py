@@ -8,9 +8,12 @@ A hook plugin, declared in the ``stratacache.plugins`` entry-point group by stra
   callbacks) on the global meter provider: they read ``stack.stats()`` when the SDK collects,
   so the cached calls pay nothing for them;
 * registers a :class:`SlowPathTracer`, which implements ``stratacache_slow_path``: a span
-  ``stratacache.miss`` around the rest of a call whose first tier missed, and
-  ``stratacache.compute`` around each run of the function inside it. A hit in the first
-  tier opens no span and makes no pluggy call: the hook is called only after a miss.
+  ``stratacache.miss`` around the rest of a call whose first tier missed,
+  ``stratacache.compute`` around each run of the function inside it, and
+  ``stratacache.refresh`` around a background refresh of a stale entry (a child of the
+  ``stratacache.miss`` span of the call that found it stale, ending after it; its
+  ``stratacache.compute`` inside). A hit in the first tier opens no span and makes no
+  pluggy call: the hook is called only after a miss.
 
 Both use the global providers (``opentelemetry.metrics.set_meter_provider``,
 ``opentelemetry.trace.set_tracer_provider``), which the application's SDK setup installs;
@@ -33,7 +36,9 @@ Metrics (the function family breaks the layer one down, so never add the two):
   ``stratacache.function`` for ``misses``, ``sets``, ``deletes``, ``errors``,
   ``computations``, ``compute_errors``, ``compute_seconds`` (unit ``s``), ``lock_waits`` and
   the freshness counters (``refreshes``, ``refreshes_dropped``, ``stale_served``,
-  ``fail_safe_served``, ``soft_timeouts``, ``hard_timeouts``).
+  ``fail_safe_served``, ``soft_timeouts``, ``hard_timeouts``);
+* the layer family also has the auto-recovery counters (``recovery_queued``,
+  ``recovery_replayed``, ``recovery_dropped``, see :mod:`stratacache.recovery`).
 """
 
 from __future__ import annotations
@@ -171,7 +176,7 @@ class StratacacheMetrics:
 
 
 class SlowPathTracer:
-    """Spans for the slow path of decorated calls: ``stratacache.miss``, ``stratacache.compute``.
+    """Spans for the slow path: ``stratacache.miss``, ``.compute`` and ``.refresh``.
 
     Register it with ``stratacache.plugin_manager().register(tracer)``; the routes built after
     (at the next call of each function) call it on their misses.
@@ -206,8 +211,8 @@ class OtelOptions(BackendOptions):
         False,
         key="OTEL",
         accepts="true or false (also 1/0, yes/no, on/off); needs pip install 'stratacache[otel]'",
-        description="Export cache.stats() as OpenTelemetry metrics and trace misses and"
-        " computations, through the global meter and tracer providers.",
+        description="Export cache.stats() as OpenTelemetry metrics and trace misses,"
+        " computations and refreshes, through the global meter and tracer providers.",
         strict=False,
     )
 

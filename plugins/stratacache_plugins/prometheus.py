@@ -20,7 +20,8 @@ To export to a registry of your own (``prometheus_client.CollectorRegistry()``),
 Metrics (counters; the function family breaks the layer one down, so never add the two):
 
 * ``stratacache_<counter>_total{layer}``, for ``hits``, ``misses``, ``sets``, ``deletes``,
-  ``errors``, ``deserialization_failures`` and ``lock_waits``;
+  ``errors``, ``deserialization_failures``, ``lock_waits`` and the auto-recovery counters
+  ``recovery_queued``, ``recovery_replayed``, ``recovery_dropped``;
 * ``stratacache_function_hits_total{function, layer}`` (``layer`` is ``local`` or
   ``shared``), and ``stratacache_function_<counter>_total{function}`` for ``misses``,
   ``sets``, ``deletes``, ``errors``, ``computations``, ``compute_errors``,

@@ -247,6 +247,18 @@ class SimpleCache(SimpleTags, Backend):
             self._expiry.clear()
         return True
 
+    def clear_except(self, keep: Callable[[str], bool]) -> bool:
+        """Remove every entry whose key ``keep`` refuses; return True.
+
+        A coherent tier keeps its fail-safe envelopes this way through a lost invalidation
+        channel (see :mod:`stratacache.coherence`).
+        """
+        with self._lock:
+            for key, entry in list(self._cache.items()):
+                if not keep(key):
+                    self._discard(key, entry)
+        return True
+
     def inc(self, key: str, delta: int = 1) -> int | None:
         """Atomically add ``delta`` to the number under ``key`` (missing counts as 0)."""
         _check_key(key)

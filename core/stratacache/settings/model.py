@@ -27,13 +27,8 @@ from pydantic_settings import (
 from stratacache.masking import MASK, is_secret_name, mask_options, mask_url
 from stratacache.settings.lists import parse_pickle_allow, string_list
 from stratacache.settings.problems import problems_of, unknown_key_problems
-from stratacache.settings.refresh import REFRESH_WORKERS
-from stratacache.settings.sources import (
-    KEY_PREFIXES,
-    Source,
-    backend_keys_from_files,
-    read_dotenv,
-)
+from stratacache.settings.refresh import RECOVERY_MAX, REFRESH_WORKERS
+from stratacache.settings.sources import KEY_PREFIXES, Source, backend_keys_from_files, read_dotenv
 from stratacache.settings.tierspec import MAX_TIMEOUT, MAX_TIMEOUT_TEXT, TierSpec, parse_layers
 from stratacache.signing import MIN_SECRET_LENGTH
 
@@ -159,6 +154,7 @@ class CacheSettings(BaseSettings):
         description="Count hits, misses, writes, errors and compute time in cache.stats().",
     )
     cache_refresh_workers: int = REFRESH_WORKERS
+    cache_recovery_max: int = RECOVERY_MAX
     cache_warn_unknown_env: bool = _key(
         "CACHE_WARN_UNKNOWN_ENV",
         "true or false (also 1/0, yes/no, on/off)",

@@ -36,6 +36,7 @@ from stratacache_plugins.rediscache.plans import (
 from stratacache_plugins.rediscache.protocol import RedisLike
 from stratacache_plugins.rediscache.refreshing import RefreshLocks
 from stratacache_plugins.rediscache.scripts import ACQUIRE, COMMIT_IF_OWNER, RELEASE
+from stratacache_plugins.rediscache.tags import Tagging, registry_key
 
 __all__ = ["AtomicWaitTimeout", "RedisCacheAtomic"]
 
@@ -255,9 +256,14 @@ class RedisCacheAtomic(RefreshLocks, RedisCacheNoExceptions):
         ms = max(0, self._milliseconds(computation.timeout))
         full = self._key(key)
         # Without a group the script touches no tracking set: the value key stands in, so
-        # every key of the call stays in one cluster slot.
+        # every key of the call stays in one cluster slot. The tag sets share it too; the
+        # set of tagged functions has a slot of its own, so it is joined first.
         tracking = self._tracking_key(group) if group is not None else full
-        keys = [self._lock_key(key), full, tracking]
+        tagging = Tagging(self.key_prefix, full, group, computation.tags, ms)
+        if tagging.names:
+            registry = registry_key(self.key_prefix)
+            yield Call("tag", lambda r: r.sadd(registry, tagging.group), None)
+        keys = [self._lock_key(key), full, tracking, *tagging.names]
         args: list[Any] = [computation.token, data, ms, int(group is not None)]
         deadline = time.monotonic() + self._lock_wait
         # Running the script twice is safe: once it has run, the lock is gone and the value
@@ -274,7 +280,7 @@ class RedisCacheAtomic(RefreshLocks, RedisCacheNoExceptions):
                                 lambda r: self._announced(
                                     r,
                                     (key,),
-                                    lambda c: c.eval(COMMIT_IF_OWNER, 3, *keys, *args),
+                                    lambda c: c.eval(COMMIT_IF_OWNER, len(keys), *keys, *args),
                                     group,
                                 )
                             )
@@ -336,6 +342,7 @@ class RedisCacheAtomic(RefreshLocks, RedisCacheNoExceptions):
             return value
         ms = self._milliseconds(computation.timeout)
         full = self._key(key)
+        tagging = Tagging(self.key_prefix, full, group, computation.tags, ms)
 
         def write(r: RedisLike) -> Any:
             with r.pipeline(transaction=True) as pipe:
@@ -349,6 +356,7 @@ class RedisCacheAtomic(RefreshLocks, RedisCacheNoExceptions):
                         pipe.multi()
                         self._write(pipe, key, data, ms, group)
                         self._queue_keys(pipe, (key,), group)
+                        tagging.queue(r, pipe)
                         pipe.execute()
                         self._after_keys(r, (key,), group)
                         return data

@@ -59,6 +59,8 @@ class RedisCacheNoExceptions(RedisCache):
     ``log_interval`` seconds while they last, and when they end; errors about one call at
     most every ``log_interval`` seconds. Each failed or skipped operation
     counts in ``stats.errors``, each unreadable entry in ``stats.deserialization_failures``.
+    In a stack, the deletes and clears that failed are replayed once Redis is back
+    (``degrades``: see :mod:`stratacache.recovery`).
 
     Args:
         retry_interval: Seconds to skip Redis after a failure (default 0.5; 0 to 3600).
@@ -67,6 +69,7 @@ class RedisCacheNoExceptions(RedisCache):
     """
 
     options_model = RedisCacheNoExceptionsOptions
+    degrades = True
     _drops_unreadable = True
 
     def __init__(

@@ -135,7 +135,8 @@ return 1
 # caller whose lock is gone (evicted, or expired) writes only if no value is stored and no
 # other caller holds the lock: the first committed value wins, a stale holder never
 # overwrites a newer value, and never writes while another computes.
-# KEYS: lock, value, tracking set. ARGV: token, data, ms (0 = no expiry), group flag.
+# KEYS: lock, value, tracking set, then the entry's tag sets (tracked like the tracking set).
+# ARGV: token, data, ms (0 = no expiry), group flag.
 # Returns 1 (stored, the owner), 2 (stored, the lock was gone), 3 (a value is stored: not
 # written), 0 (another caller holds the lock: not written).
 COMMIT_IF_OWNER = (
@@ -156,6 +157,11 @@ end
 if ARGV[4] == '1' then
 """
     + _track_lua("KEYS[3]", "KEYS[2]", "ms")
+    + """
+end
+for i = 4, #KEYS do
+"""
+    + _track_lua("KEYS[i]", "KEYS[2]", "ms")
     + """
 end
 if outcome == 1 then redis.call('DEL', KEYS[1]) end
