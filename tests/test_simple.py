@@ -126,8 +126,9 @@ def test_without_a_limit_writes_drop_expired_entries(clock: Clock) -> None:
 
 def test_unreadable_entry_is_a_miss_and_is_deleted(caplog: pytest.LogCaptureFixture) -> None:
     cache = SimpleCache()
-    cache.set("a", 1)
-    cache._cache["a"] = (cache._cache["a"][0], b"\x80\x05garbage", None)
+    cache.set("a", {"nested": [1]})  # pickled: a flat copy would not keep it apart
+    expires, _, group, restore = cache._cache["a"]
+    cache._cache["a"] = (expires, b"\x80\x05garbage", group, restore)
     with caplog.at_level(logging.WARNING):
         assert cache.lookup("a") is NO_VALUE
     assert "a" not in cache._cache
@@ -188,8 +189,9 @@ def test_lookup_entry_of_an_unreadable_entry_is_a_miss_and_deletes_it(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     cache = SimpleCache()
-    cache.set("a", 1)
-    cache._cache["a"] = (cache._cache["a"][0], b"\x80\x05garbage", None)
+    cache.set("a", {"nested": [1]})
+    expires, _, group, restore = cache._cache["a"]
+    cache._cache["a"] = (expires, b"\x80\x05garbage", group, restore)
     with caplog.at_level(logging.WARNING):
         assert cache.lookup_entry("a") == (NO_VALUE, None)
     assert "a" not in cache._cache

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import inspect
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
@@ -288,6 +288,13 @@ class Backend(AsyncMethods, TagMethods, Inspectable, BaseCache):
         if not self.has(key):
             return NO_VALUE
         return self.get(key)
+
+    def compiled_lookup(self) -> Callable[[str], Any]:
+        """Return what the hot path calls as :meth:`lookup` (it must behave alike).
+
+        This default is the bound method; an in-process backend may return a closure.
+        """
+        return self.lookup
 
     def lookup_entry(self, key: str) -> tuple[Any, float | None]:
         """Return ``(value, remaining)``: :meth:`lookup` and the entry's remaining lifetime.

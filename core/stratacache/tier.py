@@ -84,8 +84,9 @@ class Tier(AwaitedTier):
         cap: Its timeout cap in seconds (0 = none).
         stats: Its :class:`~stratacache.stats.LayerStats` (the stack's, or a throwaway one
             when ``CACHE_STATS`` is off).
-        fast_lookup: ``cache.lookup`` when no plugin implements ``stratacache_get`` and
-            the tier has no :attr:`recovery`, else ``None``: the hot path calls it directly.
+        fast_lookup: ``cache.compiled_lookup()`` when no plugin implements
+            ``stratacache_get`` and the tier has no :attr:`recovery`, else ``None``: the hot
+            path calls it directly.
         recovery: The :class:`~stratacache.recovery.Recovery` queue of a backend that
             degrades (``Backend.degrades``), unless ``CACHE_RECOVERY_MAX`` is 0; else ``None``.
     """
@@ -133,7 +134,7 @@ class Tier(AwaitedTier):
         limit = getattr(config.settings, "cache_recovery_max", 0) if cache.degrades else 0
         self.recovery = Recovery(self, limit) if limit else None
         direct = self._get is None and self.recovery is None
-        self.fast_lookup: Callable[[str], Any] | None = cache.lookup if direct else None
+        self.fast_lookup: Callable[[str], Any] | None = cache.compiled_lookup() if direct else None
         self.native_async = cache.api != "sync" and not self.hooked
         """Whether async code awaits the backend's ``a``-methods (else: worker threads).
 

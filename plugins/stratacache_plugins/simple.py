@@ -23,6 +23,7 @@ from stratacache import (
 )
 from stratacache.options import option
 from stratacache_plugins._options import PluginOptions
+from stratacache_plugins.simplecopy import Restore, form_of
 from stratacache_plugins.simpletags import SimpleTags
 
 __all__ = ["SimpleCache", "SimpleCacheNoSerializer", "SimpleCacheOptions"]
@@ -31,6 +32,9 @@ logger = logging.getLogger(__name__)
 
 _NEVER = math.inf
 _EXPIRED_DROPS_PER_WRITE = 4  # without a threshold, each write drops this many expired
+
+_Entry = tuple[float, Any, str | None, Restore]
+"""(expires at, stored data, tracking group, how a read returns the data: see simplecopy)."""
 
 
 class SimpleCacheOptions(PluginOptions):
@@ -50,9 +54,12 @@ class SimpleCache(SimpleTags, Backend):
 
     Every read refreshes an entry's recency; past ``threshold`` entries, expired entries go
     first, then the least recently used. Without a threshold, each write also removes a few
-    of the entries that expired first, so unread expired entries do not pile up. Values are
-    stored serialized (pickle), so a caller mutating a returned object never changes the
-    cached one. Expiry uses a monotonic clock, immune to changes of the wall clock.
+    of the entries that expired first, so unread expired entries do not pile up. A caller
+    mutating a returned object never changes the cached one: values are stored serialized
+    (pickle), except those that need no unpickling to keep that promise (immutable values,
+    kept by reference; flat containers of them, returned as fresh shallow copies), which
+    is decided once per write (see :mod:`stratacache_plugins.simplecopy`). Expiry uses a
+    monotonic clock, immune to changes of the wall clock.
 
     ``len(cache)`` and ``len(cache._cache)`` give the entry count (expired entries included
     until they are evicted or read).
@@ -87,23 +94,19 @@ class SimpleCache(SimpleTags, Backend):
         self._clock = clock
         self._lock = threading.Lock()
         renew_in_child(self, "_lock")
-        # key -> (expires at, stored data, tracking group); order = recency, oldest first.
-        self._cache: OrderedDict[str, tuple[float, Any, str | None]] = OrderedDict()
+        # key -> entry (see _Entry); order = recency, oldest first.
+        self._cache: OrderedDict[str, _Entry] = OrderedDict()
         self._groups: dict[str, set[str]] = {}
         # The tags of tagged entries, both ways; an entry leaving the cache leaves them.
         self._tags: dict[str, set[str]] = {}
         self._entry_tags: dict[str, tuple[str, ...]] = {}
         # (expires at, key) of entries that expire, so eviction finds expired ones first.
         self._expiry: list[tuple[float, str]] = []
-        # Bound once: the read path is the hot path of every cache hit.
-        self._find = self._cache.get
-        self._touch = self._cache.move_to_end
+        self._lookup = self._compile_lookup()
 
     def _serializer_changed(self) -> None:
-        # Bound once per serializer: the read path is the hot path of every cache hit.
-        codec = self._codec
-        self._dumps: Callable[[Any], Any] | None = codec.dumps if self.serializes else None
-        self._loads: Callable[[Any], Any] | None = codec.loads if self.serializes else None
+        # Chosen once per serializer: how each write stores its value (see simplecopy).
+        self._form = form_of(self._codec if self.serializes else None)
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -117,28 +120,46 @@ class SimpleCache(SimpleTags, Backend):
         entry is an immutable tuple, so a concurrent write at worst makes the read return the
         value it replaced. Writers, which change several structures at once, take the lock.
         """
-        try:
-            entry = self._find(key)
-        except TypeError:  # unhashable
-            raise key_type_error(key) from None
-        if entry is None:
-            if type(key) is not str:  # never stored (writes refuse it): checked on a miss
-                raise key_type_error(key)
-            return NO_VALUE
-        if entry[0] <= self._clock():
-            self._drop_expired(key, entry)
-            return NO_VALUE
-        try:  # noqa: SIM105 (contextlib.suppress costs more than the lookup on this hot path)
-            self._touch(key)
-        except KeyError:  # gone since the get: it was a hit all the same
-            pass
-        if self._loads is None:
-            return entry[1]
-        try:
-            return self._loads(entry[1])
-        except DeserializationError as exc:
-            self._drop_unreadable(key, exc)
-            return NO_VALUE
+        return self._lookup(key)
+
+    def compiled_lookup(self) -> Callable[[str], Any]:
+        """Return :meth:`lookup` as a closure (unless a subclass overrides ``lookup``)."""
+        if type(self).lookup is not SimpleCache.lookup:
+            return self.lookup
+        return self._lookup
+
+    def _compile_lookup(self) -> Callable[[str], Any]:
+        # The hot path of every cache hit: each name it needs is a local of this closure,
+        # which costs fewer instructions than the attributes of a method's self.
+        find, touch, clock = self._cache.get, self._cache.move_to_end, self._clock
+        expired, unreadable = self._drop_expired, self._drop_unreadable
+
+        def lookup(key: str) -> Any:
+            try:
+                entry = find(key)
+            except TypeError:  # unhashable
+                raise key_type_error(key) from None
+            if entry is None:
+                if type(key) is not str:  # never stored (writes refuse it): checked on a miss
+                    raise key_type_error(key)
+                return NO_VALUE
+            if entry[0] <= clock():
+                expired(key, entry)
+                return NO_VALUE
+            try:  # noqa: SIM105 (contextlib.suppress costs more than the lookup here)
+                touch(key)
+            except KeyError:  # gone since the get: it was a hit all the same
+                pass
+            restore = entry[3]
+            if restore is None:
+                return entry[1]
+            try:
+                return restore(entry[1])
+            except DeserializationError as exc:
+                unreadable(key, exc)
+                return NO_VALUE
+
+        return lookup
 
     def lookup_entry(self, key: str) -> tuple[Any, float | None]:
         """Return ``(value, remaining)``: :meth:`lookup` and the seconds left on the clock.
@@ -147,7 +168,7 @@ class SimpleCache(SimpleTags, Backend):
         :meth:`lookup`, which stays a separate method because it is the hot path.
         """
         try:
-            entry = self._find(key)
+            entry = self._cache.get(key)
         except TypeError:  # unhashable
             raise key_type_error(key) from None
         if entry is None:
@@ -159,21 +180,22 @@ class SimpleCache(SimpleTags, Backend):
             self._drop_expired(key, entry)
             return NO_VALUE, None
         try:  # noqa: SIM105 (as in lookup)
-            self._touch(key)
+            self._cache.move_to_end(key)
         except KeyError:  # gone since the get: it was a hit all the same
             pass
-        if self._loads is None:
+        restore = entry[3]
+        if restore is None:
             return entry[1], remaining
         try:
-            return self._loads(entry[1]), remaining
+            return restore(entry[1]), remaining
         except DeserializationError as exc:
             self._drop_unreadable(key, exc)
             return NO_VALUE, None
 
-    def _drop_expired(self, key: str, entry: tuple[float, Any, str | None]) -> None:
+    def _drop_expired(self, key: str, entry: _Entry) -> None:
         """Remove the expired ``entry`` a read found, unless ``key`` was rewritten since."""
         with self._lock:
-            if self._find(key) is entry:
+            if self._cache.get(key) is entry:
                 self._discard(key, entry)
 
     def _drop_unreadable(self, key: str, exc: DeserializationError) -> None:
@@ -193,10 +215,10 @@ class SimpleCache(SimpleTags, Backend):
     def set(self, key: str, value: Any, timeout: Timeout = None) -> bool:
         """Store ``value`` under ``key``; always ``True`` (pickling errors raise)."""
         _check_key(key)
-        data = value if self._dumps is None else self._dumps(value)
+        data, restore = self._form(value)
         expires = self._expires(timeout)
         with self._lock:
-            self._put(key, data, expires, None)
+            self._put(key, data, restore, expires, None)
         return True
 
     def set_tracked(
@@ -211,20 +233,20 @@ class SimpleCache(SimpleTags, Backend):
             with self._lock:
                 entry = self._cache.get(key)
                 if entry is not None and entry[2] != group:
-                    self._cache[key] = (entry[0], entry[1], group)  # keeps its recency
+                    self._cache[key] = (entry[0], entry[1], group, entry[3])  # keeps recency
                     self._groups.setdefault(group, set()).add(key)
         return bool(stored)
 
     def add(self, key: str, value: Any, timeout: Timeout = None) -> bool:
         """Store ``value`` only if ``key`` holds no unexpired entry; return whether it did."""
         _check_key(key)
-        data = value if self._dumps is None else self._dumps(value)
+        data, restore = self._form(value)
         expires = self._expires(timeout)
         with self._lock:
             entry = self._cache.get(key)
             if entry is not None and entry[0] > self._clock():
                 return False
-            self._put(key, data, expires, None)
+            self._put(key, data, restore, expires, None)
         return True
 
     def delete(self, key: str) -> bool:
@@ -266,10 +288,11 @@ class SimpleCache(SimpleTags, Backend):
             entry = self._cache.get(key)
             current = 0
             if entry is not None and entry[0] > self._clock():
-                current = entry[1] if self._loads is None else self._loads(entry[1])
+                restore = entry[3]
+                current = entry[1] if restore is None else restore(entry[1])
             new = (current or 0) + delta
-            data = new if self._dumps is None else self._dumps(new)
-            self._put(key, data, self._expires(None), entry[2] if entry else None)
+            data, restore = self._form(new)
+            self._put(key, data, restore, self._expires(None), entry[2] if entry else None)
             return int(new)
 
     def dec(self, key: str, delta: int = 1) -> int | None:
@@ -295,13 +318,15 @@ class SimpleCache(SimpleTags, Backend):
         seconds = self.timeout_seconds(timeout)
         return _NEVER if seconds == 0 else self._clock() + seconds
 
-    def _put(self, key: str, data: Any, expires: float, group: str | None) -> None:
+    def _put(
+        self, key: str, data: Any, restore: Restore, expires: float, group: str | None
+    ) -> None:
         old = self._cache.pop(key, None)
         if old is not None and old[2] is not None and old[2] != group:
             self._untrack(key, old[2])
         if old is not None and self._entry_tags:
             self._untag(key)
-        self._cache[key] = (expires, data, group)
+        self._cache[key] = (expires, data, group, restore)
         if group is not None:
             self._groups.setdefault(group, set()).add(key)
         if expires is not _NEVER:
@@ -336,7 +361,7 @@ class SimpleCache(SimpleTags, Backend):
             if entry is not None and entry[0] == expires:
                 self._discard(key, entry)
 
-    def _discard(self, key: str, entry: tuple[float, Any, str | None]) -> None:
+    def _discard(self, key: str, entry: _Entry) -> None:
         del self._cache[key]
         if entry[2] is not None:
             self._untrack(key, entry[2])

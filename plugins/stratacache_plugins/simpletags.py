@@ -24,9 +24,9 @@ class SimpleTags(Backend):
 
     if TYPE_CHECKING:  # SimpleCache's, declared for the type checker only
         _lock: threading.Lock
-        _cache: OrderedDict[str, tuple[float, Any, str | None]]
+        _cache: OrderedDict[str, tuple[float, Any, str | None, Any]]
 
-        def _discard(self, key: str, entry: tuple[float, Any, str | None]) -> None: ...
+        def _discard(self, key: str, entry: tuple[float, Any, str | None, Any]) -> None: ...
 
     def set_tagged(
         self,
