@@ -484,7 +484,8 @@ def test_without_debug_the_first_tier_is_read_directly() -> None:
     rate("EUR")
     route = rate.cache_key.__self__.route
     assert route.debug is False
-    assert route.lookup == stack.tiers[0].cache.lookup, "the backend's own bound lookup"
+    backend = stack.tiers[0].cache
+    assert route.lookup is backend.compiled_lookup(), "the backend's own compiled lookup"
 
 
 # -- bad uses: errors at decoration --------------------------------------------------------

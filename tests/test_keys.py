@@ -510,3 +510,54 @@ def test_equal_arguments_give_equal_keys(a: tuple[Any, ...]) -> None:
     keys = KeyBuilder(many)
     rebuilt = copy.deepcopy(a)
     assert keys(a, {}) == keys(rebuilt, {}) == keys(tuple(reversed(a))[::-1], {})
+
+
+def one(a: Any) -> None:
+    """One positional parameter: its key function is spelt out (stratacache.keyshapes)."""
+
+
+def two(a: Any, b: Any) -> None:
+    """Two positional parameters: the same."""
+
+
+shape_values = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text()
+    | st.binary()
+    | st.text(min_size=MAX_KEY_LENGTH, max_size=MAX_KEY_LENGTH + 20)  # past the bound
+    | st.tuples(st.integers())
+    | st.sampled_from([Color.RED, Point(1, 2), 1.5j, -0.0, math.nan])
+)
+
+
+@pytest.mark.parametrize("func", [one, two], ids=["one", "two"])
+def test_a_specialised_key_function_is_chosen_for_one_or_two_positionals(func: Any) -> None:
+    assert KeyBuilder(func).build.__qualname__.startswith("specialised.")
+    assert not KeyBuilder(plain).build.__qualname__.startswith("specialised."), "a default"
+    assert not KeyBuilder(f).build.__qualname__.startswith("specialised.")
+
+
+@given(st.lists(shape_values, min_size=2, max_size=2))
+def test_the_specialised_key_functions_give_the_general_keys(values: list[Any]) -> None:
+    # The general key of one call, from the binding path (keywords), and the key text the
+    # module docstring defines: both must be what the specialised function returns.
+    for func, args in ((one, tuple(values[:1])), (two, tuple(values))):
+        keys = KeyBuilder(func)
+        head = "{tests.test_keys." + func.__name__ + "}"
+        by_keyword = keys((), dict(zip("ab", args, strict=False)))
+        assert keys(args, {}) == by_keyword
+        assert keys(args[:1], dict(zip("b", args[1:], strict=False))) == by_keyword
+        text = head + encode_value(args)
+        assert by_keyword == (text if len(text) <= MAX_KEY_LENGTH else by_keyword)
+        assert len(by_keyword) <= MAX_KEY_LENGTH + 80
+
+
+def test_the_specialised_key_functions_refuse_what_the_general_one_refuses() -> None:
+    for func, args in ((one, (Opaque(),)), (two, (1, Opaque()))):
+        with pytest.raises(TypeError, match="stable cache key"):
+            KeyBuilder(func)(args, {})
+    with pytest.raises(TypeError):
+        KeyBuilder(one)((1, 2), {})  # too many: the signature's error, as before

@@ -145,9 +145,9 @@ def test_no_plugin_means_no_hook_call_on_the_hot_path(fresh_plugins: None) -> No
     stack = CacheStack()
     stack.configure({"CACHE_TYPE": "SimpleCache"})
     local = stack.local_cache
-    # The tier's read is the backend's own bound method (no pluggy call), and so is the
-    # first-tier read of a decorated function's route.
-    assert local.fast_lookup == local.cache.lookup
+    # The tier's read is the backend's own (compiled) lookup, no pluggy call, and so is
+    # the first-tier read of a decorated function's route.
+    assert local.fast_lookup is local.cache.compiled_lookup()
     assert not local.hooked
     assert local.cache.serializer is not None
     assert type(local.cache.serializer).__name__ == "PickleSerializer"

@@ -171,8 +171,7 @@ def make_async_wrapper(call: AsyncCachedCall) -> Callable[..., Coroutine[Any, An
             return await amiss(route, key, args, kwargs, read=True)
         value = route.lookup(key)  # in memory: no await, no thread
         if value is not NO_VALUE:
-            if route.counting:
-                route.counts.local_hits += 1
+            route.counts.local_hits += 1  # UNCOUNTED (never read) when the stack does not count
             return value
         return await amiss(route, key, args, kwargs, read=True)
 

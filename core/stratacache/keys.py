@@ -65,6 +65,7 @@ from typing import Any
 
 from stratacache.keyforms import array_form, declared_key, type_name
 from stratacache.keyoptions import KeyOptions
+from stratacache.keyshapes import specialised
 
 __all__ = ["MAX_DEPTH", "MAX_KEY_LENGTH", "KeyBuilder", "encode_value", "function_name"]
 
@@ -350,6 +351,7 @@ class KeyBuilder:
         if not all(p.kind in positional for p in params):
             fewest = nparams + 1  # *args, keyword-only or **kwargs: always bind
         plain, limit = _PLAIN, MAX_KEY_LENGTH
+        exact = fewest == nparams and nparams in (1, 2)
 
         def build(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
             if not kwargs and fewest <= len(args) <= nparams:
@@ -383,4 +385,6 @@ class KeyBuilder:
                     raise unkeyed from exc
                 raise
 
+        if exact:  # one or two positional parameters: the common shapes, spelt out
+            return specialised(name, nparams, build, plain, limit)
         return build
