@@ -130,6 +130,16 @@ class BackendConformance:
         assert backend.get("key") == self.hit(value)
         assert backend.has("key") is self.stores_values
 
+    @pytest.mark.parametrize("value", SAMPLE_VALUES, ids=repr)
+    def test_compiled_lookup_reads_what_lookup_reads(self, backend: Backend, value: Any) -> None:
+        compiled = backend.compiled_lookup()  # what the decorator's hot path calls
+        assert compiled("key") is NO_VALUE
+        backend.set("key", value)
+        assert compiled("key") == backend.lookup("key")
+        assert (compiled("key") is NO_VALUE) is not self.stores_values
+        backend.delete("key")
+        assert compiled("key") is NO_VALUE
+
     def test_none_is_a_value(self, backend: Backend) -> None:
         backend.set("none", None)
         assert backend.lookup("none") is (None if self.stores_values else NO_VALUE)
