@@ -282,18 +282,14 @@ class Backend(AsyncMethods, TagMethods, Inspectable, BaseCache):
     def lookup(self, key: str) -> Any:
         """Return the value stored under ``key``, or :data:`NO_VALUE` on a miss.
 
-        A corrupted entry is a miss (and is removed). This default costs two reads; backends
-        override it with one.
+        A corrupted entry is a miss (and is removed). This default costs two reads: override.
         """
         if not self.has(key):
             return NO_VALUE
         return self.get(key)
 
     def compiled_lookup(self) -> Callable[[str], Any]:
-        """Return what the hot path calls as :meth:`lookup` (it must behave alike).
-
-        This default is the bound method; an in-process backend may return a closure.
-        """
+        """What the hot path calls as :meth:`lookup` (alike; this default: the method)."""
         return self.lookup
 
     def lookup_entry(self, key: str) -> tuple[Any, float | None]:

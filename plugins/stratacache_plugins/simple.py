@@ -33,8 +33,7 @@ logger = logging.getLogger(__name__)
 _NEVER = math.inf
 _EXPIRED_DROPS_PER_WRITE = 4  # without a threshold, each write drops this many expired
 
-_Entry = tuple[float, Any, str | None, Restore]
-"""(expires at, stored data, tracking group, how a read returns the data: see simplecopy)."""
+_Entry = tuple[float, Any, str | None, Restore]  # expires at, data, group, how to return it
 
 
 class SimpleCacheOptions(PluginOptions):
@@ -55,11 +54,9 @@ class SimpleCache(SimpleTags, Backend):
     Every read refreshes an entry's recency; past ``threshold`` entries, expired entries go
     first, then the least recently used. Without a threshold, each write also removes a few
     of the entries that expired first, so unread expired entries do not pile up. A caller
-    mutating a returned object never changes the cached one: values are stored serialized
-    (pickle), except those that need no unpickling to keep that promise (immutable values,
-    kept by reference; flat containers of them, returned as fresh shallow copies), which
-    is decided once per write (see :mod:`stratacache_plugins.simplecopy`). Expiry uses a
-    monotonic clock, immune to changes of the wall clock.
+    mutating a returned object never changes the cached one: values are pickled, unless
+    immutable or a flat container of immutables (:mod:`stratacache_plugins.simplecopy`).
+    Expiry uses a monotonic clock, immune to changes of the wall clock.
 
     ``len(cache)`` and ``len(cache._cache)`` give the entry count (expired entries included
     until they are evicted or read).
