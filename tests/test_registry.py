@@ -193,6 +193,7 @@ print(json.dumps({
             "stratacache_plugins._counters",
             "stratacache_plugins._options",
             "stratacache_plugins.simple",
+            "stratacache_plugins.simplecopy",  # part of SimpleCache (how it returns values)
             "stratacache_plugins.simpletags",  # part of SimpleCache (its tag index)
             *(installed & {"stratacache_plugins.prometheus", "stratacache_plugins.otel"}),
         }
