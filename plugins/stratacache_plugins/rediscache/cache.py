@@ -286,8 +286,16 @@ class RedisCache(
         scripted = group is not None and ms >= 0 and not tagging.names
 
         def write(r: RedisLike) -> Any:
-            if scripted and self._scripted_announcements() and one_command(r, *names):
+            if (
+                scripted
+                and self._scripted_announcements()
+                and not isinstance(r, RedisCluster)
+                and one_command(r, *names)
+            ):
                 # The common tracked write, in one command: SET, tracking and announcement.
+                # Not on redis-py's Cluster client: while a slot migrates, a script on two of
+                # its keys meets TRYAGAIN until redis-py gives up (scenario 206), where its
+                # transaction follows the ASK redirections.
                 channel, message = self._announcement((key,), group) or ("", b"")
                 return SET_TRACKED.run(r, 2, *names, data, ms, channel, message)
             # One transaction in the key's slot; a key tracked under another function's tag
