@@ -61,6 +61,8 @@ TOPOLOGIES = 200
 """Scenarios from here on are the Redis Cluster and Sentinel scenarios of issue 12."""
 COHERENCE = 300
 """Scenarios from here on are the invalidation channel's losses (issue 14)."""
+RECOVERY = 400
+"""Scenarios from here on are auto-recovery across an outage (issue 15)."""
 
 TOPOLOGIES_INTRO = """\
 Failovers, a live slot migration and a lost lock, on private topologies started for each
@@ -108,7 +110,8 @@ def render(entries: list[dict[str, Any]], when: str) -> str:
     faults = [e for e in entries if e["scenario"] < HARDENING]
     hardening = [e for e in entries if HARDENING <= e["scenario"] < TOPOLOGIES]
     topologies = [e for e in entries if TOPOLOGIES <= e["scenario"] < COHERENCE]
-    coherence = [e for e in entries if e["scenario"] >= COHERENCE]
+    coherence = [e for e in entries if COHERENCE <= e["scenario"] < RECOVERY]
+    recovery = [e for e in entries if e["scenario"] >= RECOVERY]
     lines.append("## Summary\n")
     lines += _summary(faults)
     if hardening:
@@ -130,6 +133,16 @@ def render(entries: list[dict[str, Any]], when: str) -> str:
             " See [Coherent local tiers](coherence.md).\n"
         )
         lines += _summary(coherence)
+    if recovery:
+        lines.append("\n## Auto-recovery across an outage (issue 15)\n")
+        lines.append(
+            "Two instances on one redis-server the test started, the invalidation channel"
+            " off: the server saves its data and is killed while one instance invalidates"
+            " entries and computes values (local copies only); the other writes newer values"
+            " once it is back. See [auto-recovery]"
+            "(freshness.md#invalidations-during-an-outage-auto-recovery).\n"
+        )
+        lines += _summary(recovery)
     detailed = [e for e in entries if e["table"]]
     if detailed:
         lines.append("\n## Details\n")

@@ -39,6 +39,7 @@ RUN_ALONE = {
             "test_hardening_atomic",
             "test_hardening_connections",
             "test_invalidation_faults",
+            "test_recovery_outage",
             "test_redis_faults",
             "test_topology_errors",
             "test_topology_faults",
@@ -63,6 +64,7 @@ RUN_ALONE = {
     "test_freshness.py",
     "test_fresh_atomic.py",
     "test_recovery.py",
+    "test_recovery_local.py",
     # Two-worker web services: which worker the kernel hands a request is up to the load.
     "test_examples.py",
 }

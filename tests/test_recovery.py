@@ -102,11 +102,9 @@ def test_an_invalidation_during_an_outage_takes_effect_after_recovery(
     reads += [profile(1) for _ in range(50)]
     assert reads.count("v1") == 0, "0 stale reads after recovery"
     assert stored(server, key) in (None, "v2")
-    assert shared_counts(stack) == {
-        "recovery_queued": 1,
-        "recovery_replayed": 1,
-        "recovery_dropped": 0,
-    }
+    counts = shared_counts(stack)
+    assert (counts["recovery_queued"], counts["recovery_replayed"]) == (1, 1)
+    assert counts["recovery_dropped"] == 0
 
 
 def stored(server: RedisServer, key: str) -> Any:

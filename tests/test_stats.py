@@ -30,6 +30,7 @@ ZERO_LAYER: LayerCounts = {
     "recovery_queued": 0,
     "recovery_replayed": 0,
     "recovery_dropped": 0,
+    "recovery_rechecked": 0,
 }
 ZERO_FUNCTION: FunctionCounts = {
     "local_hits": 0,

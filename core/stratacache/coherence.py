@@ -22,6 +22,11 @@ an envelope written before the last such flush (:attr:`InvalidationReceiver.susp
 is read as expired at that moment (:func:`suspected`), so it never answers as a hit, fresh
 or stale, and answers a failed computation only within its ``fail_safe`` window.
 
+Auto-recovery (:mod:`stratacache.recovery`) drops through the same receiver the local
+copies written while the store below failed (:meth:`InvalidationReceiver.forget`), once it
+answers again; each flush first tells it (:attr:`InvalidationReceiver.on_flush`) that the
+copies written until then are gone (:func:`attach_rechecks`).
+
 A read that fills the upper tiers from a deeper one races a drop: the value it read may be
 older than a change applied while it was on its way up. :attr:`InvalidationReceiver.epoch`
 counts the drops; the engine reads it before reading a deeper tier and does not fill when it
@@ -50,6 +55,7 @@ __all__ = [
     "InvalidationSource",
     "KeepingClear",
     "attach_receivers",
+    "attach_rechecks",
     "detach",
     "epoch_of",
     "suspected",
@@ -133,6 +139,8 @@ class InvalidationReceiver:
         self.groups: set[str] = set()
         self.on_watch: Callable[[str], None] | None = None
         self.suspect_before = float("-inf")
+        self.on_flush: list[Callable[[], None]] = []
+        """Called before each flush of the tiers (auto-recovery's ``Recovery.covered``)."""
         self._lost = False
         self._lock = threading.Lock()
         renew_in_child(self, "_lock")
@@ -153,15 +161,34 @@ class InvalidationReceiver:
             self.epoch += 1
             for key in keys:
                 count += 1
-                for tier in self.tiers:
-                    cache = tier.cache
-                    if group is None:
-                        self._quietly(cache.delete, key)
-                    else:
-                        self._quietly(cache.delete_tracked, key, group)
-                    self._quietly(cache.delete, companion_key(key))  # its envelope, if any
+                self._drop(key, group)
             self.received += 1
             self.keys_dropped += count
+
+    def forget(self, keys: Iterable[tuple[str, str]]) -> None:
+        """Drop ``keys`` (key, group or ``""``), this stack's own copies, from the upper tiers.
+
+        Auto-recovery's rechecks (:mod:`stratacache.recovery`): written while a store below
+        was unreachable. Not another instance's change: not counted as received.
+        """
+        with self._lock:
+            self.epoch += 1
+            for key, group in keys:
+                self._drop(key, group or None)
+
+    def flush_above(self) -> None:
+        """Flush the upper tiers for auto-recovery (too many rechecks), envelopes kept."""
+        with self._lock:
+            self._flush(keeping=True)
+
+    def _drop(self, key: str, group: str | None) -> None:
+        for tier in self.tiers:
+            cache = tier.cache
+            if group is None:
+                self._quietly(cache.delete, key)
+            else:
+                self._quietly(cache.delete_tracked, key, group)
+            self._quietly(cache.delete, companion_key(key))  # its envelope, if any
 
     def drop_group(self, group: str) -> None:
         """Drop every entry of ``group`` (a function's ``clear_cache``) from the upper tiers."""
@@ -223,6 +250,8 @@ class InvalidationReceiver:
 
     def _flush(self, *, keeping: bool = False) -> None:
         """Clear the upper tiers; ``keeping``: their envelopes stay, for fail-safe only."""
+        for covered in self.on_flush:  # first: a copy written after the call is rechecked
+            covered()
         self.epoch += 1
         if keeping:
             self.suspect_before = clock()
@@ -270,6 +299,25 @@ def attach_receivers(
         cache.attach_invalidation(mine)
         receiver = receiver or mine
     return receiver
+
+
+def attach_rechecks(every: tuple[Tier, ...], receiver: InvalidationReceiver | None) -> None:
+    """Give each auto-recovery queue of ``every`` (a stack's tiers) the in-process tiers above.
+
+    The stack's ``receiver`` when it drops from those very tiers, so that its channel's
+    flushes cover the rechecks; else a receiver of their own, with no channel (``"off"``).
+    """
+    for index, tier in enumerate(every):
+        recovery = tier.recovery
+        if recovery is None:
+            continue
+        above = tuple(t for t in every[:index] if t.cache.in_process and t.cache.stores)
+        mine = receiver
+        if mine is None or mine.tiers != above:
+            mine = InvalidationReceiver(above)
+            mine.state = "off"
+        mine.on_flush.append(recovery.covered)
+        recovery.above = mine
 
 
 def detach(tiers: Iterable[Tier]) -> None:

@@ -27,7 +27,10 @@ class LayerCounts(TypedDict):
             replayed (see :mod:`stratacache.recovery`).
         recovery_replayed: Kept invalidations replayed once the store was back.
         recovery_dropped: Kept invalidations folded into one clear of the tier, past
-            ``CACHE_RECOVERY_MAX``.
+            ``CACHE_RECOVERY_MAX`` (and local copies to recheck folded into one flush of
+            the tiers above).
+        recovery_rechecked: Local copies written above while the store failed the write,
+            dropped from the tiers above once it answered again.
     """
 
     hits: int
@@ -40,6 +43,7 @@ class LayerCounts(TypedDict):
     recovery_queued: int
     recovery_replayed: int
     recovery_dropped: int
+    recovery_rechecked: int
 
 
 class FunctionCounts(TypedDict):

@@ -12,6 +12,8 @@ and the Flask integration all call it. The rules:
   serialize the value (a JSON shared tier, an unpicklable object) is skipped with one
   warning, and the tiers above still take it. With ``atomic_writes``, the deepest tier's
   commit takes the place of its write; the tiers above get the value that won.
+* A tier that degrades (auto-recovery) and failed a write on an unreachable store is told
+  once the tiers above hold the value: it drops those copies when the store answers again.
 * Invalidation deletes from every tier of the stack.
 * With coherent local tiers (:mod:`stratacache.coherence`), a value read from (or written
   to) a deeper tier fills the tiers above only if no other instance's change reached this
@@ -34,6 +36,7 @@ from stratacache.coherence import InvalidationReceiver, epoch_of, unchanged_sinc
 from stratacache.driver import RUN, Rule, drive
 from stratacache.errors import SerializationError
 from stratacache.guard import WriteGuard
+from stratacache.recovery import Recovery, failed_write, failures
 from stratacache.route import UNCOUNTED, Route
 from stratacache.tier import Tier
 
@@ -155,11 +158,13 @@ def write_rule(
     start = len(tiers) - 1 if below is None else below - 1
     deepest_stored = False
     since = epoch_of(receiver := _receiver(route))
+    outage: Recovery | None = None
     for index in range(start, -1, -1):
         if index < start and not unchanged_since(receiver, since):
             break  # another instance changed something meanwhile: maybe this key
+        tier, mark = tiers[index], failures(tiers[index])
         try:
-            stored = yield (tiers[index], "store", (key, value, timeouts[index], group, route.tags))
+            stored = yield (tier, "store", (key, value, timeouts[index], group, route.tags))
         except SerializationError as exc:  # the tiers above may still take it (pickle)
             if strict and index == start:
                 raise
@@ -168,8 +173,12 @@ def write_rule(
             stored = False
         if stored:
             counts.sets += 1
+        if index:
+            outage = failed_write(tier, mark, stored) or outage
         if index == start:
             deepest_stored = bool(stored)
+    if outage is not None:  # the tiers above hold what its store missed
+        outage.recheck(key, group)
     return deepest_stored
 
 
@@ -200,6 +209,7 @@ def coordinated_rule(
     """Compute under the deepest tier's coordination (see :func:`compute_coordinated`)."""
     tiers, counts = route.tiers, route.counts
     deepest = tiers[-1]
+    mark = failures(deepest)
     computation = yield (deepest, "start_computation", (key, route.timeouts[-1], route.group, mode))
     if route.tags:  # written in the commit itself
         computation.tags = route.tags
@@ -237,6 +247,8 @@ def coordinated_rule(
             yield from fill_rule(route, len(tiers) - 1, key, found, remaining)
         return value
     yield from write_rule(route, key, value, below=len(tiers) - 1)
+    if len(tiers) > 1 and (outage := failed_write(deepest, mark, computation.stored)):
+        outage.recheck(key, route.group)
     return value
 
 
@@ -304,19 +316,12 @@ def fill(route: Route, index: int, key: str, value: Any, remaining: float | None
 def write(
     route: Route, key: str, value: Any, *, below: int | None = None, strict: bool = False
 ) -> bool:
-    """Write a computed ``value`` into the route's tiers, deepest first.
+    """Write a computed ``value`` (``None`` included) into the route's tiers, deepest first.
 
-    Args:
-        route: The route.
-        key: The key.
-        value: The value (``None`` included).
-        below: Write only the tiers above this index (the deepest tier's write was an
-            ``atomic_writes`` commit); ``None`` writes every tier.
-        strict: Raise the deepest tier's :class:`~stratacache.SerializationError` (what
-            ``cache.set`` does) instead of skipping that tier with a warning.
-
-    Returns:
-        Whether the deepest tier written stored the value.
+    ``below``: write only the tiers above this index (the deepest tier's write was an
+    ``atomic_writes`` commit). ``strict``: raise the deepest tier's
+    :class:`~stratacache.SerializationError` (what ``cache.set`` does) instead of skipping
+    that tier with a warning. Returns whether the deepest tier written stored the value.
     """
     return drive(write_rule(route, key, value, below=below, strict=strict))
 

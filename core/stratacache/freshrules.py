@@ -44,6 +44,7 @@ from stratacache.freshness import (
     companion_key,
 )
 from stratacache.guard import WriteGuard
+from stratacache.recovery import Recovery, failed_write, failures
 from stratacache.route import Route
 from stratacache.tier import Tier, bounded
 
@@ -146,6 +147,7 @@ def store_rule(
     fresh_for = min(entry.soft - now, life)
     stored = entry.stored()
     last = len(tiers) - 1
+    outage: Recovery | None = None
     for index in range(below - 1, -1, -1):
         tier = tiers[index]
         writes: list[tuple[str, Any, float]]
@@ -155,8 +157,13 @@ def store_rule(
                 writes.append((key, entry.value, bounded(fresh_for, timeouts[index])))
         else:
             writes = [(key, stored, life if index == last else bounded(life, tier.cap))]
+        mark, kept = failures(tier), True
         for name, data, seconds in writes:
-            yield from keep_rule(route, tier, name, data, seconds)
+            kept = (yield from keep_rule(route, tier, name, data, seconds)) and kept
+        if index:
+            outage = failed_write(tier, mark, kept) or outage
+    if outage is not None:  # the tiers above hold what its store missed (see the engine)
+        outage.recheck(key, route.group)
 
 
 def stale_copy_rule(route: Route, key: str, entry: Envelope) -> Rule[None]:

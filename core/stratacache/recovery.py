@@ -28,13 +28,29 @@ the count moved during the call, the operation is remembered. The rules:
   queued removes the queued delete (it replaced the entry). A queued group clear, tag or
   clear is kept: replayed, it may delete that newer entry, a miss, never a stale read.
 
+* **The local copies written meanwhile are re-checked.** A value computed while the store
+  failed its write (the failure count moved during it) lives only in the in-process tiers
+  above: once the store is back, another instance may have written or invalidated that key
+  there. The engine hands such keys to :meth:`Recovery.recheck` once the tiers above hold
+  them; deduplicated, bounded like the queue (one more than ``CACHE_RECOVERY_MAX`` folds
+  them into one flush of the tiers above), they are dropped from those tiers when the store
+  answers again (after the queue's replay), so the next read goes to the store. Dropped,
+  not re-read and compared: the next read pays the one round trip a comparison would have
+  paid at once, a key never read again pays nothing, and no value needs an equality.
+  With the invalidation channel on, its flushes of the tiers above cover them: a flush
+  clears the rechecks written before it (:meth:`Recovery.covered`), and while the channel
+  is lost or connecting they wait for its flush once it listens again instead of being
+  dropped twice; they are dropped only when the channel is off, or stayed subscribed
+  through the outage (a short one it did not see).
+
 A limit: an invalidation whose replay fails while the store answers (an error about that
 call, not an outage) is retried at the longest back-off, and reads as invalidated here,
 until it goes through; the backend logs each failure.
 
 Counted in the tier's ``stats()``: ``recovery_queued`` (operations remembered),
-``recovery_replayed`` (replays that reached the store) and ``recovery_dropped`` (entries
-folded into a clear on overflow).
+``recovery_replayed`` (replays that reached the store), ``recovery_dropped`` (entries
+folded into a clear, or rechecks into a flush, on overflow) and ``recovery_rechecked``
+(local copies dropped once the store answered).
 """
 
 from __future__ import annotations
@@ -47,9 +63,10 @@ from typing import TYPE_CHECKING, Any
 from stratacache.forksafe import renew_in_child
 
 if TYPE_CHECKING:
+    from stratacache.coherence import InvalidationReceiver
     from stratacache.tier import Tier
 
-__all__ = ["ALL", "Operation", "Recovery"]
+__all__ = ["ALL", "Operation", "Recovery", "failed_write", "failures"]
 
 logger = logging.getLogger("stratacache.recovery")
 
@@ -66,6 +83,23 @@ FIRST_DELAY = 0.05
 LONGEST_DELAY = 1.0
 """The longest wait between two replay attempts, in seconds."""
 
+PROBE_KEY = "stratacache:recovery-probe"
+"""What a recheck reads to learn whether the store answers, when no key is waiting."""
+
+
+def failures(tier: Tier) -> int:
+    """The failure count of a tier that degrades (0 for any other): a mark before a write."""
+    recovery = tier.recovery
+    return 0 if recovery is None else recovery.mark()
+
+
+def failed_write(tier: Tier, mark: int, stored: object) -> Recovery | None:
+    """``tier``'s queue if a write not ``stored`` failed on its store (the count moved)."""
+    recovery = tier.recovery
+    if recovery is None or stored or recovery.mark() == mark:
+        return None
+    return recovery
+
 
 class Recovery:
     """The queue of one degrading tier's undelivered invalidations (see the module docstring).
@@ -81,8 +115,13 @@ class Recovery:
         self._queue: dict[Operation, Operation] = {}  # by dedup identity, oldest first
         self._keys: set[str] = set()
         self._groups: set[str] = set()
+        self._rechecks: dict[str, str] = {}  # key -> group ("" for none), oldest first
+        self._flush_above = False  # the rechecks overflowed: flush the tiers above instead
         self.pending = False
-        """Whether anything is queued (read without the lock on the tier's paths)."""
+        """Whether anything is queued or to recheck (read without the lock on hot paths)."""
+        self.above: InvalidationReceiver | None = None
+        """The in-process tiers above this one, which rechecks drop from (set by the stack:
+        :func:`stratacache.coherence.attach_rechecks`)."""
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -162,8 +201,86 @@ class Recovery:
             if key in self._keys:
                 self._keys.discard(key)
                 self._queue.pop(("key", key), None)
-                self.pending = bool(self._queue)
+            self._rechecks.pop(key, None)  # the store has what was just written above too
+            self._settle()
         self._wake.set()
+
+    def _settle(self) -> None:
+        """Update :attr:`pending` (with the lock held)."""
+        self.pending = bool(self._queue or self._rechecks or self._flush_above)
+
+    # -- rechecking ----------------------------------------------------------------------
+
+    def recheck(self, key: str, group: str | None) -> None:
+        """The tiers above hold ``key``, written while the store failed: drop it once back."""
+        above = self.above
+        if above is None or not above.tiers:
+            return
+        with self._lock:
+            rechecks = self._rechecks
+            if self._flush_above:  # the flush drops it with the rest
+                pass
+            elif key in rechecks or len(rechecks) < self.limit:
+                rechecks.pop(key, None)
+                rechecks[key] = group or ""
+            else:
+                self._tier.stats.recovery_dropped += len(rechecks)
+                logger.warning(
+                    "tier %r: %d local copies written while its store was unreachable, the"
+                    " most CACHE_RECOVERY_MAX=%d allows; the tiers above are flushed once"
+                    " it is back instead",
+                    self._tier.name,
+                    len(rechecks),
+                    self.limit,
+                )
+                rechecks.clear()
+                self._flush_above = True
+            self.pending = True
+        self._start()
+
+    def covered(self) -> None:
+        """The tiers above are about to be flushed (the channel's flush): no recheck waits.
+
+        Called before the flush: a copy written after this call was registered after it.
+        """
+        with self._lock:
+            self._rechecks.clear()
+            self._flush_above = False
+            self._settle()
+
+    def rechecks(self) -> list[str]:
+        """The keys waiting to be dropped from the tiers above, oldest first (a copy)."""
+        with self._lock:
+            return list(self._rechecks)
+
+    def _recheck(self) -> bool:
+        """Drop the copies to recheck once the store answers; return whether none wait."""
+        with self._lock:
+            if not self._rechecks and not self._flush_above:
+                return True
+            probe = next(iter(self._rechecks), PROBE_KEY)
+        above = self.above
+        if above is None or above.state in ("lost", "connecting"):
+            return False  # the channel's flush, once it listens, covers them
+        mark = self.mark()
+        try:
+            self._tier.cache.lookup(probe)
+        except Exception:  # a backend that raises after all: try again later
+            logger.warning("probing tier %r failed", self._tier.name, exc_info=True)
+            return False
+        if self.mark() != mark:
+            return False
+        with self._lock:
+            keys, self._rechecks = self._rechecks, {}
+            flush, self._flush_above = self._flush_above, False
+        if flush:
+            above.flush_above()
+        else:
+            above.forget(keys.items())
+            self._tier.stats.recovery_rechecked += len(keys)
+        with self._lock:
+            self._settle()
+        return True
 
     # -- reading -------------------------------------------------------------------------
 
@@ -199,9 +316,9 @@ class Recovery:
     def _run(self) -> None:
         delay = FIRST_DELAY
         while not self._stopped:
-            if self.replay():
+            if self.replay() and self._recheck():
                 with self._lock:
-                    if not self._queue:
+                    if not self.pending:
                         self._thread = None
                         return
                 continue
@@ -217,7 +334,7 @@ class Recovery:
         while not self._stopped:
             with self._lock:
                 if not self._queue:
-                    self.pending = False
+                    self._settle()
                     return True
                 identity, operation = next(iter(self._queue.items()))
             mark = self.mark()
@@ -232,7 +349,7 @@ class Recovery:
                 if self._queue.get(identity) == operation:
                     del self._queue[identity]
                     self._forget(operation)
-                self.pending = bool(self._queue)
+                self._settle()
             self._tier.stats.recovery_replayed += 1
         return False
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from stratacache import engine
 from stratacache.asyncstack import AsyncOperations
 from stratacache.backend import NO_VALUE, Backend, Timeout
-from stratacache.coherence import attach_receivers, detach, with_channel
+from stratacache.coherence import attach_receivers, attach_rechecks, detach, with_channel
 from stratacache.driver import drive
 from stratacache.errors import SerializationError
 from stratacache.forksafe import renew_in_child
@@ -196,6 +196,7 @@ class CacheStack(TagOperations, AsyncOperations):
             tier.cache.stats = tier.stats
         groups = [call.group for call in list(self._calls)]
         state.coherence = attach_receivers(state.every, state.tiers, groups)
+        attach_rechecks(state.every, state.coherence)
         replaced, self._state = self._state, state
         if replaced is not None:
             kept = {id(t.cache) for t in state.every}
@@ -362,8 +363,8 @@ class CacheStack(TagOperations, AsyncOperations):
         ``{"enabled": ..., "layers": {tier name: {...}}, "functions": {"module.qualname":
         {...}}}``: per tier ``hits``, ``misses``, ``sets``, ``deletes``, ``errors``,
         ``deserialization_failures``, ``lock_waits`` and the auto-recovery counters
-        (``recovery_queued``, ``recovery_replayed``, ``recovery_dropped``: see
-        :mod:`stratacache.recovery`); per decorated function
+        (``recovery_queued``, ``recovery_replayed``, ``recovery_dropped``,
+        ``recovery_rechecked``: see :mod:`stratacache.recovery`); per decorated function
         ``local_hits`` (its first tier), ``shared_hits`` (the tiers below), ``misses``,
         ``sets``, ``deletes``, ``errors``, ``computations``, ``compute_errors``,
         ``compute_seconds`` and ``lock_waits`` (see :mod:`stratacache.stats` for each).

@@ -131,6 +131,7 @@ class LayerStats(BackendStats):
         "misses",
         "recovery_dropped",
         "recovery_queued",
+        "recovery_rechecked",
         "recovery_replayed",
         "sets",
     )
@@ -144,6 +145,7 @@ class LayerStats(BackendStats):
         self.recovery_queued = 0
         self.recovery_replayed = 0
         self.recovery_dropped = 0
+        self.recovery_rechecked = 0
 
     def reset(self) -> None:
         """Set every counter back to zero, in place."""
@@ -162,6 +164,7 @@ class LayerStats(BackendStats):
             recovery_queued=self.recovery_queued,
             recovery_replayed=self.recovery_replayed,
             recovery_dropped=self.recovery_dropped,
+            recovery_rechecked=self.recovery_rechecked,
         )
 
 

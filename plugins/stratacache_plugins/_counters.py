@@ -36,6 +36,8 @@ LAYER_COUNTERS = {
     "recovery_replayed": "Kept invalidations replayed once the layer's store was back.",
     "recovery_dropped": "Kept invalidations folded into one clear of the layer"
     " (past CACHE_RECOVERY_MAX).",
+    "recovery_rechecked": "Local copies written during an outage of the layer's store, dropped"
+    " from the layers above once it answered.",
 }
 """The per-layer counters and their help texts."""
 

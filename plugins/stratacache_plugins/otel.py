@@ -38,7 +38,8 @@ Metrics (the function family breaks the layer one down, so never add the two):
   the freshness counters (``refreshes``, ``refreshes_dropped``, ``stale_served``,
   ``fail_safe_served``, ``soft_timeouts``, ``hard_timeouts``);
 * the layer family also has the auto-recovery counters (``recovery_queued``,
-  ``recovery_replayed``, ``recovery_dropped``, see :mod:`stratacache.recovery`).
+  ``recovery_replayed``, ``recovery_dropped``, ``recovery_rechecked``, see
+  :mod:`stratacache.recovery`).
 """
 
 from __future__ import annotations

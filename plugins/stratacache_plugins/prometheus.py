@@ -21,7 +21,7 @@ Metrics (counters; the function family breaks the layer one down, so never add t
 
 * ``stratacache_<counter>_total{layer}``, for ``hits``, ``misses``, ``sets``, ``deletes``,
   ``errors``, ``deserialization_failures``, ``lock_waits`` and the auto-recovery counters
-  ``recovery_queued``, ``recovery_replayed``, ``recovery_dropped``;
+  ``recovery_queued``, ``recovery_replayed``, ``recovery_dropped``, ``recovery_rechecked``;
 * ``stratacache_function_hits_total{function, layer}`` (``layer`` is ``local`` or
   ``shared``), and ``stratacache_function_<counter>_total{function}`` for ``misses``,
   ``sets``, ``deletes``, ``errors``, ``computations``, ``compute_errors``,

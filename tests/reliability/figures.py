@@ -38,8 +38,9 @@ def record(
     Args:
         scenario: The scenario's number in issue 5 (1-15), or 100 + the item's number for
             the hardening items of issue 11 (``102`` for item 2), 201-207 for the Redis
-            Cluster and Sentinel scenarios of issue 12, or 301-304 for the invalidation
-            channel's losses (issue 14).
+            Cluster and Sentinel scenarios of issue 12, 301-304 for the invalidation
+            channel's losses (issue 14), or 401 for auto-recovery across an outage
+            (issue 15).
         title: What the scenario does, in a few words.
         requirement: What must hold (the pass condition the test asserts).
         figures: The measured figures, by name (numbers or short strings).
