@@ -28,15 +28,14 @@ the count moved during the call, the operation is remembered. The rules:
   queued removes the queued delete (it replaced the entry). A queued group clear, tag or
   clear is kept: replayed, it may delete that newer entry, a miss, never a stale read.
 
-* **The local copies written meanwhile are re-checked.** A value computed while the store
-  failed its write (the failure count moved during it) lives only in the in-process tiers
-  above: once the store is back, another instance may have written or invalidated that key
-  there. The engine hands such keys to :meth:`Recovery.recheck` once the tiers above hold
-  them; deduplicated, bounded like the queue (one more than ``CACHE_RECOVERY_MAX`` folds
-  them into one flush of the tiers above), they are dropped from those tiers when the store
-  answers again (after the queue's replay), so the next read goes to the store. Dropped,
-  not re-read and compared: the next read pays the one round trip a comparison would have
-  paid at once, a key never read again pays nothing, and no value needs an equality.
+* **The local copies written meanwhile are re-checked.** A value written while the store
+  was unreachable (:func:`failed_write`) lives only in the in-process tiers above; once the
+  store is back, another instance may have written or invalidated it there. The engine
+  hands such keys to :meth:`Recovery.recheck` once the tiers above hold them; deduplicated,
+  bounded like the queue (past ``CACHE_RECOVERY_MAX``, one flush of the tiers above), they
+  are dropped from those tiers once the store answers (after the replay), so the next read
+  goes to the store. Dropped, not re-read and compared: the next read pays the round trip
+  a comparison would pay at once, a key never read again nothing, no value needs an ``==``.
   With the invalidation channel on, its flushes of the tiers above cover them: a flush
   clears the rechecks written before it (:meth:`Recovery.covered`), and while the channel
   is lost or connecting they wait for its flush once it listens again instead of being
@@ -58,7 +57,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from stratacache.forksafe import renew_in_child
 
@@ -66,7 +65,7 @@ if TYPE_CHECKING:
     from stratacache.coherence import InvalidationReceiver
     from stratacache.tier import Tier
 
-__all__ = ["ALL", "Operation", "Recovery", "failed_write", "failures"]
+__all__ = ["ALL", "Operation", "OutageAware", "Recovery", "failed_write", "failures"]
 
 logger = logging.getLogger("stratacache.recovery")
 
@@ -93,10 +92,26 @@ def failures(tier: Tier) -> int:
     return 0 if recovery is None else recovery.mark()
 
 
+@runtime_checkable
+class OutageAware(Protocol):
+    """A degrading backend that tells an outage from an error about one call (``OOM``)."""
+
+    def store_down(self) -> bool:
+        """Whether its store counts as unreachable now."""
+
+
 def failed_write(tier: Tier, mark: int, stored: object) -> Recovery | None:
-    """``tier``'s queue if a write not ``stored`` failed on its store (the count moved)."""
+    """``tier``'s queue if a write not ``stored`` failed on an unreachable store.
+
+    The failure count moved during the write; a backend that tells outages apart
+    (:class:`OutageAware`) must also count its store as down: a write refused by a store
+    that answers (``OOM``) leaves the copies above alone, or each read would recompute.
+    """
     recovery = tier.recovery
     if recovery is None or stored or recovery.mark() == mark:
+        return None
+    cache = tier.cache
+    if isinstance(cache, OutageAware) and not cache.store_down():
         return None
     return recovery
 

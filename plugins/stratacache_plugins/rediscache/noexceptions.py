@@ -171,6 +171,14 @@ class RedisCacheNoExceptions(RedisCache):
             self._prober = pid
         return True
 
+    def store_down(self) -> bool:
+        """Whether Redis counts as down now (auto-recovery's ``OutageAware``).
+
+        A write that failed while it is re-checks the local copies above once Redis is back;
+        one Redis refused while it answers (``OOM``, an error about the call) does not.
+        """
+        return self._known_down()
+
     def _known_down(self) -> bool:
         """Whether Redis is in its back-off, or being probed by another thread."""
         if not self._down_until:
