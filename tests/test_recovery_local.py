@@ -217,3 +217,30 @@ def until(check: Callable[[], bool], timeout: float = 10.0) -> None:
     while not check():
         assert time.monotonic() < deadline
         time.sleep(0.005)
+
+
+def test_a_write_refused_while_redis_answers_is_not_an_outage(
+    make_redis_server: ServerFactory,
+) -> None:
+    """OOM (maxmemory, noeviction): Redis refuses the write and serves the rest; the local
+    copy stays, or each read would recompute while it lasts."""
+    server = make_redis_server()
+    a = CacheStack()
+    configure(a, server, CACHE_INVALIDATION="off")
+
+    @cached_for(seconds=120, stack=a)
+    def profile(user: int) -> str:
+        return OUTAGE
+
+    with server.client() as raw:
+        raw.config_set("maxmemory-policy", "noeviction")
+        raw.config_set("maxmemory", 1)
+        try:
+            assert profile(1) == OUTAGE
+            assert shared_counts(a)["recovery_rechecked"] == 0
+            assert rechecks(a) == []
+            assert raw.exists(profile.cache_key(1)) == 0, "Redis refused the write"
+        finally:
+            raw.config_set("maxmemory", 0)
+    assert local(a, profile.cache_key(1)) == OUTAGE
+    a.close()
