@@ -103,8 +103,10 @@ def test_an_invalidation_during_an_outage_takes_effect_after_recovery(
     assert reads.count("v1") == 0, "0 stale reads after recovery"
     assert stored(server, key) in (None, "v2")
     counts = shared_counts(stack)
-    assert (counts["recovery_queued"], counts["recovery_replayed"]) == (1, 1)
+    assert counts["recovery_queued"] == 1
     assert counts["recovery_dropped"] == 0
+    # Replayed, unless a read's write of v2 reached Redis first and superseded the delete.
+    assert counts["recovery_replayed"] == 1 or stored(server, key) == "v2"
 
 
 def stored(server: RedisServer, key: str) -> Any:
