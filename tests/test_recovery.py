@@ -96,7 +96,8 @@ def test_an_invalidation_during_an_outage_takes_effect_after_recovery(
     INVALIDATIONS[how](stack, profile)
     assert shared_counts(stack)["recovery_queued"] == 1
     server.start()
-    assert server.client().exists(key), "the stale entry is back with the server"
+    # The stale entry is back with the server (test_without_recovery_the_invalidated_entry_
+    # comes_back shows it): not asserted here, where the replay may already have deleted it.
     reads = [profile(1) for _ in range(50)]  # before, during and after the replay
     wait_replayed(stack)
     reads += [profile(1) for _ in range(50)]
