@@ -87,6 +87,16 @@ def subscriber(settings: dict[str, Any]) -> None:
     stack, _ = instance(settings, CONTENDERS[2][1], "on")
     print("ready", flush=True)
     sys.stdin.readline()
+    # The last writes' messages may still be on their way: report once the count stands
+    # still for 0.2 s (5 s at most).
+    seen, still_since, deadline = -1, time.monotonic(), time.monotonic() + 5.0
+    while time.monotonic() < deadline:
+        received = stack.stats()["invalidation"]["received"]
+        if received != seen:
+            seen, still_since = received, time.monotonic()
+        elif time.monotonic() - still_since >= 0.2:
+            break
+        time.sleep(0.02)
     print(json.dumps(stack.stats()["invalidation"]), flush=True)
     stack.close()
 

@@ -73,7 +73,9 @@ class AsyncCachedCall(CachedCall[Any, Any]):
                 return first.lookup(key, self.group) if first.cache.in_process else NO_VALUE
 
             async def lead() -> Any:
-                found = in_memory()  # another flight of this loop may have finished since
+                # Another flight may have finished since our miss, as in the sync leader: every
+                # tier, not the first alone (a channel's flush may have dropped its copy there).
+                found = await adrive(engine.peek_rule(route, key))
                 if found is not NO_VALUE:
                     return found
                 run = aobserved_run(route, key, functools.partial(self._arun, counts, args, kwargs))
