@@ -15,7 +15,9 @@ full name, so that a signed entry copied under another prefix does not verify.
 from __future__ import annotations
 
 import logging
+import random
 import re
+import time
 from typing import Any
 
 import redis
@@ -113,4 +115,7 @@ class RedisCodec(RedisKeys):
                 except redis.WatchError:
                     if attempt == _SIGNED_INC_ATTEMPTS - 1:
                         raise  # as a Redis failure: RedisCacheError, or None without exceptions
+                    # Another writer won: back off a random while (at most 10 ms), or threads
+                    # hammering one key keep colliding in lockstep (100 losses seen under load).
+                    time.sleep(random.uniform(0, min(0.01, 0.0002 * 2**attempt)))
         raise AssertionError("unreachable")  # pragma: no cover
