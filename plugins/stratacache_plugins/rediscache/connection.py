@@ -168,6 +168,10 @@ def subscriber_client(
     """
     options = client_options(connect_timeout, read_timeout, extra)
     options["retry"] = Retry(NoBackoff(), 0)
+    # RESP2: redis-py 8.1 reads a RESP3 pub/sub message through its push-handler path, which
+    # formats every message for a debug log whether or not it is on (about 20,000
+    # instructions a message more, the sender's own echo included).
+    options["protocol"] = 2
     client = _BUILDERS[topology.kind](topology, options)
     assert isinstance(client, (redis.Redis, RedisCluster))
     return client

@@ -85,6 +85,7 @@ class Listener:
         self._lock = threading.Lock()
         self._subscriptions: list[Subscription] = []
         self._by_channel: dict[str, tuple[Subscription, ...]] = {}
+        self._version = 0  # counts the changes of _by_channel, for _listen to follow
         self._fresh: list[Subscription] = []  # added, not told ready yet
         self._confirmed: frozenset[str] = frozenset()  # the channels Redis confirmed
         self._stop = threading.Event()
@@ -144,6 +145,7 @@ class Listener:
             for channel in sub.channels:
                 by_channel.setdefault(channel, []).append(sub)
         self._by_channel = {c: tuple(s) for c, s in by_channel.items()}
+        self._version += 1
 
     # -- the thread -----------------------------------------------------------------------
 
@@ -245,8 +247,11 @@ class Listener:
         asked: set[str] = set()
         quiet_since = checked_at = time.monotonic()
         pinged_at: float | None = None
+        followed = -1  # the _version _follow saw: it runs again only after a change
         while not stop.is_set():
-            self._follow(pubsub, asked, subscribed)
+            if followed != self._version:
+                followed = self._version
+                self._follow(pubsub, asked, subscribed)
             self._tell_ready(subscribed)
             message = pubsub.get_message(timeout=_POLL)
             now = time.monotonic()
@@ -312,11 +317,14 @@ class Listener:
             sub.receiver.drop_group(sub.groups[channel])
             event.set()
 
-    def _dispatch(self, channel: str, data: bytes) -> None:
+    def _dispatch(self, channel: str, data: bytes | str) -> None:
+        subscriptions = self._by_channel.get(channel, ())
+        if all(_sent_by(sub, data) for sub in subscriptions):
+            return  # the commonest message: this process's own write, echoed back
         message = decode(data)
         if message is None:
             return
-        for sub in self._by_channel.get(channel, ()):
+        for sub in subscriptions:
             receiver = sub.receiver
             if receiver.origin == message.origin:
                 continue  # this stack's own change: its copy is the fresh one
@@ -328,6 +336,18 @@ class Listener:
                 receiver.drop_tags(message.keys)
             elif message.op == "a":
                 receiver.drop_all()
+
+
+def _sent_by(subscription: Subscription, data: bytes | str) -> bool:
+    """Whether ``data`` is a message of ``subscription``'s own stack, told by its start.
+
+    :func:`~.invalidation.encode` writes the origin first, a JSON string that needs no
+    escape, so the echo of a write is known without decoding the rest.
+    """
+    origin = subscription.receiver.origin
+    if isinstance(data, bytes):
+        return data.startswith(b'["' + origin.encode() + b'",')
+    return data.startswith(f'["{origin}",')
 
 
 _listeners: dict[Any, Listener] = {}
