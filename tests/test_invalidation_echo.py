@@ -9,15 +9,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stratacache_plugins.rediscache.invalidation import decode, encode
-from stratacache_plugins.rediscache.listener import _sent_by
+from stratacache_plugins.rediscache.subscription import Subscription
 
 origins = st.from_regex(r"\A[0-9a-f]{12}:[0-9]{1,4}\Z")
 ops = st.sampled_from(["k", "g", "t", "a"])
 keys = st.lists(st.text(max_size=20), max_size=3)
 
 
-def subscription(origin: str) -> Any:
-    return SimpleNamespace(receiver=SimpleNamespace(origin=origin))
+def sent(origin: str, data: bytes | str) -> bool:
+    """Whether a subscription whose receiver has ``origin`` takes ``data`` for its own."""
+    subscription: Any = SimpleNamespace(receiver=SimpleNamespace(origin=origin))
+    return Subscription.sent(subscription, data)
 
 
 @given(origins, origins, ops, keys)
@@ -28,16 +30,16 @@ def test_a_message_is_its_own_exactly_when_its_origin_is(
     own = decode(data)
     assert own is not None
     expected = own.origin == mine
-    assert _sent_by(subscription(mine), data) is expected
-    assert _sent_by(subscription(mine), data.decode()) is expected, "decode_responses=True"
+    assert sent(mine, data) is expected
+    assert sent(mine, data.decode()) is expected, "decode_responses=True"
 
 
 def test_a_longer_serial_of_the_same_process_is_not_its_own() -> None:
     data = encode("abcdef123456:12", "k", None, ["x"])
-    assert not _sent_by(subscription("abcdef123456:1"), data)
-    assert _sent_by(subscription("abcdef123456:12"), data)
+    assert not sent("abcdef123456:1", data)
+    assert sent("abcdef123456:12", data)
 
 
 def test_something_not_ours_is_never_taken_for_an_echo() -> None:
     for data in (b"", b"[", b"not json", b'["abcdef123456:1"]'):
-        assert not _sent_by(subscription("abcdef123456:2"), data)
+        assert not sent("abcdef123456:2", data)

@@ -37,12 +37,16 @@ import json
 import os
 import uuid
 from collections.abc import Sequence
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+
+if TYPE_CHECKING:
+    from stratacache.coherence import InvalidationReceiver
 
 __all__ = [
     "CHANNEL_PREFIX",
     "INVALIDATION_MODES",
     "Message",
+    "apply",
     "decode",
     "encode",
     "group_channel",
@@ -81,6 +85,18 @@ def decode(data: bytes | str) -> Message | None:
     if op not in ("k", "g", "t", "a") or not isinstance(keys, list):
         return None
     return Message(str(origin), op, group, keys)
+
+
+def apply(message: Message, receiver: InvalidationReceiver) -> None:
+    """Drop from ``receiver``'s tiers what ``message`` says changed."""
+    if message.op == "k":
+        receiver.drop_keys(message.keys, message.group)
+    elif message.op == "g" and message.group is not None:
+        receiver.drop_group(message.group)
+    elif message.op == "t":
+        receiver.drop_tags(message.keys)
+    elif message.op == "a":
+        receiver.drop_all()
 
 
 def group_channel(prefix: str, group: str) -> str:

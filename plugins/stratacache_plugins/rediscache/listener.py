@@ -37,7 +37,7 @@ from redis.cluster import RedisCluster
 from redis.exceptions import NoPermissionError, RedisClusterException, RedisError
 
 from stratacache_plugins.rediscache.connection import master_moved, subscriber_of
-from stratacache_plugins.rediscache.invalidation import decode, origin_of
+from stratacache_plugins.rediscache.invalidation import apply, decode, origin_of
 from stratacache_plugins.rediscache.sharded import ShardedPubSub, channel_text
 from stratacache_plugins.rediscache.subscription import Subscription
 
@@ -319,35 +319,14 @@ class Listener:
 
     def _dispatch(self, channel: str, data: bytes | str) -> None:
         subscriptions = self._by_channel.get(channel, ())
-        if all(_sent_by(sub, data) for sub in subscriptions):
+        if all(sub.sent(data) for sub in subscriptions):
             return  # the commonest message: this process's own write, echoed back
         message = decode(data)
         if message is None:
             return
         for sub in subscriptions:
-            receiver = sub.receiver
-            if receiver.origin == message.origin:
-                continue  # this stack's own change: its copy is the fresh one
-            if message.op == "k":
-                receiver.drop_keys(message.keys, message.group)
-            elif message.op == "g" and message.group is not None:
-                receiver.drop_group(message.group)
-            elif message.op == "t":
-                receiver.drop_tags(message.keys)
-            elif message.op == "a":
-                receiver.drop_all()
-
-
-def _sent_by(subscription: Subscription, data: bytes | str) -> bool:
-    """Whether ``data`` is a message of ``subscription``'s own stack, told by its start.
-
-    :func:`~.invalidation.encode` writes the origin first, a JSON string that needs no
-    escape, so the echo of a write is known without decoding the rest.
-    """
-    origin = subscription.receiver.origin
-    if isinstance(data, bytes):
-        return data.startswith(b'["' + origin.encode() + b'",')
-    return data.startswith(f'["{origin}",')
+            if sub.receiver.origin != message.origin:  # its own copy is the fresh one
+                apply(message, sub.receiver)
 
 
 _listeners: dict[Any, Listener] = {}

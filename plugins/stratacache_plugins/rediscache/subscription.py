@@ -49,6 +49,17 @@ class Subscription:
         """Every channel of the subscription."""
         return {self.channel, *self.groups}
 
+    def sent(self, data: bytes | str) -> bool:
+        """Whether the message ``data`` is the stack's own, told by its first bytes.
+
+        :func:`~.invalidation.encode` writes the origin first, a JSON string that needs no
+        escape, so the echo of the stack's own write is known without decoding the rest.
+        """
+        origin = self.receiver.origin
+        if isinstance(data, bytes):
+            return data.startswith(b'["' + origin.encode() + b'",')
+        return data.startswith(f'["{origin}",')
+
     def watch(self, channel: str, group: str) -> None:
         """Listen on ``channel`` too, for the entries of ``group``."""
         self.listener.watch(self, channel, group)
