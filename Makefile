@@ -99,7 +99,8 @@ pytest:
 
 pytest-side-by-side: $(STAMP) redis-server chromium docs
 	rm -f .coverage .coverage.*
-	$(PYTEST) -m 'not under_load' -n $(PYTEST_WORKERS) --dist loadfile --cov-report= \
+	$(PYTEST) -m 'not under_load' -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder \
+	  --cov-report= \
 	  --cov-fail-under=0 $(PYTEST_ARGS)
 
 pytest-under-load: $(STAMP) redis-server

@@ -576,7 +576,10 @@ class _Monitor:
     """
 
     def __init__(self, server: RedisServer) -> None:
-        self._client = server.client()
+        # No read timeout: the stream may stay quiet for seconds (writes paused, callers
+        # waiting), and redis-py's 5 s default ended the thread, and the count, under load.
+        # stop() ends it with an ECHO, and joins it for 30 s at most.
+        self._client = server.client(socket_timeout=None)
         self._monitor = self._client.monitor()
         self._connection = self._monitor.__enter__()
         self.watches: Counter[tuple[str, str]] = Counter()
