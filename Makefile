@@ -86,11 +86,10 @@ docs-browser: $(STAMP) chromium docs
 
 ## pytest with branch coverage in two steps. First every test but those marked under_load, in
 ## PYTEST_WORKERS processes (pytest-xdist: most tests wait on servers, sleeps and timeouts
-## rather than on the CPU); then those, with nothing else running: their own timings or a
-## shared topology make them sensitive to load. They run in two lanes, a process each, every
-## lane's modules one after another (RUN_ALONE in tests/conftest.py): the topologies (the
-## session's Cluster and Sentinel set, failovers) and the windows (multi-process scenarios,
-## real-time windows).
+## rather than on the CPU); then those in this process alone, one after another: their own
+## timings or a shared topology make them sensitive to load (RUN_ALONE in tests/conftest.py).
+## The first step collects its longest modules first (LONG_FIRST there), and keeps that order
+## (--no-loadscope-reorder), so that they do not start last and end the step late.
 ## The second step adds its coverage to the first's and enforces the threshold. The browser
 ## test reads the site the docs target built (STRATACACHE_DOCS_SITE) instead of building it.
 PYTEST_WORKERS ?= 3
@@ -106,7 +105,7 @@ pytest-side-by-side: $(STAMP) redis-server chromium docs
 	  --cov-fail-under=0 $(PYTEST_ARGS)
 
 pytest-under-load: $(STAMP) redis-server
-	$(PYTEST) -m under_load -n 2 --dist loadgroup --cov-append --cov-report=term $(PYTEST_ARGS)
+	$(PYTEST) -m under_load --cov-append --cov-report=term $(PYTEST_ARGS)
 
 ## The conformance, decorator, settings and asyncio suites on Python 3.12 and 3.13 (noxfile.py),
 ## one nox session each, side by side, with pyenv's interpreters on PATH; a missing

@@ -28,32 +28,9 @@ settings.register_profile("suite", deadline=None)
 settings.load_profile("suite")
 
 
-RUN_ALONE_TOPOLOGIES = {
-    # The session's Redis Cluster and Sentinel set, whose 1 s node timeouts make a starved
-    # node look failed, and the failovers the tests make on them (each xdist worker would
-    # start its own set), with the scenarios that fail over topologies of their own.
-    *(
-        f"reliability/{name}.py"
-        for name in (
-            "test_topology_errors",
-            "test_topology_faults",
-            "test_topology_fencing",
-            "test_topology_resharding",
-        )
-    ),
-    "test_topologies.py",
-    "test_redis_topologies.py",
-    "test_async_redis.py",
-    "test_cli.py",
-    "test_tags.py",
-    "test_redis_tls_acl.py",
-    "test_invalidation_topologies.py",
-}
-"""The under-load modules of the topologies lane: see :data:`RUN_ALONE`."""
-
-RUN_ALONE_WINDOWS = {
+RUN_ALONE = {
     # The reliability scenarios that drive real servers with worker processes and assert
-    # timings under the load they make (read timeouts of 0.2 s, lock TTLs, outage windows).
+    # timings under the load they make (read timeouts of 0.2 s, lock TTLs, failover windows).
     *(
         f"reliability/{name}.py"
         for name in (
@@ -65,11 +42,25 @@ RUN_ALONE_WINDOWS = {
             "test_invalidation_faults",
             "test_recovery_outage",
             "test_redis_faults",
+            "test_topology_errors",
+            "test_topology_faults",
+            "test_topology_fencing",
+            "test_topology_resharding",
         )
     ),
+    # The session's Redis Cluster and Sentinel set, whose 1 s node timeouts make a starved
+    # node look failed, and the failovers the tests make on them (each xdist worker would
+    # start its own set).
+    "test_topologies.py",
+    "test_redis_topologies.py",
+    "test_async_redis.py",
+    "test_cli.py",
+    "test_tags.py",
+    "test_redis_tls_acl.py",
     # Windows of real time: a change reaching another instance, refreshes and timeouts.
     "test_invalidation.py",
     "test_invalidation_tags.py",
+    "test_invalidation_topologies.py",
     "test_staleness_benchmark.py",
     "test_freshness.py",
     "test_fresh_atomic.py",
@@ -78,18 +69,10 @@ RUN_ALONE_WINDOWS = {
     # Two-worker web services: which worker the kernel hands a request is up to the load.
     "test_examples.py",
 }
-"""The under-load modules of the windows lane: see :data:`RUN_ALONE`."""
-
-RUN_ALONE = {
-    **dict.fromkeys(RUN_ALONE_TOPOLOGIES, "topologies"),
-    **dict.fromkeys(RUN_ALONE_WINDOWS, "windows"),
-}
-"""The test modules marked ``under_load``, by lane. ``make pytest`` runs them after the rest
-of the suite has run in parallel, so that no other test's load skews them: one process per
-lane (pytest-xdist's ``loadgroup``: an ``xdist_group`` mark per lane), each lane's modules
-one after another. Two lanes, not one, because the suite fit 10 minutes no other way; they
-are split so that the shared Cluster and Sentinel set live in one process, and the
-scenarios that load the machine with worker processes in the other."""
+"""The test modules marked ``under_load``: ``make pytest`` runs them alone, one after another,
+after the rest of the suite has run in parallel, so that no other test's load skews them.
+(Split into two lanes side by side, 2026-12-01, the step took 4:53 and 6:51 instead of
+7:35, and failed 1 and 4 of their tests in two fresh-clone runs: they load each other.)"""
 
 
 LONG_FIRST = (
@@ -114,7 +97,7 @@ def _module_of(item: pytest.Item) -> str | None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Collect LONG_FIRST first; mark RUN_ALONE ``under_load``, in its lane's xdist group."""
+    """Collect LONG_FIRST first; mark the tests of the RUN_ALONE modules ``under_load``."""
     modules = {id(item): _module_of(item) or "" for item in items}
     sizes = Counter(modules.values())
     first = {module: rank for rank, module in enumerate(LONG_FIRST)}
@@ -123,10 +106,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # module's tests keep their order.
     items.sort(key=lambda i: (first.get(modules[id(i)], len(first)), -sizes[modules[id(i)]]))
     for item in items:
-        lane = RUN_ALONE.get(modules[id(item)])
-        if lane:
+        if modules[id(item)] in RUN_ALONE:
             item.add_marker(pytest.mark.under_load)
-            item.add_marker(pytest.mark.xdist_group(lane))
 
 
 @pytest.fixture(autouse=True)
