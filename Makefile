@@ -41,9 +41,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	@# uv (of the dev group: nox builds its sessions with it too) installs the group in about
 	@# 30 s, where pip took about 100 s with a warm cache. --compile-bytecode, as pip does:
-	@# without it, the suite's first processes (Python under valgrind among them) compiled
-	@# every module, and the parallel step took 6 minutes instead of 4.5. pip stays in the
-	@# venv, >= 25.1 for `pip install -e . --group dev` by hand (PEP 735 dependency groups).
+	@# compiled once here, not by the suite's first processes (Python under valgrind among
+	@# them). pip stays in the venv, >= 25.1 for `pip install -e . --group dev` by hand
+	@# (PEP 735 dependency groups).
 	$(BIN)/python -m pip install $(PIP_QUIET) --upgrade 'pip>=25.1' 'uv>=0.8'
 	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e . --group dev
 	@touch $@
