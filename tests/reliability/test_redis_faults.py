@@ -403,7 +403,12 @@ def test_kill_and_restart_twice_under_load(make_redis_server: Callable[[], Redis
     in_use = len(pool._in_use_connections)
     pooled = in_use + len(pool._available_connections)
     pool.disconnect()
-    fds_after = fd_count()
+    # The count is the whole process's: another test's thread still retrying a server it
+    # lost (a listener, a recovery replay) holds a socket for the moment of its attempt.
+    # A leak stays; such a socket goes within its connect timeout.
+    settled = time.monotonic() + 3
+    while (fds_after := fd_count()) != fds_before and time.monotonic() < settled:
+        time.sleep(0.05)
     errors = [exc for state in states for exc in state.errors]
     record(
         2,
