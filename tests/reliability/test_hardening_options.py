@@ -318,11 +318,13 @@ def test_secrets_in_the_url_query_and_options_are_masked_everywhere(
         assert result.returncode == 0, result.stderr
         shown[f"stratacache {command}"] = result.stdout + result.stderr
 
-    # ssl_password in CACHE_OPTIONS, on a TLS URL (nothing connects: no call is made).
+    # ssl_password in CACHE_OPTIONS, on a TLS URL (nothing connects: no call is made, and no
+    # invalidation listener starts; one would retry a TLS handshake with this plain server).
     tls = {
         "CACHE_TYPE": LENIENT,
         "CACHE_REDIS_URL": f"rediss://127.0.0.1:{server.port}/0",
         "CACHE_OPTIONS": {"ssl_password": SSL_PASSWORD, "ssl_cert_reqs": "none"},
+        "CACHE_INVALIDATION": "off",
     }
     tls_stack = CacheStack()
     tls_stack.configure(tls)
