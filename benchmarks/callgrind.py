@@ -66,12 +66,16 @@ class Contender:
         name: The name in the tables (the same as the timing benchmarks').
         setup: Code run once, at module level; it binds ``f`` (``rates`` is defined).
         statement: One call (or lookup) on ``f``; it must return ``RATES``.
+        awaited: The setup also binds ``_async``, a coroutine function, and the counted loop
+            is a coroutine awaiting ``_async("EUR")``, as async code calls it (``f`` then
+            drives one call to its end, for the checks).
     """
 
     id: str
     name: str
     setup: str
     statement: str = 'f("EUR")'
+    awaited: bool = False
 
 
 STRATACACHE_STACK = """
@@ -117,8 +121,10 @@ CONTENDERS: tuple[Contender, ...] = (
         " stack=stack\n)(rates)",
     ),
 )
-# An ``async def`` hit never suspends: one ``send(None)`` runs the coroutine to its return,
-# with no event loop, so the count is the hit's own cost plus this driver's (the floor below).
+# An ``async def`` hit never suspends, so no event loop is needed: the counted loop is one
+# coroutine awaiting the hit N times (AWAITED_LOOP), run by one ``send(None)``, and each call
+# costs what an ``await`` of it costs in async code (the floor below: an ``async def`` that
+# returns at once). ``f`` drives a single call, for the script's check of the value.
 DRIVE = """
 def f(currency, _async=_async):
     coroutine = _async(currency)
@@ -133,6 +139,7 @@ CONTENDERS += (
         "async_floor",
         "async def returning the value (floor of one await)",
         "async def _async(currency):\n    return RATES\n" + DRIVE,
+        awaited=True,
     ),
     Contender(
         "stratacache_async",
@@ -142,6 +149,7 @@ CONTENDERS += (
         + "_async = cached_for(minutes=5, stack=stack)(_arates)\n"
         + "import asyncio\nasyncio.run(_async('EUR'))  # the miss that fills, on a loop\n"
         + DRIVE,
+        awaited=True,
     ),
 )
 
@@ -198,9 +206,7 @@ def rates(currency):
 {setup}
 
 
-def loop(n, f=f, repeat=itertools.repeat):
-    for _ in repeat(None, n):  # no int objects made, as timeit does
-        {statement}
+{loop}
 
 
 assert ({statement}) == RATES
@@ -218,12 +224,34 @@ else:
 """
 
 
+LOOP = """\
+def loop(n, f=f, repeat=itertools.repeat):
+    for _ in repeat(None, n):  # no int objects made, as timeit does
+        {statement}
+"""
+AWAITED_LOOP = """\
+async def _awaiting(n, f=_async, repeat=itertools.repeat):
+    for _ in repeat(None, n):
+        await f("EUR")
+
+
+def loop(n):
+    coroutine = _awaiting(n)
+    try:
+        coroutine.send(None)
+    except StopIteration:
+        return
+    raise AssertionError("a hit suspended")
+"""
+
+
 def script(contender: Contender) -> str:
     """The contender's script; it takes the number of calls (and ``--time`` to time them)."""
     return SCRIPT.format(
         name=contender.name,
         setup=textwrap.dedent(contender.setup).strip(),
         statement=contender.statement,
+        loop=(AWAITED_LOOP if contender.awaited else LOOP.format(statement=contender.statement)),
         warmup=WARMUP,
     )
 
