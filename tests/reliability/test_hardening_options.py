@@ -329,6 +329,7 @@ def test_secrets_in_the_url_query_and_options_are_masked_everywhere(
     tls_stack = CacheStack()
     tls_stack.configure(tls)
     shown.update({f"{k} (ssl)": v for k, v in _shown_in_process(tls_stack).items()})
+    tls_stack.close()
     tls_env = clean_env(**{k: v if isinstance(v, str) else json.dumps(v) for k, v in tls.items()})
     result = _cli("config", env=tls_env)
     assert result.returncode == 0, result.stderr
