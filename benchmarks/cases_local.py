@@ -25,6 +25,7 @@ from local_hit import ANCHOR, RATES, build_cases, rates
 from model import CaseResult, Context, check, make_table
 from three_tier import FILL, SHARED_HIT, THREE_TIER, TWO_LAYER_FILL, computed, fill_cases, skip
 from three_tier import steady_state as three_tier_steady_state
+from topology import wait_subscribed
 
 from stratacache import NO_VALUE, CacheStack, cached_for
 
@@ -51,6 +52,7 @@ def two_layer_case(url: str) -> Callable[[], Any]:
     reader = CacheStack()
     reader.configure({**config, "LOCALCACHE_TYPE": "SimpleCache"})
     func = cached_for(minutes=5, stack=reader)(rates)
+    wait_subscribed(reader)  # confirmed later, the channel would flush the fill below
     key = func.cache_key("EUR")
     assert reader.local_cache.lookup(key) is NO_VALUE
     assert reader.shared_cache.lookup(key) == RATES

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,7 +59,14 @@ class TestRedisCache(BackendConformance):
 
     @pytest.fixture
     def make_backend(self, redis_url: str, key_prefix: str) -> BackendFactory:
-        return lambda **options: self.backend_class(url=redis_url, key_prefix=key_prefix, **options)
+        # Timeouts for a loaded CI machine (the defaults, 0.5 s to connect, are a service's):
+        # 16 threads each opening a connection at once to a starved server timed out under
+        # the parallel step. The reliability suite tests what a timeout does.
+        def make(**options: Any) -> Backend:
+            options = {"connect_timeout": 5, "read_timeout": 5, **options}
+            return self.backend_class(url=redis_url, key_prefix=key_prefix, **options)
+
+        return make
 
 
 class TestRedisCacheNoExceptions(TestRedisCache):
