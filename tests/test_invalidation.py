@@ -219,6 +219,56 @@ def test_a_fill_racing_an_invalidation_is_not_kept(pair: tuple[CacheStack, Cache
     assert a.get("raced") == "new"
 
 
+@pytest.mark.parametrize(
+    "freshness",
+    [{"refresh_after": 0.8}, {"fail_safe": 3600}],
+    ids=["refresh_after", "fail_safe"],
+)
+@pytest.mark.parametrize("served", ["fresh", "stale"])
+def test_a_fill_racing_an_invalidation_is_not_kept_with_freshness_options(
+    pair: tuple[CacheStack, CacheStack], freshness: dict[str, float], served: str
+) -> None:
+    # The same race as above, on the read path of refresh_after and fail_safe (envelopes),
+    # for an entry read while fresh and one read while stale (then kept a moment as such).
+    a, b = pair
+    receiver = a._layers().coherence
+    assert receiver is not None
+    timeout = 0.2 if served == "stale" else 3600
+    if served == "stale" and "refresh_after" not in freshness:
+        freshness = {**freshness, "refresh_after": 0.5}
+    values = {1: "old"}
+
+    def quote(item: int) -> str:
+        return values[item]
+
+    quote_a = cached_for(seconds=timeout, stack=a, **freshness)(quote)
+    quote_b = cached_for(seconds=timeout, stack=b, **freshness)(quote)
+    assert quote_b(1) == "old"
+    gone_within(lambda: receiver.received >= 1)
+    if served == "stale":
+        time.sleep(0.15)  # past refresh_after * timeout: stale, still alive (fail-safe)
+    shared: Any = a.shared_cache.cache
+    real = shared.lookup_entry
+
+    def slow_lookup(*args: Any) -> tuple[Any, float | None]:
+        found = real(*args)
+        before = receiver.received
+        values[1] = "new"
+        assert quote_b.set("new", 1)  # B's change lands while A's old value is on its way up
+        gone_within(lambda: receiver.received > before)
+        return found
+
+    shared.lookup_entry = slow_lookup  # type: ignore[method-assign]
+    try:
+        assert quote_a(1) == "old"  # what it read, once
+    finally:
+        del shared.lookup_entry
+    key = quote_a.cache_key(1)
+    # (A stale read starts a refresh, which may have stored the new value since.)
+    assert local(a, key) in (NO_VALUE, "new"), "the old value was kept above Redis"
+    assert quote_a(1) == "new"
+
+
 def test_invalidation_off_opens_no_channel(redis_url: str, redis_server: RedisServer) -> None:
     stack = instance(redis_url, CACHE_INVALIDATION="off", CACHE_KEY_PREFIX="offapp")
     redis_server.reset_stats()

@@ -31,7 +31,7 @@ import math
 from typing import Any
 
 from stratacache.backend import NO_VALUE
-from stratacache.coherence import suspected
+from stratacache.coherence import InvalidationReceiver, epoch_of, suspected, unchanged_since
 from stratacache.driver import RUN, Rule
 from stratacache.engine import keep_rule
 from stratacache.errors import CacheError
@@ -67,10 +67,34 @@ def envelope_key(tier: Tier, key: str) -> str:
 def read_rule(route: Route, policy: Freshness, key: str) -> Rule[Envelope | None]:
     """Return the best envelope of ``key`` in the route's tiers (``None``: none alive).
 
-    The first tier's plain value was read by the caller and missed (counted here).
+    The first tier's plain value was read by the caller and missed (counted here). The
+    envelope fills the tiers above the one it came from, unless a change reached this
+    process while it was on its way up.
     """
-    tiers, group, counts = route.tiers, route.group, route.counts
+    counts = route.counts
     receiver = None if route.state is None else route.state.coherence
+    since = epoch_of(receiver)
+    best, best_index, remaining = yield from _best_rule(route, policy, key, receiver)
+    if best is None:
+        counts.misses += 1
+        return None
+    if best_index:
+        counts.shared_hits += 1
+    else:
+        counts.local_hits += 1
+    if unchanged_since(receiver, since):
+        yield from store_rule(route, policy, key, best, best_index, remaining=remaining)
+    return best
+
+
+def _best_rule(
+    route: Route, policy: Freshness, key: str, receiver: InvalidationReceiver | None
+) -> Rule[tuple[Envelope | None, int, float | None]]:
+    """The freshest live envelope in the route's tiers, its tier's index and remaining life.
+
+    It stops at the first fresh one; each tier's hit or miss is counted.
+    """
+    tiers, group = route.tiers, route.group
     if tiers[0].cache.in_process:
         tiers[0].stats.misses += 1
     best: Envelope | None = None
@@ -82,7 +106,7 @@ def read_rule(route: Route, policy: Freshness, key: str) -> Rule[Envelope | None
         except CacheError:
             if not policy.fail_safe:
                 raise
-            counts.errors += 1  # the fail-safe window answers for a tier that is down
+            route.counts.errors += 1  # the fail-safe window answers for a tier that is down
             continue
         entry = None if data is NO_VALUE else Envelope.read(data)
         if entry is not None and tier.cache.in_process:  # kept through a channel loss?
@@ -97,15 +121,7 @@ def read_rule(route: Route, policy: Freshness, key: str) -> Rule[Envelope | None
             best, best_index, best_remaining = entry, index, remaining
         if state is State.FRESH:
             break
-    if best is None:
-        counts.misses += 1
-        return None
-    if best_index:
-        counts.shared_hits += 1
-    else:
-        counts.local_hits += 1
-    yield from store_rule(route, policy, key, best, best_index, remaining=best_remaining)
-    return best
+    return best, best_index, best_remaining
 
 
 def answer_rule(route: Route, policy: Freshness, key: str) -> Rule[tuple[Envelope | None, State]]:
@@ -114,13 +130,16 @@ def answer_rule(route: Route, policy: Freshness, key: str) -> Rule[tuple[Envelop
     A stale one is served: counted, and kept as a short plain local copy
     (:func:`stale_copy_rule`); the caller then asks for its refresh.
     """
+    receiver = None if route.state is None else route.state.coherence
+    since = epoch_of(receiver)
     entry = yield from read_rule(route, policy, key)
     if entry is None:
         return None, State.DEAD
     state = policy.state(entry, clock())
     if state is State.STALE:
         route.counts.stale_served += 1
-        yield from stale_copy_rule(route, key, entry)
+        if unchanged_since(receiver, since):  # as read_rule's fill
+            yield from stale_copy_rule(route, key, entry)
     return entry, state
 
 
