@@ -185,6 +185,20 @@ def store_rule(
         outage.recheck(key, route.group)
 
 
+def deepest_rule(route: Route, key: str) -> Rule[tuple[Envelope | None, float | None, bool]]:
+    """Read the deepest tier's envelope of ``key``.
+
+    Returns it (``None``: none), its remaining life, and whether it may fill the tiers
+    above: no change reached this process while it was on its way up.
+    """
+    deepest = route.tiers[-1]
+    receiver = None if route.state is None else route.state.coherence
+    since = epoch_of(receiver)
+    data, remaining = yield (deepest, "lookup_entry", (envelope_key(deepest, key), route.group))
+    entry = None if data is NO_VALUE else Envelope.read(data)
+    return entry, remaining, unchanged_since(receiver, since)
+
+
 def stale_copy_rule(route: Route, key: str, entry: Envelope) -> Rule[None]:
     """Keep a served stale value as a short plain copy in the route's in-process tiers."""
     for tier in route.tiers:
@@ -232,7 +246,7 @@ def coordinated_rule(
     and its lock expired), it claims it in turn. Holding it, it reads the deepest tier once
     more (a value may have landed between the miss and the claim), then computes.
     """
-    deepest, group, last = route.tiers[-1], route.group, len(route.tiers) - 1
+    deepest, last = route.tiers[-1], len(route.tiers) - 1
     since, waited, polls = clock(), False, iter(HOLDER_POLLS)
     lease = yield (deepest, "acquire_refresh", (key,))
     while lease is None and clock() - since < HOLDER_WAIT:
@@ -240,18 +254,18 @@ def coordinated_rule(
             waited = True
             route.counts.lock_waits += 1
         yield (deepest, "pause", (next(polls, HOLDER_POLLS[-1]),))
-        data, remaining = yield (deepest, "lookup_entry", (envelope_key(deepest, key), group))
-        entry = None if data is NO_VALUE else Envelope.read(data)
+        entry, remaining, fills = yield from deepest_rule(route, key)
         if entry is not None and clock() < entry.hard:  # unexpired: the holder's value
-            yield from store_rule(route, policy, key, entry, last, remaining=remaining)
+            if fills:
+                yield from store_rule(route, policy, key, entry, last, remaining=remaining)
             return entry.value
         lease = yield (deepest, "acquire_refresh", (key,))
     try:
         if lease and last:  # held: did a value land between the miss and the claim?
-            data, remaining = yield (deepest, "lookup_entry", (envelope_key(deepest, key), group))
-            entry = None if data is NO_VALUE else Envelope.read(data)
+            entry, remaining, fills = yield from deepest_rule(route, key)
             if entry is not None and clock() < entry.hard:
-                yield from store_rule(route, policy, key, entry, last, remaining=remaining)
+                if fills:
+                    yield from store_rule(route, policy, key, entry, last, remaining=remaining)
                 return entry.value
         return (yield from compute_rule(route, policy, key, guard))
     finally:
@@ -272,12 +286,11 @@ def refresh_rule(
     if lease is None:
         return False
     try:
-        data, remaining = yield (deepest, "lookup_entry", (envelope_key(deepest, key), route.group))
-        entry = None if data is NO_VALUE else Envelope.read(data)
+        entry, remaining, fills = yield from deepest_rule(route, key)
         if entry is not None and entry.created > seen.created:  # refreshed meanwhile
-            yield from store_rule(
-                route, policy, key, entry, len(route.tiers) - 1, remaining=remaining
-            )
+            if fills:
+                last = len(route.tiers) - 1
+                yield from store_rule(route, policy, key, entry, last, remaining=remaining)
             return False
         yield from compute_rule(route, policy, key, guard)
         return True
