@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from stratacache import CacheStack, ComputeTimeout, cached_for
+from stratacache import NO_VALUE, CacheStack, ComputeTimeout, cached_for
 from stratacache.freshness import COMPANION, STALE_COPY_SECONDS, Envelope
 from tests.conftest import clean_env, root_pythonpath
 from tests.redis_server import RedisServer
@@ -619,3 +619,108 @@ def test_a_kept_copy_serves_fail_safe_only_within_its_window(
     time.sleep(max(0.6, STALE_COPY_SECONDS + 0.1))  # past the window and the served copy
     with pytest.raises(ConnectionError):
         profile(1)  # its window counts from the loss, not from its 30 s expiry
+
+
+# -- get, set and refresh of a function with freshness options --------------------------
+
+FRESHNESS_OPTIONS = pytest.mark.parametrize(
+    "options",
+    [{"refresh_after": 0.8}, {"fail_safe": 60}],
+    ids=["refresh_after", "fail_safe"],
+)
+
+
+def _instance(url: str) -> CacheStack:
+    stack = CacheStack()
+    stack.configure({"CACHE_TYPE": "RedisCache", "CACHE_REDIS_URL": url})
+    wait_for(lambda: channel_state(stack) == "subscribed")
+    return stack
+
+
+@FRESHNESS_OPTIONS
+def test_get_set_and_refresh_keep_what_another_instance_reads(
+    redis_url: str, options: dict[str, float]
+) -> None:
+    a, b = _instance(redis_url), _instance(redis_url)
+    runs: list[int] = []
+
+    def quote(item: int) -> str:
+        runs.append(item)
+        return f"computed {len(runs)}"
+
+    quote_a = cached_for(minutes=10, stack=a, **options)(quote)
+    quote_b = cached_for(minutes=10, stack=b, **options)(quote)
+    assert quote_a(1) == "computed 1"
+    assert quote_b.get(1) == "computed 1", "the value, not the envelope Redis holds"
+    assert quote_b(1) == "computed 1"
+    assert quote_b.set("set by b", 1) is True
+    wait_for(lambda: quote_a.get(1) == "set by b")
+    assert quote_a(1) == "set by b", "read as an envelope by the other instance"
+    assert quote_b.refresh(1) == "computed 2"
+    wait_for(lambda: quote_a.get(1) == "computed 2")
+    assert quote_a(1) == "computed 2"
+    assert runs == [1, 1], "no instance recomputed what the other set or refreshed"
+    a.close()
+    b.close()
+
+
+@FRESHNESS_OPTIONS
+def test_async_get_set_and_refresh_keep_what_another_instance_reads(
+    redis_url: str, options: dict[str, float]
+) -> None:
+    runs: list[int] = []
+
+    async def quote(item: int) -> str:
+        runs.append(item)
+        return f"computed {len(runs)}"
+
+    async def main() -> None:
+        a, b = _instance(redis_url), _instance(redis_url)
+        quote_a = cached_for(minutes=10, stack=a, **options)(quote)
+        quote_b = cached_for(minutes=10, stack=b, **options)(quote)
+        assert await quote_a(1) == "computed 1"
+        assert await quote_b.get(1) == "computed 1", "the value, not the envelope"
+        assert await quote_b(1) == "computed 1"
+        assert await quote_b.set("set by b", 1) is True
+        deadline = time.monotonic() + 5
+        while await quote_a.get(1) != "set by b":
+            assert time.monotonic() < deadline, "A never read B's value"
+            await asyncio.sleep(0.01)
+        assert await quote_a(1) == "set by b"
+        assert await quote_b.refresh(1) == "computed 2"
+        while await quote_a.get(1) != "computed 2":
+            assert time.monotonic() < deadline, "A never read B's refresh"
+            await asyncio.sleep(0.01)
+        assert await quote_a(1) == "computed 2"
+        a.close()
+        b.close()
+
+    asyncio.run(main())
+    assert runs == [1, 1]
+
+
+def test_a_set_value_goes_stale_and_is_refreshed_as_a_computed_one(two_tiers: CacheStack) -> None:
+    runs: list[int] = []
+
+    @cached_for(seconds=3, refresh_after=0.2, stack=two_tiers)
+    def quote(item: int) -> str:
+        runs.append(item)
+        return f"computed {len(runs)}"
+
+    assert quote.set("set", 1) is True
+    assert quote(1) == "set"
+    time.sleep(0.7)  # past refresh_after (0.6 s): stale, served once more, refreshed behind
+    assert quote(1) == "set"
+    wait_for(lambda: quote(1) == "computed 1", seconds=1.5)  # well before its 3 s
+    assert runs == [1]
+
+
+def test_get_never_answers_a_copy_kept_for_fail_safe_only(two_tiers: CacheStack) -> None:
+    @cached_for(seconds=1, fail_safe=60, stack=two_tiers)
+    def quote(item: int) -> str:
+        return "computed"
+
+    assert quote(1) == "computed"
+    assert quote.get(1) == "computed"
+    time.sleep(1.1)  # past its expiry, within the fail-safe window
+    assert quote.get(1) is NO_VALUE

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from stratacache import bypassing, engine
+from stratacache import bypassing, engine, freshrules
 from stratacache.asyncflight import AsyncFlights
 from stratacache.backend import NO_VALUE
 from stratacache.call import CachedCall
@@ -117,13 +117,19 @@ class AsyncCachedCall(CachedCall[Any, Any]):
         route.counts.manual_refreshes += 1
         key = self.keys(args, kwargs)
         run = functools.partial(self._arun, route.counts, args, kwargs)
+        if self.fresh is not None:  # an envelope, as the function's reads expect
+            rule = freshrules.compute_rule(route, self.fresh.policy, key, self.guard)
+            return await adrive(rule, run)
         return await adrive(engine.compute_rule(route, key, None, self.guard), run)
 
     async def get(self, *args: Any, **kwargs: Any) -> Any:
         """Return the cached result of this call, or ``NO_VALUE``; never runs the function."""
         if bypassing.active():
             return NO_VALUE
-        return await adrive(engine.peek_rule(self._current(), self.keys(args, kwargs)))
+        route, key = self._current(), self.keys(args, kwargs)
+        if self.fresh is not None:
+            return await adrive(freshrules.peek_rule(route, key))
+        return await adrive(engine.peek_rule(route, key))
 
     async def set(self, value: Any, /, *args: Any, **kwargs: Any) -> bool:  # type: ignore[override]
         """Store ``value`` as the result of this call in every tier (see ``CachedCall.set``)."""
@@ -132,6 +138,8 @@ class AsyncCachedCall(CachedCall[Any, Any]):
         route = self._tagged(args, kwargs)
         key = self.keys(args, kwargs)
         self.guard.invalidate(key)
+        if self.fresh is not None:
+            return await adrive(freshrules.set_rule(route, self.fresh.policy, key, value))
         return await adrive(engine.write_rule(route, key, value))
 
     async def invalidate(self, *args: Any, **kwargs: Any) -> bool:  # type: ignore[override]

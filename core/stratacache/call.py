@@ -12,9 +12,10 @@ import time
 from collections.abc import Callable
 from typing import Any, Generic, Literal, ParamSpec, TypeVar, cast
 
-from stratacache import bypassing, engine
+from stratacache import bypassing, engine, freshrules
 from stratacache.backend import NO_VALUE
 from stratacache.calloptions import CallOptions
+from stratacache.driver import drive
 from stratacache.engine import Route
 from stratacache.errors import CacheError, SerializationError
 from stratacache.freshcall import FreshPath
@@ -234,12 +235,17 @@ class CachedCall(Generic[P, R]):
         route.counts.manual_refreshes += 1
         key = self.keys(args, kwargs)
         run = functools.partial(self._run, route.counts, args, kwargs)
+        if self.fresh is not None:  # an envelope, as the function's reads expect
+            rule = freshrules.compute_rule(route, self.fresh.policy, key, self.guard)
+            return cast(R, drive(rule, run))
         return cast(R, engine.compute(route, key, run, guard=self.guard))
 
     def get(self, *args: Any, **kwargs: Any) -> Any:
         """Return the cached result of this call, or ``NO_VALUE``; never runs the function."""
         if bypassing.active():
             return NO_VALUE
+        if self.fresh is not None:
+            return drive(freshrules.peek_rule(self._current(), self.keys(args, kwargs)))
         return engine.peek(self._current(), self.keys(args, kwargs))
 
     def set(self, value: Any, /, *args: Any, **kwargs: Any) -> bool:
@@ -252,6 +258,8 @@ class CachedCall(Generic[P, R]):
         route = self._tagged(args, kwargs)
         key = self.keys(args, kwargs)
         self.guard.invalidate(key)
+        if self.fresh is not None:
+            return drive(freshrules.set_rule(route, self.fresh.policy, key, value))
         return engine.write(route, key, value)
 
     def invalidate(self, *args: Any, **kwargs: Any) -> bool:

@@ -23,6 +23,10 @@ for the envelope and where each tier keeps it):
   finished elsewhere makes this one a fill), else compute.
 * **Serve stale** (:func:`stale_copy_rule`): keep a served stale value as a plain local copy
   for :data:`~stratacache.freshness.STALE_COPY_SECONDS`.
+* **Manage** (``f.get``, ``f.set``, ``f.refresh``): :func:`peek_rule` answers a live value,
+  fresh or stale (never a copy kept for fail-safe only, never an envelope); :func:`set_rule`
+  keeps a given value's envelope as a computation's would be; a refresh is
+  :func:`compute_rule`.
 """
 
 from __future__ import annotations
@@ -52,8 +56,10 @@ __all__ = [
     "answer_rule",
     "compute_rule",
     "coordinated_rule",
+    "peek_rule",
     "read_rule",
     "refresh_rule",
+    "set_rule",
     "stale_copy_rule",
     "store_rule",
 ]
@@ -151,10 +157,11 @@ def store_rule(
     below: int,
     *,
     remaining: float | None = None,
-) -> Rule[None]:
+) -> Rule[bool]:
     """Keep ``entry`` in the tiers above index ``below``, deepest first.
 
     ``remaining`` is what the tier ``below`` said the entry has left (``None``: unknown).
+    Returns whether the deepest of them kept it.
     """
     tiers, timeouts = route.tiers, route.timeouts
     now = clock()
@@ -162,11 +169,12 @@ def store_rule(
     if remaining is not None and not math.isinf(remaining):
         life = min(life, remaining)
     if life <= 0:
-        return
+        return False
     fresh_for = min(entry.soft - now, life)
     stored = entry.stored()
     last = len(tiers) - 1
     outage: Recovery | None = None
+    deepest_kept = False
     for index in range(below - 1, -1, -1):
         tier = tiers[index]
         writes: list[tuple[str, Any, float]]
@@ -179,10 +187,13 @@ def store_rule(
         mark, kept = failures(tier), True
         for name, data, seconds in writes:
             kept = (yield from keep_rule(route, tier, name, data, seconds)) and kept
+        if index == below - 1:
+            deepest_kept = kept
         if index:
             outage = failed_write(tier, mark, kept) or outage
     if outage is not None:  # the tiers above hold what its store missed (see the engine)
         outage.recheck(key, route.group)
+    return deepest_kept
 
 
 def deepest_rule(route: Route, key: str) -> Rule[tuple[Envelope | None, float | None, bool]]:
@@ -197,6 +208,31 @@ def deepest_rule(route: Route, key: str) -> Rule[tuple[Envelope | None, float | 
     data, remaining = yield (deepest, "lookup_entry", (envelope_key(deepest, key), route.group))
     entry = None if data is NO_VALUE else Envelope.read(data)
     return entry, remaining, unchanged_since(receiver, since)
+
+
+def peek_rule(route: Route, key: str) -> Rule[Any]:
+    """The value ``f.get()`` answers: the first live envelope's, top-down, else ``NO_VALUE``.
+
+    Live is fresh or stale (before the hard expiry); a copy kept for fail-safe only is not
+    a cached result. Nothing is counted or filled.
+    """
+    receiver = None if route.state is None else route.state.coherence
+    now = clock()
+    for tier in route.tiers:
+        data, _ = yield (tier, "lookup_entry", (envelope_key(tier, key), route.group))
+        entry = None if data is NO_VALUE else Envelope.read(data)
+        if entry is not None and tier.cache.in_process:
+            entry = suspected(receiver, entry)
+        if entry is not None and now < entry.hard:
+            return entry.value
+    return NO_VALUE
+
+
+def set_rule(route: Route, policy: Freshness, key: str, value: Any) -> Rule[bool]:
+    """Keep ``value`` (``f.set``) in every tier as if computed now; whether the deepest kept it."""
+    now = clock()
+    entry = policy.envelope(value, route.timeouts[-1], now, now)
+    return (yield from store_rule(route, policy, key, entry, len(route.tiers)))
 
 
 def stale_copy_rule(route: Route, key: str, entry: Envelope) -> Rule[None]:
