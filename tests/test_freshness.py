@@ -665,6 +665,27 @@ def test_get_set_and_refresh_keep_what_another_instance_reads(
 
 
 @FRESHNESS_OPTIONS
+def test_the_stack_get_of_a_function_key_answers_its_value_and_fills_nothing_wrong(
+    redis_url: str, options: dict[str, float]
+) -> None:
+    a, b = _instance(redis_url), _instance(redis_url)
+
+    def quote(item: int) -> str:
+        return "computed"
+
+    quote_a = cached_for(minutes=10, stack=a, **options)(quote)
+    quote_b = cached_for(minutes=10, stack=b, **options)(quote)
+    assert quote_a(1) == "computed"  # Redis holds its envelope
+    key = quote_b.cache_key(1)
+    assert b.get(key) == "computed", "the value, not the envelope"
+    assert asyncio.run(b.aget(key)) == "computed"
+    assert b.local_cache.lookup(key) is NO_VALUE, "no envelope copied up as a plain value"
+    assert quote_b(1) == "computed"
+    a.close()
+    b.close()
+
+
+@FRESHNESS_OPTIONS
 def test_async_get_set_and_refresh_keep_what_another_instance_reads(
     redis_url: str, options: dict[str, float]
 ) -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from stratacache import engine
 from stratacache.backend import NO_VALUE, Timeout
 from stratacache.driver import adrive
+from stratacache.freshness import unwrapped
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -50,7 +51,7 @@ class AsyncOperations:
         """``get``, awaited: the value of ``key`` from the first tier that has it."""
         route = self._layers().stack_route
         value = await adrive(engine.read_rule(route, key))
-        return default if value is NO_VALUE else value
+        return default if value is NO_VALUE else unwrapped(value, default)
 
     async def aset(self, key: str, value: Any, timeout: Timeout = None) -> bool:
         """``set``, awaited: store ``value`` in every tier, deepest first."""

@@ -35,6 +35,7 @@ from stratacache.backend import NO_VALUE
 from stratacache.coherence import InvalidationReceiver, epoch_of, unchanged_since
 from stratacache.driver import RUN, Rule, drive
 from stratacache.errors import SerializationError
+from stratacache.freshness import Envelope
 from stratacache.guard import WriteGuard
 from stratacache.recovery import Recovery, failed_write, failures
 from stratacache.route import UNCOUNTED, Route
@@ -127,7 +128,13 @@ def below_rule(route: Route, key: str, *, counted: bool) -> Rule[Any]:
 def fill_rule(
     route: Route, index: int, key: str, value: Any, remaining: float | None
 ) -> Rule[None]:
-    """Copy a value found in tier ``index`` into the tiers above it, deepest first."""
+    """Copy a value found in tier ``index`` into the tiers above it, deepest first.
+
+    A function's envelope (read through the stack's ``get``) is not copied: above, it would
+    be read as the function's plain value (:mod:`stratacache.freshrules` keeps those).
+    """
+    if Envelope.read(value) is not None:
+        return
     tiers, timeouts = route.tiers, route.timeouts
     for above in range(index - 1, -1, -1):
         tier = tiers[above]

@@ -43,6 +43,7 @@ __all__ = [
     "State",
     "companion_key",
     "freshness_options",
+    "unwrapped",
 ]
 
 MARK = "stratacache.entry/1"
@@ -109,6 +110,18 @@ class Envelope:
             return None
         _, created, soft, hard, seconds, value = data
         return Envelope(value, float(created), float(soft), float(hard), float(seconds))
+
+
+def unwrapped(data: Any, expired: Any) -> Any:
+    """What the stack's ``get`` answers for ``data``.
+
+    A plain value as it is; a function's envelope (read from a tier outside the process) as
+    its value, or ``expired`` once past its hard expiry (a copy kept for fail-safe only).
+    """
+    entry = Envelope.read(data)
+    if entry is None:
+        return data
+    return entry.value if clock() < entry.hard else expired
 
 
 def _seconds(name: str, value: float | timedelta | None, *, allow_zero: bool) -> float | None:

@@ -23,6 +23,7 @@ from stratacache.coherence import attach_receivers, attach_rechecks, detach, wit
 from stratacache.driver import drive
 from stratacache.errors import SerializationError
 from stratacache.forksafe import renew_in_child
+from stratacache.freshness import unwrapped
 from stratacache.state import StackState
 from stratacache.stats import BackendStats, StackStats, StatsSnapshot
 from stratacache.tags import TagOperations
@@ -292,7 +293,7 @@ class CacheStack(TagOperations, AsyncOperations):
         A hit below the first tier fills the tiers above with its remaining lifetime.
         """
         value = engine.read(self._layers().stack_route, key)
-        return default if value is NO_VALUE else value
+        return default if value is NO_VALUE else unwrapped(value, default)
 
     def set(self, key: str, value: Any, timeout: Timeout = None) -> bool:
         """Store ``value`` in every tier, deepest first; return the deepest tier's result.
