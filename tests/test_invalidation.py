@@ -268,6 +268,44 @@ def test_a_fill_racing_an_invalidation_is_not_kept_with_freshness_options(
     assert quote_a(1) == "new"
 
 
+def test_a_fail_safe_value_served_after_an_invalidation_is_not_kept(
+    pair: tuple[CacheStack, CacheStack],
+) -> None:
+    # The value a failed computation falls back on was read before B's change reached A:
+    # A serves it (its computation failed) but keeps no local copy of it.
+    a, b = pair
+    receiver = a._layers().coherence
+    assert receiver is not None
+    failing = [False]
+
+    def quote(item: int) -> str:
+        if failing[0]:
+            raise ConnectionError("the database is down")
+        return "old"
+
+    quote_a = cached_for(seconds=1, fail_safe=3600, stack=a)(quote)
+    quote_b = cached_for(seconds=1, fail_safe=3600, stack=b)(quote)
+    assert quote_b(1) == "old"
+    gone_within(lambda: receiver.received >= 1)
+    time.sleep(1.1)  # past its expiry: kept for fail-safe only
+    shared: Any = a.shared_cache.cache
+    real = shared.lookup_entry
+
+    def slow_lookup(*args: Any) -> tuple[Any, float | None]:
+        found = real(*args)
+        del shared.lookup_entry
+        before = receiver.received
+        failing[0] = True
+        assert quote_b.set("new", 1)
+        gone_within(lambda: receiver.received > before)
+        return found
+
+    shared.lookup_entry = slow_lookup  # type: ignore[method-assign]
+    assert quote_a(1) == "old", "the fail-safe value of what it read"
+    assert local(a, quote_a.cache_key(1)) is NO_VALUE, "no copy of it kept"
+    assert quote_a(1) == "new"
+
+
 def test_invalidation_off_opens_no_channel(redis_url: str, redis_server: RedisServer) -> None:
     stack = instance(redis_url, CACHE_INVALIDATION="off", CACHE_KEY_PREFIX="offapp")
     redis_server.reset_stats()

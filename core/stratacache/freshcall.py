@@ -101,6 +101,7 @@ class FreshPath:
     def miss(self, route: Route, key: str, args: Any, kwargs: Any) -> Any:
         """Answer a call whose first tier had no fresh plain value."""
         policy, call = self.policy, self.call
+        since = freshrules.epoch(route)
         entry, state = drive(freshrules.answer_rule(route, policy, key))
         if entry is not None and state is State.FRESH:
             return entry.value
@@ -118,10 +119,10 @@ class FreshPath:
             if not policy.timed:
                 return compute()
             future = refresher(call.stack, self._workers(route)).submit(compute)
-            return self._wait(route, key, future, stale)
+            return self._wait(route, key, future, stale, since)
         except Exception as exc:
             value = self._fail_safe(route, key, stale, exc)
-            drive(freshrules.stale_copy_rule(route, key, stale))  # type: ignore[arg-type]
+            drive(freshrules.stale_copy_rule(route, key, stale, since))  # type: ignore[arg-type]
             return value
 
     def _refresh(self, route: Route, key: str, entry: Envelope, run: Any) -> None:
@@ -135,7 +136,12 @@ class FreshPath:
         pool.refresh((route.group, key), observed_refresh(route, key, job), counts)
 
     def _wait(
-        self, route: Route, key: str, future: concurrent.futures.Future[Any], stale: Envelope | None
+        self,
+        route: Route,
+        key: str,
+        future: concurrent.futures.Future[Any],
+        stale: Envelope | None,
+        since: int,
     ) -> Any:
         policy, started = self.policy, time.monotonic()
         if stale is not None and policy.soft_timeout is not None:
@@ -143,7 +149,7 @@ class FreshPath:
                 return future.result(policy.soft_timeout)
             except concurrent.futures.TimeoutError:
                 route.counts.soft_timeouts += 1
-                drive(freshrules.stale_copy_rule(route, key, stale))
+                drive(freshrules.stale_copy_rule(route, key, stale, since))
                 return stale.value
         if policy.hard_timeout is None:
             return future.result()
@@ -166,6 +172,7 @@ class FreshPath:
         """:meth:`miss`, for an ``async def`` function: refreshes and computations are tasks."""
         policy = self.policy
         call: AsyncCachedCall = self.call  # type: ignore[assignment]
+        since = freshrules.epoch(route)
         entry, state = await adrive(freshrules.answer_rule(route, policy, key))
         if entry is not None and state is State.FRESH:
             return entry.value
@@ -180,10 +187,10 @@ class FreshPath:
                 return await compute
             task = asyncio.ensure_future(compute)
             self.async_refresher.keep(task)
-            return await self._await(route, key, task, stale)
+            return await self._await(route, key, task, stale, since)
         except Exception as exc:
             value = self._fail_safe(route, key, stale, exc)
-            await adrive(freshrules.stale_copy_rule(route, key, stale))  # type: ignore[arg-type]
+            await adrive(freshrules.stale_copy_rule(route, key, stale, since))  # type: ignore[arg-type]
             return value
 
     def _arefresh(self, route: Route, key: str, entry: Envelope, run: Any) -> None:
@@ -197,7 +204,7 @@ class FreshPath:
         self.async_refresher.refresh((route.group, key), observed, counts, self._workers(route))
 
     async def _await(
-        self, route: Route, key: str, task: asyncio.Task[Any], stale: Envelope | None
+        self, route: Route, key: str, task: asyncio.Task[Any], stale: Envelope | None, since: int
     ) -> Any:
         policy, started = self.policy, time.monotonic()
         if stale is not None and policy.soft_timeout is not None:
@@ -205,7 +212,7 @@ class FreshPath:
                 return await asyncio.wait_for(asyncio.shield(task), policy.soft_timeout)
             except TimeoutError:
                 route.counts.soft_timeouts += 1
-                await adrive(freshrules.stale_copy_rule(route, key, stale))
+                await adrive(freshrules.stale_copy_rule(route, key, stale, since))
                 return stale.value
         if policy.hard_timeout is None:
             return await task

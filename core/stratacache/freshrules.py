@@ -56,6 +56,7 @@ __all__ = [
     "answer_rule",
     "compute_rule",
     "coordinated_rule",
+    "epoch",
     "peek_rule",
     "read_rule",
     "refresh_rule",
@@ -144,8 +145,7 @@ def answer_rule(route: Route, policy: Freshness, key: str) -> Rule[tuple[Envelop
     state = policy.state(entry, clock())
     if state is State.STALE:
         route.counts.stale_served += 1
-        if unchanged_since(receiver, since):  # as read_rule's fill
-            yield from stale_copy_rule(route, key, entry)
+        yield from stale_copy_rule(route, key, entry, since)
     return entry, state
 
 
@@ -235,8 +235,19 @@ def set_rule(route: Route, policy: Freshness, key: str, value: Any) -> Rule[bool
     return (yield from store_rule(route, policy, key, entry, len(route.tiers)))
 
 
-def stale_copy_rule(route: Route, key: str, entry: Envelope) -> Rule[None]:
-    """Keep a served stale value as a short plain copy in the route's in-process tiers."""
+def epoch(route: Route) -> int:
+    """The route's channel epoch now (0 without a channel): take it before reading."""
+    return epoch_of(None if route.state is None else route.state.coherence)
+
+
+def stale_copy_rule(route: Route, key: str, entry: Envelope, since: int) -> Rule[None]:
+    """Keep a served stale value as a short plain copy in the route's in-process tiers.
+
+    ``since`` is the :func:`epoch` taken before ``entry`` was read: a change that reached
+    the process since then leaves no copy.
+    """
+    if not unchanged_since(None if route.state is None else route.state.coherence, since):
+        return
     for tier in route.tiers:
         if tier.cache.in_process:
             yield from keep_rule(route, tier, key, entry.value, STALE_COPY_SECONDS)
