@@ -307,6 +307,7 @@ def test_another_process_reads_no_stale_value_once_the_replay_ran(
         assert peer.stdout is not None
         # The first read, then "ready"; the reads after it may already meet the outage.
         first = peer.stdout.readline().split()
+        assert first, "the peer printed nothing: it failed at start-up (its stderr is above)"
         assert peer.stdout.readline().strip() == "ready"
         crash_keeping_data(server)
         recovery_peer.VALUE[0] = "v2"
