@@ -746,3 +746,19 @@ def test_an_error_about_one_key_is_not_an_outage(redis_url: str) -> None:
     assert cache.inc("pickled") is None, "INCRBY on a pickled value fails for that key only"
     assert cache.set("other", 1) is True, "and Redis is still used at once, no back-off"
     assert cache.get("other") == 1
+
+
+def test_the_cluster_kind_of_a_client_is_its_type_s() -> None:
+    from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+    from redis.cluster import RedisCluster
+
+    from stratacache_plugins.rediscache.naming import cluster_kind
+
+    class Custom(redis.Redis):
+        pass
+
+    assert cluster_kind(redis.Redis()) is None
+    assert cluster_kind(Custom()) is None
+    assert cluster_kind(object.__new__(RedisCluster)) == "sync"
+    assert cluster_kind(object.__new__(AsyncRedisCluster)) == "async"
+    assert cluster_kind(redis.Redis()) is None, "the same answer once remembered"

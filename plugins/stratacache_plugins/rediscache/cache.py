@@ -33,7 +33,13 @@ from stratacache_plugins.rediscache.bulk import RedisBulk
 from stratacache_plugins.rediscache.client import RedisCacheError, RedisClient
 from stratacache_plugins.rediscache.codec import RedisCodec
 from stratacache_plugins.rediscache.monitoring import RedisMonitoring
-from stratacache_plugins.rediscache.naming import namespace, one_command, one_slot, unlink_under
+from stratacache_plugins.rediscache.naming import (
+    cluster_kind,
+    namespace,
+    one_command,
+    one_slot,
+    unlink_under,
+)
 from stratacache_plugins.rediscache.options import RedisCacheOptions
 from stratacache_plugins.rediscache.pipelined import send_together
 from stratacache_plugins.rediscache.protocol import RedisLike
@@ -289,7 +295,7 @@ class RedisCache(
             if (
                 scripted
                 and self._scripted_announcements()
-                and not isinstance(r, RedisCluster)
+                and cluster_kind(r) != "sync"
                 and one_command(r, *names)
             ):
                 # The common tracked write, in one command: SET, tracking and announcement.

@@ -31,6 +31,7 @@ __all__ = [
     "PrefixKeys",
     "RedisKeys",
     "check_prefix",
+    "cluster_kind",
     "fetch_many",
     "keys_under",
     "namespace",
@@ -141,6 +142,31 @@ def keys_under(r: RedisLike, prefix: str) -> Iterator[bytes]:
     yield from r.scan_iter(match=pattern, count=_SCAN_COUNT)
 
 
+_KINDS: dict[type, str | None] = {}
+
+
+def cluster_kind(r: object) -> str | None:
+    """``"sync"`` or ``"async"`` for a redis-py Cluster client, ``None`` for any other.
+
+    Found once per client type: ``isinstance`` against redis-py's Cluster classes, whose
+    metaclass is ``typing``'s protocol one, costs about 0.5 us a check, and a tracked
+    write asked three times.
+    """
+    kind = type(r)
+    try:
+        return _KINDS[kind]
+    except KeyError:
+        found = (
+            "async"
+            if isinstance(r, AsyncRedisCluster)
+            else "sync"
+            if isinstance(r, RedisCluster)
+            else None
+        )
+        _KINDS[kind] = found
+        return found
+
+
 def one_slot(r: RedisLike | AsyncRedisCluster, *names: str) -> bool:
     """Whether ``names`` can share one transaction.
 
@@ -150,10 +176,11 @@ def one_slot(r: RedisLike | AsyncRedisCluster, *names: str) -> bool:
     with connections that then fail on the caller's loop: there a tracked write is a
     pipeline of its commands, sent in one round trip to the slot's node and run in order.
     """
-    if isinstance(r, AsyncRedisCluster):
-        return False
-    if not isinstance(r, RedisCluster):
+    kind = cluster_kind(r)
+    if kind is None:
         return True
+    if kind == "async":
+        return False
     return len({key_slot(name.encode("utf-8", "surrogatepass")) for name in names}) == 1
 
 
@@ -163,7 +190,7 @@ def one_command(r: RedisLike | AsyncRedisCluster, *names: str) -> bool:
     Unlike :func:`one_slot`, true on redis-py's asyncio Cluster client too: a single
     command is routed to its slot's node, with no transaction involved.
     """
-    if not isinstance(r, RedisCluster | AsyncRedisCluster):
+    if cluster_kind(r) is None:
         return True
     return len({key_slot(name.encode("utf-8", "surrogatepass")) for name in names}) == 1
 
