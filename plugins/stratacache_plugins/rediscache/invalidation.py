@@ -71,9 +71,13 @@ class Message(NamedTuple):
     keys: Sequence[str]
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+"""One encoder for every message: ``json.dumps`` with separators builds one per call."""
+
+
 def encode(origin: str, op: Op, group: str | None = None, keys: Sequence[str] = ()) -> bytes:
     """Return the bytes of one message (see the module docstring)."""
-    return json.dumps([origin, op, group, list(keys)], separators=(",", ":")).encode()
+    return _COMPACT.encode([origin, op, group, list(keys)]).encode()
 
 
 def decode(data: bytes | str) -> Message | None:
