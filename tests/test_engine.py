@@ -90,3 +90,35 @@ def test_a_counted_route_counts_a_first_tier_hit_once() -> None:
     stats = stack.stats()
     assert stats["functions"]["views.home"]["local_hits"] == 3
     assert stats["layers"]["local"]["hits"] == 3
+
+
+class ArrayLike:
+    """A value that compares as numpy arrays do: ``!=`` gives something with no truth value."""
+
+    def __ne__(self, other: object) -> ArrayLike:  # type: ignore[override]
+        return self
+
+    def __eq__(self, other: object) -> ArrayLike:  # type: ignore[override]
+        return self
+
+    def __bool__(self) -> bool:
+        raise ValueError("the truth value of an array with more than one element is ambiguous")
+
+    __hash__ = object.__hash__
+
+
+def test_a_six_item_list_led_by_an_array_is_filled_and_read_like_any_value() -> None:
+    # Six items, as a stored envelope has: telling them apart must not compare the first.
+    stack = CacheStack()
+    stack.configure({"CACHE_TYPE": "SimpleCache"})  # a local tier above a shared one
+
+    @cached_for(minutes=5, stack=stack)
+    def split(n: int) -> list[object]:
+        return [ArrayLike(), 1, 2, 3, 4, 5]
+
+    key = split.cache_key(1)
+    assert len(split(1)) == 6
+    stack.local_cache.cache.delete(key)
+    assert len(split(1)) == 6, "a shared hit, filled into the local tier"
+    assert stack.local_cache.cache.lookup(key) is not NO_VALUE
+    assert len(stack.get(key)) == 6

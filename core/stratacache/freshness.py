@@ -106,7 +106,10 @@ class Envelope:
     @staticmethod
     def read(data: Any) -> Envelope | None:
         """Return the envelope ``data`` holds, or ``None`` if it is not one (a plain value)."""
-        if type(data) not in (tuple, list) or len(data) != 6 or data[0] != MARK:
+        # type() first: a plain value's first item may compare as an array (numpy).
+        if type(data) not in (tuple, list) or len(data) != 6 or type(data[0]) is not str:
+            return None
+        if data[0] != MARK:
             return None
         _, created, soft, hard, seconds, value = data
         return Envelope(value, float(created), float(soft), float(hard), float(seconds))

@@ -211,21 +211,27 @@ def deepest_rule(route: Route, key: str) -> Rule[tuple[Envelope | None, float | 
 
 
 def peek_rule(route: Route, key: str) -> Rule[Any]:
-    """The value ``f.get()`` answers: the first live envelope's, top-down, else ``NO_VALUE``.
+    """The value ``f.get()`` answers: as a call reads it, top-down, else ``NO_VALUE``.
 
-    Live is fresh or stale (before the hard expiry); a copy kept for fail-safe only is not
-    a cached result. Nothing is counted or filled.
+    The first fresh envelope's value, else the freshest stale one's (before its hard
+    expiry); a copy kept for fail-safe only is not a cached result. Nothing is counted or
+    filled.
     """
     receiver = None if route.state is None else route.state.coherence
     now = clock()
+    best: Envelope | None = None
     for tier in route.tiers:
         data, _ = yield (tier, "lookup_entry", (envelope_key(tier, key), route.group))
         entry = None if data is NO_VALUE else Envelope.read(data)
         if entry is not None and tier.cache.in_process:
             entry = suspected(receiver, entry)
-        if entry is not None and now < entry.hard:
+        if entry is None or now >= entry.hard:
+            continue
+        if now < entry.soft:
             return entry.value
-    return NO_VALUE
+        if best is None or entry.soft > best.soft:
+            best = entry
+    return NO_VALUE if best is None else best.value
 
 
 def set_rule(route: Route, policy: Freshness, key: str, value: Any) -> Rule[bool]:
