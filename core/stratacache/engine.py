@@ -53,7 +53,6 @@ __all__ = [
     "compute_coordinated",
     "compute_rule",
     "coordinated_rule",
-    "fill",
     "fill_rule",
     "first_counted",
     "keep_rule",
@@ -313,11 +312,6 @@ def peek(route: Route, key: str) -> Any:
     if value is not NO_VALUE or len(route.tiers) == 1:
         return value
     return drive(below_rule(route, key, counted=False))
-
-
-def fill(route: Route, index: int, key: str, value: Any, remaining: float | None) -> None:
-    """Copy a value found in tier ``index`` into the tiers above it, deepest first."""
-    drive(fill_rule(route, index, key, value, remaining))
 
 
 def write(

@@ -27,19 +27,14 @@ import redis
 from redis.cluster import RedisCluster
 
 from stratacache import NO_VALUE, Serializer, Timeout
+from stratacache_plugins.rediscache import naming
 from stratacache_plugins.rediscache.announcing import Announcing, after_reply
 from stratacache_plugins.rediscache.awaited import AwaitedRedis, overrides
 from stratacache_plugins.rediscache.bulk import RedisBulk
 from stratacache_plugins.rediscache.client import RedisCacheError, RedisClient
 from stratacache_plugins.rediscache.codec import RedisCodec
 from stratacache_plugins.rediscache.monitoring import RedisMonitoring
-from stratacache_plugins.rediscache.naming import (
-    cluster_kind,
-    namespace,
-    one_command,
-    one_slot,
-    unlink_under,
-)
+from stratacache_plugins.rediscache.naming import namespace, one_command, one_slot, unlink_under
 from stratacache_plugins.rediscache.options import RedisCacheOptions
 from stratacache_plugins.rediscache.pipelined import send_together
 from stratacache_plugins.rediscache.protocol import RedisLike
@@ -295,7 +290,7 @@ class RedisCache(
             if (
                 scripted
                 and self._scripted_announcements()
-                and cluster_kind(r) != "sync"
+                and naming.cluster_kind(r) != "sync"
                 and one_command(r, *names)
             ):
                 # The common tracked write, in one command: SET, tracking and announcement.
