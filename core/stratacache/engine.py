@@ -32,7 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 from stratacache.backend import NO_VALUE
-from stratacache.coherence import InvalidationReceiver, epoch_of, unchanged_since
+from stratacache.coherence import epoch_of, unchanged_since
 from stratacache.driver import RUN, Rule, drive
 from stratacache.errors import SerializationError
 from stratacache.freshness import Envelope
@@ -99,7 +99,7 @@ def first_counted(route: Route, value: Any) -> bool:
 def below_rule(route: Route, key: str, *, counted: bool) -> Rule[Any]:
     """Read the tiers below the first, deepest last; a hit fills the tiers above it."""
     tiers, group, fills = route.tiers, route.group, route.fills
-    since = epoch_of(receiver := _receiver(route))
+    since = epoch_of(receiver := route.receiver)
     for index in range(1, len(tiers)):
         tier = tiers[index]
         if fills[index]:
@@ -163,7 +163,7 @@ def write_rule(
     tiers, timeouts, group, counts = route.tiers, route.timeouts, route.group, route.counts
     start = len(tiers) - 1 if below is None else below - 1
     deepest_stored = False
-    since = epoch_of(receiver := _receiver(route))
+    since = epoch_of(receiver := route.receiver)
     outage: Recovery | None = None
     for index in range(start, -1, -1):
         if index < start and not unchanged_since(receiver, since):
@@ -247,7 +247,7 @@ def coordinated_rule(
             theirs = committed is not value  # another caller's value won
             value = committed
     if theirs:
-        since = epoch_of(receiver := _receiver(route))
+        since = epoch_of(receiver := route.receiver)
         found, remaining = yield (deepest, "lookup_entry", (key, route.group))
         if found is not NO_VALUE and unchanged_since(receiver, since):
             yield from fill_rule(route, len(tiers) - 1, key, found, remaining)
@@ -256,11 +256,6 @@ def coordinated_rule(
     if len(tiers) > 1 and (outage := failed_write(deepest, mark, computation.stored)):
         outage.recheck(key, route.group)
     return value
-
-
-def _receiver(route: Route) -> InvalidationReceiver | None:
-    state = route.state
-    return None if state is None else state.coherence
 
 
 # -- the rules, run synchronously --------------------------------------------------------

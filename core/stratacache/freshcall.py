@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from stratacache import freshrules
 from stratacache.backend import NO_VALUE
+from stratacache.coherence import epoch_of
 from stratacache.driver import adrive, drive
 from stratacache.errors import ComputeTimeout
 from stratacache.freshness import Envelope, Freshness, State, clock
@@ -101,8 +102,8 @@ class FreshPath:
     def miss(self, route: Route, key: str, args: Any, kwargs: Any) -> Any:
         """Answer a call whose first tier had no fresh plain value."""
         policy, call = self.policy, self.call
-        since = freshrules.epoch(route)
-        entry, state = drive(freshrules.answer_rule(route, policy, key))
+        since = epoch_of(route.receiver)
+        entry, state = drive(freshrules.answer_rule(route, policy, key, since))
         if entry is not None and state is State.FRESH:
             return entry.value
         run = observed_run(route, key, functools.partial(call._run, route.counts, args, kwargs))
@@ -172,8 +173,8 @@ class FreshPath:
         """:meth:`miss`, for an ``async def`` function: refreshes and computations are tasks."""
         policy = self.policy
         call: AsyncCachedCall = self.call  # type: ignore[assignment]
-        since = freshrules.epoch(route)
-        entry, state = await adrive(freshrules.answer_rule(route, policy, key))
+        since = epoch_of(route.receiver)
+        entry, state = await adrive(freshrules.answer_rule(route, policy, key, since))
         if entry is not None and state is State.FRESH:
             return entry.value
         run = aobserved_run(route, key, functools.partial(call._arun, route.counts, args, kwargs))

@@ -56,7 +56,6 @@ __all__ = [
     "answer_rule",
     "compute_rule",
     "coordinated_rule",
-    "epoch",
     "peek_rule",
     "read_rule",
     "refresh_rule",
@@ -71,16 +70,16 @@ def envelope_key(tier: Tier, key: str) -> str:
     return companion_key(key) if tier.cache.in_process else key
 
 
-def read_rule(route: Route, policy: Freshness, key: str) -> Rule[Envelope | None]:
+def read_rule(route: Route, policy: Freshness, key: str, since: int) -> Rule[Envelope | None]:
     """Return the best envelope of ``key`` in the route's tiers (``None``: none alive).
 
     The first tier's plain value was read by the caller and missed (counted here). The
     envelope fills the tiers above the one it came from, unless a change reached this
-    process while it was on its way up.
+    process while it was on its way up: since ``since``, the channel's epoch (``epoch_of``)
+    taken before the read.
     """
     counts = route.counts
-    receiver = None if route.state is None else route.state.coherence
-    since = epoch_of(receiver)
+    receiver = route.receiver
     best, best_index, remaining = yield from _best_rule(route, policy, key, receiver)
     if best is None:
         counts.misses += 1
@@ -131,15 +130,16 @@ def _best_rule(
     return best, best_index, best_remaining
 
 
-def answer_rule(route: Route, policy: Freshness, key: str) -> Rule[tuple[Envelope | None, State]]:
+def answer_rule(
+    route: Route, policy: Freshness, key: str, since: int
+) -> Rule[tuple[Envelope | None, State]]:
     """Read the envelope of ``key`` (:func:`read_rule`) and tell what it is worth now.
 
     A stale one is served: counted, and kept as a short plain local copy
-    (:func:`stale_copy_rule`); the caller then asks for its refresh.
+    (:func:`stale_copy_rule`); the caller then asks for its refresh. ``since`` is the
+    channel's epoch taken before the read.
     """
-    receiver = None if route.state is None else route.state.coherence
-    since = epoch_of(receiver)
-    entry = yield from read_rule(route, policy, key)
+    entry = yield from read_rule(route, policy, key, since)
     if entry is None:
         return None, State.DEAD
     state = policy.state(entry, clock())
@@ -203,7 +203,7 @@ def deepest_rule(route: Route, key: str) -> Rule[tuple[Envelope | None, float | 
     above: no change reached this process while it was on its way up.
     """
     deepest = route.tiers[-1]
-    receiver = None if route.state is None else route.state.coherence
+    receiver = route.receiver
     since = epoch_of(receiver)
     data, remaining = yield (deepest, "lookup_entry", (envelope_key(deepest, key), route.group))
     entry = None if data is NO_VALUE else Envelope.read(data)
@@ -217,7 +217,7 @@ def peek_rule(route: Route, key: str) -> Rule[Any]:
     expiry); a copy kept for fail-safe only is not a cached result. Nothing is counted or
     filled.
     """
-    receiver = None if route.state is None else route.state.coherence
+    receiver = route.receiver
     now = clock()
     best: Envelope | None = None
     for tier in route.tiers:
@@ -241,18 +241,13 @@ def set_rule(route: Route, policy: Freshness, key: str, value: Any) -> Rule[bool
     return (yield from store_rule(route, policy, key, entry, len(route.tiers)))
 
 
-def epoch(route: Route) -> int:
-    """The route's channel epoch now (0 without a channel): take it before reading."""
-    return epoch_of(None if route.state is None else route.state.coherence)
-
-
 def stale_copy_rule(route: Route, key: str, entry: Envelope, since: int) -> Rule[None]:
     """Keep a served stale value as a short plain copy in the route's in-process tiers.
 
-    ``since`` is the :func:`epoch` taken before ``entry`` was read: a change that reached
-    the process since then leaves no copy.
+    ``since`` is the channel's epoch taken before ``entry`` was read (``epoch_of``): a
+    change that reached the process since then leaves no copy.
     """
-    if not unchanged_since(None if route.state is None else route.state.coherence, since):
+    if not unchanged_since(route.receiver, since):
         return
     for tier in route.tiers:
         if tier.cache.in_process:

@@ -18,6 +18,7 @@ from stratacache.stats import FunctionStats
 from stratacache.tier import Tier, bounded
 
 if TYPE_CHECKING:
+    from stratacache.coherence import InvalidationReceiver
     from stratacache.stack import StackState
 
 __all__ = ["UNCOUNTED", "Route"]
@@ -111,6 +112,12 @@ class Route:
         self.debug = logger.isEnabledFor(logging.DEBUG)
         if self.debug:
             self.lookup = _logged(self.lookup, first.name, group)
+
+    @property
+    def receiver(self) -> InvalidationReceiver | None:
+        """The invalidation channel's receiver of the route's stack (``None``: no channel)."""
+        state = self.state
+        return None if state is None else state.coherence
 
     def kept(self, value: Any) -> bool:
         """Whether a computed ``value`` is written: ``cache_if`` says so (counted when not)."""
